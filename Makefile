@@ -1,0 +1,75 @@
+# pathsteer — two commands for a newcomer: `make demo` and `make test`.
+# Each installs what it needs by itself (Debian packages, .venv, BPF objects); a second run is quick.
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+ARCH        := $(shell uname -m)
+CLANG       ?= clang
+BPF_CFLAGS  := -O2 -g -target bpf -Wall -Werror -I/usr/include/$(ARCH)-linux-gnu -Ibpf
+BPF_OBJDIR  := src/pathsteer/bpf/objects
+BPF_SRCS    := $(wildcard bpf/*.bpf.c)
+BPF_OBJS    := $(patsubst bpf/%.bpf.c,$(BPF_OBJDIR)/%.bpf.o,$(BPF_SRCS))
+BPF_HDRS    := $(wildcard bpf/*.h)
+PREFIX      ?= /opt/pathsteer
+DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench install uninstall clean
+
+all: venv bpf
+
+# Debian packages: installed only when one is missing, so a second run costs nothing.
+deps: .deps.stamp
+.deps.stamp: Makefile
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pathsteer needs Python 3.11 or newer")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+bpf: deps $(BPF_OBJS)
+$(BPF_OBJDIR)/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | $(BPF_OBJDIR)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BPF_OBJDIR):
+	mkdir -p $@
+
+test: deps venv bpf
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+test-unit: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests/unit
+test-kernel: deps venv bpf
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests/kernel
+test-lab: deps venv bpf
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests/lab
+
+demo: deps venv bpf
+	$(PY) -m pathsteer.demo
+
+bench: deps venv bpf
+	$(PY) -m bench $(BENCH)
+
+# Production install: a self-contained virtualenv under $(PREFIX) and /usr/local/bin/pathsteer.
+install: deps bpf
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(PREFIX)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+	ln -sf $(PREFIX)/bin/pathsteer /usr/local/bin/pathsteer
+	@echo "installed: /usr/local/bin/pathsteer -> $(PREFIX)/bin/pathsteer"
+
+uninstall:
+	rm -f /usr/local/bin/pathsteer
+	rm -rf $(PREFIX)
+
+clean:
+	rm -rf $(BPF_OBJDIR) build src/*.egg-info .pytest_cache

@@ -1,0 +1,20 @@
+"""pathsteer: measure every path, keep each destination on the best one, drop hostile traffic.
+
+Architecture (a pipeline; each stage is a package)::
+
+    probes ──► metrics ──► decide ──► apply
+    (probe/,    (telemetry/) (policy/)  (dataplane/: FIB via netlink, BPF maps)
+     eBPF counters)
+
+    guard/  XDP filter: CIDR allow/deny (LPM tries), rate limits, SYN-flood defence
+    bpf/    a small typed layer over the system libbpf (ctypes over libbpf.so.1):
+            open/load objects, typed maps checked against BTF, XDP/TC attach, test_run
+    lab/    network-namespace lab (client, router, N paths, server, attacker) that
+            every end-to-end test, benchmark and the demo run on
+    cli/    `pathsteer COMMAND [options]`
+
+`decide(now, metrics, state) -> desired` is pure; appliers are thin and do the I/O.
+Failure mode is the kernel's own routing (fail open).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from pathsteer.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+"""`pathsteer lab` commands (placeholder until the lab lands)."""
+
+
+def register(sub) -> None:
+    pass
