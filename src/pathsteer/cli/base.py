@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises `UsageError` instead of printing usage and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def add_command(

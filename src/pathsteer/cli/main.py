@@ -14,6 +14,7 @@ from pathsteer.errors import PathsteerError
 # Modules that add commands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
     "pathsteer.lab.cli",
+    "pathsteer.telemetry.cli",
 )
 
 EXAMPLES = """examples:
