@@ -1,0 +1,167 @@
+"""What a path's probes are: targets, method, cadence, windows, thresholds, pinning.
+
+Plain frozen dataclasses validated on construction; a bad value raises `UsageError`
+naming the field and the value, so the CLI and a config loader report it in one line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pathsteer.errors import UsageError
+
+MIN_INTERVAL_S = 0.010  # 10 ms: below this a Python prober spends its time on timers, not packets
+TWAMP_PORT = 862  # RFC 5357 §8 (IANA "twamp-control"); TWAMP-light reflectors use it by convention
+
+
+class ProbeMethod(Enum):
+    """How a target is probed."""
+
+    ICMP = "icmp"  # ICMP / ICMPv6 echo (RFC 792, RFC 4443 §4.1)
+    UDP = "udp"  # TWAMP-light test packets (RFC 5357 §4.1.2, unauthenticated mode)
+
+
+def check_interval(value: float, field_name: str = "--interval") -> float:
+    """``value`` in seconds if it is at least 10 ms; `UsageError` naming it otherwise."""
+    if not math.isfinite(value) or value < MIN_INTERVAL_S:
+        raise UsageError(f"{field_name}: {value * 1e3:g} ms is below the 10 ms minimum")
+    return value
+
+
+def check_port(value: int, field_name: str = "--port") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise UsageError(f"{field_name}: {value!r} is not a port (1-65535)")
+    return value
+
+
+def parse_address(text: str, field_name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4 or IPv6 literal; host names are not resolved (a probe target must be exact)."""
+    try:
+        return ipaddress.ip_address(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise UsageError(f"{field_name}: {text!r} is not an IPv4 or IPv6 address") from None
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The sliding window metrics are computed over: the last ``count`` resolved probes
+    that were sent within the last ``seconds`` (both limits apply)."""
+
+    count: int = 100
+    seconds: float = 60.0
+    ewma_alpha: float = 1 / 8  # RFC 6298 §2: SRTT gain 1/8
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise UsageError(f"window count: {self.count!r} must be 1 or more")
+        if not self.seconds > 0:
+            raise UsageError(f"window seconds: {self.seconds!r} must be more than 0")
+        if not 0 < self.ewma_alpha <= 1:
+            raise UsageError(f"ewma alpha: {self.ewma_alpha!r} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a target fails, when a path is degraded, and how long a state is held.
+
+    A target fails after ``target_down_after_lost`` consecutive lost probes and comes back
+    after ``target_up_after_answered`` consecutive answers (separate thresholds: hysteresis).
+    A path is degraded when its window loss reaches ``degraded_loss_pct`` (or RTT EWMA or
+    jitter reach theirs, when set) and is up again only when they fall to the ``recover_*``
+    values. Every path state is held at least ``hold_s`` before it may change.
+    """
+
+    target_down_after_lost: int = 3
+    target_up_after_answered: int = 5
+    degraded_loss_pct: float = 5.0
+    recover_loss_pct: float = 2.0
+    degraded_rtt_s: float | None = None
+    recover_rtt_s: float | None = None
+    degraded_jitter_s: float | None = None
+    recover_jitter_s: float | None = None
+    hold_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("target_down_after_lost", "target_up_after_answered"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name}: {getattr(self, name)!r} must be 1 or more")
+        if not 0 <= self.recover_loss_pct <= self.degraded_loss_pct <= 100:
+            raise UsageError(
+                f"loss thresholds: need 0 <= recover ({self.recover_loss_pct!r}) "
+                f"<= degraded ({self.degraded_loss_pct!r}) <= 100"
+            )
+        for kind in ("rtt", "jitter"):
+            enter, leave = getattr(self, f"degraded_{kind}_s"), getattr(self, f"recover_{kind}_s")
+            if enter is None:
+                continue
+            if leave is None or not 0 <= leave <= enter:
+                raise UsageError(f"{kind} thresholds: need 0 <= recover ({leave!r}) <= degraded ({enter!r})")
+        if self.hold_s < 0:
+            raise UsageError(f"hold: {self.hold_s!r} must be 0 or more")
+
+
+@dataclass(frozen=True)
+class PathProbeConfig:
+    """The probes of one path: pinned to ``interface`` (and ``gateway``), aimed at ``targets``.
+
+    ``quorum`` is k of "down when at least k of the n targets fail" (default: all of them
+    when n ≤ 2, else a majority). ``table``/``mark`` choose the per-path routing table and
+    socket mark used for pinning through ``gateway``; None picks free ones at start.
+    """
+
+    name: str
+    interface: str
+    targets: tuple[str, ...]
+    gateway: str | None = None
+    method: ProbeMethod = ProbeMethod.ICMP
+    port: int = TWAMP_PORT
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+    quorum: int | None = None
+    window: WindowConfig = field(default_factory=WindowConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    table: int | None = None
+    mark: int | None = None
+    payload_size: int = 0  # extra bytes of padding per probe
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise UsageError("path name: must not be empty")
+        if not self.targets:
+            raise UsageError(f"path {self.name}: needs at least one target")
+        object.__setattr__(self, "targets", tuple(self.targets))
+        families = {parse_address(t, f"path {self.name} target").version for t in self.targets}
+        if len(set(self.targets)) != len(self.targets):
+            raise UsageError(f"path {self.name}: a target is listed twice")
+        if self.gateway is not None:
+            gw = parse_address(self.gateway, f"path {self.name} gateway")
+            if families != {gw.version}:
+                raise UsageError(
+                    f"path {self.name}: gateway {self.gateway} is IPv{gw.version}; "
+                    f"the targets must be too"
+                )
+        check_interval(self.interval_s, f"path {self.name} interval")
+        if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
+            raise UsageError(f"path {self.name} timeout: {self.timeout_s!r} must be more than 0")
+        check_port(self.port, f"path {self.name} port")
+        if self.quorum is not None and not 1 <= self.quorum <= len(self.targets):
+            raise UsageError(
+                f"path {self.name} quorum: {self.quorum!r} must be between 1 and {len(self.targets)}"
+            )
+        if not 0 <= self.payload_size <= 1400:
+            raise UsageError(f"path {self.name} payload size: {self.payload_size!r} must be 0-1400")
+
+    @property
+    def quorum_k(self) -> int:
+        """k: how many targets must fail for the path to be down."""
+        if self.quorum is not None:
+            return self.quorum
+        n = len(self.targets)
+        return n if n <= 2 else n // 2 + 1
+
+    @property
+    def ip_version(self) -> int:
+        return ipaddress.ip_address(self.targets[0]).version

@@ -1,0 +1,110 @@
+"""The immutable view the decision logic reads: one timestamped `TelemetrySnapshot`.
+
+Units are in the field names: seconds (``_s``), percent points (``_pct``). A metric with
+no sample yet is None. Times (``taken_at``, ``since``, ``last_answer_at``) are on the
+engine's monotonic clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+
+class PathState(Enum):
+    UNKNOWN = "unknown"  # no probe resolved yet
+    UP = "up"
+    DEGRADED = "degraded"  # reachable, but loss, RTT or jitter past the degraded threshold
+    DOWN = "down"  # at least k of the n targets fail (quorum)
+
+
+class TargetState(Enum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"  # failing: too many consecutive probes lost
+
+
+@dataclass(frozen=True)
+class RttStats:
+    """RTT over the window: EWMA (RFC 6298 §2 style), and order statistics (nearest rank)."""
+
+    ewma_s: float | None = None
+    min_s: float | None = None
+    avg_s: float | None = None
+    p50_s: float | None = None
+    p95_s: float | None = None
+    p99_s: float | None = None
+    max_s: float | None = None
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Totals since the start (not windowed).
+
+    ``late``: an answer that came after its probe's timeout (the probe stays lost).
+    ``duplicate``: a second answer to an already answered probe. ``foreign``: a reply that
+    matches no probe we sent (unknown sequence number, wrong session token). None of the
+    three is ever taken as an answer. ``errors``: sends the kernel refused and ICMP errors.
+    """
+
+    sent: int = 0
+    answered: int = 0
+    lost: int = 0
+    pending: int = 0
+    late: int = 0
+    duplicate: int = 0
+    foreign: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class TargetSnapshot:
+    address: str
+    state: TargetState
+    since: float  # when ``state`` was entered
+    rtt: RttStats
+    jitter_s: float | None  # RFC 3550 §6.4.1 interarrival jitter of the RTT series
+    loss_pct: float | None  # lost / resolved probes in the window
+    window_probes: int  # resolved probes in the window
+    consecutive_lost: int
+    last_answer_at: float | None
+    counters: Counters
+
+
+@dataclass(frozen=True)
+class PathSnapshot:
+    """One path. ``rtt`` and ``loss_pct`` pool the targets that are not failing (all of
+    them when every target fails); ``jitter_s`` is the median of their jitters."""
+
+    name: str
+    state: PathState
+    since: float
+    rtt: RttStats
+    jitter_s: float | None
+    loss_pct: float | None
+    failing: int  # targets failing now
+    quorum: int  # k: the path is down when failing >= k
+    targets: tuple[TargetSnapshot, ...]
+
+    def target(self, address: str) -> TargetSnapshot:
+        for t in self.targets:
+            if t.address == address:
+                return t
+        raise KeyError(address)
+
+
+@dataclass(frozen=True)
+class TelemetrySnapshot:
+    taken_at: float
+    paths: tuple[PathSnapshot, ...]
+
+    def path(self, name: str) -> PathSnapshot:
+        for p in self.paths:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[PathSnapshot]:
+        return iter(self.paths)

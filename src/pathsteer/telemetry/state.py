@@ -1,0 +1,69 @@
+"""The path state machine: up / degraded / down with hysteresis, quorum and hold time.
+
+`next_path_state` is a pure function of the current state and the path's figures; the
+`PathTracker` in path.py feeds it after every probe event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pathsteer.telemetry.config import Thresholds
+from pathsteer.telemetry.snapshot import PathState
+
+
+@dataclass(frozen=True)
+class PathFigures:
+    """What the state machine looks at."""
+
+    failing: int  # targets failing now
+    quorum: int  # k
+    resolved: bool  # at least one probe of the path has been answered or lost
+    loss_pct: float | None
+    rtt_ewma_s: float | None
+    jitter_s: float | None
+
+
+def _at_or_above(value: float | None, limit: float | None) -> bool:
+    return value is not None and limit is not None and value >= limit
+
+
+def _above(value: float | None, limit: float | None) -> bool:
+    return value is not None and limit is not None and value > limit
+
+
+def is_degraded(current: PathState, f: PathFigures, th: Thresholds) -> bool:
+    """Degraded by the enter thresholds, or, while already degraded, until every figure is
+    back at or below its recover threshold (hysteresis)."""
+    if current is PathState.DEGRADED:
+        return (
+            _above(f.loss_pct, th.recover_loss_pct)
+            or _above(f.rtt_ewma_s, th.recover_rtt_s)
+            or _above(f.jitter_s, th.recover_jitter_s)
+        )
+    return (
+        _at_or_above(f.loss_pct, th.degraded_loss_pct)
+        or _at_or_above(f.rtt_ewma_s, th.degraded_rtt_s)
+        or _at_or_above(f.jitter_s, th.degraded_jitter_s)
+    )
+
+
+def desired_path_state(current: PathState, f: PathFigures, th: Thresholds) -> PathState:
+    if f.failing >= f.quorum:
+        return PathState.DOWN
+    if not f.resolved:
+        return current  # nothing measured yet (UNKNOWN stays UNKNOWN; no path goes back to it)
+    return PathState.DEGRADED if is_degraded(current, f, th) else PathState.UP
+
+
+def next_path_state(
+    current: PathState, since: float, f: PathFigures, th: Thresholds, now: float
+) -> tuple[PathState, float]:
+    """(state, since) after looking at ``f`` at ``now``. A state is held at least
+    ``th.hold_s`` before it changes; leaving UNKNOWN is immediate."""
+    want = desired_path_state(current, f, th)
+    if want is current:
+        return current, since
+    if current is not PathState.UNKNOWN and now - since < th.hold_s:
+        return current, since
+    return want, now

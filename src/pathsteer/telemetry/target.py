@@ -1,0 +1,207 @@
+"""Per-target accounting: which replies are answers, RTT/jitter/loss, failing or not.
+
+Pure and clock-free: every method takes the time it should use. The prober (the
+imperative shell) reports what happened; this module decides what it means.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+
+from pathsteer.telemetry.config import Thresholds, WindowConfig
+from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
+from pathsteer.telemetry.window import ProbeWindow, rtt_stats
+
+SEQ_MEMORY = 4096  # answered / expired sequence numbers remembered to spot duplicates and late replies
+
+
+class ReplyKind(Enum):
+    ANSWER = "answer"
+    LATE = "late"  # after the probe's timeout: the probe stays lost
+    DUPLICATE = "duplicate"  # the probe was already answered
+    FOREIGN = "foreign"  # no probe of ours has this sequence number
+
+
+class _SeqMemory:
+    """A bounded set of sequence numbers: remembers the last ``size`` added."""
+
+    __slots__ = ("_set", "_order", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._set: set[int] = set()
+        self._order: deque[int] = deque()
+        self._size = size
+
+    def add(self, seq: int) -> None:
+        if seq in self._set:
+            return
+        self._set.add(seq)
+        self._order.append(seq)
+        if len(self._order) > self._size:
+            self._set.discard(self._order.popleft())
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self._set
+
+
+def jitter_step(jitter_s: float, previous_rtt_s: float, rtt_s: float) -> float:
+    """RFC 3550 §6.4.1: J(i) = J(i-1) + (|D(i-1,i)| - J(i-1))/16, where D is the change in
+    transit time between consecutive packets; for round trips, the change in RTT."""
+    return jitter_s + (abs(rtt_s - previous_rtt_s) - jitter_s) / 16.0
+
+
+class TargetTracker:
+    """One target of one path."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout_s: float,
+        window: WindowConfig,
+        thresholds: Thresholds,
+        now: float,
+    ) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self._alpha = window.ewma_alpha
+        self._th = thresholds
+        self.window = ProbeWindow(window.count, window.seconds)
+        self._pending: dict[int, float] = {}  # seq -> sent_at, in send order
+        self._answered = _SeqMemory(SEQ_MEMORY)
+        self._expired = _SeqMemory(SEQ_MEMORY)
+        self.state = TargetState.UNKNOWN
+        self.since = now
+        self.ewma_s: float | None = None
+        self.jitter_s: float | None = None
+        self._last_rtt: float | None = None
+        self.consecutive_lost = 0
+        self.consecutive_answered = 0
+        self.last_answer_at: float | None = None
+        self.sent_count = self.answered = self.lost = 0
+        self.late = self.duplicate = self.foreign = self.errors = 0
+
+    # -- events -------------------------------------------------------------------------
+
+    def on_sent(self, seq: int, now: float) -> None:
+        self._pending[seq] = now
+        self.sent_count += 1
+
+    def on_reply(self, seq: int, received_at: float, rtt_s: float | None = None) -> ReplyKind:
+        """Classify a reply carrying ``seq`` received at ``received_at``. ``rtt_s``, when
+        given, replaces received_at - sent_at (e.g. TWAMP with the reflector's dwell time
+        taken out, RFC 5357 §4.2.1 timestamps)."""
+        sent_at = self._pending.get(seq)
+        if sent_at is None:
+            if seq in self._answered:
+                self.duplicate += 1
+                return ReplyKind.DUPLICATE
+            if seq in self._expired:
+                self.late += 1
+                return ReplyKind.LATE
+            self.foreign += 1
+            return ReplyKind.FOREIGN
+        if received_at - sent_at > self.timeout_s:
+            # Past its deadline but not yet expired by the prober: lost, and the reply is late.
+            del self._pending[seq]
+            self._lose(seq, sent_at)
+            self.late += 1
+            return ReplyKind.LATE
+        del self._pending[seq]
+        rtt = max(0.0, received_at - sent_at if rtt_s is None else rtt_s)
+        self._answer(seq, sent_at, rtt, received_at)
+        return ReplyKind.ANSWER
+
+    def on_foreign(self) -> None:
+        """A reply the prober could not attribute at all (wrong token or identifier)."""
+        self.foreign += 1
+
+    def on_error(self) -> None:
+        """The kernel refused a send or reported an ICMP error; the probe will time out."""
+        self.errors += 1
+
+    def expire(self, now: float) -> int:
+        """Count as lost every pending probe whose timeout has passed; returns how many."""
+        n = 0
+        deadline = now - self.timeout_s
+        while self._pending:
+            seq, sent_at = next(iter(self._pending.items()))
+            if sent_at > deadline:
+                break
+            del self._pending[seq]
+            self._lose(seq, sent_at)
+            n += 1
+        return n
+
+    def expire_all(self) -> int:
+        """Give up on every pending probe (the run is over)."""
+        n = len(self._pending)
+        for seq, sent_at in list(self._pending.items()):
+            self._lose(seq, sent_at)
+        self._pending.clear()
+        return n
+
+    # -- accounting ---------------------------------------------------------------------
+
+    def _answer(self, seq: int, sent_at: float, rtt: float, now: float) -> None:
+        self._answered.add(seq)
+        self.answered += 1
+        self.window.add(sent_at, rtt)
+        self.ewma_s = rtt if self.ewma_s is None else self.ewma_s + self._alpha * (rtt - self.ewma_s)
+        if self._last_rtt is not None:
+            self.jitter_s = jitter_step(self.jitter_s or 0.0, self._last_rtt, rtt)
+        self._last_rtt = rtt
+        self.last_answer_at = now
+        self.consecutive_lost = 0
+        self.consecutive_answered += 1
+        if self.state is TargetState.UNKNOWN or (
+            self.state is TargetState.DOWN
+            and self.consecutive_answered >= self._th.target_up_after_answered
+        ):
+            self._set_state(TargetState.UP, now)
+
+    def _lose(self, seq: int, sent_at: float) -> None:
+        self._expired.add(seq)
+        self.lost += 1
+        self.window.add(sent_at, None)
+        self.consecutive_answered = 0
+        self.consecutive_lost += 1
+        if self.state is not TargetState.DOWN and self.consecutive_lost >= self._th.target_down_after_lost:
+            self._set_state(TargetState.DOWN, sent_at + self.timeout_s)
+
+    def _set_state(self, state: TargetState, now: float) -> None:
+        self.state = state
+        self.since = now
+
+    @property
+    def failing(self) -> bool:
+        return self.state is TargetState.DOWN
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def snapshot(self, now: float) -> TargetSnapshot:
+        self.window.trim(now)
+        return TargetSnapshot(
+            address=self.address,
+            state=self.state,
+            since=self.since,
+            rtt=rtt_stats(self.window.rtts(), self.ewma_s),
+            jitter_s=self.jitter_s,
+            loss_pct=self.window.loss_pct(),
+            window_probes=len(self.window),
+            consecutive_lost=self.consecutive_lost,
+            last_answer_at=self.last_answer_at,
+            counters=Counters(
+                sent=self.sent_count,
+                answered=self.answered,
+                lost=self.lost,
+                pending=len(self._pending),
+                late=self.late,
+                duplicate=self.duplicate,
+                foreign=self.foreign,
+                errors=self.errors,
+            ),
+        )

@@ -1,0 +1,81 @@
+"""Sliding window of resolved probes, and the order statistics over it. Pure; no clock."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+
+from pathsteer.telemetry.snapshot import RttStats
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty sequence: the smallest value with
+    at least p% of the values at or below it (p in [0, 100]; p=0 gives the minimum)."""
+    if not sorted_values:
+        raise ValueError("percentile of an empty sequence")
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def rtt_stats(rtts: Sequence[float], ewma_s: float | None) -> RttStats:
+    if not rtts:
+        return RttStats(ewma_s=ewma_s)
+    s = sorted(rtts)
+    return RttStats(
+        ewma_s=ewma_s,
+        min_s=s[0],
+        avg_s=math.fsum(s) / len(s),
+        p50_s=percentile(s, 50),
+        p95_s=percentile(s, 95),
+        p99_s=percentile(s, 99),
+        max_s=s[-1],
+        samples=len(s),
+    )
+
+
+class ProbeWindow:
+    """The last ``max_count`` resolved probes sent within ``max_age_s`` of now.
+
+    Each entry is (sent_at, rtt_s or None for lost). Counts of lost entries are kept
+    incrementally so loss is O(1); percentiles sort on demand.
+    """
+
+    __slots__ = ("_entries", "_lost", "max_count", "max_age_s")
+
+    def __init__(self, max_count: int, max_age_s: float) -> None:
+        self._entries: deque[tuple[float, float | None]] = deque()
+        self._lost = 0
+        self.max_count = max_count
+        self.max_age_s = max_age_s
+
+    def add(self, sent_at: float, rtt_s: float | None) -> None:
+        self._entries.append((sent_at, rtt_s))
+        if rtt_s is None:
+            self._lost += 1
+        while len(self._entries) > self.max_count:
+            self._pop()
+
+    def trim(self, now: float) -> None:
+        horizon = now - self.max_age_s
+        while self._entries and self._entries[0][0] < horizon:
+            self._pop()
+
+    def _pop(self) -> None:
+        _, rtt = self._entries.popleft()
+        if rtt is None:
+            self._lost -= 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def lost(self) -> int:
+        return self._lost
+
+    def loss_pct(self) -> float | None:
+        n = len(self._entries)
+        return None if n == 0 else 100.0 * self._lost / n
+
+    def rtts(self) -> list[float]:
+        return [r for _, r in self._entries if r is not None]
