@@ -1,0 +1,70 @@
+"""ICMP / ICMPv6 echo codecs: golden bytes, checksum, error quoting."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pathsteer.probe import icmp
+
+
+def test_echo_request_v4_golden():
+    wire = icmp.encode_echo_request(4, 0x1234, 1, icmp.echo_data(0xDEADBEEF))
+    # type 8, code 0, checksum 0xa387 (checked against scapy), id, seq, "PSTR", token
+    assert wire == bytes.fromhex("0800a387" "1234" "0001" "50535452" "deadbeef")
+    assert icmp.checksum(wire) == 0
+
+
+def test_echo_request_v6_leaves_checksum_to_kernel():
+    wire = icmp.encode_echo_request(6, 0xABCD, 0x10001, b"")
+    assert wire == bytes.fromhex("80000000" "abcd" "0001")  # seq wraps at 16 bits
+
+
+def test_checksum_rfc1071_example():
+    # RFC 1071 §3 example words 0001 f203 f4f5 f6f7: sum 0x2ddf0 -> 0xddf2, checksum 0x220d
+    assert icmp.checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220D
+
+
+def test_checksum_against_scapy():
+    from scapy.layers.inet import ICMP
+
+    data = icmp.echo_data(7, padding=5)
+    wire = icmp.encode_echo_request(4, 42, 9, data)
+    assert ICMP(bytes(ICMP(type=8, id=42, seq=9) / data)).chksum == int.from_bytes(wire[2:4], "big")
+
+
+def test_decode_reply_v4_with_ip_header():
+    reply = bytearray(icmp.encode_echo_request(4, 5, 6, icmp.echo_data(99)))
+    reply[0] = 0
+    ip = bytes.fromhex("45000024000000004001" "0000" "c0000201" "c0000202")
+    msg = icmp.strip_ipv4_header(ip + bytes(reply))
+    e = icmp.decode(4, msg)
+    assert isinstance(e, icmp.Echo) and (e.ident, e.seq, e.token) == (5, 6, 99)
+
+
+def test_decode_reply_v6_and_foreign_data():
+    e = icmp.decode(6, bytes.fromhex("81000000" "0005" "0006") + b"other data")
+    assert isinstance(e, icmp.Echo) and e.token is None
+
+
+def test_decode_error_quoting_our_request():
+    req = icmp.encode_echo_request(4, 5, 6, icmp.echo_data(1))
+    ip = bytes.fromhex("45000024000000004001" "0000" "c0000201" "c0000202")
+    err = bytes.fromhex("03010000" "00000000") + ip + req[:8]
+    e = icmp.decode(4, err)
+    assert e == icmp.Error(3, 1, 5, 6)
+
+
+def test_other_icmp_is_ignored_and_short_is_malformed():
+    assert icmp.decode(4, bytes.fromhex("0800f7ff00000000")) is None  # an echo request
+    with pytest.raises(icmp.MalformedPacket):
+        icmp.decode(4, b"\0\0\0")
+    with pytest.raises(icmp.MalformedPacket):
+        icmp.strip_ipv4_header(b"\x45" + bytes(5))
+
+
+@given(st.binary(max_size=120), st.sampled_from([4, 6]))
+def test_decode_never_raises_anything_else(data, version):
+    try:
+        icmp.decode(version, data)
+    except icmp.MalformedPacket:
+        pass
