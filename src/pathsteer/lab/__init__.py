@@ -1,1 +1,27 @@
-"""lab."""
+"""The network lab every test, benchmark and the demo runs on: namespaces joined by veth pairs.
+
+    client ── router ─┬─ p1 ─┐
+    attacker ─┘       ├─ p2 ─┼── server
+                      └─ pN ─┘
+
+The router is where pathsteer runs: its client-facing interface ``r-c`` is the ingress, and
+``r-p1..r-pN`` lead to one path namespace each (the path's gateway). Each path namespace
+forwards between the router and the server, and impairs what it forwards on demand: delay,
+jitter and loss through one user-space delay line per lab (this kernel has no netem), rate with
+TBF, down with a blackhole. The server answers for two IPv4 and two IPv6 destination prefixes
+and sends every reply back over the path its flow came in on. Modules:
+
+- `topology`: the plan (names, interfaces, addresses) as data and its JSON form.
+- `build`: `up`, `down`, `list_labs`.
+- `impair`: `set_path` and how impairments are applied.
+- `delayline`: the delay-line process.
+- `netns`: entering namespaces, running commands inside them.
+- `cli`: ``pathsteer lab``.
+"""
+
+from pathsteer.lab.build import LabStatus, down, list_labs, up
+from pathsteer.lab.impair import Impairment, read_impairments, set_path
+from pathsteer.lab.topology import Path, Topology
+
+__all__ = ["LabStatus", "Impairment", "Path", "Topology", "down", "list_labs", "read_impairments",
+           "set_path", "up"]

@@ -1,0 +1,309 @@
+"""The lab's delay line: one user-space process per lab that delays and drops packets per path.
+
+This kernel has no sch_netem, so delay, jitter and loss are applied here. Each path namespace
+has two TUN devices, ``dl-out`` (traffic that arrived from the router, heading to the server)
+and ``dl-in`` (the reverse). While a path is impaired, ip rules in its namespace send forwarded
+packets to the TUN of their direction (`pathsteer.lab.impair`); this process reads them,
+holds each one in a time-ordered heap and writes it back into the same TUN at its release time.
+A packet written into a TUN is received with iif = the TUN, so the rules no longer match and
+the path namespace's main table forwards it to its real next hop. Unimpaired paths have no
+rules and use plain kernel forwarding.
+
+Per packet and per direction: release = arrival + delay + U(-jitter, +jitter), never earlier
+than the previous packet of the same direction (no reordering within a direction; the clamp
+is reset when the settings change, so a new delay applies at once). Loss is drawn per packet
+per direction, so a round trip over a path with loss p loses 1-(1-p)².
+
+One process serves every path of the lab (64 paths must not mean 64 processes): TUNs are opened
+inside each path's namespace (setns, then back), then a single epoll loop waits on all of them,
+a timerfd armed at the earliest release (absolute CLOCK_MONOTONIC, µs precision; epoll's own
+timeout has ms granularity) and the control socket. Control: a unix stream socket taking one
+JSON request per line: {"op": "set", "path": "p2", "delay": 0.01, "jitter": 0.0, "loss": 0.05}
+(seconds, seconds, fraction), {"op": "stats"}, {"op": "ping"}; the answer is one JSON line.
+
+Run as ``python -m pathsteer.lab.delayline STATE_DIR`` (started detached by `pathsteer.lab.up`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import heapq
+import json
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pathsteer.lab import netns
+from pathsteer.lab.topology import TUN_IN, TUN_OUT, Topology
+
+# <linux/if_tun.h>
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+# <linux/timerfd.h>, <time.h>
+CLOCK_MONOTONIC = 1
+TFD_NONBLOCK = 0o4000
+TFD_CLOEXEC = 0o2000000
+TFD_TIMER_ABSTIME = 1
+PR_SET_TIMERSLACK = 29  # <linux/prctl.h>
+
+READ_BURST = 64        # packets read from one TUN per wake-up before looking at the others
+EARLY_NS = 20_000      # release packets due within 20 µs now rather than re-arming the timer
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class TimerFd:
+    """A CLOCK_MONOTONIC timerfd armed at absolute times in nanoseconds (time.monotonic_ns)."""
+
+    def __init__(self) -> None:
+        self.fd = _libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create")
+        self.armed_ns = 0
+
+    def arm(self, at_ns: int) -> None:
+        if at_ns == self.armed_ns:
+            return
+        spec = _Itimerspec()
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(max(at_ns, 1), 1_000_000_000)
+        if _libc.timerfd_settime(self.fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+            raise OSError(ctypes.get_errno(), "timerfd_settime")
+        self.armed_ns = at_ns
+
+    def clear(self) -> None:
+        try:
+            os.read(self.fd, 8)
+        except BlockingIOError:
+            pass
+        self.armed_ns = 0
+
+
+def open_tun(namespace: str, ifname: str) -> int:
+    """Create TUN ``ifname`` inside ``namespace`` (IFF_NO_PI: raw IP packets); return its fd."""
+    with netns.entered(namespace):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        ifr = struct.pack("16sH22x", ifname.encode(), IFF_TUN | IFF_NO_PI)
+        fcntl.ioctl(fd, TUNSETIFF, ifr)
+    return fd
+
+
+@dataclass
+class Direction:
+    """One direction of one path: its TUN, its settings and its counters."""
+
+    path: str
+    name: str               # "out" (towards the server) or "in"
+    fd: int
+    delay_ns: int = 0
+    jitter_ns: int = 0
+    loss: float = 0.0       # fraction 0..1
+    last_release_ns: int = 0
+    received: int = 0
+    sent: int = 0
+    lost: int = 0
+    errors: int = 0
+
+    def schedule(self, now_ns: int, rng: random.Random) -> int | None:
+        """Release time of a packet arriving now, or None when it is lost."""
+        self.received += 1
+        if self.loss and rng.random() < self.loss:
+            self.lost += 1
+            return None
+        d = self.delay_ns
+        if self.jitter_ns:
+            d = max(0, d + int(rng.uniform(-self.jitter_ns, self.jitter_ns)))
+        release = max(now_ns + d, self.last_release_ns)
+        self.last_release_ns = release
+        return release
+
+
+@dataclass
+class DelayLine:
+    topology: Topology
+    directions: dict[int, Direction] = field(default_factory=dict)    # by fd
+    by_path: dict[str, tuple[Direction, Direction]] = field(default_factory=dict)
+    heap: list = field(default_factory=list)
+    seq: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def open(self) -> None:
+        for p in self.topology.paths:
+            out = Direction(p.name, "out", open_tun(p.namespace, TUN_OUT))
+            inn = Direction(p.name, "in", open_tun(p.namespace, TUN_IN))
+            self.directions[out.fd] = out
+            self.directions[inn.fd] = inn
+            self.by_path[p.name] = (out, inn)
+
+    # -- control ------------------------------------------------------------------------------
+
+    def handle(self, request: dict) -> dict:
+        op = request.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "set":
+            dirs = self.by_path.get(request.get("path"))
+            if dirs is None:
+                return {"ok": False, "error": f"unknown path {request.get('path')!r}"}
+            for d in dirs:
+                d.delay_ns = int(float(request.get("delay", 0.0)) * 1e9)
+                d.jitter_ns = int(float(request.get("jitter", 0.0)) * 1e9)
+                d.loss = float(request.get("loss", 0.0))
+                d.last_release_ns = 0   # a new delay applies at once (see module docstring)
+            return {"ok": True}
+        if op == "stats":
+            return {"ok": True, "queued": len(self.heap), "paths": {
+                name: {d.name: {"received": d.received, "sent": d.sent, "lost": d.lost,
+                                "errors": d.errors, "delay": d.delay_ns / 1e9,
+                                "jitter": d.jitter_ns / 1e9, "loss": d.loss} for d in dirs}
+                for name, dirs in self.by_path.items()}}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def serve_client(self, conn: socket.socket) -> None:
+        conn.settimeout(0.5)
+        try:
+            buf = b""
+            while not buf.endswith(b"\n") and len(buf) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            try:
+                reply = self.handle(json.loads(buf or b"{}"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    # -- packets ------------------------------------------------------------------------------
+
+    def read_from(self, d: Direction) -> None:
+        for _ in range(READ_BURST):
+            try:
+                pkt = os.read(d.fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                d.errors += 1
+                return
+            release = d.schedule(time.monotonic_ns(), self.rng)
+            if release is not None:
+                self.seq += 1
+                heapq.heappush(self.heap, (release, self.seq, d, pkt))
+
+    def release_due(self) -> None:
+        heap = self.heap
+        limit = time.monotonic_ns() + EARLY_NS
+        while heap and heap[0][0] <= limit:
+            _, _, d, pkt = heapq.heappop(heap)
+            try:
+                os.write(d.fd, pkt)
+                d.sent += 1
+            except OSError:
+                d.errors += 1
+
+    def run(self, control: socket.socket) -> None:
+        timer = TimerFd()
+        ep = select.epoll()
+        for fd in self.directions:
+            ep.register(fd, select.EPOLLIN)
+        ep.register(timer.fd, select.EPOLLIN)
+        ep.register(control.fileno(), select.EPOLLIN)
+        control_fd = control.fileno()
+        running = True
+
+        def stop(*_):
+            nonlocal running
+            running = False
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while running:
+            try:
+                events = ep.poll(-1 if not self.heap else 1.0)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == timer.fd:
+                    timer.clear()
+                elif fd == control_fd:
+                    try:
+                        conn, _ = control.accept()
+                    except OSError:
+                        continue
+                    self.serve_client(conn)
+                else:
+                    self.read_from(self.directions[fd])
+            self.release_due()
+            if self.heap:
+                timer.arm(self.heap[0][0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    state_dir = argv[0]
+    with open(os.path.join(state_dir, "topology.json")) as f:
+        topo = Topology.from_json(json.load(f))
+    _libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)   # wake-ups at the armed time, not 50 µs later
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -5)
+    except OSError:
+        pass
+    line = DelayLine(topo)
+    line.open()
+    path = topo.control_socket
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.bind(path + ".tmp")
+    control.listen(16)
+    os.rename(path + ".tmp", path)   # appears only once listening: the builder waits for it
+    control.setblocking(False)
+    with open(os.path.join(state_dir, "delayline.pid.tmp"), "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(os.path.join(state_dir, "delayline.pid.tmp"), os.path.join(state_dir, "delayline.pid"))
+    line.run(control)
+    return 0
+
+
+def request(socket_path: str, message: dict, timeout: float = 2.0) -> dict:
+    """Send one request to a running delay line and return its answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(socket_path)
+        s.sendall(json.dumps(message).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return json.loads(buf)
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
