@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+/* counters.bpf.c — per-interface packet and byte counters at XDP, TC ingress and TC egress.
+ *
+ * One loaded object serves every interface: the key is (ifindex, hook), so user space
+ * attaches the same program fd to as many interfaces as it likes.  The programs never change
+ * a verdict: XDP_PASS / TC_ACT_OK, whatever the frame (truncated and non-IP frames included,
+ * they are counted by length and not parsed at all). */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "pathsteer_common.h"
+#include "pathsteer_structs.h"
+#include "pathsteer_maps.h"
+#include "pathsteer_abi.h"
+
+static __always_inline void count(__u32 ifindex, enum pathsteer_hook hook, __u64 len)
+{
+	struct counter_key key = { .ifindex = ifindex, .hook = hook };
+	struct counter_value *value;
+
+	value = bpf_map_lookup_elem(&iface_counters, &key);
+	if (!value) {
+		struct counter_value first = { .packets = 1, .bytes = len };
+
+		/* BPF_NOEXIST: another CPU may have created the entry since our lookup; then the
+		 * update fails with -EEXIST and we add to the entry that now exists.  If the map is
+		 * full (-E2BIG) the frame goes uncounted: counting must never change a verdict. */
+		if (bpf_map_update_elem(&iface_counters, &key, &first, BPF_NOEXIST) == 0)
+			return;
+		value = bpf_map_lookup_elem(&iface_counters, &key);
+		if (!value)
+			return;
+	}
+	/* Per-CPU value and BPF programs run with migration disabled: plain adds suffice. */
+	value->packets += 1;
+	value->bytes += len;
+}
+
+SEC("xdp")
+int xdp_count(struct xdp_md *ctx)
+{
+	/* data_end - data is the frame as the driver received it (no FCS); for multi-buffer
+	 * frames only the first buffer, which is all a non-frags XDP program can see. */
+	count(ctx->ingress_ifindex, PATHSTEER_HOOK_XDP, ctx->data_end - ctx->data);
+	return XDP_PASS;
+}
+
+SEC("tc")
+int tc_count_ingress(struct __sk_buff *skb)
+{
+	/* On clsact ingress the kernel pushed the MAC header back before running us
+	 * (sch_handle_ingress), so skb->len is the L2 length, like XDP's. */
+	count(skb->ifindex, PATHSTEER_HOOK_TC_INGRESS, skb->len);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int tc_count_egress(struct __sk_buff *skb)
+{
+	count(skb->ifindex, PATHSTEER_HOOK_TC_EGRESS, skb->len);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";
