@@ -154,7 +154,9 @@ class Btf:
         """Enumerators of ``enum name`` as {C name: value}, e.g. ``enum_values("pathsteer_hook")``."""
         type_id = lb.btf__find_by_name_kind(self._ptr, name.encode(), KIND_ENUM)
         if type_id < 0:
-            type_id = self.find(name, KIND_ENUM64)
+            type_id = lb.btf__find_by_name_kind(self._ptr, name.encode(), KIND_ENUM64)
+        if type_id < 0:
+            raise BpfError(f"{self.origin}: no enum {name!r} in its BTF")
         t = self._type(type_id)
         base = ctypes.addressof(t) + ctypes.sizeof(btf_type)
         values = {}

@@ -22,13 +22,16 @@ def bpf_cflags() -> list[str]:
     return ["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", f"-I/usr/include/{arch}-linux-gnu", f"-I{BPF_SOURCE_DIR}"]
 
 
-def compile_object(source: str | Path, output: str | Path, *, clang: str = "clang") -> Path:
-    """``clang $(BPF_CFLAGS) -c source -o output``; BpfError with clang's messages on failure."""
+def compile_object(source: str | Path, output: str | Path, *, defines: dict[str, object] | None = None,
+                   clang: str = "clang") -> Path:
+    """``clang $(BPF_CFLAGS) [-DNAME=VALUE...] -c source -o output``; BpfError with clang's messages
+    on failure."""
     if shutil.which(clang) is None:
         raise UnsupportedError(f"{clang} not found: install clang (make deps)")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([clang, *bpf_cflags(), "-c", str(source), "-o", str(output)],
+    flags = [f"-D{name}={value}" for name, value in (defines or {}).items()]
+    proc = subprocess.run([clang, *bpf_cflags(), *flags, "-c", str(source), "-o", str(output)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:200])
