@@ -344,6 +344,11 @@ def _kill(pids: list[int], grace: float) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{pid}") and not _is_zombie(pid) for pid in pids):
+            return
+        time.sleep(0.005)
 
 
 def _is_zombie(pid: int) -> bool:

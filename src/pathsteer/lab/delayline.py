@@ -229,15 +229,14 @@ class DelayLine:
         ep.register(timer.fd, select.EPOLLIN)
         ep.register(control.fileno(), select.EPOLLIN)
         control_fd = control.fileno()
-        running = True
 
         def stop(*_):
-            nonlocal running
-            running = False
+            # PEP 475 retries epoll_wait after a handler returns: leave by raising instead.
+            raise SystemExit(0)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        while running:
+        while True:
             try:
                 events = ep.poll(-1 if not self.heap else 1.0)
             except InterruptedError:

@@ -1,0 +1,135 @@
+"""Measuring inside a lab with the real tools: ping (per-packet RTTs) and iperf3 (throughput).
+
+Used by the lab tests, the demo and the benchmarks; parsing is pure and unit-tested.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from pathsteer.errors import LabError
+from pathsteer.lab.topology import Topology
+
+_REPLY_RE = re.compile(r"^(?:\[(?P<ts>[0-9.]+)\] )?\d+ bytes from .*icmp_seq=(?P<seq>\d+).* time=(?P<rtt>[0-9.]+) ms")
+_SENT_RE = re.compile(r"^(?P<sent>\d+) packets transmitted, (?P<recv>\d+) (?:packets )?received")
+
+
+@dataclass
+class PingResult:
+    sent: int
+    received: int
+    rtts_ms: list[float] = field(default_factory=list)
+    replies: list[tuple[float, int, float]] = field(default_factory=list)  # (receive time, seq, rtt ms)
+    errors: int = 0            # ICMP errors (unreachable, ...) seen by ping
+
+    @property
+    def loss_pct(self) -> float:
+        return 100.0 * (self.sent - self.received) / self.sent if self.sent else 100.0
+
+    @property
+    def min(self) -> float:
+        return min(self.rtts_ms)
+
+    @property
+    def avg(self) -> float:
+        return statistics.fmean(self.rtts_ms)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rtts_ms)
+
+    @property
+    def max(self) -> float:
+        return max(self.rtts_ms)
+
+    @property
+    def stdev(self) -> float:
+        return statistics.pstdev(self.rtts_ms) if len(self.rtts_ms) > 1 else 0.0
+
+
+def parse_ping(output: str) -> PingResult:
+    """Parse ``ping -n [-D]`` output (iputils)."""
+    result = PingResult(0, 0)
+    for line in output.splitlines():
+        m = _REPLY_RE.match(line)
+        if m:
+            rtt = float(m.group("rtt"))
+            result.rtts_ms.append(rtt)
+            result.replies.append((float(m.group("ts") or 0.0), int(m.group("seq")), rtt))
+            continue
+        m = _SENT_RE.match(line)
+        if m:
+            result.sent, result.received = int(m.group("sent")), int(m.group("recv"))
+            continue
+        if "Unreachable" in line or "Time to live exceeded" in line or "Redirect" in line:
+            result.errors += 1
+    return result
+
+
+def ping_argv(destination: str, count: int, interval: float, *, timeout: float = 2.0,
+              timestamps: bool = False, size: int | None = None) -> list[str]:
+    argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}"]
+    if timestamps:
+        argv.append("-D")
+    if size is not None:
+        argv += ["-s", str(size)]
+    if ":" in destination:
+        argv.append("-6")
+    return [*argv, destination]
+
+
+def ping(t: Topology, destination: str, count: int = 20, interval: float = 0.05, *,
+         role: str = "client", timeout: float = 2.0, timestamps: bool = False) -> PingResult:
+    """Ping ``destination`` from ``role``'s namespace; never raises for loss."""
+    argv = ping_argv(destination, count, interval, timeout=timeout, timestamps=timestamps)
+    budget = count * interval + timeout + 10
+    proc = t.run(role, argv, check=False, timeout=budget)
+    result = parse_ping(proc.stdout)
+    if result.sent == 0:
+        raise LabError(f"ping {destination} from {role} failed: {(proc.stderr or proc.stdout).strip()[-200:]}")
+    return result
+
+
+class IperfServer:
+    """``iperf3 -s`` in a namespace for one or more client runs; stop() ends it (also via `with`)."""
+
+    def __init__(self, t: Topology, role: str = "server", port: int = 5201) -> None:
+        self.port = port
+        self.proc = t.popen(role, ["iperf3", "-s", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.15)   # iperf3 prints nothing useful before it listens; it is quick
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "IperfServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def iperf3_bps(t: Topology, destination: str, *, seconds: float = 3.0, streams: int = 4,
+               port: int = 5201, role: str = "client", reverse: bool = False) -> float:
+    """TCP throughput in bit/s from ``role`` to ``destination`` (an `IperfServer` must listen)."""
+    argv = ["iperf3", "-c", destination, "-p", str(port), "-t", f"{seconds:g}", "-P", str(streams),
+            "-J", "--connect-timeout", "3000"]
+    if reverse:
+        argv.append("-R")
+    proc = t.run(role, argv, check=False, timeout=seconds + 30)
+    try:
+        data = json.loads(proc.stdout)
+        return float(data["end"]["sum_received"]["bits_per_second"])
+    except (ValueError, KeyError) as exc:
+        raise LabError(f"iperf3 to {destination} failed: {proc.stdout[-300:] or proc.stderr[-300:]} ({exc})") from None

@@ -1,0 +1,37 @@
+"""Fixtures of the lab tier: fresh, uniquely named labs, torn down even when a test fails.
+
+    def test_x(lab3):                       # a 3-path lab
+        r = measure.ping(lab3, lab3.path("p2").probe_address)
+
+    def test_y(lab_factory):
+        t = lab_factory(paths=5)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pathsteer import lab
+from pathsteer.errors import UsageError
+
+
+@pytest.fixture
+def lab_factory(unique_name):
+    made: list[str] = []
+
+    def make(paths: int = 3) -> lab.Topology:
+        name = unique_name("t")
+        made.append(name)          # before up: a failed up cleans itself, down is then a no-op
+        return lab.up(name, paths)
+
+    yield make
+    for name in made:
+        try:
+            lab.down(name)
+        except UsageError:
+            pass
+
+
+@pytest.fixture
+def lab3(lab_factory) -> lab.Topology:
+    return lab_factory(3)
