@@ -100,11 +100,16 @@ def test_error_summary_prefers_the_verifier():
            "invalid access to packet, off=0 size=4, R2(id=0,off=0,r=0)\n"
            "processed 3 insns (limit 1000000)\n-- END PROG LOAD LOG --\n"
            "libbpf: failed to load object 'x'\n")
-    err = lb.error("loading BPF object x", 13, log)
-    assert isinstance(err, (BpfError, UnsupportedError))
-    if isinstance(err, BpfError) and not isinstance(err, UnsupportedError):
-        assert "verifier: invalid access to packet" in str(err)
-        assert err.log == log and err.errno == 13
+    err = lb.error("loading BPF object x", 22, log)
+    assert type(err) is BpfError
+    assert str(err) == ("loading BPF object x: Invalid argument (errno 22): verifier in program x: "
+                        "invalid access to packet, off=0 size=4, R2(id=0,off=0,r=0)")
+    assert err.log == log and err.errno == 22
+
+
+def test_error_without_verifier_log_uses_last_libbpf_line():
+    err = lb.error("opening map id 9", 2, "libbpf: something\nlibbpf: map 'x': not found\n")
+    assert str(err) == "opening map id 9: No such file or directory (errno 2): map 'x': not found"
 
 
 def test_compile_error_is_a_bpf_error(tmp_path):

@@ -280,14 +280,21 @@ def error(what: str, err: int, log: list[str] | str = "") -> BpfError:
 
 
 def _summary(text: str) -> str:
-    """The most telling line of a libbpf/verifier log: the verifier's last words, else the
-    last libbpf line (trimmed of the ``libbpf: `` prefix)."""
+    """The most telling words of a libbpf/verifier log: the verifier's verdict (the lines after
+    its last instruction or source line), else the last libbpf line."""
+    import re
+
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if "-- END PROG LOAD LOG --" in text:
-        log = text.split("-- BEGIN PROG LOAD LOG --", 1)[-1].split("-- END PROG LOAD LOG --", 1)[0]
-        body = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith(("processed ", "verification time"))]
-        if body:
-            return "verifier: " + body[-1].strip()
+        head, rest = text.rsplit("-- BEGIN PROG LOAD LOG --", 1)
+        prog = re.findall(r"prog '([^']+)'", head)
+        body = [ln.strip() for ln in rest.split("-- END PROG LOAD LOG --", 1)[0].splitlines()
+                if ln.strip() and not ln.startswith(("processed ", "verification time", "stack depth"))]
+        last_insn = max((i for i, ln in enumerate(body) if re.match(r"^(\d+:|;)", ln)), default=-1)
+        verdict = body[last_insn + 1:] or body[-1:]
+        if verdict:
+            where = f" in program {prog[-1]}" if prog else ""
+            return f"verifier{where}: " + "; ".join(verdict)
     return lines[-1].removeprefix("libbpf: ") if lines else ""
 
 

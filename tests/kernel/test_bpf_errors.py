@@ -1,0 +1,48 @@
+"""Failures surface as one clear exception: the verifier's, and no root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from pathsteer.bpf import BpfObject, load_object
+from pathsteer.errors import BpfError, UnsupportedError
+
+import pytest
+
+
+def test_verifier_rejection_carries_the_log(test_objects, netns):
+    with pytest.raises(BpfError) as info:
+        load_object(test_objects["bad_verifier"])
+    err = info.value
+    assert type(err) is BpfError
+    assert str(err).startswith("loading BPF object bad_verifier: ")
+    assert "verifier in program xdp_unchecked_read: invalid access to packet" in str(err)
+    assert "-- BEGIN PROG LOAD LOG --" in err.log and "invalid access to packet" in err.log
+    assert err.errno != 0
+
+
+def test_bad_object_can_still_be_opened_and_closed(test_objects):
+    with BpfObject.open(test_objects["bad_verifier"]) as obj:
+        assert obj.program_names == ["xdp_unchecked_read"]
+
+
+def test_not_root_is_unsupported():
+    """Dropping to nobody (capabilities go with uid 0): loading gives UnsupportedError."""
+    script = textwrap.dedent("""
+        import os, sys
+        from pathsteer.bpf import load_object
+        from pathsteer.errors import UnsupportedError
+        os.setgroups([]); os.setgid(65534); os.setuid(65534)
+        try:
+            load_object("counters")
+        except UnsupportedError as exc:
+            print("UNSUPPORTED", exc); sys.exit(0)
+        except Exception as exc:
+            print("OTHER", type(exc).__name__, exc); sys.exit(1)
+        print("LOADED"); sys.exit(1)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "needs root" in proc.stdout
