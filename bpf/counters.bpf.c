@@ -47,7 +47,7 @@ int xdp_count(struct xdp_md *ctx)
 }
 
 SEC("tc")
-int tc_count_ingress(struct __sk_buff *skb)
+int tc_count_in(struct __sk_buff *skb)
 {
 	/* On clsact ingress the kernel pushed the MAC header back before running us
 	 * (sch_handle_ingress), so skb->len is the L2 length, like XDP's. */
@@ -56,7 +56,7 @@ int tc_count_ingress(struct __sk_buff *skb)
 }
 
 SEC("tc")
-int tc_count_egress(struct __sk_buff *skb)
+int tc_count_out(struct __sk_buff *skb)
 {
 	count(skb->ifindex, PATHSTEER_HOOK_TC_EGRESS, skb->len);
 	return TC_ACT_OK;

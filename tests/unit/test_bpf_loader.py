@@ -73,12 +73,20 @@ def test_programs_and_maps_by_name(counters_path):
     with BpfObject.open(counters_path) as obj:
         assert set(obj.program_names) == {h.program for h in Hook}
         assert obj.map_names == ["iface_counters"]
-        with pytest.raises(BpfError, match=r"no program 'nope' \(has: xdp_count, tc_count_ingress, tc_count_egress\)"):
+        with pytest.raises(BpfError, match=r"no program 'nope' \(has: xdp_count, tc_count_in, tc_count_out\)"):
             obj.program("nope")
         with pytest.raises(BpfError, match=r"no map 'nope' \(has: iface_counters\)"):
             obj.map("nope", ctypes.c_uint32, ctypes.c_uint32)
         with pytest.raises(BpfError, match="needs load"):
             obj.program("xdp_count")
+
+
+def test_names_survive_the_kernel(counters_path):
+    """The kernel keeps BPF_OBJ_NAME_LEN - 1 = 15 characters of a program or map name; re-finding
+    by id compares those, so every name must fit."""
+    with BpfObject.open(counters_path) as obj:
+        for name in obj.program_names + obj.map_names:
+            assert len(name) <= 15, name
 
 
 def test_unused_abi_anchor_is_not_a_program(counters_path):

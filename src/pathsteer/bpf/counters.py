@@ -53,7 +53,7 @@ class Hook(Enum):
 
     @property
     def program(self) -> str:
-        return {"XDP": "xdp_count", "TC_INGRESS": "tc_count_ingress", "TC_EGRESS": "tc_count_egress"}[self.name]
+        return {"XDP": "xdp_count", "TC_INGRESS": "tc_count_in", "TC_EGRESS": "tc_count_out"}[self.name]
 
     @property
     def direction(self) -> TcDirection | None:
