@@ -72,8 +72,12 @@ def parse_ping(output: str) -> PingResult:
 
 
 def ping_argv(destination: str, count: int, interval: float, *, timeout: float = 2.0,
-              timestamps: bool = False, size: int | None = None) -> list[str]:
+              timestamps: bool = False, size: int | None = None,
+              deadline: float | None = None) -> list[str]:
+    """ping's argv; ``deadline`` (-w) stops it after that many seconds whatever the count."""
     argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", f"{timeout:g}"]
+    if deadline is not None:
+        argv += ["-w", str(max(1, round(deadline)))]   # iputils takes whole seconds
     if timestamps:
         argv.append("-D")
     if size is not None:
