@@ -1,0 +1,115 @@
+"""`pathsteer probe`: one pinned measurement of one target, like ping; and its report.
+
+`report` and `format_text` are pure (snapshot in, dict / text out); `measure` runs the
+engine once with ``count`` probes and an unbounded window, so every probe counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+from pathsteer.probe.engine import ProbeEngine
+from pathsteer.telemetry import PathProbeConfig, ProbeMethod, TargetSnapshot, Thresholds, WindowConfig
+from pathsteer.units import format_duration
+
+EXIT_ANSWERED = 0
+EXIT_NO_ANSWER = 1  # like ping: no reply at all
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    target: str
+    interface: str
+    gateway: str | None
+    method: ProbeMethod
+    port: int
+    count: int
+    interval_s: float
+    timeout_s: float
+
+
+def config_of(req: ProbeRequest) -> PathProbeConfig:
+    return PathProbeConfig(
+        name=req.interface,
+        interface=req.interface,
+        targets=(req.target,),
+        gateway=req.gateway,
+        method=req.method,
+        port=req.port,
+        interval_s=req.interval_s,
+        timeout_s=req.timeout_s,
+        window=WindowConfig(count=req.count, seconds=1e9),
+        thresholds=Thresholds(hold_s=0.0),
+    )
+
+
+def measure(req: ProbeRequest) -> TargetSnapshot:
+    """Send ``req.count`` probes; returns when each is answered or timed out, or on SIGTERM/SIGINT."""
+    engine = ProbeEngine([config_of(req)])
+
+    async def main() -> TargetSnapshot:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        snap = await engine.run(count=req.count, stop=stop)
+        return snap.paths[0].targets[0]
+
+    return asyncio.run(main())
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else round(v * 1e3, 3)
+
+
+def report(req: ProbeRequest, t: TargetSnapshot) -> dict:
+    c = t.counters
+    resolved = c.answered + c.lost
+    return {
+        "target": req.target,
+        "interface": req.interface,
+        "gateway": req.gateway,
+        "method": req.method.value,
+        **({"port": req.port} if req.method is ProbeMethod.UDP else {}),
+        "sent": c.sent,
+        "received": c.answered,
+        "lost": c.lost,
+        "loss_pct": round(100.0 * c.lost / resolved, 3) if resolved else None,
+        "rtt_ms": {
+            "min": _ms(t.rtt.min_s),
+            "avg": _ms(t.rtt.avg_s),
+            "p50": _ms(t.rtt.p50_s),
+            "p95": _ms(t.rtt.p95_s),
+            "p99": _ms(t.rtt.p99_s),
+            "max": _ms(t.rtt.max_s),
+            "ewma": _ms(t.rtt.ewma_s),
+        },
+        "jitter_ms": _ms(t.jitter_s),
+        "late": c.late,
+        "duplicate": c.duplicate,
+        "foreign": c.foreign,
+        "errors": c.errors,
+    }
+
+
+def format_text(req: ProbeRequest, r: dict) -> str:
+    via = f"{req.interface}" + (f" via {req.gateway}" if req.gateway else "")
+    method = req.method.value + (f" port {req.port}" if req.method is ProbeMethod.UDP else "")
+    lines = [
+        f"--- {req.target} over {via} ({method}), every {format_duration(req.interval_s)}, "
+        f"timeout {format_duration(req.timeout_s)} ---",
+        f"{r['sent']} sent, {r['received']} received, "
+        + (f"{r['loss_pct']:g}% loss" if r["loss_pct"] is not None else "no probe resolved"),
+        f"{r['late']} late, {r['duplicate']} duplicate, {r['foreign']} foreign, {r['errors']} errors",
+    ]
+    rtt = r["rtt_ms"]
+    if rtt["min"] is not None:
+        lines.append(
+            "rtt min/avg/p50/p95/max = "
+            + "/".join(f"{rtt[k]:.3f}" for k in ("min", "avg", "p50", "p95", "max"))
+            + " ms"
+            + (f", jitter {r['jitter_ms']:.3f} ms" if r["jitter_ms"] is not None else "")
+        )
+    return "\n".join(lines)

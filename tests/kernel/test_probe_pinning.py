@@ -1,0 +1,83 @@
+"""`pathsteer probe` is pinned: it leaves by the interface and gateway it is given, whatever
+the main table says about the target, and keeps measuring while paths go down."""
+
+import pytest
+from test_probe_netns import GW, TARGET4, TARGET6, two_paths  # noqa: F401 - fixture
+
+COUNT = "20"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_icmp_pinned_to_path_b_while_main_table_says_a(two_paths, family):
+    target = TARGET4 if family == 4 else TARGET6
+    gw = GW["b"][0 if family == 4 else 1]
+    a0, b0 = two_paths.tx_packets("pa"), two_paths.tx_packets("pb")
+    rc, r = two_paths.probe_json(target, "--interface", "pb", "--gateway", gw,
+                                 "--count", COUNT, "--interval", "10ms")
+    assert rc == 0, r
+    assert r["sent"] == 20 and r["received"] == 20 and r["loss_pct"] == 0
+    assert 0 < r["rtt_ms"]["min"] <= r["rtt_ms"]["p50"] <= r["rtt_ms"]["p95"] <= r["rtt_ms"]["max"] < 50
+    assert r["late"] == r["duplicate"] == r["foreign"] == 0
+    assert two_paths.tx_packets("pb") - b0 >= 20
+    assert two_paths.tx_packets("pa") - a0 < 5  # neighbour discovery at most, no probes
+    # nothing left behind: rules and the per-path table are gone
+    rules = two_paths.ns(two_paths.prober, "ip", f"-{family}", "rule", "show").stdout
+    assert "fwmark" not in rules, rules
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_keeps_measuring_b_while_a_is_down_and_reports_a_down(two_paths, family):
+    target = TARGET4 if family == 4 else TARGET6
+    two_paths.link(two_paths.target, "ta", False)  # path A is broken at the far end
+    rc, r = two_paths.probe_json(target, "--interface", "pb", "--gateway", GW["b"][family == 6],
+                                 "--count", "10", "--interval", "10ms")
+    assert rc == 0 and r["received"] == 10, r
+    rc, r = two_paths.probe_json(target, "--interface", "pa", "--gateway", GW["a"][family == 6],
+                                 "--count", "5", "--interval", "10ms", "--timeout", "200ms")
+    assert rc == 1, r  # like ping: nothing answered
+    assert r["sent"] == 5 and r["received"] == 0 and r["loss_pct"] == 100.0
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_udp_twamp_pinned_with_reflector(two_paths, family):
+    target = TARGET4 if family == 4 else TARGET6
+    refl = two_paths.start_reflector("--port", "8620")
+    b0, a0 = two_paths.tx_packets("pb"), two_paths.tx_packets("pa")
+    rc, r = two_paths.probe_json(target, "--interface", "pb", "--gateway", GW["b"][family == 6],
+                                 "--method", "udp", "--port", "8620", "--count", COUNT, "--interval", "10ms")
+    assert rc == 0 and r["received"] == 20 and r["foreign"] == 0, r
+    assert r["method"] == "udp" and r["port"] == 8620
+    assert r["rtt_ms"]["p50"] < 20
+    assert two_paths.tx_packets("pb") - b0 >= 20 and two_paths.tx_packets("pa") - a0 < 5
+    refl.terminate()
+    _, err = refl.communicate(timeout=10)
+    assert refl.returncode == 0 and "reflected 20" in err, err
+
+
+def test_unreachable_gateway_is_a_network_condition(two_paths):
+    rc, r = two_paths.probe_json(TARGET4, "--interface", "pb", "--gateway", "10.77.2.99",
+                                 "--count", "3", "--interval", "10ms", "--timeout", "300ms")
+    assert rc == 1 and r["received"] == 0 and r["loss_pct"] == 100.0, r
+
+
+def test_gateway_off_subnet_is_still_tried_onlink(two_paths):
+    rc, r = two_paths.probe_json(TARGET4, "--interface", "pb", "--gateway", "203.0.113.9",
+                                 "--count", "2", "--interval", "10ms", "--timeout", "300ms")
+    assert rc == 1 and r["loss_pct"] == 100.0, r
+
+
+def test_without_gateway_uses_routes_via_the_interface(two_paths):
+    # no route to the target via pb: the kernel takes it as on-link on pb; give the target
+    # ns an address there so that it answers ARP for it
+    two_paths.ns(two_paths.target, "ip", "addr", "add", "10.77.2.77/32", "dev", "tb")
+    two_paths.ns(two_paths.target, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=0")
+    rc, r = two_paths.probe_json("10.77.2.2", "--interface", "pb", "--count", "5", "--interval", "10ms")
+    assert rc == 0 and r["received"] == 5, r
+
+
+def test_text_summary(two_paths):
+    r = two_paths.pathsteer("probe", TARGET4, "--interface", "pb", "--gateway", GW["b"][0],
+                            "--count", "3", "--interval", "10ms")
+    assert r.returncode == 0, r.stderr
+    assert "3 sent, 3 received, 0% loss" in r.stdout
+    assert "rtt min/avg/p50/p95/max" in r.stdout
