@@ -32,6 +32,7 @@ def test_xdp_native_on_veth(counters, netns):
     att = attach_xdp(prog, netns.name)
     assert att.mode is XdpMode.NATIVE and att.prog_id == prog.id
     assert xdp_query(netns.name) == (prog.id, XdpMode.NATIVE)
+    assert attach_xdp(prog, netns.name) == att  # the same program again: a no-op
     assert detach_xdp(netns.name, prog.id) is True
     assert xdp_program_id(netns.name) is None
     assert detach_xdp(netns.name) is False
@@ -74,6 +75,7 @@ def test_tc_leaves_other_filters_alone(counters, netns):
     assert [a.direction for a in atts] == [TcDirection.INGRESS, TcDirection.EGRESS]
     assert "tc_count_in" in _filters(netns, "ingress") and "u32" in _filters(netns, "ingress")
     assert tc_program_id(netns.name, TcDirection.EGRESS, handle=TC_HANDLE, priority=TC_PRIORITY) == atts[1].prog_id
+    assert counters.attach(netns.name, [Hook.TC_INGRESS]) == atts[:1]  # again: a no-op
     assert counters.detach(netns.name) == [Hook.TC_INGRESS, Hook.TC_EGRESS]
     assert _filters(netns, "ingress") == before  # the other tool's filter is still there, unchanged
     assert "clsact" in netns.in_ns("tc", "qdisc", "show", "dev", netns.name).stdout

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
 
-from pathsteer.bpf import RingBuffer, load_object
+from pathsteer.bpf import Program, RingBuffer, load_object
 
 FRAME = bytes(14)  # the smallest frame BPF_PROG_TEST_RUN accepts (ETH_HLEN)
 
@@ -28,6 +29,20 @@ def test_records_arrive(emitter):
         assert ring.consume() == 0
     assert [struct.unpack("=II", r)[0] for r in records] == [14, 60, 1500]
     assert {struct.unpack("=II", r)[1] for r in records} == {1}  # test_run's ingress: loopback
+
+
+def test_ring_of_a_program_found_by_id(emitter):
+    """The path another process takes: program id → its ring buffer map by name."""
+    records: list[bytes] = []
+    with Program.from_id(emitter.program("xdp_emit").id) as prog:
+        fd = prog.map_fd("events")
+        try:
+            with RingBuffer(fd, records.append) as ring:
+                prog.test_run(FRAME)
+                assert ring.poll(timeout_ms=500) == 1
+        finally:
+            os.close(fd)
+    assert len(records) == 1
 
 
 def test_callback_exception_is_raised_by_poll(emitter):

@@ -101,7 +101,8 @@ def xdp_program_id(interface: str | int) -> int | None:
 
 
 def attach_xdp(program: Program, interface: str | int, mode: XdpMode | None = None) -> XdpAttachment:
-    """Attach at XDP without replacing anyone's program (XDP_FLAGS_UPDATE_IF_NOEXIST).
+    """Attach at XDP without replacing anyone's program (XDP_FLAGS_UPDATE_IF_NOEXIST);
+    attaching the program that is already there is a no-op.
 
     ``mode=None`` tries native first and falls back to generic (SKB) mode when the driver
     refuses; the returned XdpAttachment says which mode it got."""
@@ -115,6 +116,8 @@ def attach_xdp(program: Program, interface: str | int, mode: XdpMode | None = No
             return XdpAttachment(ifindex, m, program.id)
         if -ret in (errno.EBUSY, errno.EEXIST):
             other, other_mode = xdp_query(ifindex)
+            if other == program.id and other_mode is not None:
+                return XdpAttachment(ifindex, other_mode, other)  # already there: nothing to do
             raise BpfError(
                 f"ifindex {ifindex} already has an XDP program (id {other}, {other_mode.value if other_mode else '?'} mode);"
                 f" pathsteer does not replace it", -ret, "".join(log))
@@ -155,7 +158,7 @@ def attach_tc(program: Program, interface: str | int, direction: TcDirection, *,
               replace: bool = False) -> TcAttachment:
     """Add a direct-action cls_bpf filter at (handle, priority) on the clsact hook, creating
     the clsact qdisc if missing. Other filters on the hook are left alone; a filter already at
-    our (handle, priority) is an error unless ``replace``."""
+    our (handle, priority) is an error unless ``replace`` (or unless it is this very program)."""
     ifindex = ifindex_of(interface)
     if not (0 < handle <= 0xFFFFFFFF and 0 < priority <= 0xFFFF):
         raise UsageError(f"TC handle {handle} / priority {priority} out of range (1..2^32-1 / 1..65535)")
@@ -169,6 +172,8 @@ def attach_tc(program: Program, interface: str | int, direction: TcDirection, *,
     with lb.captured_log() as log:
         ret = lb.bpf_tc_attach(ctypes.byref(hook), ctypes.byref(o))
     if ret == -errno.EEXIST:
+        if tc_program_id(ifindex, direction, handle=handle, priority=priority) == program.id:
+            return TcAttachment(ifindex, direction, handle, priority, program.id)  # already there
         raise BpfError(f"ifindex {ifindex}: a TC {direction.name.lower()} filter already sits at handle "
                        f"{handle:#x} priority {priority}; not replaced", errno.EEXIST, "".join(log))
     lb.check_int(ret, f"attaching {program.name} at TC {direction.name.lower()} on ifindex {ifindex}", log)

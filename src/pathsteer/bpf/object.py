@@ -89,24 +89,28 @@ class Program:
                      f"program {self.name}: map ids")
         return list(ids[: min(count, info.nr_map_ids)])
 
-    def map(self, name: str, key_type: type, value_type: type) -> Map:
-        """One of this program's maps by name (the kernel keeps 15 characters of it), typed
-        and checked against the map's BTF. BpfError names the maps the program does have."""
+    def map_fd(self, name: str) -> int:
+        """A new fd of one of this program's maps, by name (the kernel keeps 15 characters of
+        it); the caller closes it. BpfError names the maps the program does have."""
         seen = []
         for map_id in self.map_ids():
             fd = lb.bpf_map_get_fd_by_id(map_id)
             if fd < 0:
-                continue
+                continue  # freed meanwhile
             try:
                 map_name = map_info(fd).name.decode()
             except BaseException:
                 os.close(fd)
                 raise
             if map_name == name[:15]:
-                return Map.from_fd(fd, key_type, value_type)
+                return fd
             os.close(fd)
             seen.append(map_name)
         raise BpfError(f"program {self.name} (id {self.id}) uses no map {name!r} (it uses: {', '.join(seen) or 'none'})")
+
+    def map(self, name: str, key_type: type, value_type: type) -> Map:
+        """One of this program's maps by name, typed and checked against the map's BTF."""
+        return Map.from_fd(self.map_fd(name), key_type, value_type)
 
     def test_run(self, data: bytes, *, repeat: int = 1, ctx: bytes | ctypes.Structure | None = None) -> RunResult:
         """BPF_PROG_TEST_RUN: see `pathsteer.bpf.testrun.prog_test_run`."""
