@@ -6,10 +6,10 @@ import subprocess
 import sys
 import textwrap
 
-from pathsteer.bpf import BpfObject, load_object
-from pathsteer.errors import BpfError, UnsupportedError
-
 import pytest
+
+from pathsteer.bpf import BpfObject, load_object
+from pathsteer.errors import BpfError
 
 
 def test_verifier_rejection_carries_the_log(test_objects, netns):
