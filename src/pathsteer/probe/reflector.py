@@ -38,6 +38,7 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IN6_PKTINFO = struct.Struct("@16sI")  # struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }
 CLIENT_MEMORY = 4096
 TTL_UNKNOWN = 255
+RECEIVE_BUFFER = 4 << 20
 
 
 @dataclass
@@ -67,6 +68,14 @@ def _pktinfo(ancdata: list) -> bytes | None:
         if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(data) >= IN6_PKTINFO.size:
             return data[: IN6_PKTINFO.size]
     return None
+
+
+def _big_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
+    """Room for bursts from many senders; SO_RCVBUFFORCE passes net.core.rmem_max as root."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def _hostile_source(addr: tuple) -> bool:
@@ -102,6 +111,7 @@ class Reflector:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _big_receive_buffer(sock)
             sock.setsockopt(socket.SOL_SOCKET, sockets.SO_TIMESTAMPNS, 1)
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
             if family == socket.AF_INET6:
