@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from pathsteer.cli.base import add_command
 from pathsteer.errors import UsageError
@@ -25,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         verbs, "up", handler=cmd_up,
         help="build a lab: client, router, N paths, server (two IPv4 and two IPv6 prefixes), attacker",
         examples=["pathsteer lab up                         # lab named lab1 (the first free labN), 3 paths",
-                  "pathsteer lab up --name demo --paths 3 --json",
-                  "ip netns exec ps-demo-client ping 198.51.100.10   # over p1, the router's default"])
+                  "ip netns exec ps-lab1-client ping 198.51.100.10   # over p1, the router's default",
+                  "pathsteer lab up --name demo --paths 3 --json"])
     p.add_argument("--name", help="lab name: 1-32 of a-z 0-9 _ - (default: the first free labN)")
     p.add_argument("--paths", default="3", metavar="N", help=f"number of paths, 1..{MAX_PATHS} (default 3)")
     p.add_argument("--json", action="store_true", help="print the topology as JSON")
@@ -49,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                   "pathsteer lab set demo p1 --down               # then --up",
                   "pathsteer lab set demo p2 --delay 0 --loss 0   # clear",
                   "pathsteer lab set demo p2                      # show the path's settings"])
+    # Let "--delay -5ms" reach the unit parser (which names the value) instead of argparse
+    # reading "-5ms" as an option and saying only "expected one argument".
+    p._negative_number_matcher = re.compile(r"^-[0-9.]+[a-zA-Z%µ]*$")
     p.add_argument("name", metavar="NAME", help="lab name")
     p.add_argument("path", metavar="PATH", help="path name: p1..pN")
     p.add_argument("--delay", metavar="D", help="one-way delay each direction (10ms, 0.5s; 0 clears)")
