@@ -9,7 +9,6 @@ unique directory below /sys/fs/bpf/pathsteer/ and are removed by their own final
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import subprocess
 from collections.abc import Iterator
@@ -19,22 +18,14 @@ from pathlib import Path
 import pytest
 
 from pathsteer.bpf.build import compile_object
+from pathsteer.bpf.netns import in_netns
 from pathsteer.bpf.pins import PIN_ROOT
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 TEST_BPF_DIR = Path(__file__).parent / "bpf"
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, check=check)
-
-
-def setns(fd: int) -> None:
-    """setns(2) for the calling thread (os.setns arrives only in Python 3.12)."""
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 @dataclass(frozen=True)
@@ -89,15 +80,8 @@ def veth(unique_name, request) -> VethPair:
 @pytest.fixture
 def netns(veth) -> Iterator[VethPair]:
     """The test's thread runs inside ``veth.ns`` (ifindexes, netlink, test_run's loopback)."""
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{veth.ns}", os.O_RDONLY)
-    try:
-        setns(target)
+    with in_netns(veth.ns):
         yield veth
-    finally:
-        setns(home)
-        os.close(target)
-        os.close(home)
 
 
 @pytest.fixture
