@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
+import logging
 import os
 import threading
 from ctypes import (
@@ -216,7 +217,7 @@ _vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
 _capture = threading.local()
-_last_lines: list[str] = []  # what libbpf printed outside any capture (the last 200 lines)
+logger = logging.getLogger("pathsteer.bpf.libbpf")  # every line libbpf prints, at DEBUG
 
 
 @PRINT_FN
@@ -233,9 +234,7 @@ def _print_cb(level: int, fmt: bytes, va_list: int) -> int:
         sink = getattr(_capture, "lines", None)
         if sink is not None:
             sink.append(text)
-        else:
-            _last_lines.append(text)
-            del _last_lines[:-200]
+        logger.debug("%s", text.rstrip())
     except BaseException:  # noqa: BLE001 - see above
         pass
     return 0
@@ -245,7 +244,8 @@ libbpf_set_print(_print_cb)
 
 
 class captured_log:
-    """Collect what libbpf prints during a block (this thread): ``with captured_log() as log``."""
+    """Collect what libbpf prints during a block (this thread): ``with captured_log() as lines``.
+    The print callback is process-wide (``libbpf_set_print``): other modules must not replace it."""
 
     def __enter__(self) -> list[str]:
         self._outer = getattr(_capture, "lines", None)
