@@ -2,7 +2,7 @@
 
 The anchor is ``bpf/baseline.bpf.c`` (return the pass verdict, nothing else) run the same way
 in the same process: what test_run itself costs per packet. The difference is what counting
-adds: one per-CPU hash lookup and two adds.
+adds: one LRU per-CPU hash lookup and two adds.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> list[Figure]:
                 name=f"counters {hook.value} ({prog.name}) per packet",
                 value=value, unit="ns",
                 anchor_name=f"empty {kind} program ({anchors[kind].name})", anchor_value=anchor,
-                goal="counting adds <= 30 ns/packet",
+                goal="counting adds <= 40 ns/packet",
             ))
             total = counters.totals("lo", hook)
             assert total.packets >= REPEAT * ROUNDS, total  # the runs really went through the program

@@ -24,8 +24,9 @@ static __always_inline void count(__u32 ifindex, enum pathsteer_hook hook, __u64
 		struct counter_value first = { .packets = 1, .bytes = len };
 
 		/* BPF_NOEXIST: another CPU may have created the entry since our lookup; then the
-		 * update fails with -EEXIST and we add to the entry that now exists.  If the map is
-		 * full (-E2BIG) the frame goes uncounted: counting must never change a verdict. */
+		 * update fails with -EEXIST and we add to the entry that now exists.  On an LRU map
+		 * a full map evicts the least recently used key rather than failing; if the update
+		 * fails anyway (-ENOMEM) the frame goes uncounted: counting never changes a verdict. */
 		if (bpf_map_update_elem(&iface_counters, &key, &first, BPF_NOEXIST) == 0)
 			return;
 		value = bpf_map_lookup_elem(&iface_counters, &key);

@@ -9,9 +9,11 @@
 #include "pathsteer_common.h"
 #include "pathsteer_structs.h"
 
-/* Packets and bytes per (ifindex, hook), per CPU: no atomics on the fast path. */
+/* Packets and bytes per (ifindex, hook), per CPU: no atomics on the fast path.  LRU, so that
+ * keys of interfaces long gone (a lab creates and deletes veths all day) are evicted when the
+ * map fills, instead of new interfaces going uncounted. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, PATHSTEER_LIMIT_COUNTER_KEYS);
 	__type(key, struct counter_key);
 	__type(value, struct counter_value);

@@ -108,3 +108,13 @@ def test_unknown_interface_is_named(counters, netns):
     from pathsteer.errors import UsageError
     with pytest.raises(UsageError, match="no interface 'nosuchif0'"):
         counters.attach("nosuchif0")
+
+
+def test_one_counters_one_namespace(counters, netns):
+    """ifindexes repeat across namespaces: a second namespace needs its own Counters."""
+    from pathsteer.bpf import in_netns
+    from pathsteer.errors import UsageError
+    counters.attach(netns.name, [Hook.TC_INGRESS])
+    with in_netns(netns.peer_ns), pytest.raises(UsageError, match="another network namespace"):
+        counters.attach(netns.peer, [Hook.TC_INGRESS])
+    assert counters.detach(netns.name) == [Hook.TC_INGRESS]

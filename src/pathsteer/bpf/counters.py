@@ -19,6 +19,7 @@ The hook numbers come from the object's BTF (``enum pathsteer_hook`` in
 from __future__ import annotations
 
 import ctypes
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -30,7 +31,7 @@ from pathsteer.bpf.attach import (
 from pathsteer.bpf.btf import Btf
 from pathsteer.bpf.maps import Map, map_info
 from pathsteer.bpf.object import BpfObject, Program, load_object
-from pathsteer.errors import BpfError
+from pathsteer.errors import BpfError, UsageError
 
 OBJECT = "counters"
 MAP = "iface_counters"
@@ -100,6 +101,7 @@ class Counters:
         self._by_number = {n: h for h, n in hooks.items()}
         self.programs = programs
         self._obj = obj
+        self._netns: int | None = None  # the namespace our attachments live in (its inode)
 
     @classmethod
     def load(cls) -> Counters:
@@ -150,7 +152,14 @@ class Counters:
 
     def attach(self, interface: str | int, hooks: Iterable[Hook] = (Hook.TC_INGRESS, Hook.TC_EGRESS),
                xdp_mode: XdpMode | None = None) -> list[XdpAttachment | TcAttachment]:
-        """Attach at each hook; on a failure the hooks attached by this call are detached again."""
+        """Attach at each hook; on a failure the hooks attached by this call are detached again.
+
+        The key is the ifindex, which is only unique within a network namespace: one Counters
+        attaches in one namespace (the calling thread's; see pathsteer.bpf.netns.in_netns)."""
+        here = os.stat("/proc/thread-self/ns/net").st_ino
+        if self._netns is not None and self._netns != here:
+            raise UsageError("these counters are attached in another network namespace; ifindexes "
+                             "would collide in their map: load a second Counters for this one")
         done: list[XdpAttachment | TcAttachment] = []
         try:
             for hook in hooks:
@@ -166,6 +175,7 @@ class Counters:
                 else:
                     detach_tc(att.ifindex, att.direction, handle=att.handle, priority=att.priority, prog_id=att.prog_id)
             raise
+        self._netns = here
         return done
 
     def detach(self, interface: str | int, hooks: Iterable[Hook] = tuple(Hook)) -> list[Hook]:
