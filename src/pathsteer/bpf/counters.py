@@ -119,6 +119,7 @@ class Counters:
         """The counters attached to ``interface`` at the first of ``hooks`` that has them,
         found by the kernel's ids: the attached program's id → its map ids → our map."""
         ifindex = ifindex_of(interface)
+        hooks = tuple(hooks)
         for hook in hooks:
             prog_id = (xdp_program_id(ifindex) if hook is Hook.XDP
                        else tc_program_id(ifindex, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY))
@@ -135,7 +136,9 @@ class Counters:
             except BaseException:
                 prog.close()
                 raise
-            return cls(table, ids, {hook: prog})
+            found = cls(table, ids, {hook: prog})
+            found._netns = os.stat("/proc/thread-self/ns/net").st_ino
+            return found
         names = ", ".join(h.value for h in hooks)
         raise BpfError(f"no pathsteer counters attached to {interface} (looked at: {names})")
 
