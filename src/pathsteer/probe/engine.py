@@ -38,6 +38,7 @@ log = logging.getLogger("pathsteer.probe")
 
 StateCallback = Callable[[str, PathState, PathState, float], None]
 SENT_MEMORY = 4096
+REPIN_INTERVAL_S = 1.0  # how often a failing path's pin is checked and put back
 
 
 def _in_thread(fn, *args, **kwargs):
@@ -266,6 +267,20 @@ class ProbeEngine:
         if self._unfinished <= 0 and self._all_done is not None:
             self._all_done.set()
 
+    async def _keep_pins(self) -> None:
+        """While a path has failing targets or send errors, put its pin back once a second
+        (the kernel drops the table route when the link goes down). Healthy paths cost nothing."""
+        errors_seen: dict[int, int] = {}
+        while True:
+            await asyncio.sleep(REPIN_INTERVAL_S)
+            for i, (path, pin) in enumerate(zip(self.paths, self.pins)):
+                if pin.table is None:
+                    continue
+                errors = sum(t.errors for t in path.targets.values())
+                if errors != errors_seen.get(i, 0) or any(t.failing for t in path.targets.values()):
+                    errors_seen[i] = errors
+                    await self.loop.run_in_executor(None, pinning.ensure, pin)
+
     async def run(self, *, count: int | None = None, stop: asyncio.Event | None = None) -> TelemetrySnapshot:
         """Install pins, probe until ``stop`` is set (or each target had ``count`` probes
         answered or timed out), then close sockets and remove pins. Returns the last snapshot."""
@@ -282,7 +297,8 @@ class ProbeEngine:
             n = len(self.probers)
             for i, p in enumerate(self.probers):
                 p.start(self.loop, start + p.cfg.interval_s * i / n, count)
-            waits = [asyncio.ensure_future(self._all_done.wait())]
+            keeper = asyncio.ensure_future(self._keep_pins())
+            waits = [asyncio.ensure_future(self._all_done.wait()), keeper]
             if stop is not None:
                 waits.append(asyncio.ensure_future(stop.wait()))
             try:

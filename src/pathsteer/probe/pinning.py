@@ -116,6 +116,35 @@ def install(
     return pin
 
 
+def ensure(pin: Pin) -> bool:
+    """Put back the route (and rule) of ``pin`` if they are gone; True when they are in place.
+
+    The kernel deletes a path's table route when its interface goes down (IPv4 and IPv6
+    flush routes through a device on NETDEV_DOWN), and once the link is back the marked
+    probes would fall through to the main table. The engine calls this while a path fails;
+    while the link is still down the kernel refuses the route (ENETDOWN) and we try again
+    later."""
+    if pin.table is None:
+        return True
+    from pyroute2 import IPRoute
+
+    family = _family(pin.version)
+    with IPRoute() as ipr:
+        try:
+            ipr.route(
+                "replace", family=family, dst="0.0.0.0/0" if pin.version == 4 else "::/0",
+                table=pin.table, gateway=pin.gateway, oif=pin.ifindex, flags=RTNH_F_ONLINK,
+            )
+        except Exception:
+            return False
+        try:
+            ipr.rule("add", family=family, table=pin.table, fwmark=pin.mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY)
+        except Exception as exc:
+            if getattr(exc, "code", 0) != errno.EEXIST:
+                return False
+    return True
+
+
 def remove(pin: Pin) -> None:
     """Delete the rule and table route of ``pin`` (missing ones are fine)."""
     if pin.table is None:
