@@ -137,3 +137,69 @@ def iperf3_bps(t: Topology, destination: str, *, seconds: float = 3.0, streams: 
         return float(data["end"]["sum_received"]["bits_per_second"])
     except (ValueError, KeyError) as exc:
         raise LabError(f"iperf3 to {destination} failed: {proc.stdout[-300:] or proc.stderr[-300:]} ({exc})") from None
+
+
+# A UDP echo for fine-grained timing (ping sends at most every 10 ms while replies are pending).
+_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print('ready', flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)
+"""
+_STREAM = """
+import json, select, socket, struct, sys, time
+dst, port, seconds, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET6 if ':' in dst else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((dst, port))
+s.setblocking(False)
+out, seq, nxt, end = [], 0, time.time(), time.time() + seconds
+while True:
+    now = time.time()
+    if now >= end + 1.0:
+        break
+    if now >= nxt and now < end:
+        s.send(struct.pack('!Id', seq, now)); seq += 1; nxt += interval
+    r, _, _ = select.select([s], [], [], max(0.0, min(nxt - time.time(), 0.01)))
+    if r:
+        while True:
+            try:
+                data = s.recv(2048)
+            except BlockingIOError:
+                break
+            n, sent = struct.unpack('!Id', data[:12])
+            out.append((sent, (time.time() - sent) * 1e3))
+print(json.dumps({"sent": seq, "replies": out}))
+"""
+
+
+class UdpEcho:
+    """A UDP echo server on ``address``:``port`` in ``role``'s namespace (``with`` stops it)."""
+
+    def __init__(self, t: Topology, address: str, port: int = 7007, role: str = "server") -> None:
+        self.proc = t.popen(role, ["python3", "-c", _ECHO, address, str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise LabError(f"UDP echo on {address}:{port} did not start")
+
+    def __enter__(self) -> "UdpEcho":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def udp_stream(t: Topology, destination: str, *, seconds: float, interval: float = 0.001,
+               port: int = 7007, role: str = "client") -> subprocess.Popen:
+    """Start a UDP stream to a `UdpEcho`; `udp_stream_result` collects (send time, RTT ms) pairs."""
+    return t.popen(role, ["python3", "-c", _STREAM, destination, str(port), str(seconds), str(interval)],
+                   stdout=subprocess.PIPE, text=True)
+
+
+def udp_stream_result(proc: subprocess.Popen) -> tuple[int, list[tuple[float, float]]]:
+    out, _ = proc.communicate(timeout=60)
+    data = json.loads(out)
+    return data["sent"], [tuple(x) for x in data["replies"]]
