@@ -1,0 +1,124 @@
+"""ctypes mirrors of ``bpf/guard_structs.h`` and the numbers of ``bpf/guard_common.h``.
+
+Every mirror is checked against the object's BTF when its map is opened (pathsteer.bpf.maps),
+and `check_layouts` checks them all from the object file without root (unit tests). The enum
+values are read from BTF, never written here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+from ctypes import c_uint8, c_uint16, c_uint32, c_uint64
+
+from pathsteer.bpf.btf import KIND_STRUCT, Btf, check_type
+from pathsteer.guard.rules import Action, Network, Verdict
+
+OBJECT = "guard"
+PROGRAM = "xdp_guard"
+
+
+class LpmV4Key(ctypes.Structure):
+    """``struct lpm_v4_key``."""
+    _fields_ = [("prefixlen", c_uint32), ("addr", c_uint8 * 4)]
+
+
+class LpmV6Key(ctypes.Structure):
+    """``struct lpm_v6_key``."""
+    _fields_ = [("prefixlen", c_uint32), ("addr", c_uint8 * 16)]
+
+
+class CidrRule(ctypes.Structure):
+    """``struct cidr_rule``."""
+    _fields_ = [("rule_id", c_uint32)]
+
+
+class AddrKey(ctypes.Structure):
+    """``struct addr_key``."""
+    _fields_ = [("family", c_uint32), ("addr", c_uint8 * 16)]
+
+
+class SourceState(ctypes.Structure):
+    """``struct source_state``."""
+    _fields_ = [("limit_tat_ns", c_uint64), ("meter_tat_ns", c_uint64), ("reported_ns", c_uint64),
+                ("packets", c_uint64), ("dropped", c_uint64)]
+
+
+class SynState(ctypes.Structure):
+    """``struct syn_state``."""
+    _fields_ = [("tat_ns", c_uint64), ("syns", c_uint64), ("dropped", c_uint64)]
+
+
+class PortRuleC(ctypes.Structure):
+    """``struct port_rule``."""
+    _fields_ = [("proto", c_uint8), ("action", c_uint8), ("pad", c_uint16),
+                ("sport_min", c_uint16), ("sport_max", c_uint16), ("dport_min", c_uint16),
+                ("dport_max", c_uint16), ("rule_id", c_uint32)]
+
+
+class Settings(ctypes.Structure):
+    """``struct guard_settings``."""
+    _fields_ = [("source_interval_ns", c_uint64), ("source_tolerance_ns", c_uint64),
+                ("meter_interval_ns", c_uint64), ("meter_tolerance_ns", c_uint64),
+                ("syn_interval_ns", c_uint64), ("syn_tolerance_ns", c_uint64),
+                ("clock_ns", c_uint64), ("port_rule_count", c_uint32), ("sample_every", c_uint32)]
+
+
+class Counter(ctypes.Structure):
+    """``struct guard_counter`` (one CPU's share)."""
+    _fields_ = [("packets", c_uint64), ("bytes", c_uint64)]
+
+
+class EventC(ctypes.Structure):
+    """``struct guard_event``, a ring-buffer record."""
+    _fields_ = [("ts_ns", c_uint64), ("kind", c_uint32), ("verdict", c_uint32), ("rule_id", c_uint32),
+                ("frame_len", c_uint32), ("ifindex", c_uint32), ("family", c_uint32), ("proto", c_uint8),
+                ("pad", c_uint8 * 3), ("sport", c_uint16), ("dport", c_uint16),
+                ("src", c_uint8 * 16), ("dst", c_uint8 * 16)]
+
+
+# map name → (key, value) mirrors
+MAP_TYPES: dict[str, tuple[type, type]] = {
+    "allow_v4": (LpmV4Key, CidrRule), "allow_v6": (LpmV6Key, CidrRule),
+    "deny_v4": (LpmV4Key, CidrRule), "deny_v6": (LpmV6Key, CidrRule),
+    "sources": (AddrKey, SourceState), "syn_dests": (AddrKey, SynState),
+    "port_rules": (c_uint32, PortRuleC), "guard_settings": (c_uint32, Settings),
+    "verdict_counters": (c_uint32, Counter), "rule_counters": (c_uint32, Counter),
+    "drop_sampler": (c_uint32, c_uint32),
+}
+
+
+def check_layouts(btf: Btf) -> None:
+    """BpfError unless the event record mirror matches BTF (maps are checked when opened)."""
+    check_type(btf, btf.find("guard_event", KIND_STRUCT), EventC, "ring buffer guard_events record")
+
+
+def verdict_numbers(btf: Btf) -> dict[Verdict, int]:
+    values = btf.enum_values("guard_verdict")
+    return {v: values[v.c_name] for v in Verdict}
+
+
+def action_numbers(btf: Btf) -> dict[Action, int]:
+    values = btf.enum_values("guard_action")
+    return {a: values[a.c_name] for a in Action}
+
+
+def lpm_key(net: Network) -> LpmV4Key | LpmV6Key:
+    """The trie key of a CIDR (address bytes in network order)."""
+    raw = net.network_address.packed
+    if net.version == 4:
+        return LpmV4Key(net.prefixlen, (c_uint8 * 4)(*raw))
+    return LpmV6Key(net.prefixlen, (c_uint8 * 16)(*raw))
+
+
+def key_network(key: LpmV4Key | LpmV6Key) -> Network:
+    raw = bytes(key.addr)
+    return ipaddress.ip_network((raw, key.prefixlen)) if len(raw) == 4 else ipaddress.IPv6Network((raw, key.prefixlen))
+
+
+def addr_key_network(key: AddrKey, families: dict[str, int]) -> Network:
+    """A `sources` key as the network it tracks (/32, IPv6 /64)."""
+    raw = bytes(key.addr)
+    if key.family == families["GUARD_AF_INET"]:
+        return ipaddress.IPv4Network((raw[:4], 32))
+    return ipaddress.IPv6Network((raw, 64))

@@ -1,0 +1,261 @@
+"""The loaded guard program and its maps: the guard's only I/O with the kernel.
+
+    prog = GuardProgram.load()
+    prog.apply(ruleset)                 # settings, port rules, allow/deny tries (a diff)
+    prog.attach(["r-a", "r-c"])         # XDP, native or generic
+    prog.verdict_totals()               # {Verdict: Totals}
+    prog.detach_all(); prog.close()
+
+The tries are written as a diff against what this object installed (the object is fresh
+each start, so its mirror is exact); bulk changes go through ``bpf_map_update_batch``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pathsteer.bpf import (
+    BpfObject, Program, RingBuffer, XdpMode, attach_xdp, detach_xdp, ifindex_of, load_object, xdp_program_id,
+)
+from pathsteer.bpf.maps import Map
+from pathsteer.errors import BpfError
+from pathsteer.guard import abi
+from pathsteer.guard.rules import Network, PortRule, RuleSet, Verdict
+
+BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Totals:
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded ``struct guard_event``."""
+    kind: str  # "drop" | "heavy-hitter"
+    ts_ns: int
+    verdict: Verdict
+    rule_id: int
+    frame_len: int
+    ifindex: int
+    source: Network  # drop: the source /32 or /128; heavy hitter: the tracked /32 or /64
+    destination: str
+    proto: int
+    sport: int
+    dport: int
+
+
+class GuardProgram:
+    """One loaded ``guard.bpf.o``: its program, typed maps and numbers from its BTF."""
+
+    def __init__(self, obj: BpfObject) -> None:
+        self._obj = obj
+        self.program: Program = obj.program(abi.PROGRAM)
+        self.maps: dict[str, Map] = {name: obj.map(name, *types) for name, types in abi.MAP_TYPES.items()}
+        btf = obj.btf
+        abi.check_layouts(btf)
+        self.verdicts = abi.verdict_numbers(btf)
+        self._verdict_of = {n: v for v, n in self.verdicts.items()}
+        self.actions = abi.action_numbers(btf)
+        self.families = btf.enum_values("guard_family")
+        self.limits = btf.enum_values("guard_limits")
+        kinds = btf.enum_values("guard_event_kind")
+        self._kind_of = {kinds["GUARD_EVENT_DROP"]: "drop", kinds["GUARD_EVENT_HEAVY_HITTER"]: "heavy-hitter"}
+        self.installed: dict[str, dict[Network, int]] = {"allow": {}, "deny": {}}
+        self.attached: dict[int, int] = {}  # ifindex → prog id
+
+    @classmethod
+    def load(cls) -> GuardProgram:
+        obj = load_object(abi.OBJECT)
+        try:
+            return cls(obj)
+        except BaseException:
+            obj.close()
+            raise
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+        self._obj.close()
+
+    def __enter__(self) -> GuardProgram:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- rules ------------------------------------------------------------------------------
+
+    def apply(self, rules: RuleSet, *, clock_ns: int = 0) -> None:
+        """Make the maps enforce ``rules``: port rules first, then the tries, then settings."""
+        self.write_port_rules(rules.port_rules)
+        self.sync_cidrs("allow", rules.allow)
+        self.sync_cidrs("deny", rules.deny)
+        self.write_settings(rules, clock_ns=clock_ns)
+
+    def write_settings(self, rules: RuleSet, *, clock_ns: int = 0) -> None:
+        lim = rules.limits
+        self.maps["guard_settings"].update(0, abi.Settings(
+            lim.source_interval_ns, lim.source_tolerance_ns, lim.meter_interval_ns, lim.meter_tolerance_ns,
+            lim.syn_interval_ns, lim.syn_tolerance_ns, clock_ns, len(rules.port_rules), lim.sample_every))
+
+    def set_clock(self, clock_ns: int) -> None:
+        """Freeze the program's clock at ``clock_ns`` (0: the kernel's clock again). Tests."""
+        m = self.maps["guard_settings"]
+        s = m.lookup(0)
+        s.clock_ns = clock_ns
+        m.update(0, s)
+
+    def write_port_rules(self, rules: Iterable[PortRule]) -> None:
+        rules = list(rules)
+        limit = self.limits["GUARD_LIMIT_PORT_RULES"]
+        if len(rules) > limit:
+            raise BpfError(f"{len(rules)} port rules; the guard holds at most {limit}")
+        m = self.maps["port_rules"]
+        for i, r in enumerate(rules):
+            m.update(i, abi.PortRuleC(r.proto, self.actions[r.action], 0, r.sport[0], r.sport[1],
+                                      r.dport[0], r.dport[1], r.rule_id))
+
+    def _trie(self, kind: str, net: Network) -> Map:
+        return self.maps[f"{kind}_v{net.version}"]
+
+    def sync_cidrs(self, kind: str, desired: dict[Network, int]) -> tuple[int, int]:
+        """Make trie ``kind`` ("allow"/"deny") hold exactly ``desired``; returns (added or changed, removed)."""
+        have = self.installed[kind]
+        stale = [net for net in have if net not in desired]
+        changed = [(net, rid) for net, rid in desired.items() if have.get(net) != rid]
+        for version in (4, 6):
+            items = [(abi.lpm_key(n), abi.CidrRule(r)) for n, r in changed if n.version == version]
+            for start in range(0, len(items), BATCH):
+                chunk = items[start:start + BATCH]
+                if len(chunk) > 8:
+                    self.maps[f"{kind}_v{version}"].update_batch(chunk)
+                else:
+                    for k, v in chunk:
+                        self.maps[f"{kind}_v{version}"].update(k, v)
+        for net, rid in changed:
+            have[net] = rid
+        for net in stale:
+            self._trie(kind, net).delete(abi.lpm_key(net))
+            del have[net]
+        return len(changed), len(stale)
+
+    def add_cidr(self, kind: str, net: Network, rule_id: int) -> None:
+        self._trie(kind, net).update(abi.lpm_key(net), abi.CidrRule(rule_id))
+        self.installed[kind][net] = rule_id
+
+    def remove_cidr(self, kind: str, net: Network) -> bool:
+        self.installed[kind].pop(net, None)
+        return self._trie(kind, net).delete(abi.lpm_key(net))
+
+    # --- counters ---------------------------------------------------------------------------
+
+    def verdict_totals(self) -> dict[Verdict, Totals]:
+        m = self.maps["verdict_counters"]
+        out = {}
+        for verdict, index in self.verdicts.items():
+            c = m.sum(index)
+            out[verdict] = Totals(c.packets, c.bytes) if c is not None else Totals()
+        return out
+
+    def rule_totals(self, rule_ids: Iterable[int]) -> dict[int, Totals]:
+        m = self.maps["rule_counters"]
+        out = {}
+        for rid in rule_ids:
+            c = m.sum(rid) if rid else None
+            out[rid] = Totals(c.packets, c.bytes) if c is not None else Totals()
+        return out
+
+    def reset_rule_counter(self, rule_id: int) -> None:
+        if rule_id:
+            self.maps["rule_counters"].update(rule_id, abi.Counter())
+
+    def sources(self) -> dict[Network, abi.SourceState]:
+        return {abi.addr_key_network(k, self.families): v for k, v in self.maps["sources"].lookup_batch()}
+
+    def top_sources(self, n: int = 10) -> list[tuple[Network, int, int]]:
+        """The ``n`` tracked sources with most packets: (source, packets, dropped by the rate limit)."""
+        entries = self.maps["sources"].lookup_batch()
+        top = heapq.nlargest(n, entries, key=lambda kv: kv[1].packets)
+        return [(abi.addr_key_network(k, self.families), v.packets, v.dropped) for k, v in top]
+
+    def source_count(self) -> int:
+        return len(self.maps["sources"].lookup_batch())
+
+    # --- events -----------------------------------------------------------------------------
+
+    def decode_event(self, record: bytes) -> Event:
+        e = abi.EventC.from_buffer_copy(record[:ctypes.sizeof(abi.EventC)])
+        import ipaddress
+        v4 = e.family == self.families["GUARD_AF_INET"]
+        src, dst = bytes(e.src), bytes(e.dst)
+        kind = self._kind_of.get(e.kind, str(e.kind))
+        if v4:
+            source = ipaddress.IPv4Network((src[:4], 32))
+            destination = str(ipaddress.IPv4Address(dst[:4]))
+        else:
+            source = ipaddress.IPv6Network((src, 64 if kind == "heavy-hitter" else 128))
+            destination = str(ipaddress.IPv6Address(dst))
+        return Event(kind, e.ts_ns, self._verdict_of.get(e.verdict, Verdict.PASS), e.rule_id, e.frame_len,
+                     e.ifindex, source, destination, e.proto, e.sport, e.dport)
+
+    def event_reader(self, callback: Callable[[Event], object]) -> RingBuffer:
+        """A RingBuffer on ``guard_events`` handing decoded events to ``callback``."""
+        return RingBuffer(self._obj.map_fd("guard_events"), lambda raw: callback(self.decode_event(raw)))
+
+    # --- attachment -------------------------------------------------------------------------
+
+    def attach(self, interfaces: Iterable[str], mode: XdpMode | None = None) -> list[str]:
+        """Attach to each interface; a guard left attached by an earlier run (same program
+        name) is replaced, anyone else's XDP program is an error. All or nothing."""
+        done: list[int] = []
+        names = []
+        try:
+            for name in interfaces:
+                ifindex = ifindex_of(name)
+                old = xdp_program_id(ifindex)
+                if old:
+                    with Program.from_id(old) as prog:
+                        if prog.name != abi.PROGRAM:
+                            raise BpfError(f"{name} already has an XDP program ({prog.name}, id {old}); "
+                                           "the guard does not replace it")
+                    detach_xdp(ifindex, old)
+                att = attach_xdp(self.program, ifindex, mode)
+                self.attached[ifindex] = att.prog_id
+                done.append(ifindex)
+                names.append(f"{name}:{att.mode.value}")
+        except BaseException:
+            for ifindex in done:
+                self._detach(ifindex)
+            raise
+        return names
+
+    def _detach(self, ifindex: int) -> None:
+        prog_id = self.attached.pop(ifindex, None)
+        try:
+            detach_xdp(ifindex, prog_id)
+        except BpfError:
+            pass  # someone else's program is there now: left alone
+
+    def detach_all(self) -> None:
+        for ifindex in list(self.attached):
+            self._detach(ifindex)
+
+
+def find_attached(interface: str) -> int | None:
+    """The id of a guard program attached to ``interface`` (by the kernel's ids), or None."""
+    prog_id = xdp_program_id(interface)
+    if not prog_id:
+        return None
+    with Program.from_id(prog_id) as prog:
+        return prog_id if prog.name == abi.PROGRAM else None
+
+
+def possible_cpus() -> int:
+    return os.cpu_count() or 1
