@@ -11,9 +11,11 @@ How each is applied, inside the path's namespace:
   router), in the kernel.
 - down: ``iif p-r|p-s lookup 30`` (pref 100/101), a table whose default route is a blackhole:
   forwarded packets vanish without an ICMP error, as on a real dead path, while the router's
-  link stays up. Addresses of the path namespace itself (the gateway, 10.200.i.2) are local and
-  keep answering, unimpaired; the probe address (the server's 10.201.i.2) goes through the path
-  and is affected like any traffic.
+  link stays up.
+
+Only *forwarded* traffic is impaired: the path namespace's own addresses (the gateway 10.200.i.2)
+are local, so they keep answering without delay, loss or down. Measure a path through its probe
+address (the server's 10.201.i.2), which crosses the path like any traffic.
 
 The settings live in ``impairments.json`` in the lab's state dir (updated under a lock), so
 `set_path` changes only what it is given.

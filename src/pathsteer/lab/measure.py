@@ -106,7 +106,15 @@ class IperfServer:
         self.port = port
         self.proc = t.popen(role, ["iperf3", "-s", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.15)   # iperf3 prints nothing useful before it listens; it is quick
+        deadline = time.monotonic() + 10
+        while True:   # until its socket listens (a loaded machine can take a while)
+            out = t.run(role, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
+            if out.strip():
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise LabError(f"iperf3 -s -p {port} did not start listening in {t.resolve(role)}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
