@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from pathsteer.errors import LabError, UsageError
 
@@ -117,7 +117,6 @@ class Topology:
     client_interface: str = CLIENT_IF
     state_dir: str = ""
     control_socket: str = ""
-    extra: dict = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -204,15 +203,12 @@ class Topology:
     # -- JSON ---------------------------------------------------------------------------------
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d.pop("extra")
-        return d
+        return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> "Topology":
         d = dict(d)
         d["paths"] = [Path(**p) for p in d["paths"]]
-        d.pop("extra", None)
         return cls(**d)
 
     def save(self) -> None:
