@@ -14,9 +14,12 @@ own socket; sends are spread evenly over the interval so 64 paths do not fire at
 from __future__ import annotations
 
 import asyncio
+import heapq
 import ipaddress
+import itertools
 import logging
 import secrets
+import select
 import socket
 import threading
 import time
@@ -32,12 +35,15 @@ from pathsteer.telemetry import (
     TelemetrySnapshot,
     snapshot_of,
 )
-from pathsteer.telemetry.target import TargetTracker
+from pathsteer.telemetry.target import ReplyKind, TargetTracker
 
 log = logging.getLogger("pathsteer.probe")
 
 StateCallback = Callable[[str, PathState, PathState, float], None]
 SENT_MEMORY = 4096
+MAX_SLACK_S = 0.005  # a probe may leave this much early to share a wake-up (interval/4 at most)
+MAX_IDLE_S = 0.02  # replies are read at least this often when nothing else is due
+EXPIRY_SLACK_S = 0.0005  # fire just after a deadline, so the probe is surely past it
 REPIN_INTERVAL_S = 1.0  # how often a failing path's pin is checked and put back
 
 
@@ -68,7 +74,7 @@ def _unwrap(counter: int, wire: int, bits: int) -> int:
 
 
 class _Prober:
-    """Probes one target of one path through one pinned socket."""
+    """Probes one target of one path through one pinned socket. Scheduling is the engine's."""
 
     def __init__(self, engine: ProbeEngine, path: PathTracker, tracker: TargetTracker, pin: pinning.Pin) -> None:
         self.engine = engine
@@ -85,35 +91,22 @@ class _Prober:
         self.sent_ntp: dict[int, int] = {}
         self.sock = sockets.open_icmp(pin) if self.cfg.method is ProbeMethod.ICMP else sockets.open_udp(pin)
         self.addr = (self.target, 0) if self.cfg.method is ProbeMethod.ICMP else (self.target, self.cfg.port)
-        self._timer: asyncio.TimerHandle | None = None
-        self.next_at = 0.0
+        self.next_at = 0.0  # when the next probe is due
+        self.expiry_at: float | None = None  # when the engine will next expire this prober's probes
         self.closed = False
-        self._finish_reported = False
+        self.finish_reported = False
 
-    # -- sending ------------------------------------------------------------------------
-
-    def start(self, loop: asyncio.AbstractEventLoop, at: float, limit: int | None) -> None:
-        self.limit = limit
-        self.next_at = at
-        loop.add_reader(self.sock.fileno(), self.engine.guard(self.on_readable))
-        self._timer = loop.call_at(at, self.engine.guard(self.send))
-
-    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+    def close(self) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
-    def _check_finished(self) -> None:
-        if (
-            not self._finish_reported
-            and self.limit is not None
-            and self.seq >= self.limit
-            and self.tracker.pending == 0
-        ):
-            self._finish_reported = True
-            self.engine.prober_finished()
+    @property
+    def done_sending(self) -> bool:
+        return self.limit is not None and self.seq >= self.limit
+
+    @property
+    def finished(self) -> bool:
+        return self.done_sending and self.tracker.pending == 0
 
     def _packet(self, seq: int) -> bytes:
         if self.cfg.method is ProbeMethod.ICMP:
@@ -128,8 +121,8 @@ class _Prober:
                                bytes(twamp.SYMMETRIC_PADDING + self.cfg.payload_size))
         )
 
-    def send(self) -> None:
-        loop = self.engine.loop
+    def send(self) -> float:
+        """Send the next probe; returns its send time."""
         self.seq += 1
         seq = self.seq
         packet = self._packet(seq)
@@ -140,30 +133,21 @@ class _Prober:
         except OSError as exc:  # ENETUNREACH, EHOSTUNREACH, ENETDOWN, ENOBUFS, EPERM (firewall)
             self.tracker.on_error()
             log.debug("probe.send_error path=%s target=%s errno=%s", self.cfg.name, self.target, exc.errno)
-        loop.call_at(now + self.cfg.timeout_s, self.engine.guard(self.expire))
-        if self.limit is not None and seq >= self.limit:
-            self._timer = None
-            return
         interval = self.cfg.interval_s
         self.next_at += interval
         if self.next_at < now:  # fell behind (a stalled loop): skip, do not burst
             self.next_at = now + interval
-        self._timer = loop.call_at(self.next_at, self.engine.guard(self.send))
+        return now
 
-    def expire(self) -> None:
-        if self.closed:
-            return
-        self.on_readable()  # replies already queued were received in time: read them first
-        now = time.monotonic()
+    def expire(self, now: float) -> float | None:
+        """Count timed-out probes as lost; returns the next deadline (None: nothing pending)."""
         if self.tracker.expire(now):
             self.engine.changed(self.path, now)
-        self._check_finished()
+        return self.tracker.next_deadline()
 
     # -- receiving ----------------------------------------------------------------------
 
     def on_readable(self) -> None:
-        if self.closed:
-            return
         try:
             for data, addr, received_at in sockets.drain(self.sock):
                 if self.cfg.method is ProbeMethod.ICMP:
@@ -172,7 +156,6 @@ class _Prober:
                     self._udp(data, addr, received_at)
         except OSError:  # a queued ICMP error on the socket (IP_RECVERR is off: rare)
             self.tracker.on_error()
-        self._check_finished()
 
     def _icmp(self, data: bytes, addr: tuple, received_at: float) -> None:
         try:
@@ -207,15 +190,17 @@ class _Prober:
         # RFC 5357 §4.2.1 timestamps: the reflector's dwell time T3 - T2 is not path delay.
         dwell = twamp.ntp_delta_s(rep.timestamp, rep.receive_timestamp)
         seq = _unwrap(self.seq, rep.sender_seq, 32)
-        sent_at = self.tracker._pending.get(seq)  # noqa: SLF001 - the send time we recorded
+        sent_at = self.tracker.sent_at(seq)
         rtt = None
         if sent_at is not None and 0.0 <= dwell < received_at - sent_at:
             rtt = received_at - sent_at - dwell
         self._reply(seq, received_at, rtt)
 
     def _reply(self, seq: int, received_at: float, rtt: float | None) -> None:
-        self.tracker.on_reply(seq, received_at, rtt)
-        self.engine.changed(self.path, received_at)
+        before = self.tracker.state
+        kind = self.tracker.on_reply(seq, received_at, rtt)
+        if kind is ReplyKind.LATE or self.tracker.state is not before or not self.path.answer_cannot_change_state():
+            self.engine.changed(self.path, received_at)
 
 
 class ProbeEngine:
@@ -232,8 +217,15 @@ class ProbeEngine:
         self.pins: list[pinning.Pin] = []
         self.probers: list[_Prober] = []
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._unfinished = 0
         self._all_done: asyncio.Event | None = None
+        self._sends: list[tuple[float, int, _Prober]] = []  # heap: (due, order, prober)
+        self._expiries: list[tuple[float, int, _Prober]] = []  # heap: (deadline, order, prober)
+        self._order = itertools.count()  # tie-breaker: probers are not comparable
+        self._by_fd: dict[int, _Prober] = {}
+        self._poller: select.epoll | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._count_mode = False
+        self._slack = MAX_SLACK_S
         self._failure: Exception | None = None
 
     def snapshot(self) -> TelemetrySnapshot:
@@ -262,10 +254,42 @@ class ProbeEngine:
 
         return call
 
-    def prober_finished(self) -> None:
-        self._unfinished -= 1
-        if self._unfinished <= 0 and self._all_done is not None:
+    def _tick(self) -> None:
+        """Everything due, in one wake-up: read replies, expire probes past their timeout,
+        send probes due within the coalescing slack; then sleep until the next thing is due.
+
+        One wake-up serves many probes (the asyncio cost per callback is most of a Python
+        prober's CPU). Reading replies late costs no accuracy: receive times are the kernel's
+        (SO_TIMESTAMPNS) and late/lost is judged on them."""
+        now = time.monotonic()
+        for fd, _events in self._poller.poll(0):
+            self._by_fd[fd].on_readable()
+        expiries, sends = self._expiries, self._sends
+        while expiries and expiries[0][0] <= now:
+            _, _, p = heapq.heappop(expiries)
+            p.expiry_at = None
+            deadline = p.expire(now)
+            if deadline is not None:
+                p.expiry_at = max(deadline, now) + EXPIRY_SLACK_S
+                heapq.heappush(expiries, (p.expiry_at, next(self._order), p))
+        horizon = now + self._slack
+        while sends and sends[0][0] <= horizon:
+            _, _, p = heapq.heappop(sends)
+            sent_at = p.send()
+            if p.expiry_at is None:
+                p.expiry_at = sent_at + p.cfg.timeout_s + EXPIRY_SLACK_S
+                heapq.heappush(expiries, (p.expiry_at, next(self._order), p))
+            if not p.done_sending:
+                heapq.heappush(sends, (p.next_at, next(self._order), p))
+        if self._count_mode and all(p.finished for p in self.probers):
             self._all_done.set()
+            return
+        wake = now + MAX_IDLE_S
+        if sends and sends[0][0] < wake:
+            wake = sends[0][0]
+        if expiries and expiries[0][0] < wake:
+            wake = expiries[0][0]
+        self._tick_handle = self.loop.call_at(wake, self._guarded_tick)
 
     async def _keep_pins(self) -> None:
         """While a path has failing targets or send errors, put its pin back once a second
@@ -292,11 +316,19 @@ class ProbeEngine:
                 self.pins.append(pin)
                 for tracker in path.targets.values():
                     self.probers.append(_Prober(self, path, tracker, pin))
-            self._unfinished = len(self.probers) if count is not None else 1 << 62
+            self._count_mode = count is not None
+            self._slack = min(MAX_SLACK_S, min(c.interval_s for c in self.configs) / 4)
+            self._poller = select.epoll()
             start = time.monotonic() + 0.01
             n = len(self.probers)
             for i, p in enumerate(self.probers):
-                p.start(self.loop, start + p.cfg.interval_s * i / n, count)
+                p.limit = count
+                p.next_at = start + p.cfg.interval_s * i / n  # spread evenly over the interval
+                heapq.heappush(self._sends, (p.next_at, next(self._order), p))
+                self._poller.register(p.sock.fileno(), select.EPOLLIN)
+                self._by_fd[p.sock.fileno()] = p
+            self._guarded_tick = self.guard(self._tick)
+            self._tick_handle = self.loop.call_at(start, self._guarded_tick)
             keeper = asyncio.ensure_future(self._keep_pins())
             waits = [asyncio.ensure_future(self._all_done.wait()), keeper]
             if stop is not None:
@@ -310,9 +342,16 @@ class ProbeEngine:
                 raise self._failure
             return self.snapshot()
         finally:
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            if self._poller is not None:
+                self._poller.close()
             for p in self.probers:
-                p.stop(self.loop)
+                p.close()
             for pin in self.pins:
                 _in_thread(pinning.remove, pin)
             self.probers.clear()
             self.pins.clear()
+            self._sends.clear()
+            self._expiries.clear()
+            self._by_fd.clear()

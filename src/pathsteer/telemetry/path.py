@@ -12,6 +12,12 @@ from pathsteer.telemetry.target import TargetTracker
 from pathsteer.telemetry.window import rtt_stats
 
 
+def _median(values: list[float]) -> float | None:
+    if len(values) <= 1:
+        return values[0] if values else None
+    return statistics.median(values)
+
+
 class PathTracker:
     def __init__(self, config: PathProbeConfig, now: float) -> None:
         self.config = config
@@ -25,6 +31,9 @@ class PathTracker:
             )
             for addr in config.targets
         }
+        self._all = list(self.targets.values())
+        self._quorum = config.quorum_k
+        self._resolved = False
         self.state = PathState.UNKNOWN
         self.since = now
 
@@ -34,10 +43,11 @@ class PathTracker:
 
     def _live(self) -> list[TargetTracker]:
         """Targets whose figures count for the path: the non-failing ones, or all if none is."""
-        live = [t for t in self.targets.values() if not t.failing]
-        return live or list(self.targets.values())
+        live = [t for t in self._all if not t.failing]
+        return live or self._all
 
     def figures(self, now: float) -> PathFigures:
+        """The state machine's inputs. Called after every probe event: kept cheap."""
         live = self._live()
         resolved = lost = 0
         for t in live:
@@ -47,13 +57,25 @@ class PathTracker:
         ewmas = [t.ewma_s for t in live if t.ewma_s is not None]
         jitters = [t.jitter_s for t in live if t.jitter_s is not None]
         return PathFigures(
-            failing=sum(t.failing for t in self.targets.values()),
-            quorum=self.config.quorum_k,
-            resolved=any(t.answered or t.lost for t in self.targets.values()),
+            failing=sum(t.failing for t in self._all),
+            quorum=self._quorum,
+            resolved=self._resolved or self._check_resolved(),
             loss_pct=100.0 * lost / resolved if resolved else None,
-            rtt_ewma_s=statistics.median(ewmas) if ewmas else None,
-            jitter_s=statistics.median(jitters) if jitters else None,
+            rtt_ewma_s=_median(ewmas),
+            jitter_s=_median(jitters),
         )
+
+    def _check_resolved(self) -> bool:
+        self._resolved = any(t.answered or t.lost for t in self._all)
+        return self._resolved
+
+    def answer_cannot_change_state(self) -> bool:
+        """True when one more answer (that changes no target's state) cannot change the
+        path's state, so the caller may skip `update`: an UP path with no RTT or jitter
+        threshold (an answer never raises window loss: it adds an answer and at most
+        evicts one entry)."""
+        th = self.config.thresholds
+        return self.state is PathState.UP and th.degraded_rtt_s is None and th.degraded_jitter_s is None
 
     def update(self, now: float) -> PathState:
         """Re-evaluate the state machine; call after probe events. Returns the state."""

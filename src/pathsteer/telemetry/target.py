@@ -6,14 +6,14 @@ imperative shell) reports what happened; this module decides what it means.
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from enum import Enum
 
 from pathsteer.telemetry.config import Thresholds, WindowConfig
 from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
 from pathsteer.telemetry.window import ProbeWindow, rtt_stats
 
-SEQ_MEMORY = 4096  # answered / expired sequence numbers remembered to spot duplicates and late replies
+SEQ_MEMORY = 1024  # resolved sequence numbers remembered to spot duplicates and late replies
 
 
 class ReplyKind(Enum):
@@ -23,26 +23,29 @@ class ReplyKind(Enum):
     FOREIGN = "foreign"  # no probe of ours has this sequence number
 
 
-class _SeqMemory:
-    """A bounded set of sequence numbers: remembers the last ``size`` added."""
+_ANSWERED, _EXPIRED = 1, 2
 
-    __slots__ = ("_set", "_order", "_size")
+
+class _SeqMemory:
+    """What became of the last ``size`` resolved sequence numbers (answered or expired):
+    a ring indexed by seq mod size, so memory is fixed and lookups are O(1). A number
+    older than the ring is forgotten (its reply is then foreign)."""
+
+    __slots__ = ("_seqs", "_states", "_size")
 
     def __init__(self, size: int) -> None:
-        self._set: set[int] = set()
-        self._order: deque[int] = deque()
+        self._seqs = array("q", [-(1 << 62)]) * size
+        self._states = bytearray(size)
         self._size = size
 
-    def add(self, seq: int) -> None:
-        if seq in self._set:
-            return
-        self._set.add(seq)
-        self._order.append(seq)
-        if len(self._order) > self._size:
-            self._set.discard(self._order.popleft())
+    def put(self, seq: int, state: int) -> None:
+        i = seq % self._size
+        self._seqs[i] = seq
+        self._states[i] = state
 
-    def __contains__(self, seq: int) -> bool:
-        return seq in self._set
+    def get(self, seq: int) -> int:
+        i = seq % self._size
+        return self._states[i] if self._seqs[i] == seq else 0
 
 
 def jitter_step(jitter_s: float, previous_rtt_s: float, rtt_s: float) -> float:
@@ -69,8 +72,7 @@ class TargetTracker:
         self._th = thresholds
         self.window = ProbeWindow(window.count, window.seconds)
         self._pending: dict[int, float] = {}  # seq -> sent_at, in send order
-        self._answered = _SeqMemory(SEQ_MEMORY)
-        self._expired = _SeqMemory(SEQ_MEMORY)
+        self._resolved = _SeqMemory(SEQ_MEMORY)
         self.state = TargetState.UNKNOWN
         self.since = now
         self.ewma_s: float | None = None
@@ -94,10 +96,14 @@ class TargetTracker:
         taken out, RFC 5357 §4.2.1 timestamps)."""
         sent_at = self._pending.get(seq)
         if sent_at is None:
-            if seq in self._answered:
+            if not -(1 << 62) < seq < 1 << 62:  # not a number we could have sent
+                self.foreign += 1
+                return ReplyKind.FOREIGN
+            was = self._resolved.get(seq)
+            if was == _ANSWERED:
                 self.duplicate += 1
                 return ReplyKind.DUPLICATE
-            if seq in self._expired:
+            if was == _EXPIRED:
                 self.late += 1
                 return ReplyKind.LATE
             self.foreign += 1
@@ -145,7 +151,7 @@ class TargetTracker:
     # -- accounting ---------------------------------------------------------------------
 
     def _answer(self, seq: int, sent_at: float, rtt: float, now: float) -> None:
-        self._answered.add(seq)
+        self._resolved.put(seq, _ANSWERED)
         self.answered += 1
         self.window.add(sent_at, rtt)
         self.ewma_s = rtt if self.ewma_s is None else self.ewma_s + self._alpha * (rtt - self.ewma_s)
@@ -162,7 +168,7 @@ class TargetTracker:
             self._set_state(TargetState.UP, now)
 
     def _lose(self, seq: int, sent_at: float) -> None:
-        self._expired.add(seq)
+        self._resolved.put(seq, _EXPIRED)
         self.lost += 1
         self.window.add(sent_at, None)
         self.consecutive_answered = 0
@@ -181,6 +187,16 @@ class TargetTracker:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def sent_at(self, seq: int) -> float | None:
+        """When pending probe ``seq`` was sent (None when it is not pending)."""
+        return self._pending.get(seq)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a pending probe times out (None when nothing is pending)."""
+        for sent_at in self._pending.values():
+            return sent_at + self.timeout_s
+        return None
 
     def snapshot(self, now: float) -> TargetSnapshot:
         self.window.trim(now)
