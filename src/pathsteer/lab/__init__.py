@@ -16,12 +16,19 @@ and sends every reply back over the path its flow came in on. Modules:
 - `impair`: `set_path` and how impairments are applied.
 - `delayline`: the delay-line process.
 - `netns`: entering namespaces, running commands inside them.
+- `measure`: ping, iperf3 and a UDP echo stream inside a lab (tests, demo, benchmarks).
 - `cli`: ``pathsteer lab``.
+
+Commands inside a lab: ``Topology.run("client", argv)`` / ``Topology.popen(...)`` (roles:
+client, router, server, attacker, p1..pN), or `run(namespace, argv)`; both go through
+``ip netns exec`` (a fresh /sys of that namespace). State of lab NAME: /run/pathsteer/lab/NAME/
+(topology.json, impairments.json, the delay line's ctl.sock, delayline.pid and delayline.log).
 """
 
 from pathsteer.lab.build import LabStatus, down, list_labs, up
-from pathsteer.lab.impair import Impairment, read_impairments, set_path
+from pathsteer.lab.impair import Impairment, clear_path, read_impairments, set_path
+from pathsteer.lab.netns import exec_argv, popen, run
 from pathsteer.lab.topology import Path, Topology
 
-__all__ = ["LabStatus", "Impairment", "Path", "Topology", "down", "list_labs", "read_impairments",
-           "set_path", "up"]
+__all__ = ["LabStatus", "Impairment", "Path", "Topology", "clear_path", "down", "exec_argv",
+           "list_labs", "popen", "read_impairments", "run", "set_path", "up"]

@@ -190,3 +190,8 @@ def apply(t: Topology, p: Path, changes: dict) -> Impairment:
         return new
     finally:
         os.close(lock)
+
+
+def clear_path(name: str, path: str) -> Impairment:
+    """Back to a plain path: no delay, jitter, loss or rate limit, and up."""
+    return set_path(name, path, delay=0, jitter=0, loss=0, rate=0, down=False)
