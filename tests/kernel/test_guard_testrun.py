@@ -106,6 +106,9 @@ TABLE = [
     ("IPv6 seven extension headers", f(E / IPv6(**V6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()
                                        / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()
                                        / IPv6ExtHdrDestOpt() / UDP()), Verdict.DROP_MALFORMED, 0),
+    ("IPv6 six extension headers: the most walked", f(E / IPv6(**V6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+                                                     / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()
+                                                     / IPv6ExtHdrDestOpt() / UDP()), Verdict.PASS, 0),
     ("IPv6 extension header beyond the payload", f(E / IPv6(**V6, plen=4) / IPv6ExtHdrHopByHop() / UDP()),
      Verdict.DROP_MALFORMED, 0),
     ("IPv6 payload length beyond the frame", f(E / IPv6(**V6, plen=400) / UDP()), Verdict.DROP_MALFORMED, 0),
@@ -140,7 +143,7 @@ def xdp_action(name: str) -> int:
 @pytest.mark.parametrize("description, frame, verdict, rule_id", TABLE, ids=[row[0] for row in TABLE])
 def test_table(guard, description, frame, verdict, rule_id):
     guard.apply(RULES, clock_ns=NOW)
-    assert GuardModel(RULES).decide(frame, NOW).verdict is verdict, f"model: {description}"
+    assert GuardModel.for_limits(RULES, guard.limits).decide(frame, NOW).verdict is verdict, f"model: {description}"
     before, rules_before = guard.verdict_totals(), guard.rule_totals(range(1, 11))
     ret = guard.program.test_run(frame).retval
     assert ret == xdp_action("XDP_DROP" if verdict.drops else "XDP_PASS"), description

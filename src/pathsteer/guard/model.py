@@ -20,8 +20,10 @@ from pathsteer.guard.rules import (
 )
 
 ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x86DD, 0x8100, 0x88A8
-MAX_VLAN_TAGS = 2  # GUARD_MAX_VLAN_TAGS
-MAX_EXT_HEADERS = 6  # GUARD_MAX_EXT_HEADERS
+# Defaults of GuardModel's limits; tests build the model with the compiled object's values
+# (enum guard_limits in BTF) and a unit test checks these defaults against them.
+MAX_VLAN_TAGS = 2  # GUARD_LIMIT_VLAN_TAGS
+MAX_EXT_HEADERS = 6  # GUARD_LIMIT_EXT_HEADERS
 HH_REPORT_NS = 1_000_000_000  # GUARD_HH_REPORT_NS
 TCP, UDP = 6, 17
 HOPOPTS, ROUTING, FRAGMENT, AH, DSTOPTS = 0, 43, 44, 51, 60
@@ -112,7 +114,7 @@ def _check_ipv4(frame: bytes, l3: int, p: Packet) -> None:
     _parse_l4(frame, l3 + ihl * 4, l3 + total, p)
 
 
-def _check_ipv6(frame: bytes, l3: int, p: Packet) -> None:
+def _check_ipv6(frame: bytes, l3: int, p: Packet, max_ext_headers: int) -> None:
     payload = struct.unpack_from("!H", frame, l3 + 4)[0]
     end = 40 + payload
     if frame[l3] >> 4 != 6 or end > len(frame) - l3:
@@ -121,7 +123,7 @@ def _check_ipv6(frame: bytes, l3: int, p: Packet) -> None:
     end += l3
     off = l3 + 40
     nxt = frame[l3 + 6]
-    for _ in range(MAX_EXT_HEADERS):
+    for _ in range(max_ext_headers):
         if nxt not in EXT_HEADERS:
             break
         if off + 8 > len(frame) or off + 8 > end:
@@ -156,6 +158,14 @@ class GuardModel:
     sources: dict[Network, SourceState] = field(default_factory=dict)
     syn_dests: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, SynState] = field(default_factory=dict)
     drops_since_sample: int = 0  # drop_sampler (one CPU: test_run runs on the caller's CPU)
+    max_vlan_tags: int = MAX_VLAN_TAGS
+    max_ext_headers: int = MAX_EXT_HEADERS
+
+    @classmethod
+    def for_limits(cls, rules: RuleSet, limits: dict[str, int]) -> GuardModel:
+        """A model with the limits a compiled object has (``GuardProgram.limits``)."""
+        return cls(rules, max_vlan_tags=limits["GUARD_LIMIT_VLAN_TAGS"],
+                   max_ext_headers=limits["GUARD_LIMIT_EXT_HEADERS"])
 
     def decide(self, frame: bytes, now: int) -> Decision:
         """The verdict for ``frame`` at time ``now`` (ns), updating the state as the program does."""
@@ -174,7 +184,7 @@ class GuardModel:
             return Decision(Verdict.PASS_NOT_IP)
         ethertype = struct.unpack_from("!H", frame, 12)[0]
         l3 = 14
-        for _ in range(MAX_VLAN_TAGS):
+        for _ in range(self.max_vlan_tags):
             if ethertype not in (ETH_P_8021Q, ETH_P_8021AD):
                 break
             if l3 + 4 > len(frame):
@@ -203,7 +213,10 @@ class GuardModel:
         if rule is not None:
             return Decision(Verdict.DROP_DENY, rule)
 
-        (_check_ipv4 if p.family == 4 else _check_ipv6)(frame, l3, p)
+        if p.family == 4:
+            _check_ipv4(frame, l3, p)
+        else:
+            _check_ipv6(frame, l3, p, self.max_ext_headers)
 
         limits = self.rules.limits
         heavy = None
