@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: GPL-2.0
+/* passive.bpf.c — RTT of real TCP traffic, measured passively on an interface (ePPing-style).
+ *
+ *   egress  (tc_passive_egress):  a TCP segment that will be answered — it carries data, SYN or
+ *       FIN — with the timestamp option: store (ifindex, flow, TSval) → now, first occurrence
+ *       only (BPF_NOEXIST; Linux's TSval ticks once per ms, so a burst shares one TSval and the
+ *       first segment of it is the one whose echo measures the RTT).  A SYN without the option:
+ *       store (ifindex, flow, seq + 1) → now, for handshake timing.
+ *   ingress (tc_passive_ingress): a segment of the reverse flow echoing TSecr (≠ 0), or a
+ *       SYN-ACK acknowledging seq + 1: look the entry up, delete it (only the first echo is a
+ *       sample), and add now - then to the interface's aggregate.
+ *
+ * Rules taken from pping (Kathleen Nichols) and ePPing (xdp-project/bpf-examples/pping):
+ * pure ACKs are not timestamped (nothing answers them promptly: their TSval is echoed only by
+ * the peer's next data, which would read as RTT); an identifier is stored the first time it is
+ * seen and never overwritten; an echo matches once.  A SYN sent again while its entry waits is
+ * ambiguous (Karn's algorithm, RFC 6298 §3): the entry is zeroed and gives no sample.
+ *
+ * Aggregates are per interface and per CPU (passive_rtt): sample count, sum, min, max and a
+ * log-linear histogram (passive_common.h).  Nothing is sent to user space per packet.
+ *
+ * Both programs only look.  They return TC_ACT_UNSPEC, not TC_ACT_OK: in a direct-action
+ * cls_bpf chain TC_ACT_OK ends the chain (net/sched/cls_api.c, tcf_classify: a filter's
+ * result >= 0 is final), so other filters on the same hook (the counters, steering) would
+ * never run after us; TC_ACT_UNSPEC (-1) means "no opinion, next filter", and at the end of
+ * the chain the packet continues exactly as with TC_ACT_OK (sch_handle_ingress/egress).
+ *
+ * Packets that are not TCP over IPv4/IPv6 (optionally behind one 802.1Q/802.1ad tag), IPv4
+ * fragments, IPv6 with other extension headers than hop-by-hop/routing/destination options
+ * (at most PASSIVE_MAX_IPV6_EXT), and truncated or malformed headers (IHL < 5, data offset
+ * < 5, lengths shorter than the headers, options running past the header) pass unmeasured:
+ * no entry, no sample, verdict unchanged.  Headers must be readable in the skb's linear part;
+ * when they are not, we pull them in once (bpf_skb_pull_data) and otherwise give up.
+ *
+ * Time: bpf_ktime_get_ns (CLOCK_MONOTONIC, ns) at the hook, on both sides.
+ */
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "passive_common.h"
+#include "passive_structs.h"
+#include "passive_maps.h"
+#include "passive_abi.h"
+
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_TIMESTAMP 8   /* RFC 7323 §3: kind 8, length 10, TSval, TSecr */
+#define TCPOLEN_TIMESTAMP 10
+#define IPV6_EXT_HOPOPTS 0
+#define IPV6_EXT_ROUTING 43
+#define IPV6_EXT_DSTOPTS 60
+/* Ethernet + one VLAN tag + IPv6 + 60-byte TCP header: what we ever need to read. */
+#define HEADERS_MAX (14 + 4 + 40 + 60)
+
+/* An all-zero aggregate to create an interface's entry from (too large for the stack). */
+static const struct passive_rtt_agg zero_agg;
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 encapsulated_proto;
+};
+
+/* What the parser extracts from one TCP segment. */
+struct segment {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u32 seq;
+	__u32 ack_seq;
+	__u32 tsval;
+	__u32 tsecr;
+	__u32 payload;  /* TCP payload bytes, from the IP length fields */
+	bool has_ts;
+	bool syn;
+	bool ack;
+	bool fin;
+};
+
+/* The timestamp option among the TCP options at [th + 20, th + doff).  Returns false when
+ * there is none, or when the options are malformed (a length < 2, running past the header). */
+static __always_inline bool parse_ts_option(struct tcphdr *th, __u32 doff, void *end, struct segment *s)
+{
+	__u32 off = sizeof(*th);
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < PASSIVE_MAX_TCP_OPTIONS; i++) {
+		__u8 *opt, kind, len;
+
+		if (off >= doff || off > 60)
+			return false;
+		opt = (__u8 *)th + off;
+		if ((void *)(opt + 1) > end)
+			return false;
+		kind = opt[0];
+		if (kind == TCPOPT_EOL)
+			return false;
+		if (kind == TCPOPT_NOP) {
+			off += 1;
+			continue;
+		}
+		if ((void *)(opt + 2) > end)
+			return false;
+		len = opt[1];
+		if (len < 2 || off + len > doff)
+			return false;
+		if (kind == TCPOPT_TIMESTAMP) {
+			__be32 val, ecr;
+
+			if (len != TCPOLEN_TIMESTAMP || (void *)(opt + TCPOLEN_TIMESTAMP) > end)
+				return false;
+			__builtin_memcpy(&val, opt + 2, 4);
+			__builtin_memcpy(&ecr, opt + 6, 4);
+			s->tsval = bpf_ntohl(val);
+			s->tsecr = bpf_ntohl(ecr);
+			return true;
+		}
+		off += len;
+	}
+	return false;
+}
+
+/* Parse Ethernet [VLAN] IPv4|IPv6 TCP.  false: not a TCP segment we can measure (see top). */
+static __always_inline bool parse_segment(struct __sk_buff *skb, struct segment *s)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 linear = end - data;
+	struct ethhdr *eth;
+	struct tcphdr *th;
+	__be16 proto;
+	__u32 l3, l4, ip_payload, doff;
+	__u8 nexthdr;
+
+	if (linear < skb->len && linear < HEADERS_MAX) {
+		/* Headers may sit in paged data: make up to HEADERS_MAX bytes linear, once. */
+		if (bpf_skb_pull_data(skb, skb->len < HEADERS_MAX ? skb->len : HEADERS_MAX))
+			return false;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+
+	eth = data;
+	if ((void *)(eth + 1) > end)
+		return false;
+	proto = eth->h_proto;
+	l3 = sizeof(*eth);
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct vlan_tag *tag = data + l3;
+
+		if ((void *)(tag + 1) > end)
+			return false;
+		proto = tag->encapsulated_proto;
+		l3 += sizeof(*tag);
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = data + l3;
+		__u32 ihl, tot_len;
+
+		if ((void *)(iph + 1) > end)
+			return false;
+		ihl = iph->ihl * 4;
+		tot_len = bpf_ntohs(iph->tot_len);
+		if (iph->version != 4 || ihl < sizeof(*iph) || iph->protocol != IPPROTO_TCP)
+			return false;
+		/* A fragment (offset ≠ 0 or more-fragments): no whole TCP header to rely on. */
+		if (iph->frag_off & bpf_htons(0x3fff))
+			return false;
+		if (tot_len == 0)  /* a GSO packet beyond 64 KiB (BIG TCP) leaves it 0 */
+			tot_len = skb->len - l3;
+		if (tot_len < ihl)
+			return false;
+		__builtin_memset(s->saddr, 0, 10);
+		__builtin_memset(s->daddr, 0, 10);
+		s->saddr[10] = s->saddr[11] = 0xff;
+		s->daddr[10] = s->daddr[11] = 0xff;
+		__builtin_memcpy(&s->saddr[12], &iph->saddr, 4);
+		__builtin_memcpy(&s->daddr[12], &iph->daddr, 4);
+		l4 = l3 + ihl;
+		ip_payload = tot_len - ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + l3;
+		__u32 i;
+
+		if ((void *)(ip6 + 1) > end)
+			return false;
+		if (ip6->version != 6)
+			return false;
+		__builtin_memcpy(s->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(s->daddr, &ip6->daddr, 16);
+		ip_payload = bpf_ntohs(ip6->payload_len);
+		if (ip_payload == 0)  /* jumbogram / BIG TCP */
+			ip_payload = skb->len - l3 - sizeof(*ip6);
+		nexthdr = ip6->nexthdr;
+		l4 = l3 + sizeof(*ip6);
+#pragma unroll
+		for (i = 0; i < PASSIVE_MAX_IPV6_EXT; i++) {
+			__u8 *ext;
+			__u32 len;
+
+			if (nexthdr != IPV6_EXT_HOPOPTS && nexthdr != IPV6_EXT_ROUTING && nexthdr != IPV6_EXT_DSTOPTS)
+				break;
+			ext = data + l4;
+			if ((void *)(ext + 2) > end)
+				return false;
+			len = (ext[1] + 1) * 8;  /* RFC 8200 §4.3: Hdr Ext Len in 8-octet units, minus the first */
+			if (ip_payload < len)
+				return false;
+			nexthdr = ext[0];
+			l4 += len;
+			ip_payload -= len;
+		}
+		if (nexthdr != IPPROTO_TCP)
+			return false;
+	} else {
+		return false;
+	}
+
+	if (l4 > HEADERS_MAX)  /* also bounds the offset for the verifier */
+		return false;
+	th = data + l4;
+	if ((void *)(th + 1) > end)
+		return false;
+	doff = th->doff * 4;
+	if (doff < sizeof(*th) || ip_payload < doff)
+		return false;
+	s->sport = th->source;
+	s->dport = th->dest;
+	s->seq = bpf_ntohl(th->seq);
+	s->ack_seq = bpf_ntohl(th->ack_seq);
+	s->syn = th->syn;
+	s->ack = th->ack;
+	s->fin = th->fin;
+	s->payload = ip_payload - doff;
+	s->has_ts = parse_ts_option(th, doff, end, s);
+	return true;
+}
+
+static __always_inline struct passive_rtt_agg *aggregate_of(__u32 ifindex)
+{
+	struct passive_rtt_agg *agg = bpf_map_lookup_elem(&passive_rtt, &ifindex);
+
+	if (agg)
+		return agg;
+	/* -EEXIST: another CPU created it since our lookup; either way look it up again.  A full
+	 * LRU map evicts the least recently used interface rather than failing. */
+	bpf_map_update_elem(&passive_rtt, &ifindex, &zero_agg, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&passive_rtt, &ifindex);
+}
+
+/* floor(log2(v)) for v > 0, by halving (the BPF target has no count-leading-zeros). */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0, shift;
+
+	shift = (v > 0xFFFFFFFFull) << 5; v >>= shift; r |= shift;
+	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+/* The log-linear bucket of v ns (formula in passive_common.h). */
+static __always_inline __u32 hist_bucket(__u64 v)
+{
+	__u32 m, bucket;
+
+	if (v < (1u << PASSIVE_HIST_SUB_BITS))
+		return v;
+	m = log2_u64(v);
+	bucket = ((m - PASSIVE_HIST_SUB_BITS + 1) << PASSIVE_HIST_SUB_BITS) |
+		 ((v >> (m - PASSIVE_HIST_SUB_BITS)) & ((1u << PASSIVE_HIST_SUB_BITS) - 1));
+	if (bucket >= PASSIVE_HIST_BUCKETS)
+		bucket = PASSIVE_HIST_BUCKETS - 1;
+	return bucket;
+}
+
+static __always_inline void add_sample(__u32 ifindex, __u64 rtt_ns, enum passive_id_kind kind)
+{
+	struct passive_rtt_agg *agg = aggregate_of(ifindex);
+	__u32 bucket;
+
+	if (!agg)
+		return;
+	/* Per-CPU value, programs run with migration disabled: plain read-modify-write. */
+	if (agg->samples == 0 || rtt_ns < agg->min_ns)
+		agg->min_ns = rtt_ns;
+	if (rtt_ns > agg->max_ns)
+		agg->max_ns = rtt_ns;
+	agg->samples += 1;
+	agg->sum_ns += rtt_ns;
+	if (kind == PASSIVE_ID_SYN)
+		agg->handshake_samples += 1;
+	bucket = hist_bucket(rtt_ns);
+	if (bucket < PASSIVE_HIST_BUCKETS)  /* always true; says so to the verifier */
+		agg->hist[bucket] += 1;
+}
+
+static __always_inline void record(struct passive_ts_key *key)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *seen = bpf_map_lookup_elem(&passive_timestamps, key);
+	struct passive_rtt_agg *agg;
+	long err;
+
+	if (seen) {
+		/* Already stored: the first occurrence stands.  A SYN seen again was retransmitted:
+		 * which copy the SYN-ACK answers is unknown, so that handshake gives no sample. */
+		if (key->kind == PASSIVE_ID_SYN)
+			*seen = 0;
+		return;
+	}
+	/* The lookup first keeps the common case (same TSval as the previous segment) to one
+	 * read: an LRU update takes a free node before it finds the key exists, which on a full
+	 * map would evict a waiting entry for nothing (kernel/bpf/hashtab.c, htab_lru_map_update_elem). */
+	err = bpf_map_update_elem(&passive_timestamps, key, &now, BPF_NOEXIST);
+	agg = aggregate_of(key->ifindex);
+	if (!agg)
+		return;
+	if (err == 0)
+		agg->recorded += 1;
+	else if (err != -17 /* -EEXIST: another CPU stored it first, fine */)
+		agg->record_failed += 1;
+}
+
+static __always_inline void match(struct passive_ts_key *key)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *seen = bpf_map_lookup_elem(&passive_timestamps, key);
+	__u64 then;
+
+	if (!seen)
+		return;  /* echoed before (only the first echo counts), evicted, or never ours */
+	then = *seen;
+	/* Only the CPU whose delete succeeds takes the sample: two echoes on two CPUs may both
+	 * have found the entry. */
+	if (bpf_map_delete_elem(&passive_timestamps, key) != 0)
+		return;
+	if (then == 0 || now < then)
+		return;  /* ambiguous (retransmitted SYN) */
+	add_sample(key->ifindex, now - then, key->kind);
+}
+
+SEC("tc")
+int tc_passive_egress(struct __sk_buff *skb)
+{
+	struct passive_ts_key key = {};
+	struct segment s = {};
+
+	if (!parse_segment(skb, &s))
+		return TC_ACT_UNSPEC;
+	key.ifindex = skb->ifindex;
+	__builtin_memcpy(key.saddr, s.saddr, 16);
+	__builtin_memcpy(key.daddr, s.daddr, 16);
+	key.sport = s.sport;
+	key.dport = s.dport;
+	if (s.has_ts) {
+		if (s.payload == 0 && !s.syn && !s.fin)
+			return TC_ACT_UNSPEC;  /* pure ACK: nothing echoes it promptly */
+		key.kind = PASSIVE_ID_TSVAL;
+		key.identifier = s.tsval;
+		record(&key);
+	} else if (s.syn && !s.ack) {
+		key.kind = PASSIVE_ID_SYN;
+		key.identifier = s.seq + 1;
+		record(&key);
+	}
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tc_passive_ingress(struct __sk_buff *skb)
+{
+	struct passive_ts_key key = {};
+	struct segment s = {};
+
+	if (!parse_segment(skb, &s))
+		return TC_ACT_UNSPEC;
+	/* The reverse flow's key: as the egress packet had it. */
+	key.ifindex = skb->ifindex;
+	__builtin_memcpy(key.saddr, s.daddr, 16);
+	__builtin_memcpy(key.daddr, s.saddr, 16);
+	key.sport = s.dport;
+	key.dport = s.sport;
+	if (s.has_ts) {
+		if (s.tsecr == 0)
+			return TC_ACT_UNSPEC;  /* nothing echoed (a SYN, RFC 7323 §3.2) */
+		key.kind = PASSIVE_ID_TSVAL;
+		key.identifier = s.tsecr;
+		match(&key);
+	} else if (s.syn && s.ack) {
+		key.kind = PASSIVE_ID_SYN;
+		key.identifier = s.ack_seq;
+		match(&key);
+	}
+	return TC_ACT_UNSPEC;
+}
+
+char LICENSE[] SEC("license") = "GPL";
