@@ -1,0 +1,86 @@
+"""Active probe accuracy in the lab: RTT and loss measured by the engine against the truth.
+
+Three paths, one-way delay 5 / 20 / 60 ms and loss 0 / 1 / 5 % each way (so a round trip
+is lost with probability 1-(1-p)²). The router's own route for the target (the server's
+198.51.100.10) goes over p1; every path is probed through its own gateway, ICMP and UDP
+(TWAMP-light to a `pathsteer reflector` on the server) at once, 1000 probes each.
+Bounds are the issue's: p50 RTT within ±1 ms or ±5 % of 2·D, loss within ±2 points.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pathsteer import lab
+from pathsteer.probe.jsonrun import Driver
+
+PLAN = {"p1": (5, 0.0), "p2": (20, 1.0), "p3": (60, 5.0)}  # path: (one-way delay ms, loss % each way)
+COUNT = 1000
+INTERVAL_S = 0.02
+TARGET = lab.topology.SERVER_V4[0]
+
+
+def rtt_tolerance_ms(truth_ms: float) -> float:
+    return max(1.0, 0.05 * truth_ms)
+
+
+@pytest.fixture
+def reflector(lab_factory):
+    t = lab_factory(3)
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", t.namespaces["server"], sys.executable, "-m", "pathsteer", "reflector",
+         "--listen", TARGET],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert "listening on" in p.stderr.readline()
+        yield t
+    finally:
+        p.terminate()
+        p.communicate(timeout=10)
+
+
+def test_rtt_and_loss_per_path_and_method(reflector):
+    t = reflector
+    for name, (delay_ms, loss_pct) in PLAN.items():
+        lab.set_path(t.name, name, delay=f"{delay_ms}ms", loss=f"{loss_pct}%")
+    paths = []
+    for name in PLAN:
+        p = t.path(name)
+        for method in ("icmp", "udp"):
+            paths.append({
+                "name": f"{name}-{method}", "interface": p.router_interface, "gateway": p.gateway,
+                "targets": [TARGET], "method": method, "interval_s": INTERVAL_S, "timeout_s": 1.0,
+                "window": {"count": COUNT, "seconds": 1e9},
+            })
+    d = Driver(t.namespaces["router"], {"paths": paths, "count": COUNT})
+    try:
+        done = d.wait_for(lambda e: e["event"] == "done", timeout=COUNT * INTERVAL_S + 120)
+    finally:
+        d.kill()
+    report = []
+    failures = []
+    for path in done["snapshot"]["paths"]:
+        name = path["name"].split("-")[0]
+        delay_ms, loss_each_way = PLAN[name]
+        truth_rtt = 2 * delay_ms
+        truth_loss = 100 * (1 - (1 - loss_each_way / 100) ** 2)
+        tgt = path["targets"][0]
+        p50 = tgt["rtt"]["p50_s"] * 1e3
+        loss = tgt["loss_pct"]
+        c = tgt["counters"]
+        report.append(f"{path['name']}: p50 {p50:.2f} ms (truth {truth_rtt}), loss {loss:.2f}% "
+                      f"(truth {truth_loss:.2f}), sent {c['sent']} late {c['late']} dup {c['duplicate']} "
+                      f"foreign {c['foreign']}")
+        assert c["sent"] == COUNT and c["answered"] + c["lost"] == COUNT
+        if abs(p50 - truth_rtt) > rtt_tolerance_ms(truth_rtt):
+            failures.append(f"{path['name']} rtt")
+        if abs(loss - truth_loss) > 2.0:
+            failures.append(f"{path['name']} loss")
+    print("\n".join(report))
+    assert not failures, "\n".join(report)
