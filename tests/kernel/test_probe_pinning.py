@@ -2,7 +2,7 @@
 the main table says about the target, and keeps measuring while paths go down."""
 
 import pytest
-from test_probe_netns import GW, TARGET4, TARGET6, two_paths  # noqa: F401 - fixture
+from test_probe_netns import GW, PYTHON, TARGET4, TARGET6, two_paths  # noqa: F401 - fixture
 
 COUNT = "20"
 
@@ -81,3 +81,40 @@ def test_text_summary(two_paths):
     assert r.returncode == 0, r.stderr
     assert "3 sent, 3 received, 0% loss" in r.stdout
     assert "rtt min/avg/p50/p95/max" in r.stdout
+
+
+def test_strict_rp_filter_drops_replies_and_is_hinted(two_paths):
+    two_paths.ns(two_paths.prober, "sysctl", "-qw", "net.ipv4.conf.pb.rp_filter=1")
+    r = two_paths.pathsteer("probe", TARGET4, "--interface", "pb", "--gateway", GW["b"][0],
+                            "--count", "3", "--interval", "10ms", "--timeout", "200ms")
+    assert r.returncode == 1 and "3 sent, 0 received, 100% loss" in r.stdout
+    assert "rp_filter is strict (1) on pb" in r.stderr
+    two_paths.ns(two_paths.prober, "sysctl", "-qw", "net.ipv4.conf.pb.rp_filter=2")
+    r = two_paths.pathsteer("probe", TARGET4, "--interface", "pb", "--gateway", GW["b"][0],
+                            "--count", "3", "--interval", "10ms")
+    assert r.returncode == 0 and "3 received" in r.stdout, r.stdout + r.stderr
+
+
+def test_sigterm_prints_what_was_measured(two_paths):
+    import json
+    import signal
+    import time
+
+    p = two_paths.spawn(two_paths.prober, PYTHON, "-m", "pathsteer", "probe", TARGET4, "--interface", "pb",
+                        "--gateway", GW["b"][0], "--count", "100000", "--interval", "10ms", "--json")
+    time.sleep(1.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=20)
+    assert "Traceback" not in err
+    r = json.loads(out)
+    assert p.returncode == 0 and 20 < r["sent"] < 100000 and r["received"] >= r["sent"] - 2
+    rules = two_paths.ns(two_paths.prober, "ip", "rule", "show").stdout
+    assert "fwmark" not in rules
+
+
+def test_ipv6_link_local_gateway(two_paths):
+    out = two_paths.ns(two_paths.target, "ip", "-6", "addr", "show", "dev", "tb", "scope", "link").stdout
+    lladdr = out.split("inet6 ")[1].split("/")[0]
+    rc, r = two_paths.probe_json(TARGET6, "--interface", "pb", "--gateway", lladdr,
+                                 "--count", "5", "--interval", "10ms")
+    assert rc == 0 and r["received"] == 5, r

@@ -90,7 +90,10 @@ class _Prober:
         self.token = secrets.randbelow(1 << 32)
         self.sent_ntp: dict[int, int] = {}
         self.sock = sockets.open_icmp(pin) if self.cfg.method is ProbeMethod.ICMP else sockets.open_udp(pin)
-        self.addr = (self.target, 0) if self.cfg.method is ProbeMethod.ICMP else (self.target, self.cfg.port)
+        port = 0 if self.cfg.method is ProbeMethod.ICMP else self.cfg.port
+        ip = ipaddress.ip_address(self.target)
+        # A link-local IPv6 target needs its scope (RFC 4007 §6): the pinned interface.
+        self.addr = (self.target, port, 0, pin.ifindex) if ip.version == 6 and ip.is_link_local else (self.target, port)
         self.next_at = 0.0  # when the next probe is due
         self.expiry_at: float | None = None  # when the engine will next expire this prober's probes
         self.closed = False

@@ -60,6 +60,31 @@ def measure(req: ProbeRequest) -> TargetSnapshot:
     return asyncio.run(main())
 
 
+def strict_rp_filter(interface: str) -> bool:
+    """True when IPv4 reverse-path filtering is strict on ``interface`` (the kernel uses the
+    larger of ``all`` and the interface's value; 1 is strict, RFC 3704 §2.2). Strict mode
+    drops replies that arrive on a path the main table does not route the target over."""
+    values = []
+    for scope in ("all", interface):
+        try:
+            with open(f"/proc/sys/net/ipv4/conf/{scope}/rp_filter") as f:
+                values.append(int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
+    return bool(values) and max(values) == 1
+
+
+def hint(req: ProbeRequest, r: dict) -> str | None:
+    """A line for stderr when nothing was answered and a likely local cause is visible."""
+    if r["received"] or ":" in req.target or not strict_rp_filter(req.interface):
+        return None
+    return (
+        f"hint: rp_filter is strict (1) on {req.interface}: replies from {req.target} arriving "
+        f"there are dropped unless the main table routes {req.target} over {req.interface}; "
+        f"loose mode (sysctl net.ipv4.conf.{req.interface}.rp_filter=2) lets them in"
+    )
+
+
 def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1e3, 3)
 

@@ -75,6 +75,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     require_root("pathsteer probe (raw sockets, SO_MARK, ip rules)")
     result = oneshot.report(req, oneshot.measure(req))
     print(json.dumps(result, indent=2) if args.json else oneshot.format_text(req, result), flush=True)
+    note = oneshot.hint(req, result)
+    if note:
+        import sys
+
+        print(f"pathsteer: {note}", file=sys.stderr)
     return oneshot.EXIT_ANSWERED if result["received"] else oneshot.EXIT_NO_ANSWER
 
 
