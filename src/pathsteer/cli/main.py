@@ -15,6 +15,8 @@ from pathsteer.errors import PathsteerError
 COMMAND_MODULES = (
     "pathsteer.lab.cli",
     "pathsteer.telemetry.cli",
+    "pathsteer.daemon.cli",
+    "pathsteer.guard.cli",
 )
 
 EXAMPLES = """examples:

@@ -243,6 +243,12 @@ class GuardProgram:
         except BpfError:
             pass  # someone else's program is there now: left alone
 
+    def detach(self, interface: str) -> None:
+        """Detach from one interface (only if our program is still the one there)."""
+        ifindex = ifindex_of(interface)
+        if ifindex in self.attached:
+            self._detach(ifindex)
+
     def detach_all(self) -> None:
         for ifindex in list(self.attached):
             self._detach(ifindex)

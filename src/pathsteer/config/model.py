@@ -1,0 +1,114 @@
+"""The configuration as pydantic models; every section forbids unknown keys.
+
+Steering extends `Config` with its sections (``dataplane``, ``paths``, ``destinations``) and adds
+its cross-section checks to `Config._check`; a config needs at least one section to run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pathsteer.config.fields import Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
+
+DEFAULT_SOCKET = "/run/pathsteer/pathsteer.sock"
+DEFAULT_STATE_DIR = "/var/lib/pathsteer"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ControlConfig(Section):
+    """``control``: where the daemon listens for ``pathsteer`` client commands."""
+
+    socket: str = DEFAULT_SOCKET
+
+    @field_validator("socket")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or len(value.encode()) > 107:  # sun_path is 108 bytes
+            raise ValueError("must be an absolute path of at most 107 bytes")
+        return value
+
+
+class RateLimitConfig(Section):
+    """``guard.rate_limit``: a token bucket per source (IPv4 address, IPv6 /64)."""
+
+    per_source_pps: Pps
+    burst: Pps | None = None  # packets; default: one second's worth
+
+
+class SynLimitConfig(Section):
+    """``guard.syn_limit``: TCP SYNs per destination address."""
+
+    per_destination_pps: Pps
+    burst: Pps | None = None
+
+
+class AutoBlockConfig(Section):
+    """``guard.auto_block``: block sources running above ``threshold_pps`` for ``ttl``."""
+
+    threshold_pps: Pps
+    ttl: Duration = 600.0
+
+
+class PortRuleConfig(Section):
+    """One of ``guard.rules``: protocol and port ranges; ``action`` drop or pass."""
+
+    proto: Protocol = 0
+    sport: PortRange = (0, 65535)
+    dport: PortRange = (0, 65535)
+    action: Literal["drop", "pass"] = "drop"
+
+
+class GuardConfig(Section):
+    """``guard``: the XDP guard on ``interfaces``."""
+
+    interfaces: list[InterfaceName] = Field(min_length=1)
+    allow: list[Cidr] = []
+    deny: list[Cidr] = []
+    rules: list[PortRuleConfig] = []
+    rate_limit: RateLimitConfig | None = None
+    syn_limit: SynLimitConfig | None = None
+    auto_block: AutoBlockConfig | None = None
+    state_dir: str = DEFAULT_STATE_DIR
+    xdp_mode: Literal["auto", "native", "generic"] = "auto"
+    sample_drops: int = Field(default=1000, ge=0, le=1_000_000)  # one drop event per N drops per CPU; 0 = none
+
+    @field_validator("interfaces")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"lists {name!r} twice")
+            seen.add(name)
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        if not os.path.isabs(value):
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class Config(Section):
+    """The whole file. ``control`` always exists (defaults); the others are optional."""
+
+    control: ControlConfig = ControlConfig()
+    guard: GuardConfig | None = None
+    # steering: dataplane, paths, destinations
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.guard is None:
+            raise ValueError("nothing to run: the config needs a 'guard' section")
+        return self
+
+    @property
+    def sections(self) -> list[str]:
+        return [name for name in type(self).model_fields if name != "control" and getattr(self, name) is not None]

@@ -1,0 +1,47 @@
+"""``pathsteer run`` (the daemon) and ``pathsteer reload``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from pathsteer.cli.base import add_command, require_root
+from pathsteer.config.model import DEFAULT_SOCKET
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub, "run", handler=cmd_run,
+        help="run the daemon with a config file (guard only when the config has only control and guard)",
+        examples=["pathsteer run --config /etc/pathsteer.yaml",
+                  "pathsteer run --config guard.yaml --check     # validate only, touch nothing",
+                  "kill -HUP $(pidof pathsteer)                    # reload; a bad file is refused"])
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML config (sections: control, guard)")
+    p.add_argument("--check", action="store_true", help="validate the config and exit")
+
+    p = add_command(
+        sub, "reload", handler=cmd_reload,
+        help="make the running daemon read its config again (refused if the new one is bad)",
+        examples=["pathsteer reload", "pathsteer reload --socket /run/pathsteer/lab.sock"])
+    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help=f"control socket (default {DEFAULT_SOCKET})")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathsteer.daemon.reactor import Daemon, setup_logging
+    daemon = Daemon(args.config)
+    if args.check:
+        config = daemon._load()
+        print(json.dumps({"ok": True, "sections": config.sections}))
+        return 0
+    require_root("pathsteer run")
+    setup_logging()
+    asyncio.run(daemon.run())
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from pathsteer.control.client import ControlClient
+    result = ControlClient(args.socket).call("daemon.reload")
+    print(f"reloaded: {', '.join(result['sections'])}")
+    return 0

@@ -1,0 +1,149 @@
+"""The reactor: one asyncio loop owning the signals, the control server and the components."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pathsteer import __version__
+from pathsteer.config import Config, load_config
+from pathsteer.control.server import Command, ControlServer, NoArgs
+from pathsteer.errors import PathsteerError, UsageError
+
+log = logging.getLogger("pathsteer.daemon")
+
+
+class Component(Protocol):
+    name: str
+
+    @staticmethod
+    def check(section: Any) -> None: ...
+    async def start(self) -> None: ...
+    async def reload(self, section: Any) -> None: ...
+    async def stop(self) -> None: ...
+    def commands(self) -> list[Command]: ...
+
+
+def _guard(section: Any) -> Component:
+    from pathsteer.guard.service import GuardService
+    return GuardService(section)
+
+
+def _guard_check(section: Any) -> None:
+    from pathsteer.guard.service import GuardService
+    GuardService.check(section)
+
+
+# config section → (factory, pre-flight check). Order = start order; stop is the reverse.
+COMPONENTS: dict[str, tuple[Callable[[Any], Component], Callable[[Any], None]]] = {
+    "guard": (_guard, _guard_check),
+}
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """One line per event on stderr: ``2026-01-01T10:00:00Z guard.block cidr=... origin=manual``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    root = logging.getLogger("pathsteer")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.config: Config | None = None
+        self.components: dict[str, Component] = {}
+        self.server: ControlServer | None = None
+        self._stop = asyncio.Event()
+        self.stop_reason = ""
+
+    # --- config -----------------------------------------------------------------------------
+
+    def _load(self) -> Config:
+        config = load_config(self.config_path)
+        for name in config.sections:
+            COMPONENTS[name][1](getattr(config, name))
+        return config
+
+    async def reload(self) -> dict:
+        """Load the file again; refused with a one-line error (and nothing changed) if bad."""
+        try:
+            new = self._load()
+            if new.control.socket != self.config.control.socket:
+                raise UsageError("control.socket cannot change on reload (restart the daemon)")
+        except PathsteerError as exc:
+            log.error("daemon.reload-refused error=%r", str(exc))
+            raise
+        for name in list(self.components):
+            if getattr(new, name) is None:
+                await self._stop_component(name)
+        for name in new.sections:
+            if name in self.components:
+                await self.components[name].reload(getattr(new, name))
+            else:
+                await self._start_component(name, getattr(new, name))
+        self.config = new
+        log.info("daemon.reload sections=%s", ",".join(new.sections))
+        return {"sections": new.sections}
+
+    async def _start_component(self, name: str, section: Any) -> None:
+        component = COMPONENTS[name][0](section)
+        await component.start()
+        self.components[name] = component
+        for command in component.commands():
+            self.server.register(command)
+
+    async def _stop_component(self, name: str) -> None:
+        component = self.components.pop(name)
+        self.server.unregister(f"{name}.")
+        await component.stop()
+
+    # --- run --------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self._stop.set()
+
+    async def run(self) -> None:
+        self.config = self._load()  # nothing touched before the whole config is valid
+        loop = asyncio.get_running_loop()
+        self.server = ControlServer(self.config.control.socket)
+        self.server.register(Command("daemon.status", NoArgs, self._status, "version, pid, sections"))
+        self.server.register(Command("daemon.reload", NoArgs, lambda _a: self.reload(), "reload the config file"))
+        await self.server.start()
+        try:
+            for name in self.config.sections:
+                await self._start_component(name, getattr(self.config, name))
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+            loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
+            log.info("daemon.ready pid=%d socket=%s sections=%s", os.getpid(), self.config.control.socket,
+                     ",".join(self.config.sections))
+            await self._stop.wait()
+            log.info("daemon.stop reason=%s", self.stop_reason)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            for name in reversed(list(self.components)):
+                try:
+                    await self._stop_component(name)
+                except Exception:  # noqa: BLE001 - stop the others all the same
+                    log.exception("daemon.stop-failed component=%s", name)
+            await self.server.close()
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.reload()
+        except PathsteerError:
+            pass  # logged by reload; the running config stays
+
+    def _status(self, _args: NoArgs) -> dict:
+        return {"version": __version__, "pid": os.getpid(), "config": self.config_path,
+                "sections": list(self.components)}
