@@ -1,9 +1,13 @@
 """One asyncio engine probing many paths × targets and feeding the telemetry core.
 
-The engine is the imperative shell: it owns sockets, timers and the pins; every decision
-(answer or late, duplicate, foreign; failing; path state) is made by `pathsteer.telemetry`
-with the times the engine hands it. Each (path, target) pair has one `_Prober` with its
-own socket; sends are spread evenly over the interval so 64 paths do not fire at once.
+The engine is the imperative shell: it owns sockets, the schedule and the pins; every
+decision (answer or late, duplicate, foreign; failing; path state) is made by
+`pathsteer.telemetry` with the times the engine hands it. Each (path, target) pair has one
+`_Prober` with its own pinned socket. One coalescing tick does all the work: it reads the
+sockets that are ready (epoll), expires probes past their timeout, sends every probe due
+within a few milliseconds, and sleeps until the next thing is due. Sends are spread evenly
+over the interval so 64 paths do not fire at once. RTTs use kernel receive timestamps, so
+when a reply is read does not change what it measures.
 
     engine = ProbeEngine([PathProbeConfig(name="wan1", interface="eth1", gateway="192.0.2.1",
                                           targets=("198.51.100.1", "203.0.113.1"))])
@@ -97,7 +101,6 @@ class _Prober:
         self.next_at = 0.0  # when the next probe is due
         self.expiry_at: float | None = None  # when the engine will next expire this prober's probes
         self.closed = False
-        self.finish_reported = False
 
     def close(self) -> None:
         self.closed = True
@@ -232,7 +235,12 @@ class ProbeEngine:
         self._failure: Exception | None = None
 
     def snapshot(self) -> TelemetrySnapshot:
-        return snapshot_of(self.paths, time.monotonic())
+        """The telemetry now. State changes due by now (a hold time ending) are made, and
+        reported to ``on_state_change``, before the snapshot is taken."""
+        now = time.monotonic()
+        for path in self.paths:
+            self.changed(path, now)
+        return snapshot_of(self.paths, now)
 
     def changed(self, path: PathTracker, now: float) -> None:
         before = path.state
@@ -306,7 +314,11 @@ class ProbeEngine:
                 errors = sum(t.errors for t in path.targets.values())
                 if errors != errors_seen.get(i, 0) or any(t.failing for t in path.targets.values()):
                     errors_seen[i] = errors
-                    await self.loop.run_in_executor(None, pinning.ensure, pin)
+                    try:
+                        if not await self.loop.run_in_executor(None, pinning.ensure, pin):
+                            log.debug("probe.repin_failed path=%s", path.name)
+                    except Exception as exc:  # keep probing; try again next round
+                        log.warning("probe.repin_error path=%s error=%s", path.name, exc)
 
     async def run(self, *, count: int | None = None, stop: asyncio.Event | None = None) -> TelemetrySnapshot:
         """Install pins, probe until ``stop`` is set (or each target had ``count`` probes
@@ -333,16 +345,19 @@ class ProbeEngine:
             self._guarded_tick = self.guard(self._tick)
             self._tick_handle = self.loop.call_at(start, self._guarded_tick)
             keeper = asyncio.ensure_future(self._keep_pins())
-            waits = [asyncio.ensure_future(self._all_done.wait()), keeper]
+            waits = [asyncio.ensure_future(self._all_done.wait())]
             if stop is not None:
                 waits.append(asyncio.ensure_future(stop.wait()))
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                keeper.cancel()
                 for w in waits:
                     w.cancel()
             if self._failure is not None:
                 raise self._failure
+            for fd, _events in self._poller.poll(0):  # replies that came in since the last tick
+                self._by_fd[fd].on_readable()
             return self.snapshot()
         finally:
             if self._tick_handle is not None:
