@@ -1,0 +1,58 @@
+"""Unit parsers: values users write, and the one-line errors for what they get wrong."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from pathsteer.errors import UsageError
+from pathsteer.units import format_duration, parse_duration, parse_percent, parse_rate
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("10ms", 0.010), ("1.5s", 1.5), ("250us", 250e-6), ("2m", 120.0), ("1h", 3600.0),
+    ("0", 0.0), (".5s", 0.5), (" 20 ms ", 0.020), (3, 3.0),
+])
+def test_duration(text, seconds):
+    assert parse_duration(text, "f") == pytest.approx(seconds)
+
+
+def test_duration_default_unit():
+    assert parse_duration("20", "f", default_unit="ms") == pytest.approx(0.020)
+    assert parse_duration(20, "f", default_unit="ms") == pytest.approx(0.020)
+
+
+@pytest.mark.parametrize("text", ["-1ms", "10xs", "", "ms", "1e3ms", "nan", True, float("inf"), -2])
+def test_duration_rejects(text):
+    with pytest.raises(UsageError) as e:
+        parse_duration(text, "--delay")
+    assert str(e.value).startswith("--delay: ")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text, pct", [("5%", 5.0), ("0.5%", 0.5), ("5", 5.0), (100, 100.0), ("0", 0.0)])
+def test_percent(text, pct):
+    assert parse_percent(text, "f") == pct
+
+
+@pytest.mark.parametrize("text", ["-1%", "101%", "abc", "5%%", True])
+def test_percent_rejects(text):
+    with pytest.raises(UsageError, match=r"^--loss: "):
+        parse_percent(text, "--loss")
+
+
+@pytest.mark.parametrize("text, bps", [
+    ("100mbit", 100_000_000), ("1gbit", 1_000_000_000), ("500kbit", 500_000), ("1Gbit", 10**9),
+    ("10mbps", 80_000_000), ("1000", 1000), (2_000, 2000),
+])
+def test_rate(text, bps):
+    assert parse_rate(text, "f") == bps
+
+
+@pytest.mark.parametrize("text", ["-5mbit", "fast", "10 furlongs", True])
+def test_rate_rejects(text):
+    with pytest.raises(UsageError, match=r"^capacity: "):
+        parse_rate(text, "capacity")
+
+
+@given(st.floats(min_value=1e-6, max_value=1e5, allow_nan=False))
+def test_format_then_parse_roundtrips(seconds):
+    assert parse_duration(format_duration(seconds), "f") == pytest.approx(seconds, rel=1e-5)
