@@ -331,6 +331,8 @@ class GuardService:
                               "proto": e.proto, "dport": e.dport} for e in list(self.recent_drops)[-10:]],
             "interfaces": list(self.config.interfaces),
             "blocks": len(self.blocks),
+            "sources_tracked": self.program.source_count(),
+            "sources_capacity": self.program.maps["sources"].max_entries,
         }
 
 
