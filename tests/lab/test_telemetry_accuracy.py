@@ -2,7 +2,7 @@
 
 Three paths, one-way delay 5 / 20 / 60 ms and loss 0 / 1 / 5 % each way (so a round trip
 is lost with probability 1-(1-p)²). The router's own route for the target (the server's
-198.51.100.10) goes over p1; every path is probed through its own gateway, ICMP and UDP
+198.51.100.10 / 2001:db8:100::10) goes over p1; every path is probed through its own gateway, ICMP and UDP
 (TWAMP-light to a `pathsteer reflector` on the server) at once, 1000 probes each.
 Bounds are the issue's: p50 RTT within ±1 ms or ±5 % of 2·D, loss within ±2 points.
 """
@@ -21,7 +21,7 @@ from pathsteer.probe.jsonrun import Driver
 PLAN = {"p1": (5, 0.0), "p2": (20, 1.0), "p3": (60, 5.0)}  # path: (one-way delay ms, loss % each way)
 COUNT = 1000
 INTERVAL_S = 0.02
-TARGET = lab.topology.SERVER_V4[0]
+TARGETS = {4: lab.topology.SERVER_V4[0], 6: lab.topology.SERVER_V6[0]}
 
 
 def rtt_tolerance_ms(truth_ms: float) -> float:
@@ -32,8 +32,7 @@ def rtt_tolerance_ms(truth_ms: float) -> float:
 def reflector(lab_factory):
     t = lab_factory(3)
     p = subprocess.Popen(
-        ["ip", "netns", "exec", t.namespaces["server"], sys.executable, "-m", "pathsteer", "reflector",
-         "--listen", TARGET],
+        ["ip", "netns", "exec", t.namespaces["server"], sys.executable, "-m", "pathsteer", "reflector"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
@@ -45,7 +44,8 @@ def reflector(lab_factory):
         p.communicate(timeout=10)
 
 
-def test_rtt_and_loss_per_path_and_method(reflector):
+@pytest.mark.parametrize("family", [4, 6])
+def test_rtt_and_loss_per_path_and_method(reflector, family):
     t = reflector
     for name, (delay_ms, loss_pct) in PLAN.items():
         lab.set_path(t.name, name, delay=f"{delay_ms}ms", loss=f"{loss_pct}%")
@@ -54,8 +54,8 @@ def test_rtt_and_loss_per_path_and_method(reflector):
         p = t.path(name)
         for method in ("icmp", "udp"):
             paths.append({
-                "name": f"{name}-{method}", "interface": p.router_interface, "gateway": p.gateway,
-                "targets": [TARGET], "method": method, "interval_s": INTERVAL_S, "timeout_s": 1.0,
+                "name": f"{name}-{method}", "interface": p.router_interface,
+                "gateway": p.gateway if family == 4 else p.gateway6, "targets": [TARGETS[family]], "method": method, "interval_s": INTERVAL_S, "timeout_s": 1.0,
                 "window": {"count": COUNT, "seconds": 1e9},
             })
     d = Driver(t.namespaces["router"], {"paths": paths, "count": COUNT})
