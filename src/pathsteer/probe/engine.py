@@ -46,7 +46,7 @@ log = logging.getLogger("pathsteer.probe")
 StateCallback = Callable[[str, PathState, PathState, float], None]
 SENT_MEMORY = 4096
 MAX_SLACK_S = 0.005  # a probe may leave this much early to share a wake-up (interval/4 at most)
-MAX_IDLE_S = 0.02  # replies are read at least this often when nothing else is due
+MAX_IDLE_S = 0.05  # replies are read at least this often when nothing else is due (and by snapshot())
 EXPIRY_SLACK_S = 0.0005  # fire just after a deadline, so the probe is surely past it
 REPIN_INTERVAL_S = 1.0  # how often a failing path's pin is checked and put back
 
@@ -237,10 +237,18 @@ class ProbeEngine:
     def snapshot(self) -> TelemetrySnapshot:
         """The telemetry now. State changes due by now (a hold time ending) are made, and
         reported to ``on_state_change``, before the snapshot is taken."""
+        self._read_ready()
         now = time.monotonic()
         for path in self.paths:
             self.changed(path, now)
         return snapshot_of(self.paths, now)
+
+    def _read_ready(self) -> None:
+        """Read every socket with replies waiting (none while the engine is not running)."""
+        if self._poller is None or self._poller.closed:
+            return
+        for fd, _events in self._poller.poll(0):
+            self._by_fd[fd].on_readable()
 
     def changed(self, path: PathTracker, now: float) -> None:
         before = path.state
@@ -273,8 +281,7 @@ class ProbeEngine:
         prober's CPU). Reading replies late costs no accuracy: receive times are the kernel's
         (SO_TIMESTAMPNS) and late/lost is judged on them."""
         now = time.monotonic()
-        for fd, _events in self._poller.poll(0):
-            self._by_fd[fd].on_readable()
+        self._read_ready()
         expiries, sends = self._expiries, self._sends
         while expiries and expiries[0][0] <= now:
             _, _, p = heapq.heappop(expiries)
@@ -356,9 +363,7 @@ class ProbeEngine:
                     w.cancel()
             if self._failure is not None:
                 raise self._failure
-            for fd, _events in self._poller.poll(0):  # replies that came in since the last tick
-                self._by_fd[fd].on_readable()
-            return self.snapshot()
+            return self.snapshot()  # reads the replies that came in since the last tick
         finally:
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
