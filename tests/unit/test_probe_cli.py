@@ -53,3 +53,11 @@ def test_help_ends_with_examples(capsys, command):
     tail = out[out.index("examples:"):].strip().splitlines()
     assert len(tail) >= 3 and all(line.startswith("  pathsteer") or "pathsteer" in line for line in tail[1:])
     assert out.rstrip().endswith(tail[-1])
+
+
+def test_probe_needs_root(capsys, monkeypatch):
+    import pathsteer.cli.base
+
+    monkeypatch.setattr(pathsteer.cli.base.os, "geteuid", lambda: 1000)
+    rc, out, err = run(capsys, "probe", "127.0.0.1", "--interface", "lo", "--count", "1")
+    assert rc == 2 and "needs root" in err and len(err.strip().splitlines()) == 1
