@@ -25,7 +25,8 @@
  *      Non-first fragments carry no ports: they match only rules for any port.
  *   7. TCP SYN (SYN without ACK) over its destination's SYN rate ............... DROP_SYN
  *   8. ........................................................................ PASS
- * Ethernet padding after the IP packet is ignored.  Non-first fragments get steps 1-4 and
+ * Lengths are the whole frame's (all buffers of a multi-buffer frame); headers must lie in the
+ * first buffer, else they count as truncated.  Ethernet padding after the IP packet is ignored.  Non-first fragments get steps 1-4 and
  * 6 (port-less) and then pass: the stack reassembles them and a first fragment that was
  * dropped makes the datagram incomplete anyway.
  *
@@ -264,10 +265,10 @@ static __always_inline void parse_l4(void *data, void *data_end, __u32 l4, __u32
 	}
 }
 
-static __always_inline void check_ipv4(void *data, void *data_end, __u32 l3, struct packet *p)
+static __always_inline void check_ipv4(void *data, void *data_end, __u32 l3, __u32 frame_len, struct packet *p)
 {
 	struct iphdr *ip = data + l3;
-	__u32 avail = data_end - (void *)ip;
+	__u32 avail = frame_len - l3;
 	__u32 hlen, total, frag;
 
 	if ((void *)(ip + 1) > data_end)
@@ -287,10 +288,10 @@ static __always_inline void check_ipv4(void *data, void *data_end, __u32 l3, str
 	parse_l4(data, data_end, l3 + hlen, l3 + total, p);
 }
 
-static __always_inline void check_ipv6(void *data, void *data_end, __u32 l3, struct packet *p)
+static __always_inline void check_ipv6(void *data, void *data_end, __u32 l3, __u32 frame_len, struct packet *p)
 {
 	struct ipv6hdr *ip6 = data + l3;
-	__u32 avail = data_end - (void *)ip6;
+	__u32 avail = frame_len - l3;
 	__u32 end, off;
 	__u8 next;
 	int i;
@@ -360,12 +361,15 @@ static __always_inline int port_rule_matches(const struct port_rule *r, const st
 	       p->dport <= r->dport_max;
 }
 
-SEC("xdp")
+/* "xdp.frags" (BPF_F_XDP_HAS_FRAGS): the program copes with multi-buffer frames, so veth keeps
+ * GSO on its peer and a client's TCP super-packets are not cut to the MTU (veth_set_xdp_features);
+ * headers are read from the first buffer, lengths are the whole frame's. */
+SEC("xdp.frags")
 int xdp_guard(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u64 len = data_end - data;
+	__u64 len = bpf_xdp_get_buff_len(ctx); /* all buffers; data_end - data is the first one */
 	struct packet p = {};
 	struct guard_settings *s;
 	struct ethhdr *eth = data;
@@ -424,9 +428,9 @@ int xdp_guard(struct xdp_md *ctx)
 
 	/* Step 5's parse comes first so that drop events carry ports; its verdict waits. */
 	if (p.family == GUARD_AF_INET)
-		check_ipv4(data, data_end, l3, &p);
+		check_ipv4(data, data_end, l3, len, &p);
 	else
-		check_ipv6(data, data_end, l3, &p);
+		check_ipv6(data, data_end, l3, len, &p);
 	if (p.malformed) {
 		p.has_ports = 0;
 		p.sport = p.dport = 0;

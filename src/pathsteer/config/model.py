@@ -75,7 +75,7 @@ class GuardConfig(Section):
     syn_limit: SynLimitConfig | None = None
     auto_block: AutoBlockConfig | None = None
     state_dir: str = DEFAULT_STATE_DIR
-    xdp_mode: Literal["auto", "native", "generic"] = "auto"
+    xdp_mode: Literal["auto", "native", "generic"] = "auto"  # auto: native, generic on veth (see GuardProgram.attach)
     sample_drops: int = Field(default=1000, ge=0, le=1_000_000)  # one drop event per N drops per CPU; 0 = none
 
     @field_validator("interfaces")

@@ -213,7 +213,11 @@ class GuardProgram:
 
     def attach(self, interfaces: Iterable[str], mode: XdpMode | None = None) -> list[str]:
         """Attach to each interface; a guard left attached by an earlier run (same program
-        name) is replaced, anyone else's XDP program is an error. All or nothing."""
+        name) is replaced, anyone else's XDP program is an error. All or nothing.
+
+        ``mode=None`` (config ``xdp_mode: auto``): generic on veth, else native falling back to
+        generic. Native XDP on veth converts every skb into an xdp_buff (a copy, no GSO on the
+        way through): a forwarded TCP flow measured 2.5 Gbit/s there against 22 in generic mode."""
         done: list[int] = []
         names = []
         try:
@@ -226,7 +230,7 @@ class GuardProgram:
                             raise BpfError(f"{name} already has an XDP program ({prog.name}, id {old}); "
                                            "the guard does not replace it")
                     detach_xdp(ifindex, old)
-                att = attach_xdp(self.program, ifindex, mode)
+                att = attach_xdp(self.program, ifindex, mode or (XdpMode.GENERIC if link_kind(ifindex) == "veth" else None))
                 self.attached[ifindex] = att.prog_id
                 done.append(ifindex)
                 names.append(f"{name}:{att.mode.value}")
@@ -252,6 +256,32 @@ class GuardProgram:
     def detach_all(self) -> None:
         for ifindex in list(self.attached):
             self._detach(ifindex)
+
+
+SIOCETHTOOL = 0x8946  # uapi linux/sockios.h
+ETHTOOL_GDRVINFO = 0x3  # uapi linux/ethtool.h; struct ethtool_drvinfo is 196 bytes, driver at 4
+
+
+def link_kind(ifindex: int) -> str | None:
+    """The driver of a link as ``ethtool -i`` names it (``veth``, ``ixgbe``...), or None.
+
+    Through the SIOCETHTOOL ioctl rather than pyroute2: pyroute2's sync API cannot run inside
+    the daemon's asyncio loop."""
+    import fcntl
+    import socket as _socket
+    import struct
+    try:
+        name = _socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+    info = ctypes.create_string_buffer(struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
+    ifreq = struct.pack("16sP", name.encode(), ctypes.addressof(info)) + bytes(16)
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError:
+            return None
+    return info.raw[4:36].split(b"\0", 1)[0].decode() or None
 
 
 def find_attached(interface: str) -> int | None:
