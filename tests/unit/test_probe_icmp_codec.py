@@ -68,3 +68,15 @@ def test_decode_never_raises_anything_else(data, version):
         icmp.decode(version, data)
     except icmp.MalformedPacket:
         pass
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_echo_filter_jumps_stay_inside(version):
+    from pathsteer.probe.sockets import echo_filter
+
+    prog = echo_filter(version, 0x1234)
+    assert prog[-1] == (0x06, 0, 0, 0) and prog[-2][0] == 0x06  # ends with accept, drop
+    for i, (code, jt, jf, _k) in enumerate(prog):
+        if code == 0x15:
+            assert i + 1 + jt < len(prog) and i + 1 + jf < len(prog)
+    assert any(insn[3] == 0x1234 for insn in prog)

@@ -93,7 +93,7 @@ class _Prober:
         self.ident = secrets.randbelow(0x10000)
         self.token = secrets.randbelow(1 << 32)
         self.sent_ntp: dict[int, int] = {}
-        self.sock = sockets.open_icmp(pin) if self.cfg.method is ProbeMethod.ICMP else sockets.open_udp(pin)
+        self.sock = sockets.open_icmp(pin, self.ident) if self.cfg.method is ProbeMethod.ICMP else sockets.open_udp(pin)
         port = 0 if self.cfg.method is ProbeMethod.ICMP else self.cfg.port
         ip = ipaddress.ip_address(self.target)
         # A link-local IPv6 target needs its scope (RFC 4007 §6): the pinned interface.
