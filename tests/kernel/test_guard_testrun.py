@@ -76,8 +76,7 @@ TABLE = [
     ("IPv4 says version 6", f(E / IP(**V4, version=6) / UDP()), Verdict.DROP_MALFORMED, 0),
     ("IPv4 total length shorter than its header", f(E / IP(**V4, len=12) / UDP()), Verdict.DROP_MALFORMED, 0),
     ("IPv4 with Ethernet padding after the datagram", f(E / IP(**V4) / UDP()) + bytes(30), Verdict.PASS, 0),
-    ("TCP header cut short", f(E / IP(**V4) / Raw(b"\x00" * 10)).replace(b"\x00\x11", b"\x00\x06", 0)[:0]
-     + f(E / IP(**V4, proto=6) / Raw(b"\x00" * 10)), Verdict.DROP_MALFORMED, 0),
+    ("TCP header cut short: 10 of 20 bytes", f(E / IP(**V4, proto=6) / Raw(b"\x00" * 10)), Verdict.DROP_MALFORMED, 0),
     ("TCP data offset 4", f(E / IP(**V4) / TCP(dataofs=4)), Verdict.DROP_MALFORMED, 0),
     ("TCP data offset beyond the packet", f(E / IP(**V4) / TCP(dataofs=15)), Verdict.DROP_MALFORMED, 0),
     ("UDP header cut short", f(E / IP(**V4, proto=17) / Raw(b"\x00" * 6)), Verdict.DROP_MALFORMED, 0),
@@ -128,11 +127,6 @@ def guard(netns):
     finally:
         prog.close()
         os.sched_setaffinity(0, cpus)
-
-
-def run(prog: GuardProgram, frame: bytes) -> Verdict:
-    ret = prog.program.test_run(frame).retval
-    return ret
 
 
 def xdp_action(name: str) -> int:

@@ -297,3 +297,44 @@ def test_reload_refuses_bad_config_and_keeps_running(daemon_factory, guard_confi
     d.config_path.write_text(good.replace("192.0.2.0/24", "10.250.0.0/24"))
     d.cli("reload")
     assert ping_ok(d.lab, "attacker", SERVER) == 100
+
+
+def test_crash_leaves_guard_filtering_restart_adopts(daemon_factory, guard_config, tmp_path):
+    """kill -9: the XDP program stays attached and keeps dropping with its last rules; a new
+    daemon replaces it (its own object, blocks from SQLite) and a clean stop then detaches."""
+    d = daemon_factory(guard_config(tmp_path / "state"))
+    d.start()
+    d.cli("guard", "block", "10.250.0.0/24")
+    d.proc.kill()
+    d.proc.wait()
+    assert d.xdp_on("r-a")
+    assert ping_ok(d.lab, "attacker", SERVER) == 100
+    assert ping_ok(d.lab, "client", SERVER) == 0
+    os.unlink(d.socket)  # the crashed daemon could not remove it (a stale one is replaced too)
+    d.start()
+    assert [e["cidr"] for e in d.json("guard", "list")["entries"] if e["origin"] == "manual"] == ["10.250.0.0/24"]
+    assert ping_ok(d.lab, "attacker", SERVER) == 100
+    d.cli("guard", "unblock", "10.250.0.0/24")
+    assert ping_ok(d.lab, "attacker", SERVER) == 0
+    assert d.stop() == 0
+    assert not d.xdp_on("r-a") and not d.xdp_on("r-c")
+
+
+def test_control_socket_garbage_gets_errors_daemon_keeps_running(daemon_factory, guard_config, tmp_path):
+    import socket as _socket
+    d = daemon_factory(guard_config(tmp_path / "state"))
+    d.start()
+    s = _socket.socket(_socket.AF_UNIX)
+    s.connect(d.socket)
+    s.sendall(b'garbage\n\x00\xff\n{"command": "guard.block", "args": {"cidr": "10.0.0.0/33"}}\n'
+              b'{"command": "guard.block", "args": {"cidr": "10.9.0.0/16", "ttl": -1}}\n')
+    s.shutdown(_socket.SHUT_WR)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    replies = [json.loads(line) for line in data.splitlines()]
+    assert [(r["ok"], r["exit_code"]) for r in replies] == [(False, 2)] * 4
+    assert "is not a CIDR" in replies[2]["error"] and "ttl" in replies[3]["error"]
+    assert d.proc.poll() is None
+    assert [e["origin"] for e in d.json("guard", "list")["entries"]] == ["config", "config"]  # nothing applied

@@ -161,6 +161,7 @@ class GuardService:
         for name in old_ifaces - set(new_ifaces):
             self.program.detach(name)
         self.config = config
+        self._release_unused(rules)
         event("guard.reload", interfaces=",".join(new_ifaces), deny=len(config.deny), allow=len(config.allow))
 
     async def stop(self) -> None:
@@ -207,6 +208,13 @@ class GuardService:
             syn_pps=sl.per_destination_pps if sl else None, syn_burst=(sl.burst or sl.per_destination_pps) if sl else None,
             threshold_pps=ab.threshold_pps if ab else None, sample_every=config.sample_drops)
         return RuleSet(allow, deny, prules, limits)
+
+    def _release_unused(self, rules: RuleSet) -> None:
+        """Give back the rule ids of rules a reload removed (their counters restart if reused)."""
+        used = {*rules.allow.values(), *rules.deny.values(), *(r.rule_id for r in rules.port_rules)}
+        for key, rid in self.ids.items():
+            if rid not in used:
+                self.ids.release(key)
 
     def block(self, cidr: Network, *, origin: Origin, ttl: float | None, reason: str) -> Block:
         now = self.clock()
