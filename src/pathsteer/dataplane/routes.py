@@ -1,0 +1,76 @@
+"""What the decision hands the data planes: routes per destination prefix, as plain data.
+
+The policy (``pathsteer.policy``) computes a `Desired` from telemetry; a data plane
+(``fib`` or ``bpf``) makes the kernel match it. Neither side knows how the other works:
+this module is the whole contract between them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class PathLink:
+    """How to send traffic over one path: out of ``interface`` to its gateway.
+
+    ``id`` is a small stable number (1..N in config order) the data planes use where the kernel
+    wants numbers (nexthop ids, BPF path slots). A path may lack a gateway for one family; a
+    route of that family cannot then use it.
+    """
+
+    name: str
+    id: int
+    interface: str
+    gateway: ipaddress.IPv4Address | None = None
+    gateway6: ipaddress.IPv6Address | None = None
+
+    def gateway_for(self, prefix: Prefix) -> Address | None:
+        return self.gateway if prefix.version == 4 else self.gateway6
+
+
+@dataclass(frozen=True)
+class NextHop:
+    """One path carrying a prefix, with its share: ``weight`` in 1..255 (the kernel's range)."""
+
+    path: str
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class RouteIntent:
+    """A prefix and the paths carrying it. One next hop: a plain route; several: weighted."""
+
+    prefix: Prefix
+    nexthops: tuple[NextHop, ...]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Everything the data plane should hold: one `RouteIntent` per prefix."""
+
+    routes: dict[Prefix, RouteIntent] = field(default_factory=dict)
+
+
+class DataPlane(Protocol):
+    """What the daemon needs of a data plane (`fib` or `bpf`)."""
+
+    def adopt(self) -> Desired | None:
+        """Find what an earlier run left installed (by kernel state, not pins); None if nothing."""
+
+    def apply(self, desired: Desired) -> None:
+        """Make the kernel hold ``desired``, atomically per prefix; idempotent."""
+
+    def reconcile(self, desired: Desired) -> list[str]:
+        """Compare the kernel with ``desired``, repair drift, return what was repaired."""
+
+    def heartbeat(self) -> None:
+        """Tell the kernel side the control plane is alive (bpf: stale_after fail-open)."""
+
+    def stop(self) -> None:
+        """Clean stop: remove what pathsteer installed and restore what it replaced."""
