@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* passive.bpf.c — RTT of real TCP traffic, measured passively on an interface (ePPing-style).
  *
- *   egress  (tc_passive_egress):  a TCP segment that will be answered — it carries data, SYN or
- *       FIN — with the timestamp option: store (ifindex, flow, TSval) → now, first occurrence
- *       only (BPF_NOEXIST; Linux's TSval ticks once per ms, so a burst shares one TSval and the
- *       first segment of it is the one whose echo measures the RTT).  A SYN without the option:
+ *   egress  (tc_passive_out):  a TCP segment that will be answered — it carries data, SYN or
+ *       FIN — with the timestamp option: store (ifindex, flow, TSval) → now, for the flow's
+ *       first segment with that TSval only (passive_flows remembers the last TSval stored;
+ *       Linux's TSval ticks once per ms, so a burst shares one TSval, and the first segment
+ *       of it is the one whose echo measures the RTT).  A SYN without the option:
  *       store (ifindex, flow, seq + 1) → now, for handshake timing.
- *   ingress (tc_passive_ingress): a segment of the reverse flow echoing TSecr (≠ 0), or a
+ *   ingress (tc_passive_in): a segment of the reverse flow echoing TSecr (≠ 0), or a
  *       SYN-ACK acknowledging seq + 1: look the entry up, delete it (only the first echo is a
  *       sample), and add now - then to the interface's aggregate.
  *
@@ -308,31 +309,55 @@ static __always_inline void add_sample(__u32 ifindex, __u64 rtt_ns, enum passive
 		agg->hist[bucket] += 1;
 }
 
+/* Store key → now unless the key is there already (the first occurrence stands). */
 static __always_inline void record(struct passive_ts_key *key)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 *seen = bpf_map_lookup_elem(&passive_timestamps, key);
 	struct passive_rtt_agg *agg;
 	long err;
 
-	if (seen) {
-		/* Already stored: the first occurrence stands.  A SYN seen again was retransmitted:
-		 * which copy the SYN-ACK answers is unknown, so that handshake gives no sample. */
-		if (key->kind == PASSIVE_ID_SYN)
-			*seen = 0;
-		return;
-	}
-	/* The lookup first keeps the common case (same TSval as the previous segment) to one
-	 * read: an LRU update takes a free node before it finds the key exists, which on a full
-	 * map would evict a waiting entry for nothing (kernel/bpf/hashtab.c, htab_lru_map_update_elem). */
 	err = bpf_map_update_elem(&passive_timestamps, key, &now, BPF_NOEXIST);
-	agg = aggregate_of(key->ifindex);
+	agg = aggregate_of(key->flow.ifindex);
 	if (!agg)
 		return;
 	if (err == 0)
 		agg->recorded += 1;
-	else if (err != -17 /* -EEXIST: another CPU stored it first, fine */)
+	else if (err != -17 /* -EEXIST: stored before (or by another CPU just now): fine */)
 		agg->record_failed += 1;
+}
+
+/* A segment with a TSval: store it if it is the flow's first segment with this TSval.  One
+ * lookup decides for the common case (the TSval of the previous segment: Linux's TSval ticks
+ * once per ms); ePPing keeps the same per-flow "last identifier" (pping_kern.c). */
+static __always_inline void record_tsval(struct passive_ts_key *key)
+{
+	struct passive_flow_state *state = bpf_map_lookup_elem(&passive_flows, &key->flow);
+
+	if (state) {
+		if (state->has_tsval && state->last_tsval == key->identifier)
+			return;
+		state->last_tsval = key->identifier;  /* racing CPUs write the same flow: benign */
+		state->has_tsval = 1;
+	} else {
+		struct passive_flow_state first = { .last_tsval = key->identifier, .has_tsval = 1 };
+
+		bpf_map_update_elem(&passive_flows, &key->flow, &first, BPF_ANY);
+	}
+	record(key);
+}
+
+/* A SYN without timestamps: store seq + 1; a SYN seen again while its entry waits was
+ * retransmitted, and which copy the SYN-ACK answers is unknown (Karn, RFC 6298 §3): the entry
+ * is zeroed and that handshake gives no sample. */
+static __always_inline void record_syn(struct passive_ts_key *key)
+{
+	__u64 *seen = bpf_map_lookup_elem(&passive_timestamps, key);
+
+	if (seen) {
+		*seen = 0;
+		return;
+	}
+	record(key);
 }
 
 static __always_inline void match(struct passive_ts_key *key)
@@ -350,38 +375,38 @@ static __always_inline void match(struct passive_ts_key *key)
 		return;
 	if (then == 0 || now < then)
 		return;  /* ambiguous (retransmitted SYN) */
-	add_sample(key->ifindex, now - then, key->kind);
+	add_sample(key->flow.ifindex, now - then, key->kind);
 }
 
 SEC("tc")
-int tc_passive_egress(struct __sk_buff *skb)
+int tc_passive_out(struct __sk_buff *skb)
 {
 	struct passive_ts_key key = {};
 	struct segment s = {};
 
 	if (!parse_segment(skb, &s))
 		return TC_ACT_UNSPEC;
-	key.ifindex = skb->ifindex;
-	__builtin_memcpy(key.saddr, s.saddr, 16);
-	__builtin_memcpy(key.daddr, s.daddr, 16);
-	key.sport = s.sport;
-	key.dport = s.dport;
+	key.flow.ifindex = skb->ifindex;
+	__builtin_memcpy(key.flow.saddr, s.saddr, 16);
+	__builtin_memcpy(key.flow.daddr, s.daddr, 16);
+	key.flow.sport = s.sport;
+	key.flow.dport = s.dport;
 	if (s.has_ts) {
 		if (s.payload == 0 && !s.syn && !s.fin)
 			return TC_ACT_UNSPEC;  /* pure ACK: nothing echoes it promptly */
 		key.kind = PASSIVE_ID_TSVAL;
 		key.identifier = s.tsval;
-		record(&key);
+		record_tsval(&key);
 	} else if (s.syn && !s.ack) {
 		key.kind = PASSIVE_ID_SYN;
 		key.identifier = s.seq + 1;
-		record(&key);
+		record_syn(&key);
 	}
 	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
-int tc_passive_ingress(struct __sk_buff *skb)
+int tc_passive_in(struct __sk_buff *skb)
 {
 	struct passive_ts_key key = {};
 	struct segment s = {};
@@ -389,11 +414,11 @@ int tc_passive_ingress(struct __sk_buff *skb)
 	if (!parse_segment(skb, &s))
 		return TC_ACT_UNSPEC;
 	/* The reverse flow's key: as the egress packet had it. */
-	key.ifindex = skb->ifindex;
-	__builtin_memcpy(key.saddr, s.daddr, 16);
-	__builtin_memcpy(key.daddr, s.saddr, 16);
-	key.sport = s.dport;
-	key.dport = s.sport;
+	key.flow.ifindex = skb->ifindex;
+	__builtin_memcpy(key.flow.saddr, s.daddr, 16);
+	__builtin_memcpy(key.flow.daddr, s.saddr, 16);
+	key.flow.sport = s.dport;
+	key.flow.dport = s.sport;
 	if (s.has_ts) {
 		if (s.tsecr == 0)
 			return TC_ACT_UNSPEC;  /* nothing echoed (a SYN, RFC 7323 §3.2) */

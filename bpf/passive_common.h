@@ -11,6 +11,11 @@
 #define PASSIVE_MAX_TIMESTAMPS 16384
 #endif
 
+/* Flows whose last stored TSval is remembered (passive_flows); LRU, idle flows age out. */
+#ifndef PASSIVE_MAX_FLOWS
+#define PASSIVE_MAX_FLOWS 16384
+#endif
+
 /* Interfaces with an RTT aggregate (per CPU, about 8 KiB each with the histogram). */
 #ifndef PASSIVE_MAX_IFACES
 #define PASSIVE_MAX_IFACES 128
@@ -45,6 +50,7 @@
 
 enum passive_limits {
 	PASSIVE_LIMIT_TIMESTAMPS = PASSIVE_MAX_TIMESTAMPS, /* max_entries of passive_timestamps */
+	PASSIVE_LIMIT_FLOWS = PASSIVE_MAX_FLOWS,           /* max_entries of passive_flows */
 	PASSIVE_LIMIT_IFACES = PASSIVE_MAX_IFACES,         /* max_entries of passive_rtt */
 	PASSIVE_LIMIT_HIST_SUB_BITS = PASSIVE_HIST_SUB_BITS,
 	PASSIVE_LIMIT_HIST_BUCKETS = PASSIVE_HIST_BUCKETS, /* length of passive_rtt_agg.hist */

@@ -18,6 +18,14 @@ struct {
 	__type(value, __u64); /* first-seen time, ns; 0 = ambiguous (retransmitted SYN), no sample */
 } passive_timestamps SEC(".maps");
 
+/* Per flow, the last TSval stored (see struct passive_flow_state).  Shared, LRU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PASSIVE_LIMIT_FLOWS);
+	__type(key, struct passive_flow);
+	__type(value, struct passive_flow_state);
+} passive_flows SEC(".maps");
+
 /* RTT aggregates per interface (key: ifindex), per CPU: no atomics on the fast path, and user
  * space reads them whenever it likes (no per-packet events).  LRU so interfaces long gone are
  * evicted instead of new ones going unmeasured. */

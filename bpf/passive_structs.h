@@ -7,16 +7,29 @@
 
 #include "passive_common.h"
 
-/* Key of passive_timestamps: a packet that expects an echo, seen leaving an interface.  The
- * flow is written as the egress packet has it (src = our side); the ingress side builds the
- * same key from the reply with addresses and ports swapped.  IPv4 addresses are stored
- * IPv4-mapped (::ffff:a.b.c.d, RFC 4291 §2.5.5.2), so one key serves both families. */
-struct passive_ts_key {
+/* A TCP flow on an interface, written as the egress packet has it (src = our side); the
+ * ingress side builds it from a reply with addresses and ports swapped.  IPv4 addresses are
+ * stored IPv4-mapped (::ffff:a.b.c.d, RFC 4291 §2.5.5.2), so one key serves both families.
+ * Key of passive_flows. */
+struct passive_flow {
 	__u32 ifindex;            /* the interface the packet left by (and the echo must come in by) */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__be16 sport;             /* network byte order, as on the wire */
 	__be16 dport;
+};
+
+/* Value of passive_flows: the flow's last TSval stored, so that a TSval is stored once even
+ * after its entry was matched and deleted (later segments of the same ms carry it again;
+ * their echoes would then be timed from a later segment: too short a sample). */
+struct passive_flow_state {
+	__u32 last_tsval;
+	__u32 has_tsval;          /* 1 once last_tsval holds one */
+};
+
+/* Key of passive_timestamps: a packet that expects an echo, seen leaving an interface. */
+struct passive_ts_key {
+	struct passive_flow flow;
 	enum passive_id_kind kind; /* 4 bytes */
 	__u32 identifier;         /* TSval, or SYN seq + 1 (host byte order) */
 };

@@ -199,6 +199,19 @@ def test_sample_is_the_time_between_send_and_echo(rig):
     assert nonzero == {bucket_of(agg.sum_ns, rig.rtt.sub_bits, rig.rtt.buckets): 1}  # C and Python agree
 
 
+def test_tsval_matched_then_seen_again_is_not_stored_again(rig):
+    """Segments later in the same ms carry the matched TSval again; storing it anew would time
+    the next echo of it (triggered by an earlier segment) from a later one: too short."""
+    rig.run(TcDirection.EGRESS, out4(options=ts(1000, 7)))
+    rig.run(TcDirection.INGRESS, in4(options=ts(9, 1000)))
+    rig.run(TcDirection.EGRESS, out4(options=ts(1000, 7)))
+    rig.run(TcDirection.INGRESS, in4(options=ts(9, 1000)))
+    agg = rig.rtt.aggregate(rig.ifindex)
+    assert (agg.samples, agg.recorded) == (1, 1)
+    rig.run(TcDirection.EGRESS, out4(options=ts(1001, 7)))  # the next TSval is stored again
+    assert rig.rtt.aggregate(rig.ifindex).recorded == 2
+
+
 def test_echo_on_another_interface_does_not_match(rig):
     rig.run(TcDirection.EGRESS, out4(options=ts(1000, 7)))
     with Btf.from_file(Path(rig.rtt._obj.path)) as btf:

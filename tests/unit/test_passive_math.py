@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pathsteer.bpf.build import BPF_SOURCE_DIR, compile_object
 from pathsteer.bpf.object import OBJECTS_DIR, BpfObject
 from pathsteer.telemetry.passive import (
-    RTT_MAP, TIMESTAMPS_MAP, PassiveTsKey, RttAggregate, RttMeter, bucket_bounds, bucket_of, interval,
+    FLOWS_MAP, RTT_MAP, TIMESTAMPS_MAP, PassiveFlow, PassiveFlowState, PassiveTsKey, RttAggregate, RttMeter, bucket_bounds, bucket_of, interval,
     percentile_ns, rtt_agg_type,
 )
 
@@ -186,7 +186,9 @@ def test_limits_and_layouts_from_btf(passive_path):
         assert (limits["PASSIVE_LIMIT_HIST_SUB_BITS"], limits["PASSIVE_LIMIT_HIST_BUCKETS"]) == (SUB, BUCKETS)
         assert obj.max_entries(TIMESTAMPS_MAP) == limits["PASSIVE_LIMIT_TIMESTAMPS"]
         assert obj.max_entries(RTT_MAP) == limits["PASSIVE_LIMIT_IFACES"]
+        assert obj.max_entries(FLOWS_MAP) == limits["PASSIVE_LIMIT_FLOWS"]
         obj.check_map_types(TIMESTAMPS_MAP, PassiveTsKey, ctypes.c_uint64)
+        obj.check_map_types(FLOWS_MAP, PassiveFlow, PassiveFlowState)
         obj.check_map_types(RTT_MAP, ctypes.c_uint32, rtt_agg_type(limits["PASSIVE_LIMIT_HIST_BUCKETS"]))
         assert set(obj.constants("passive_id_kind")) == {"PASSIVE_ID_TSVAL", "PASSIVE_ID_SYN"}
 

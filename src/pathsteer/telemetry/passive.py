@@ -2,9 +2,10 @@
 
 ::
 
-    egress  tc_passive_egress ── data/SYN/FIN with TSval ─► passive_timestamps
+    egress  tc_passive_out ─── data/SYN/FIN with TSval ─► passive_timestamps
                                  (ifindex, flow, TSval) → first-seen ns   (LRU, bounded)
-    ingress tc_passive_ingress ─ reverse flow's TSecr ──► match, delete ─► passive_rtt[ifindex]
+                                 passive_flows: flow → last TSval stored (once per TSval)
+    ingress tc_passive_in ── reverse flow's TSecr ──► match, delete ─► passive_rtt[ifindex]
                                                           per CPU: samples, sum_ns, min_ns,
                                                           max_ns, log-linear histogram
     user space ── read() every few seconds ─► RttAggregate (CPUs merged)
@@ -52,8 +53,9 @@ from pathsteer.errors import BpfError, UsageError
 
 OBJECT = "passive"
 TIMESTAMPS_MAP = "passive_timestamps"
+FLOWS_MAP = "passive_flows"
 RTT_MAP = "passive_rtt"
-PROGRAMS = {TcDirection.EGRESS: "tc_passive_egress", TcDirection.INGRESS: "tc_passive_ingress"}
+PROGRAMS = {TcDirection.EGRESS: "tc_passive_out", TcDirection.INGRESS: "tc_passive_in"}
 # Our TC filter slot: the counters' handle ("ps" = 0x7073) at a lower priority, so we run first.
 TC_HANDLE = 0x7073
 TC_PRIORITY = 0x0C
@@ -61,10 +63,20 @@ TC_PRIORITY = 0x0C
 
 # --- the C structs ------------------------------------------------------------------------------
 
+class PassiveFlow(ctypes.Structure):
+    """``struct passive_flow`` (bpf/passive_structs.h): key of passive_flows; checked against BTF."""
+    _fields_ = [("ifindex", ctypes.c_uint32), ("saddr", ctypes.c_uint8 * 16), ("daddr", ctypes.c_uint8 * 16),
+                ("sport", ctypes.c_uint16), ("dport", ctypes.c_uint16)]  # ports in network byte order
+
+
+class PassiveFlowState(ctypes.Structure):
+    """``struct passive_flow_state``: the flow's last TSval stored."""
+    _fields_ = [("last_tsval", ctypes.c_uint32), ("has_tsval", ctypes.c_uint32)]
+
+
 class PassiveTsKey(ctypes.Structure):
     """``struct passive_ts_key`` (bpf/passive_structs.h); checked against BTF when opened."""
-    _fields_ = [("ifindex", ctypes.c_uint32), ("saddr", ctypes.c_uint8 * 16), ("daddr", ctypes.c_uint8 * 16),
-                ("sport", ctypes.c_uint16), ("dport", ctypes.c_uint16),  # network byte order
+    _fields_ = [("flow", PassiveFlow),
                 ("kind", ctypes.c_uint32),  # enum passive_id_kind
                 ("identifier", ctypes.c_uint32)]
 
