@@ -231,3 +231,18 @@ def test_sources_map_bounded_under_spoofed_flood(guard):
         guard.program.test_run(bytes(template))
     assert guard.source_count() <= limit
     assert guard.verdict_totals()[Verdict.PASS].packets == limit + 5000
+
+
+def test_allowed_source_is_never_metered_nor_limited(guard):
+    """An allowed source far above every limit: no heavy-hitter event, no rate drop, no entry."""
+    rules = RuleSet(allow={N("203.0.113.0/24"): 1},
+                    limits=Limits.build(per_source_pps=10, burst=1, threshold_pps=10, syn_pps=10, syn_burst=1))
+    guard.apply(rules, clock_ns=NOW)
+    events = []
+    with guard.event_reader(events.append) as ring:
+        guard.program.test_run(UDP4, repeat=5000)
+        guard.program.test_run(f(E / IP(**V4) / TCP(dport=80, flags="S")), repeat=100)
+        ring.consume()
+    assert events == []
+    assert guard.verdict_totals()[Verdict.PASS_ALLOW].packets == 5100
+    assert guard.source_count() == 0
