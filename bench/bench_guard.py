@@ -145,16 +145,24 @@ def _flood(t: lab.Topology, conf: str) -> tuple[float, float, float]:
     return (s1 - s0) / hz, (b1 - b0) / hz, time.perf_counter() - w0 - 0.3
 
 
-def _nft_ruleset(nets: list[ipaddress.IPv4Network]) -> str:
+NFT_HOOKS = {
+    # name: (family, chain spec): the earliest hook nftables has, and the usual firewall place
+    "netdev ingress": ("netdev", 'type filter hook ingress device "r-a" priority -500;'),
+    "ip prerouting raw": ("ip", "type filter hook prerouting priority -300;"),
+}
+
+
+def _nft_ruleset(nets: list[ipaddress.IPv4Network], hook: str) -> str:
+    family, chain = NFT_HOOKS[hook]
     elements = ", ".join(str(n) for n in nets)
-    return ("table netdev psbench {\n"
+    return (f"table {family} psbench {{\n"
             "  set deny4 { type ipv4_addr; flags interval; elements = { " + elements + " } }\n"
-            "  chain ingress { type filter hook ingress device \"r-a\" priority -500; policy accept;\n"
-            "    ip saddr @deny4 counter drop\n  }\n}\n")
+            f"  chain filter {{ {chain} policy accept;\n"
+            '    iifname "r-a" ip saddr @deny4 counter drop\n  }\n}\n')
 
 
-def _nft_dropped(t: lab.Topology) -> int:
-    out = json.loads(t.run("router", ["nft", "-j", "list", "table", "netdev", "psbench"]).stdout)
+def _nft_dropped(t: lab.Topology, family: str) -> int:
+    out = json.loads(t.run("router", ["nft", "-j", "list", "table", family, "psbench"]).stdout)
     for item in out["nftables"]:
         rule = item.get("rule")
         if rule:
@@ -168,10 +176,13 @@ def bench_flood(t: lab.Topology) -> list[Figure]:
     nets = deny_prefixes(10_000, must_include=ATTACKER_NET)
     workdir = tempfile.mkdtemp(prefix="psbench-")
     conf = _trafgen_conf(t, workdir)
-    nft_file = os.path.join(workdir, "nft.conf")
-    with open(nft_file, "w") as f:
-        f.write(_nft_ruleset(nets))
-    xdp, generic, nft = [], [], []
+    nft_files = {}
+    for hook in NFT_HOOKS:
+        nft_files[hook] = os.path.join(workdir, f"nft-{NFT_HOOKS[hook][0]}.conf")
+        with open(nft_files[hook], "w") as f:
+            f.write(_nft_ruleset(nets, hook))
+    xdp, generic = [], []
+    nft: dict[str, list] = {hook: [] for hook in NFT_HOOKS}
     with netns.entered(t.router):
         prog = GuardProgram.load()
     try:
@@ -187,12 +198,14 @@ def bench_flood(t: lab.Topology) -> list[Figure]:
                     dropped = prog.verdict_totals()[Verdict.DROP_DENY].packets - before
                     prog.detach_all()
                 rows.append((soft, busy, dropped, wall))
-            t.run("router", ["nft", "-f", nft_file])
-            try:
-                soft, busy, wall = _flood(t, conf)
-                nft.append((soft, busy, _nft_dropped(t), wall))
-            finally:
-                t.run("router", ["nft", "delete", "table", "netdev", "psbench"], check=False)
+            for hook, path in nft_files.items():
+                family = NFT_HOOKS[hook][0]
+                t.run("router", ["nft", "-f", path])
+                try:
+                    soft, busy, wall = _flood(t, conf)
+                    nft[hook].append((soft, busy, _nft_dropped(t, family), wall))
+                finally:
+                    t.run("router", ["nft", "delete", "table", family, "psbench"], check=False)
     finally:
         with netns.entered(t.router):
             prog.detach_all()
@@ -201,18 +214,21 @@ def bench_flood(t: lab.Topology) -> list[Figure]:
     def per_million(rows, index):
         return statistics.median(r[index] / max(r[2], 1) * 1e6 for r in rows)
 
-    for name, rows in (("xdp native", xdp), ("xdp generic", generic), ("nft", nft)):
-        r = rows[len(rows) // 2]
+    for name, rows in (("xdp native", xdp), ("xdp generic", generic), *nft.items()):
+        r = sorted(rows)[len(rows) // 2]
         print(f"# {name}: dropped {r[2]} of {FLOOD_PACKETS} in {r[3]:.2f} s; softirq {r[0]:.2f} s, busy {r[1]:.2f} s",
               flush=True)
-    return [
-        Figure("flood drop CPU, nftables set (softirq)", per_million(nft, 0), "s per Mpkt",
-               "guard XDP (softirq)", per_million(xdp, 0), goal="ratio >= 5"),
-        Figure("flood drop CPU, nftables set (all busy CPU)", per_million(nft, 1), "s per Mpkt",
-               "guard XDP (all busy CPU)", per_million(xdp, 1), goal="ratio >= 5"),
-        Figure("flood drop CPU, nftables set (softirq)", per_million(nft, 0), "s per Mpkt",
-               "guard XDP generic mode (softirq)", per_million(generic, 0), goal="ratio >= 5"),
-    ]
+    figures = []
+    for hook, rows in nft.items():
+        figures += [
+            Figure(f"flood drop CPU, nftables {hook} set (softirq)", per_million(rows, 0), "s per Mpkt",
+                   "guard XDP native (softirq)", per_million(xdp, 0), goal="ratio >= 5"),
+            Figure(f"flood drop CPU, nftables {hook} set (softirq)", per_million(rows, 0), "s per Mpkt",
+                   "guard XDP generic (softirq)", per_million(generic, 0), goal="ratio >= 5"),
+            Figure(f"flood drop CPU, nftables {hook} set (sender CPU busy)", per_million(rows, 1), "s per Mpkt",
+                   "guard XDP native (sender CPU busy)", per_million(xdp, 1), goal="ratio >= 5"),
+        ]
+    return figures
 
 
 # --- 3: the client during a flood -----------------------------------------------------------
