@@ -5,15 +5,15 @@ lookup and two adds), run the same way in the same process; the counter program'
 shows the empty TC program (``baseline.bpf.c``), what test_run itself costs.
 
 Steady state (repeat=200000, one frame over and over, median of 7 calls):
-- egress, repeated TSval: parse + one lookup (hit) — every data segment after the first of
-  its TSval (Linux's TSval ticks once per ms);
+- egress, repeated TSval: parse + one lookup (passive_flows, hit: same TSval as stored) —
+  every data segment after the first of its TSval (Linux's TSval ticks once per ms);
 - ingress, echo without entry: parse + one lookup (miss) — most ACKs, since only the first
   echo of a TSval matches;
 - ingress, UDP: parse only.
 
 Per packet that changes the map (repeat=1, since a repeated frame would find its entry there
 from the second run on; median of 3000 calls, each a new TSval, the anchor run the same way):
-- egress, new TSval: parse + lookup (miss) + LRU insert + aggregate lookup;
+- egress, new TSval: parse + flow lookup and update + LRU insert + aggregate lookup;
 - ingress, the matching echo: parse + lookup (hit) + delete + histogram update.
 A repeat=1 figure includes the kernel's per-call timer overhead, so it is compared with the
 counter program measured the same way.
