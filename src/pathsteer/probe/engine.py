@@ -147,7 +147,9 @@ class _Prober:
 
     def expire(self, now: float) -> float | None:
         """Count timed-out probes as lost; returns the next deadline (None: nothing pending)."""
-        if self.tracker.expire(now):
+        lost = self.tracker.expire(now)
+        if lost:
+            log.debug("probe.timeout path=%s target=%s lost=%d", self.cfg.name, self.target, lost)
             self.engine.changed(self.path, now)
         return self.tracker.next_deadline()
 
