@@ -9,7 +9,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from pathsteer.bpf import Btf, BpfObject
+from pathsteer.bpf import BpfObject
 from pathsteer.cli.main import main
 from pathsteer.errors import UsageError
 from pathsteer.guard import abi, model

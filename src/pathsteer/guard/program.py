@@ -13,8 +13,11 @@ each start, so its mirror is exact); bulk changes go through ``bpf_map_update_ba
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import heapq
-import os
+import ipaddress
+import socket as _socket
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -192,7 +195,6 @@ class GuardProgram:
 
     def decode_event(self, record: bytes) -> Event:
         e = abi.EventC.from_buffer_copy(record[:ctypes.sizeof(abi.EventC)])
-        import ipaddress
         v4 = e.family == self.families["GUARD_AF_INET"]
         src, dst = bytes(e.src), bytes(e.dst)
         kind = self._kind_of.get(e.kind, str(e.kind))
@@ -267,9 +269,6 @@ def link_kind(ifindex: int) -> str | None:
 
     Through the SIOCETHTOOL ioctl rather than pyroute2: pyroute2's sync API cannot run inside
     the daemon's asyncio loop."""
-    import fcntl
-    import socket as _socket
-    import struct
     try:
         name = _socket.if_indextoname(ifindex)
     except OSError:
@@ -291,7 +290,3 @@ def find_attached(interface: str) -> int | None:
         return None
     with Program.from_id(prog_id) as prog:
         return prog_id if prog.name == abi.PROGRAM else None
-
-
-def possible_cpus() -> int:
-    return os.cpu_count() or 1

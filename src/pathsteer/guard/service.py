@@ -29,7 +29,7 @@ from pathsteer.control.server import Command, NoArgs
 from pathsteer.errors import PathsteerError, UsageError
 from pathsteer.guard.blocks import Block, BlockStore, Origin
 from pathsteer.guard.program import Event, GuardProgram
-from pathsteer.guard.rules import Action, Limits, Network, PortRule, RuleSet, Verdict, lookup, parse_cidr
+from pathsteer.guard.rules import Action, Limits, Network, PortRule, RuleSet, lookup, parse_cidr
 
 log = logging.getLogger("pathsteer.guard")
 TICK_S = 0.2
@@ -343,5 +343,3 @@ class GuardService:
             "sources_capacity": self.program.maps["sources"].max_entries,
         }
 
-
-__all__ = ["GuardService", "Verdict"]
