@@ -16,6 +16,7 @@ def test_icmp_pinned_to_path_b_while_main_table_says_a(two_paths, family):
                                  "--count", COUNT, "--interval", "10ms")
     assert rc == 0, r
     assert r["sent"] == 20 and r["received"] == 20 and r["loss_pct"] == 0
+    assert r["gateway_neighbour"] in ("reachable", "stale", "delay", "probe"), r
     assert 0 < r["rtt_ms"]["min"] <= r["rtt_ms"]["p50"] <= r["rtt_ms"]["p95"] <= r["rtt_ms"]["max"] < 50
     assert r["late"] == r["duplicate"] == r["foreign"] == 0
     assert two_paths.tx_packets("pb") - b0 >= 20
@@ -58,6 +59,11 @@ def test_unreachable_gateway_is_a_network_condition(two_paths):
     rc, r = two_paths.probe_json(TARGET4, "--interface", "pb", "--gateway", "10.77.2.99",
                                  "--count", "3", "--interval", "10ms", "--timeout", "300ms")
     assert rc == 1 and r["received"] == 0 and r["loss_pct"] == 100.0, r
+    assert r["gateway_neighbour"] in ("incomplete", "failed"), r
+    t = two_paths.pathsteer("probe", TARGET4, "--interface", "pb", "--gateway", "10.77.2.99",
+                            "--count", "2", "--interval", "10ms", "--timeout", "300ms")
+    assert t.returncode == 1 and "hint: gateway 10.77.2.99 did not answer ARP on pb" in t.stderr, t.stderr
+    assert "Traceback" not in t.stderr
 
 
 def test_gateway_off_subnet_is_still_tried_onlink(two_paths):

@@ -74,9 +74,38 @@ def strict_rp_filter(interface: str) -> bool:
     return bool(values) and max(values) == 1
 
 
+# NUD states (include/uapi/linux/neighbour.h)
+_NUD = {0x01: "incomplete", 0x02: "reachable", 0x04: "stale", 0x08: "delay", 0x10: "probe",
+        0x20: "failed", 0x40: "noarp", 0x80: "permanent"}
+
+
+def gateway_neighbour(req: ProbeRequest) -> str | None:
+    """The kernel's neighbour state of the gateway on the interface after the run
+    (``incomplete``/``failed``: nobody answered ARP or neighbour solicitation), or None."""
+    if req.gateway is None:
+        return None
+    try:
+        import socket
+
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            for n in ipr.get_neighbours(ifindex=socket.if_nametoindex(req.interface)):
+                if n.get_attr("NDA_DST") == req.gateway:
+                    return _NUD.get(n["state"], str(n["state"]))
+    except Exception:  # a report, not a measurement: never fail the run over it
+        return None
+    return None
+
+
 def hint(req: ProbeRequest, r: dict) -> str | None:
     """A line for stderr when nothing was answered and a likely local cause is visible."""
-    if r["received"] or ":" in req.target or not strict_rp_filter(req.interface):
+    if r["received"]:
+        return None
+    if r.get("gateway_neighbour") in ("incomplete", "failed"):
+        return (f"hint: gateway {req.gateway} did not answer "
+                f"{'neighbour solicitation' if ':' in req.gateway else 'ARP'} on {req.interface}")
+    if ":" in req.target or not strict_rp_filter(req.interface):
         return None
     return (
         f"hint: rp_filter is strict (1) on {req.interface}: replies from {req.target} arriving "
@@ -116,6 +145,7 @@ def report(req: ProbeRequest, t: TargetSnapshot) -> dict:
         "duplicate": c.duplicate,
         "foreign": c.foreign,
         "errors": c.errors,
+        "gateway_neighbour": None,  # filled in by the shell after the run (gateway_neighbour())
     }
 
 

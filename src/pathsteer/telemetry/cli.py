@@ -74,6 +74,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     req = probe_request(args)
     require_root("pathsteer probe (raw sockets, SO_MARK, ip rules)")
     result = oneshot.report(req, oneshot.measure(req))
+    result["gateway_neighbour"] = oneshot.gateway_neighbour(req)
     print(json.dumps(result, indent=2) if args.json else oneshot.format_text(req, result), flush=True)
     note = oneshot.hint(req, result)
     if note:
