@@ -264,13 +264,13 @@ SIOCETHTOOL = 0x8946  # uapi linux/sockios.h
 ETHTOOL_GDRVINFO = 0x3  # uapi linux/ethtool.h; struct ethtool_drvinfo is 196 bytes, driver at 4
 
 
-def link_kind(ifindex: int) -> str | None:
+def link_kind(interface: str | int) -> str | None:
     """The driver of a link as ``ethtool -i`` names it (``veth``, ``ixgbe``...), or None.
 
     Through the SIOCETHTOOL ioctl rather than pyroute2: pyroute2's sync API cannot run inside
     the daemon's asyncio loop."""
     try:
-        name = _socket.if_indextoname(ifindex)
+        name = interface if isinstance(interface, str) else _socket.if_indextoname(interface)
     except OSError:
         return None
     info = ctypes.create_string_buffer(struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
