@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* passive.bpf.c — RTT of real TCP traffic, measured passively on an interface (ePPing-style).
  *
- *   egress  (tc_passive_out):  a TCP segment that will be answered — it carries data, SYN or
+ *   egress  (tc_passive_out, or tc_passive_acks which also takes pure ACKs): a TCP segment that will be answered — it carries data, SYN or
  *       FIN — with the timestamp option: store (ifindex, flow, TSval) → now, for the flow's
  *       first segment with that TSval only (passive_flows remembers the last TSval stored;
  *       Linux's TSval ticks once per ms, so a burst shares one TSval, and the first segment
@@ -378,8 +378,9 @@ static __always_inline void match(struct passive_ts_key *key)
 	add_sample(key->flow.ifindex, now - then, key->kind);
 }
 
-SEC("tc")
-int tc_passive_out(struct __sk_buff *skb)
+/* The egress side; pure_acks is a constant in each program below (the verifier and clang see
+ * a fixed value: no run-time flag). */
+static __always_inline int passive_out(struct __sk_buff *skb, bool pure_acks)
 {
 	struct passive_ts_key key = {};
 	struct segment s = {};
@@ -392,7 +393,7 @@ int tc_passive_out(struct __sk_buff *skb)
 	key.flow.sport = s.sport;
 	key.flow.dport = s.dport;
 	if (s.has_ts) {
-		if (s.payload == 0 && !s.syn && !s.fin)
+		if (!pure_acks && s.payload == 0 && !s.syn && !s.fin)
 			return TC_ACT_UNSPEC;  /* pure ACK: nothing echoes it promptly */
 		key.kind = PASSIVE_ID_TSVAL;
 		key.identifier = s.tsval;
@@ -403,6 +404,23 @@ int tc_passive_out(struct __sk_buff *skb)
 		record_syn(&key);
 	}
 	return TC_ACT_UNSPEC;
+}
+
+/* Egress, the ePPing rules: pure ACKs are not timestamped. */
+SEC("tc")
+int tc_passive_out(struct __sk_buff *skb)
+{
+	return passive_out(skb, false);
+}
+
+/* Egress, pure ACKs timestamped too: on a router, a download's only packets leaving by the
+ * path are the receiver's ACKs, and the sender echoes their TSval in its next data segment —
+ * at once while the download is limited by its congestion window, late (an RTT too long)
+ * while the sender is idle or application-limited.  For paths that mostly carry downloads. */
+SEC("tc")
+int tc_passive_acks(struct __sk_buff *skb)
+{
+	return passive_out(skb, true);
 }
 
 SEC("tc")

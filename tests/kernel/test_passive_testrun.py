@@ -235,3 +235,16 @@ def test_timestamp_table_is_bounded(rig):
     assert rig.rtt.pending() <= limit
     rig.run(TcDirection.INGRESS, in4(options=ts(9, limit + 500)))  # the newest is still there
     assert rig.rtt.aggregate(rig.ifindex).samples == 1
+
+
+def test_pure_acks_are_timestamped_by_the_acks_program(rig):
+    """tc_passive_acks: a download's pure ACK leaves with a TSval, the sender's data echoes it."""
+    ack = out4(flags="A", options=ts(1000, 7), payload=b"")
+    data = in4(flags="PA", options=ts(9, 1000), payload=DATA)
+    rig.run(TcDirection.EGRESS, ack)  # the default egress program: not recorded
+    assert rig.rtt.aggregate(rig.ifindex).recorded == 0
+    result = rig.rtt.egress_with_acks.test_run(ack, ctx=rig.ctx)
+    assert result.retval == TC_ACT_UNSPEC and result.data_out == ack
+    rig.run(TcDirection.INGRESS, data)
+    agg = rig.rtt.aggregate(rig.ifindex)
+    assert (agg.samples, agg.recorded) == (1, 1)

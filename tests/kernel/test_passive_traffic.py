@@ -141,3 +141,15 @@ def test_attach_twice_is_a_no_op_and_detach_only_ours(netns):
             other.attach(netns.name)
         assert other.detach(netns.name) == []  # not its programs: left in place
         assert sorted(d.name for d in rtt.detach(netns.name)) == ["EGRESS", "INGRESS"]
+
+
+def test_attach_with_pure_acks_and_find_it(netns):
+    with PassiveRtt.load() as rtt:
+        rtt.attach(netns.name, pure_acks=True)
+        egress = tc_program_id(netns.name, TcDirection.EGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+        assert egress == rtt.egress_with_acks.id
+        with pytest.raises(BpfError, match="already sits"):
+            rtt.attach(netns.name)  # the other egress program: detach first
+        with PassiveRtt.find(netns.name) as found:
+            assert found.rtt_map.id == rtt.rtt_map.id
+        assert sorted(d.name for d in rtt.detach(netns.name)) == ["EGRESS", "INGRESS"]

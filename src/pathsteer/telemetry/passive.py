@@ -56,6 +56,10 @@ TIMESTAMPS_MAP = "passive_timestamps"
 FLOWS_MAP = "passive_flows"
 RTT_MAP = "passive_rtt"
 PROGRAMS = {TcDirection.EGRESS: "tc_passive_out", TcDirection.INGRESS: "tc_passive_in"}
+# The egress program that also timestamps pure ACKs (for paths carrying downloads; see passive.bpf.c).
+EGRESS_WITH_ACKS = "tc_passive_acks"
+_NAMES = {TcDirection.EGRESS: {PROGRAMS[TcDirection.EGRESS], EGRESS_WITH_ACKS},
+          TcDirection.INGRESS: {PROGRAMS[TcDirection.INGRESS]}}
 # Our TC filter slot: the counters' handle ("ps" = 0x7073) at a lower priority, so we run first.
 TC_HANDLE = 0x7073
 TC_PRIORITY = 0x0C
@@ -258,13 +262,15 @@ class PassiveRtt:
     ifindexes, which collide across namespaces."""
 
     def __init__(self, rtt: Map, timestamps: Map | None, limits: dict[str, int],
-                 programs: dict[TcDirection, Program], obj: BpfObject | None = None) -> None:
+                 programs: dict[TcDirection, Program], obj: BpfObject | None = None,
+                 egress_with_acks: Program | None = None) -> None:
         self.rtt_map = rtt
         self.timestamps_map = timestamps
         self.sub_bits = limits["PASSIVE_LIMIT_HIST_SUB_BITS"]
         self.buckets = limits["PASSIVE_LIMIT_HIST_BUCKETS"]
         self.limits = limits
         self.programs = programs
+        self.egress_with_acks = egress_with_acks
         self._obj = obj
         self._netns: int | None = None
 
@@ -276,7 +282,8 @@ class PassiveRtt:
             limits = _limits(obj.btf)
             rtt = obj.map(RTT_MAP, ctypes.c_uint32, rtt_agg_type(limits["PASSIVE_LIMIT_HIST_BUCKETS"]))
             ts = obj.map(TIMESTAMPS_MAP, PassiveTsKey, ctypes.c_uint64)
-            return cls(rtt, ts, limits, {d: obj.program(name) for d, name in PROGRAMS.items()}, obj)
+            return cls(rtt, ts, limits, {d: obj.program(name) for d, name in PROGRAMS.items()}, obj,
+                       obj.program(EGRESS_WITH_ACKS))
         except BaseException:
             obj.close()
             raise
@@ -291,7 +298,7 @@ class PassiveRtt:
             if not prog_id:
                 continue
             prog = Program.from_id(prog_id)
-            if prog.name != PROGRAMS[direction]:
+            if prog.name not in _NAMES[direction]:
                 prog.close()
                 continue
             try:
@@ -311,23 +318,32 @@ class PassiveRtt:
             return found
         raise BpfError(f"no pathsteer passive RTT programs attached to {interface}")
 
-    def attach(self, interface: str | int) -> list[TcAttachment]:
+    def attach(self, interface: str | int, *, pure_acks: bool = False) -> list[TcAttachment]:
         """Attach at TC egress and ingress of ``interface`` (the calling thread's namespace);
-        on a failure what this call attached is detached again."""
+        on a failure what this call attached is detached again.
+
+        ``pure_acks``: timestamp pure ACKs leaving too (``tc_passive_acks``), so downloads over
+        the path are measured (their ACKs' TSvals come back in the sender's data); off by
+        default, as in ePPing, because an idle sender echoes late (see bpf/passive.bpf.c)."""
         here = os.stat("/proc/thread-self/ns/net").st_ino
         if self._netns is not None and self._netns != here:
             raise UsageError("these passive RTT programs are attached in another network namespace; "
                              "ifindexes would collide in their maps: load a second PassiveRtt for this one")
-        missing = [d for d in PROGRAMS if d not in self.programs]
-        if missing:
-            raise BpfError("this PassiveRtt was found by id and has only one program: load one to attach")
+        if self._obj is None:
+            raise BpfError("this PassiveRtt was found by id and holds one program: load one to attach")
+        egress = self.egress_with_acks if pure_acks else self.programs[TcDirection.EGRESS]
         done: list[TcAttachment] = []
+        new: list[TcAttachment] = []  # what this call attached (an attachment already there stays)
         try:
-            for direction in (TcDirection.INGRESS, TcDirection.EGRESS):  # the matcher first
-                done.append(attach_tc(self.programs[direction], interface, direction,
-                                      handle=TC_HANDLE, priority=TC_PRIORITY))
+            for direction, prog in ((TcDirection.INGRESS, self.programs[TcDirection.INGRESS]),  # the matcher first
+                                    (TcDirection.EGRESS, egress)):
+                there = tc_program_id(interface, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+                att = attach_tc(prog, interface, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+                done.append(att)
+                if there != att.prog_id:
+                    new.append(att)
         except BaseException:
-            for att in done:
+            for att in new:
                 detach_tc(att.ifindex, att.direction, handle=att.handle, priority=att.priority, prog_id=att.prog_id)
             raise
         self._netns = here
@@ -338,17 +354,17 @@ class PassiveRtt:
         Returns the directions detached."""
         ifindex = ifindex_of(interface)
         detached = []
-        for direction, name in PROGRAMS.items():
+        for direction in PROGRAMS:
             prog_id = tc_program_id(ifindex, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
-            if not prog_id or not self._is_ours(prog_id, name):
+            if not prog_id or not self._is_ours(prog_id, _NAMES[direction]):
                 continue
             if detach_tc(ifindex, direction, handle=TC_HANDLE, priority=TC_PRIORITY, prog_id=prog_id):
                 detached.append(direction)
         return detached
 
-    def _is_ours(self, prog_id: int, name: str) -> bool:
+    def _is_ours(self, prog_id: int, names: set[str]) -> bool:
         with Program.from_id(prog_id) as prog:
-            return prog.name == name and self.rtt_map.id in prog.map_ids()
+            return prog.name in names and self.rtt_map.id in prog.map_ids()
 
     def read(self) -> dict[int, RttAggregate]:
         """Every interface's aggregate: {ifindex: RttAggregate}."""
