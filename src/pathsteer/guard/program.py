@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathsteer.bpf import (
     BpfObject, Program, RingBuffer, XdpMode, attach_xdp, detach_xdp, ifindex_of, load_object, xdp_program_id,
 )
+from pathsteer.bpf import libbpf as lb
 from pathsteer.bpf.maps import Map
 from pathsteer.errors import BpfError
 from pathsteer.guard import abi
@@ -134,14 +135,15 @@ class GuardProgram:
         stale = [net for net in have if net not in desired]
         changed = [(net, rid) for net, rid in desired.items() if have.get(net) != rid]
         for version in (4, 6):
-            items = [(abi.lpm_key(n), abi.CidrRule(r)) for n, r in changed if n.version == version]
-            for start in range(0, len(items), BATCH):
-                chunk = items[start:start + BATCH]
+            pairs = [(n, r) for n, r in changed if n.version == version]
+            trie = self.maps[f"{kind}_v{version}"]
+            for start in range(0, len(pairs), BATCH):
+                chunk = pairs[start:start + BATCH]
                 if len(chunk) > 8:
-                    self.maps[f"{kind}_v{version}"].update_batch(chunk)
+                    _update_trie_batch(trie, chunk)
                 else:
-                    for k, v in chunk:
-                        self.maps[f"{kind}_v{version}"].update(k, v)
+                    for net, rid in chunk:
+                        trie.update(abi.lpm_key(net), abi.CidrRule(rid))
         for net, rid in changed:
             have[net] = rid
         for net in stale:
@@ -258,6 +260,21 @@ class GuardProgram:
     def detach_all(self) -> None:
         for ifindex in list(self.attached):
             self._detach(ifindex)
+
+
+def _update_trie_batch(trie: Map, chunk: list[tuple[Network, int]]) -> None:
+    """``bpf_map_update_batch`` of (CIDR, rule id) pairs, keys and values packed straight into
+    bytes (``struct lpm_v4_key``/``lpm_v6_key``: host-order u32 prefix length, then the address
+    in network order; ``struct cidr_rule``: host-order u32) — ctypes objects per entry made
+    programming 1M prefixes take 9 s."""
+    keys = b"".join(struct.pack("=I", net.prefixlen) + net.network_address.packed for net, _ in chunk)
+    values = struct.pack(f"={len(chunk)}I", *(rid for _, rid in chunk))
+    if len(keys) != len(chunk) * ctypes.sizeof(trie.key_type) or len(values) != len(chunk) * ctypes.sizeof(trie.value_type):
+        raise BpfError(f"map {trie.name}: packed batch does not match the key/value sizes")
+    count = ctypes.c_uint32(len(chunk))
+    opts = lb.opts(lb.bpf_map_batch_opts)
+    ret = lb.bpf_map_update_batch(trie.fd, keys, values, ctypes.byref(count), ctypes.byref(opts))
+    lb.check_int(ret, f"map {trie.name}: update_batch ({count.value} of {len(chunk)} stored)")
 
 
 SIOCETHTOOL = 0x8946  # uapi linux/sockios.h
