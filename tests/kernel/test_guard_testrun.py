@@ -246,3 +246,25 @@ def test_allowed_source_is_never_metered_nor_limited(guard):
     assert events == []
     assert guard.verdict_totals()[Verdict.PASS_ALLOW].packets == 5100
     assert guard.source_count() == 0
+
+
+def test_bulk_programmed_tries_match(guard):
+    """Thousands of CIDRs go in by packed batches: every one denies with its own rule id,
+    a longer prefix inside a shorter one wins, and removing them all leaves nothing."""
+    v4 = [ipaddress.IPv4Network(((10 << 24) + (i << 8), 24)) for i in range(3000)]
+    v6 = [ipaddress.IPv6Network(((0x2001_0db8 << 96) + (i << 80), 48)) for i in range(500)]
+    deny = {net: 1 + i % 60000 for i, net in enumerate(v4 + v6)}
+    deny[N("10.0.5.128/25")] = 61000
+    guard.apply(RuleSet(deny=deny), clock_ns=NOW)
+    drop, pas = xdp_action("XDP_DROP"), xdp_action("XDP_PASS")
+    for net in v4[::397] + v6[::97]:
+        src = str(net.network_address + 7)
+        ip = IP(src=src, dst="198.51.100.10") if net.version == 4 else IPv6(src=src, dst="2001:db8:100::10")
+        before = guard.rule_totals([deny[net]])[deny[net]].packets
+        assert guard.program.test_run(f(E / ip / UDP())).retval == drop, net
+        assert guard.rule_totals([deny[net]])[deny[net]].packets == before + 1
+    assert guard.program.test_run(f(E / IP(src="10.0.5.200", dst="1.1.1.1") / UDP())).retval == drop
+    assert guard.rule_totals([61000])[61000].packets == 1
+    assert guard.program.test_run(f(E / IP(src="10.12.0.1", dst="1.1.1.1") / UDP())).retval == pas
+    assert guard.sync_cidrs("deny", {}) == (0, len(deny))
+    assert list(guard.maps["deny_v4"].keys()) == [] and list(guard.maps["deny_v6"].keys()) == []
