@@ -81,6 +81,38 @@ def test_passive_rtt_of_iperf3_matches_ping(lab_factory, delay_ms):
     assert abs(error_ms) <= 2.0, (passive, ping.rtts_ms)
 
 
+def test_passive_rtt_of_a_download_with_pure_acks(lab_factory):
+    """A download (iperf3 -R): only the client's ACKs leave by r-p2, so tc_passive_acks times
+    them against the server's data. A bulk sender echoes at once; the ping beside it sees the
+    same queue. (An application-limited sender, iperf3 -b, echoes at its next write: such
+    downloads read tens of ms long: the reason pure ACKs are opt-in.)"""
+    t = lab_factory(2)
+    p = t.path(PATH)
+    lab.set_path(t.name, PATH, delay="10ms")
+    with in_netns(t.router), PassiveRtt.load() as rtt:
+        rtt.attach(p.router_interface, pure_acks=True)
+        try:
+            meter = RttMeter(rtt.sub_bits)
+            with measure.IperfServer(t):
+                client = t.popen("client", ["iperf3", "-c", p.probe_address, "-R", "-t", "6", "-J",
+                                            "--connect-timeout", "3000"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                try:
+                    time.sleep(1.0)
+                    meter.update({PATH: rtt.aggregate(p.router_interface)})
+                    ping = measure.ping(t, p.probe_address, count=40, interval=0.1, role="router")
+                    passive = meter.update({PATH: rtt.aggregate(p.router_interface)})[PATH]
+                finally:
+                    finish(client, timeout=30)
+        finally:
+            rtt.detach(p.router_interface)
+    error_ms = passive.p50_ns / 1e6 - ping.median
+    print(f"\npassive RTT of a download at one-way 10 ms: p50 {passive.p50_ns / 1e6:.2f} ms (n={passive.samples}); "
+          f"ping median {ping.median:.2f} ms; error {error_ms:+.2f} ms")
+    assert passive.samples >= 100 and ping.received >= 30  # a saturated path drops some pings
+    assert abs(error_ms) <= 2.0, (passive, ping.rtts_ms)
+
+
 def test_passive_rtt_over_ipv6(lab_factory):
     t = lab_factory(2)
     p = t.path(PATH)
