@@ -1,0 +1,294 @@
+"""The fib data plane: each destination prefix as a kernel route via a nexthop object.
+
+    Desired ──targets()──▶ prefix → path nexthop | resilient group members
+                 plan(want, FibState read from the kernel or cached) ──▶ Plan (differences only)
+                 RouteSocket.send_batch: nexthops, groups, routes (256 per sendmsg), removals
+
+Where the routes live (``table``):
+
+- a table of ours (e.g. 200), looked up by one rule per family placed before main:
+  ``ip rule add priority 1000 lookup 200 protocol 83``. The table holds only managed
+  prefixes, so a lookup there that finds nothing falls through to the next rules (main,
+  default) and unmanaged traffic keeps the kernel's own routing; a managed prefix wins over
+  main even where main has something more specific, which is what "managed" means. One rule
+  per family, not one per prefix: rules are searched linearly, 1M of them would not do. No
+  ``suppress_prefixlength`` trick either: it would let main's own route for a managed prefix
+  win. A clean stop removes the rules first, so every prefix falls back to main at once.
+- ``None``: the main table. A route pathsteer replaces (same prefix and metric, not ours) is
+  first copied into the stash table, then replaced atomically; a clean stop (or the prefix
+  leaving `Desired`) copies it back over ours, again as a replace.
+
+Multipath: one resilient nexthop group per set of (path, weight) members, changed in place
+when the weights of all its prefixes change (`fib_plan.plan`), so buckets, and the flows in
+them, stay put. Ids, ``proto`` number and the stash table are in `fib_plan`; ``adopt`` finds
+our routes, nexthops and rules by them after a restart, also from a new ``ip netns exec``.
+
+A crash leaves the kernel as it was: routes and nexthop objects do not belong to a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+import time
+
+from pathsteer.bpf.netns import in_netns
+from pathsteer.dataplane import netlink_route as nl
+from pathsteer.dataplane.fib_plan import (
+    RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, PathNexthop, Plan, applied,
+    desired_from, is_group_id, parse_path_nh_id, path_nexthops, plan, targets)
+from pathsteer.dataplane.routes import Desired, PathLink, Prefix
+from pathsteer.errors import PathsteerError, UsageError
+
+log = logging.getLogger("pathsteer.fib")
+
+RESERVED_TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
+MAIN_RULE_PRIORITY = 32766
+V6_DEFAULT_METRIC = 1024  # IP6_RT_PRIO_USER: what a route without RTA_PRIORITY gets
+
+
+def _event(name: str, **fields: object) -> None:
+    log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+class FibDataPlane:
+    """`DataPlane` over the kernel FIB. See the module docstring for the scheme.
+
+    ``netns``: a named network namespace to work in (tests, benchmarks); the netlink socket is
+    opened there and stays there. ``group``: resilient group settings.
+    """
+
+    def __init__(self, paths: list[PathLink], table: int | None = None, rule_priority: int = 1000, *,
+                 group: GroupParams = GroupParams(), netns: str | None = None,
+                 stash_table: int = STASH_TABLE, protocol: int = RTPROT_PATHSTEER) -> None:
+        if table is not None and table in RESERVED_TABLES:
+            raise UsageError(f"dataplane.table: {table} is the kernel's {RESERVED_TABLES[table]!r} table "
+                             "(give a table of pathsteer's own, or none for main)")
+        if table is not None and not 1 <= table < 2**32:
+            raise UsageError(f"dataplane.table: {table} is out of range (1..{2**32 - 1})")
+        if not 1 <= rule_priority < MAIN_RULE_PRIORITY:
+            raise UsageError(f"dataplane.rule_priority: {rule_priority} must be in 1..{MAIN_RULE_PRIORITY - 1} "
+                             "(before the main table's rule)")
+        if not 1 <= group.buckets <= 0xFFFF:
+            raise UsageError(f"dataplane.buckets: {group.buckets} is out of range (1..65535)")
+        self.paths = list(paths)
+        self.owns_table = table is not None
+        self.table = table if table is not None else RT_TABLE_MAIN
+        self.rule_priority = rule_priority
+        self.group = group
+        self.netns = netns
+        self.stash_table = stash_table
+        self.protocol = protocol
+        self._nexthops = path_nexthops(self.paths)
+        self._by_id = {nh.id: nh for nh in self._nexthops.values()}
+        with self._in_ns():
+            self.sock = nl.RouteSocket()
+        self._state: FibState | None = None   # what we installed; None: read the kernel first
+        self._rules_ok = False
+
+    def _in_ns(self):
+        return in_netns(self.netns) if self.netns else contextlib.nullcontext()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- DataPlane ----------------------------------------------------------------------------
+
+    def adopt(self) -> Desired | None:
+        state = self._read()
+        self._state = state
+        if not state.routes:
+            return None
+        desired = desired_from(state, self.paths)
+        _event("fib.adopt", routes=len(state.routes), groups=len(state.groups), table=self.table)
+        return desired
+
+    def apply(self, desired: Desired) -> None:
+        want = targets(desired, self._nexthops)   # raises before anything is touched
+        if self.owns_table and not self._rules_ok:
+            self._ensure_rules()
+        have = self._state if self._state is not None else self._read()
+        p = plan(want, have, self._by_id, self.group.buckets)
+        if p.empty():
+            return
+        t0 = time.perf_counter()
+        failures = self._send(p, have)
+        self._state = applied(have, p, self.group.buckets) if not failures else None
+        _event("fib.apply", put=len(p.routes_put), removed=len(p.routes_del), groups=len(p.groups_put),
+               nexthops=len(p.path_nexthops), failed=len(failures), ms=round((time.perf_counter() - t0) * 1e3, 1))
+        if failures:
+            more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+            raise PathsteerError("fib: the kernel refused " + "; ".join(str(f) for f in failures[:3]) + more)
+
+    def reconcile(self, desired: Desired) -> list[str]:
+        want = targets(desired, self._nexthops)
+        repaired = self._ensure_rules() if self.owns_table else []
+        have = self._read()
+        p = plan(want, have, self._by_id, self.group.buckets)
+        if p.empty():
+            self._state = have
+            return repaired
+        lines = p.describe(have)
+        failures = self._send(p, have)
+        self._state = applied(have, p, self.group.buckets) if not failures else None
+        repaired += lines + [f"failed: {f}" for f in failures]
+        for line in repaired:
+            _event("fib.repair", what=repr(line))
+        return repaired
+
+    def heartbeat(self) -> None:
+        """Nothing to do: kernel routes do not go stale (only the bpf plane fails open)."""
+
+    def stop(self) -> None:
+        """Remove rules, routes, groups and nexthops of ours; restore what main had."""
+        t0 = time.perf_counter()
+        if self.owns_table:
+            self._remove_rules()   # first: every prefix falls back to main in one step
+        have = self._read()
+        if not self.owns_table:
+            self._restore(list(have.routes))
+        # Deleting a nexthop object deletes every route using it (nexthop.c: remove_nexthop →
+        # fib_flush / fib6_clean_all): one kernel walk instead of a message per route.
+        failures = self.sock.send_batch(
+            (nl.encode_nexthop(g, 0, delete=True), f"delete nexthop {g:#x}") for g in sorted(have.groups))
+        failures += self.sock.send_batch(
+            (nl.encode_nexthop(n, 0, delete=True), f"delete nexthop {n:#x}") for n in sorted(have.path_nexthops))
+        left = nl.dump_route_nhids(self.sock, self.table, self.protocol)
+        failures += self.sock.send_batch(
+            (nl.encode_route(pfx, self.table, self.protocol, 0, delete=True), f"delete route {pfx}") for pfx in left)
+        self._state = FibState()
+        self._rules_ok = False
+        failures = [f for f in failures if f.errno not in (errno.ENOENT, errno.ESRCH)]
+        _event("fib.stop", routes=len(have.routes), ms=round((time.perf_counter() - t0) * 1e3, 1),
+               failed=len(failures))
+        if failures:
+            raise PathsteerError("fib: stop: " + "; ".join(str(f) for f in failures[:3]))
+
+    # -- reading the kernel -------------------------------------------------------------------
+
+    def _read(self) -> FibState:
+        """Our routes (one filtered dump of the table) and our nexthop objects."""
+        routes = nl.dump_route_nhids(self.sock, self.table, self.protocol)
+        groups, buckets, nhs = {}, {}, {}
+        for nh in nl.dump_nexthops(self.sock):
+            if is_group_id(nh.id):
+                groups[nh.id] = tuple(sorted(nh.group))
+                buckets[nh.id] = nh.buckets
+            elif (parsed := parse_path_nh_id(nh.id)) is not None and nh.oif is not None:
+                with self._in_ns():
+                    try:
+                        ifname = socket.if_indextoname(nh.oif)
+                    except OSError:
+                        ifname = f"#{nh.oif}"
+                nhs[nh.id] = PathNexthop(nh.id, parsed[1], ifname, nh.gateway or "")
+        return FibState(routes, groups, buckets, nhs)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _send(self, p: Plan, have: FibState) -> list[nl.NetlinkError]:
+        sock, table, proto = self.sock, self.table, self.protocol
+        failures: list[nl.NetlinkError] = []
+        if p.path_nexthops:
+            with self._in_ns():
+                msgs = []
+                for nh in p.path_nexthops:
+                    try:
+                        oif = nl.ifindex(nh.interface)
+                    except PathsteerError as e:
+                        failures.append(nl.NetlinkError(f"nexthop {nh.id:#x} dev {nh.interface}", errno.ENODEV,
+                                                        str(e)))
+                        continue
+                    msgs.append((nl.encode_nexthop(nh.id, proto, family=socket.AF_INET if nh.version == 4
+                                                   else socket.AF_INET6, oif=oif, gateway=nh.gateway),
+                                 f"nexthop {nh.id:#x} via {nh.gateway} dev {nh.interface}"))
+            failures += sock.send_batch(msgs)
+        g = self.group
+        failures += sock.send_batch(
+            (nl.encode_nexthop(gid, proto, group=m, buckets=g.buckets, idle_timer=g.idle_timer,
+                               unbalanced_timer=g.unbalanced_timer), f"group {gid:#x}")
+            for gid, m in p.groups_put.items())
+        if not self.owns_table:
+            self._stash([pfx for pfx in p.routes_put if pfx not in have.routes])
+        encode = nl.encode_route
+        failures += sock.send_batch(
+            (encode(pfx, table, proto, n), f"route {pfx} nhid {n:#x}") for pfx, n in p.routes_put.items())
+        if p.routes_del:
+            if self.owns_table:
+                failures += [f for f in sock.send_batch(
+                    (encode(pfx, table, proto, 0, delete=True), f"delete route {pfx}") for pfx in p.routes_del)
+                    if f.errno != errno.ESRCH]
+            else:
+                failures += self._restore(p.routes_del)
+        failures += [f for f in sock.send_batch(
+            (nl.encode_nexthop(gid, 0, delete=True), f"delete group {gid:#x}") for gid in p.groups_del)
+            if f.errno != errno.ENOENT]
+        return failures
+
+    # -- main-table mode: stash and restore what we replace ------------------------------------
+
+    def _our_metric(self, route: nl.RouteMsg) -> bool:
+        """Does ``route`` have the metric ours get (so that our replace overwrites it)?"""
+        raw = route.attrs.get(nl.RTA_PRIORITY)
+        metric = int.from_bytes(raw, "little") if raw else 0
+        return metric == (0 if route.family == socket.AF_INET else V6_DEFAULT_METRIC)
+
+    def _stash(self, prefixes: list[Prefix]) -> None:
+        """Copy main's routes that ours will replace at ``prefixes`` into the stash table."""
+        if not prefixes:
+            return
+        wanted = set(prefixes)
+        originals = [r for r in nl.dump_routes(self.sock, RT_TABLE_MAIN)
+                     if r.protocol != self.protocol and r.dst in wanted and self._our_metric(r)]
+        if not originals:
+            return
+        failures = self.sock.send_batch((nl.encode_route_copy(r, self.stash_table), f"stash {r.dst}")
+                                        for r in originals)
+        if failures:
+            raise PathsteerError(f"fib: cannot keep a copy of main's route: {failures[0]}")
+        _event("fib.stash", routes=len(originals), table=self.stash_table)
+
+    def _restore(self, prefixes: list[Prefix]) -> list[nl.NetlinkError]:
+        """Put stashed originals back over ours (replace), drop the copies, delete the rest of ours."""
+        wanted = set(prefixes)
+        stashed = [r for r in nl.dump_routes(self.sock, self.stash_table) if r.dst in wanted]
+        failures = self.sock.send_batch((nl.encode_route_copy(r, RT_TABLE_MAIN), f"restore {r.dst}")
+                                        for r in stashed)
+        failures += self.sock.send_batch((nl.encode_route_delete_exact(r), f"unstash {r.dst}") for r in stashed)
+        restored = {r.dst for r in stashed}
+        failures += self.sock.send_batch(
+            (nl.encode_route(pfx, RT_TABLE_MAIN, self.protocol, 0, delete=True), f"delete route {pfx}")
+            for pfx in prefixes)   # ours where nothing was restored, or where the original's metric differs
+        if restored:
+            _event("fib.restore", routes=len(restored))
+        return [f for f in failures if f.errno != errno.ESRCH]
+
+    # -- rules --------------------------------------------------------------------------------
+
+    def _ensure_rules(self) -> list[str]:
+        """One rule per family: ``priority P lookup TABLE protocol 83``; stale ones of ours go."""
+        repaired = []
+        for family, name in ((socket.AF_INET, "IPv4"), (socket.AF_INET6, "IPv6")):
+            ours = [r for r in nl.dump_rules(self.sock, family)
+                    if r.protocol == self.protocol and r.action == nl.FR_ACT_TO_TBL]
+            good = [r for r in ours if r.priority == self.rule_priority and r.table == self.table]
+            for r in ours:
+                if r not in good and (r.table == self.table or r.priority == self.rule_priority):
+                    self.sock.request(nl.encode_rule(family, r.priority, r.table, self.protocol, delete=True),
+                                      f"delete stale {name} rule {r.priority}")
+                    repaired.append(f"rule {name} priority {r.priority} lookup {r.table}: stale, removed")
+            if not good:
+                self.sock.request(nl.encode_rule(family, self.rule_priority, self.table, self.protocol),
+                                  f"{name} rule priority {self.rule_priority} lookup {self.table}")
+                repaired.append(f"rule {name} priority {self.rule_priority} lookup {self.table}: missing, added")
+        self._rules_ok = True
+        return repaired
+
+    def _remove_rules(self) -> None:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for r in nl.dump_rules(self.sock, family):
+                if r.protocol == self.protocol and r.table == self.table:
+                    with contextlib.suppress(nl.NetlinkError):
+                        self.sock.request(nl.encode_rule(family, r.priority, r.table, self.protocol, delete=True),
+                                          "delete rule")
