@@ -83,9 +83,11 @@ def test_passive_rtt_of_iperf3_matches_ping(lab_factory, delay_ms):
 
 def test_passive_rtt_of_a_download_with_pure_acks(lab_factory):
     """A download (iperf3 -R): only the client's ACKs leave by r-p2, so tc_passive_acks times
-    them against the server's data. A bulk sender echoes at once; the ping beside it sees the
-    same queue. (An application-limited sender, iperf3 -b, echoes at its next write: such
-    downloads read tens of ms long: the reason pure ACKs are opt-in.)"""
+    them against the server's data. A window-limited sender (-w 128K: about 50 Mbit/s at 20 ms,
+    below what the delay line queues at) answers each ACK with data at once. (An
+    application-limited sender, iperf3 -b, echoes at its next write: such downloads read tens
+    of ms long: the reason pure ACKs are opt-in. A saturating one builds a queue that moves
+    faster than 40 pings sample it; passive and ping still agreed within ~1.6 ms in trials.)"""
     t = lab_factory(2)
     p = t.path(PATH)
     lab.set_path(t.name, PATH, delay="10ms")
@@ -94,7 +96,7 @@ def test_passive_rtt_of_a_download_with_pure_acks(lab_factory):
         try:
             meter = RttMeter(rtt.sub_bits)
             with measure.IperfServer(t):
-                client = t.popen("client", ["iperf3", "-c", p.probe_address, "-R", "-t", "6", "-J",
+                client = t.popen("client", ["iperf3", "-c", p.probe_address, "-R", "-t", "6", "-J", "-w", "128K",
                                             "--connect-timeout", "3000"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 try:
