@@ -8,11 +8,12 @@
     reactor (asyncio): owns SIGTERM/SIGINT (clean stop: components stop in reverse order,
     detaching what they attached), SIGHUP (reload: a bad config is refused, the running one stays)
 
-A component is anything with ``name``, ``check(section)``, ``start()``, ``reload(section)``,
-``stop()`` and ``commands()``; `COMPONENTS` maps a config section to its factory, so steering
-adds ``("steering", build)`` beside the guard's.
+A component is anything with ``name``, ``start()``, ``reload(config)``, ``stop()`` and
+``commands()``; `COMPONENTS` lists a `ComponentSpec` per component (the config sections that
+switch it on, a factory taking the whole config, a pre-flight check), so steering appends
+``ComponentSpec("steering", ("dataplane", "paths", "destinations"), build, check)``.
 """
 
-from pathsteer.daemon.reactor import COMPONENTS, Component, Daemon
+from pathsteer.daemon.reactor import COMPONENTS, Component, ComponentSpec, Daemon
 
-__all__ = ["COMPONENTS", "Component", "Daemon"]
+__all__ = ["COMPONENTS", "Component", "ComponentSpec", "Daemon"]

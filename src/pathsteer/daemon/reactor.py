@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from pathsteer import __version__
 from pathsteer.config import Config, load_config
@@ -19,30 +20,63 @@ log = logging.getLogger("pathsteer.daemon")
 
 
 class Component(Protocol):
+    """A part of the daemon. It is given the whole `Config` (a component may read several
+    sections: steering needs ``dataplane``, ``paths`` and ``destinations``)."""
+
     name: str
 
-    @staticmethod
-    def check(section: Any) -> None: ...
     async def start(self) -> None: ...
-    async def reload(self, section: Any) -> None: ...
+    async def reload(self, config: Config) -> None: ...  # raise PathsteerError to refuse
     async def stop(self) -> None: ...
-    def commands(self) -> list[Command]: ...
+    def commands(self) -> list[Command]: ...  # named "<name>.<verb>"
 
 
-def _guard(section: Any) -> Component:
+@dataclass(frozen=True)
+class ComponentSpec:
+    """How the daemon makes a component: it runs when any of ``sections`` is in the config;
+    ``check`` runs on every load and reload before anything is touched."""
+
+    name: str
+    sections: tuple[str, ...]
+    build: Callable[[Config], Component]
+    check: Callable[[Config], None]
+
+    def wanted(self, config: Config) -> bool:
+        return any(getattr(config, s, None) is not None for s in self.sections)
+
+
+class _GuardAdapter:
+    """GuardService takes its own section; the daemon hands components the whole config."""
+
+    name = "guard"
+
+    def __init__(self, config: Config) -> None:
+        from pathsteer.guard.service import GuardService
+        self.service = GuardService(config.guard)
+
+    async def start(self) -> None:
+        await self.service.start()
+
+    async def reload(self, config: Config) -> None:
+        await self.service.reload(config.guard)
+
+    async def stop(self) -> None:
+        await self.service.stop()
+
+    def commands(self) -> list[Command]:
+        return self.service.commands()
+
+
+def _guard_check(config: Config) -> None:
     from pathsteer.guard.service import GuardService
-    return GuardService(section)
+    GuardService.check(config.guard)
 
 
-def _guard_check(section: Any) -> None:
-    from pathsteer.guard.service import GuardService
-    GuardService.check(section)
-
-
-# config section → (factory, pre-flight check). Order = start order; stop is the reverse.
-COMPONENTS: dict[str, tuple[Callable[[Any], Component], Callable[[Any], None]]] = {
-    "guard": (_guard, _guard_check),
-}
+# Start order; stop is the reverse. Steering appends ComponentSpec("steering",
+# ("dataplane", "paths", "destinations"), build, check).
+COMPONENTS: list[ComponentSpec] = [
+    ComponentSpec("guard", ("guard",), _GuardAdapter, _guard_check),
+]
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -68,8 +102,9 @@ class Daemon:
 
     def _load(self) -> Config:
         config = load_config(self.config_path)
-        for name in config.sections:
-            COMPONENTS[name][1](getattr(config, name))
+        for spec in COMPONENTS:
+            if spec.wanted(config):
+                spec.check(config)
         return config
 
     async def reload(self) -> dict:
@@ -81,22 +116,24 @@ class Daemon:
         except PathsteerError as exc:
             log.error("daemon.reload-refused error=%r", str(exc))
             raise
-        for name in list(self.components):
-            if getattr(new, name) is None:
-                await self._stop_component(name)
-        for name in new.sections:
-            if name in self.components:
-                await self.components[name].reload(getattr(new, name))
+        for spec in reversed(COMPONENTS):
+            if spec.name in self.components and not spec.wanted(new):
+                await self._stop_component(spec.name)
+        for spec in COMPONENTS:
+            if not spec.wanted(new):
+                continue
+            if spec.name in self.components:
+                await self.components[spec.name].reload(new)
             else:
-                await self._start_component(name, getattr(new, name))
+                await self._start_component(spec, new)
         self.config = new
-        log.info("daemon.reload sections=%s", ",".join(new.sections))
-        return {"sections": new.sections}
+        log.info("daemon.reload components=%s", ",".join(self.components))
+        return {"sections": new.sections, "components": list(self.components)}
 
-    async def _start_component(self, name: str, section: Any) -> None:
-        component = COMPONENTS[name][0](section)
+    async def _start_component(self, spec: ComponentSpec, config: Config) -> None:
+        component = spec.build(config)
         await component.start()
-        self.components[name] = component
+        self.components[spec.name] = component
         for command in component.commands():
             self.server.register(command)
 
@@ -119,13 +156,14 @@ class Daemon:
         self.server.register(Command("daemon.reload", NoArgs, lambda _a: self.reload(), "reload the config file"))
         await self.server.start()
         try:
-            for name in self.config.sections:
-                await self._start_component(name, getattr(self.config, name))
+            for spec in COMPONENTS:
+                if spec.wanted(self.config):
+                    await self._start_component(spec, self.config)
             loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
             loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
-            log.info("daemon.ready pid=%d socket=%s sections=%s", os.getpid(), self.config.control.socket,
-                     ",".join(self.config.sections))
+            log.info("daemon.ready pid=%d socket=%s components=%s", os.getpid(), self.config.control.socket,
+                     ",".join(self.components))
             await self._stop.wait()
             log.info("daemon.stop reason=%s", self.stop_reason)
         finally:
