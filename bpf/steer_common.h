@@ -1,0 +1,81 @@
+/* steer_common.h — the steering program's names, flags and limits, shared by steer.bpf.c and
+ * user space (pathsteer.dataplane.bpf_steer_abi).
+ *
+ * Same convention as pathsteer_common.h: every value user space needs is an enumerator of a
+ * named enum; steer_abi.h puts each enum into steer.bpf.o's BTF, and Python reads them from
+ * there.  Each limit has an #ifndef default so a build can change it (-DNAME=...).
+ *
+ * Memory (defaults): ch_rings is preallocated, STEER_MAX_GROUPS x STEER_RING_SIZE x 2 bytes =
+ * 1024 x 4099 x 2 = 8.4 MB; group_members 1024 x 196 bytes; the route tries are not
+ * preallocated (about 80 bytes per IPv4 prefix in the kernel's trie nodes).
+ */
+#ifndef STEER_COMMON_H
+#define STEER_COMMON_H
+
+#ifndef STEER_RING_SIZE
+#define STEER_RING_SIZE 4099 /* entries of one Maglev table: a prime (65537 for finer shares) */
+#endif
+#ifndef STEER_MAX_GROUPS
+#define STEER_MAX_GROUPS 1024 /* Maglev tables (group slots), double-buffered: 2x the live groups */
+#endif
+#ifndef STEER_MAX_GROUP_PATHS
+#define STEER_MAX_GROUP_PATHS 64 /* paths in one group (weighted next hops of one route) */
+#endif
+#ifndef STEER_MAX_PATHS
+#define STEER_MAX_PATHS 256 /* path ids 1..STEER_MAX_PATHS-1; id 0 = no path */
+#endif
+#ifndef STEER_MAX_ROUTES
+#define STEER_MAX_ROUTES 4194304 /* prefixes per family (tries are not preallocated) */
+#endif
+#ifndef STEER_MAX_EXT_HEADERS
+#define STEER_MAX_EXT_HEADERS 6 /* IPv6 extension headers walked to find the ports */
+#endif
+#ifndef STEER_PULL_BYTES
+#define STEER_PULL_BYTES 128 /* bytes made linear (bpf_skb_pull_data) before parsing */
+#endif
+
+enum steer_limits {
+	STEER_LIMIT_RING_SIZE = STEER_RING_SIZE,
+	STEER_LIMIT_GROUPS = STEER_MAX_GROUPS,
+	STEER_LIMIT_GROUP_PATHS = STEER_MAX_GROUP_PATHS,
+	STEER_LIMIT_PATHS = STEER_MAX_PATHS,
+	STEER_LIMIT_ROUTES = STEER_MAX_ROUTES,
+	STEER_LIMIT_EXT_HEADERS = STEER_MAX_EXT_HEADERS,
+	STEER_DEFAULT_STALE_AFTER_MS = 10000, /* dataplane.stale_after's default */
+};
+
+/* Seed of the flow hash (steer.bpf.c flow_hash; mirrored by bpf_steer_abi.flow_hash). */
+enum steer_hash {
+	STEER_HASH_SEED = 0x5eed5eed,
+};
+
+/* What happened to a packet; index of steer_stats.  Everything but STEER_STEERED goes on to
+ * the kernel's own routing unchanged. */
+enum steer_reason {
+	STEER_STEERED = 0,        /* redirected to its path's gateway (bpf_redirect_neigh) */
+	STEER_PASS_STALE = 1,     /* heartbeat older than stale_after, or never written: fail open */
+	STEER_PASS_NOT_IP = 2,    /* not untagged IPv4/IPv6, or not addressed to our MAC */
+	STEER_PASS_MALFORMED = 3, /* truncated or inconsistent headers: the kernel drops them */
+	STEER_PASS_SPECIAL = 4,   /* multicast, broadcast, link-local, loopback, unspecified dst */
+	STEER_PASS_OPTIONS = 5,   /* IPv4 options / IPv6 hop-by-hop: the kernel must process them */
+	STEER_PASS_NO_ROUTE = 6,  /* destination in no steered prefix */
+	STEER_PASS_TTL = 7,       /* TTL / hop limit <= 1: the kernel sends ICMP time exceeded */
+	STEER_PASS_LOCAL = 8,     /* the kernel would not forward it (local address, forwarding off) */
+	STEER_PASS_NO_PATH = 9,   /* empty ring slot, unknown path or no gateway of the family */
+	STEER_REASON_COUNT = 10,
+};
+
+/* steer_path.flags */
+enum steer_path_flags {
+	STEER_PATH_HAS_GW4 = 1, /* gateway4 is set: IPv4 routes may use the path */
+	STEER_PATH_HAS_GW6 = 2, /* gateway6 is set */
+};
+
+/* Where our TC filter sits on each ingress interface: handle "st", and a priority before the
+ * counters (0x10, which return TC_ACT_OK and so end the chain) and after passive (0x0c). */
+enum steer_tc {
+	STEER_TC_HANDLE = 0x7374,
+	STEER_TC_PRIORITY = 0x0e,
+};
+
+#endif /* STEER_COMMON_H */
