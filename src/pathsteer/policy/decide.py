@@ -1,0 +1,144 @@
+"""`decide`: (now, telemetry, load, params, previous state) → `Decision`. Pure and deterministic.
+
+Per destination, in config order:
+
+1. Carry the prefix's previous state over: unchanged config → as is; changed config → its
+   next hops (those still listed), without the hysteresis timers.
+2. Judge every path for the destination (`candidates.evaluate`).
+3. Until the prefix's choice has been made from telemetry (startup, adoption, new policy):
+   keep the current next hops (the first configured path when there are none) while no path
+   has data, or while some paths still lack data and the current ones are eligible, for at
+   most ``startup_grace_s``; then choose the best at once, without hysteresis.
+4. No path eligible: keep the least bad one. Otherwise the destination's policy decides.
+
+Next hops never come out empty. An `Event` is returned for each prefix whose next hops change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
+from pathsteer.policy import failover, lowest_latency, weighted
+from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, evaluate, least_bad
+from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
+from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteStatus
+from pathsteer.policy.step import Step
+from pathsteer.telemetry.snapshot import TelemetrySnapshot
+
+_Initial = Callable[[float, DestinationParams, tuple[Candidate, ...]], Step]
+_Step = Callable[[float, DestinationParams, tuple[Candidate, ...], PrefixState], Step]
+
+_POLICIES: dict[PolicyKind, tuple[_Initial, _Step]] = {
+    PolicyKind.LOWEST_LATENCY: (lowest_latency.initial, lowest_latency.step),
+    PolicyKind.WEIGHTED: (weighted.initial, weighted.step),
+    PolicyKind.FAILOVER: (failover.initial, failover.step),
+}
+
+
+def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigures] | None,
+           params: PolicyParams, previous: PolicyState) -> Decision:
+    """The routes every configured prefix should have at ``now`` (monotonic seconds, the
+    telemetry engine's clock), with the new state, a status per prefix and the changes.
+
+    ``load``: per path name, its measured throughput (e.g. `LoadMeter.sample()`); paths
+    missing from it count as idle. Nothing is mutated; the same inputs give the same output.
+    """
+    load = load or {}
+    started_at = previous.started_at if previous.started_at is not None else now
+    prefixes: dict = {}
+    routes: list[RouteStatus] = []
+    events: list[Event] = []
+    desired: dict = {}
+    for dest in params.destinations:
+        prev = previous.prefixes.get(dest.prefix)
+        candidates = evaluate(dest, params, telemetry, load)
+        carried = _carry(prev, dest, params)
+        step = _decide_prefix(now, dest, candidates, carried, now - started_at < params.startup_grace_s)
+        before = prev.nexthops if prev is not None else ()
+        moved = step.nexthops != before
+        base = carried if carried is not None else None
+        if moved or base is None:
+            kind = step.kind or ChangeKind.RECONFIGURED
+            reason = step.reason or "config changed"
+            since = now
+        elif step.kind is not None:
+            kind, reason, since = step.kind, step.reason or base.reason, base.since
+        else:
+            kind, reason, since = base.kind, base.reason, base.since
+        if prev is not None and prev.config != dest and moved:
+            reason = f"config changed; {reason}"
+        measured = (base.measured if base is not None else False) or step.kind not in (
+            None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
+        state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning, step.rebalance_since)
+        prefixes[dest.prefix] = state
+        desired[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
+        routes.append(RouteStatus(dest.prefix, dest.policy, step.nexthops, since, kind, reason, step.pending,
+                                  candidates))
+        if moved:
+            events.append(Event(now, dest.prefix, dest.policy, before, step.nexthops, kind, reason))
+    configured = {d.prefix for d in params.destinations}
+    for prefix, old in previous.prefixes.items():
+        if prefix not in configured:
+            events.append(Event(now, prefix, old.config.policy, old.nexthops, (), ChangeKind.REMOVED,
+                                "removed from the config"))
+    return Decision(Desired(desired), PolicyState(prefixes, started_at), tuple(routes), tuple(events))
+
+
+def _carry(prev: PrefixState | None, dest: DestinationParams, params: PolicyParams) -> PrefixState | None:
+    """The previous state as this config sees it (see the module docstring, step 1)."""
+    if prev is None or prev.config == dest:
+        return prev
+    hops = tuple(nh for nh in prev.nexthops if nh.path in dest.paths and params.path(nh.path).carries(dest.prefix))
+    if not hops:
+        return None
+    same_policy = prev.config.policy is dest.policy
+    if dest.policy is not PolicyKind.WEIGHTED:
+        hops = (NextHop(hops[0].path),)
+    return PrefixState(dest, hops, prev.since, prev.reason, prev.kind, prev.measured and same_policy)
+
+
+def _startup(dest: DestinationParams, candidates: tuple[Candidate, ...], carried: PrefixState | None) -> Step:
+    if carried is not None:
+        return Step(carried.nexthops, pending="waiting for telemetry")
+    first = next(c for c in candidates if c.eligibility is not Eligibility.NO_FAMILY)
+    return Step((NextHop(first.path),), ChangeKind.STARTUP, f"no telemetry yet: first configured path {first.path}",
+                pending="waiting for telemetry")
+
+
+def _least_bad(candidates: tuple[Candidate, ...], carried: PrefixState | None) -> Step:
+    current = carried.nexthops[0].path if carried is not None and len(carried.nexthops) == 1 else None
+    keep = least_bad(candidates, current)
+    hops = (NextHop(keep.path),)
+    if carried is not None and carried.nexthops == hops and carried.kind is ChangeKind.LEAST_BAD:
+        return Step(hops)
+    whys = "; ".join(f"{c.path} {c.why_not}" for c in candidates)
+    return Step(hops, ChangeKind.LEAST_BAD, f"no path eligible ({whys}); keeping the least bad, {keep.path}")
+
+
+def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
+                   carried: PrefixState | None, in_grace: bool) -> Step:
+    usable = [c for c in candidates if c.eligibility is not Eligibility.NO_FAMILY]
+    without_data = [c for c in usable if c.eligibility is Eligibility.NO_DATA]
+    initial, step = _POLICIES[dest.policy]
+    if carried is None or not carried.measured:
+        if len(without_data) == len(usable):
+            return _startup(dest, candidates, carried)
+        if without_data and in_grace and carried is not None:
+            current = {nh.path for nh in carried.nexthops}
+            if all(c.eligible for c in usable if c.path in current):
+                waiting = ", ".join(c.path for c in without_data)
+                return Step(carried.nexthops, pending=f"waiting for telemetry of {waiting}")
+        if not any(c.eligible for c in candidates):
+            return _least_bad(candidates, carried)
+        return initial(now, dest, candidates)
+    if not any(c.eligible for c in candidates):
+        return _least_bad(candidates, carried)
+    out = step(now, dest, candidates, carried)
+    if out.kind is None and carried.kind is ChangeKind.LEAST_BAD:
+        # The kept path is eligible again: say so instead of keeping "no path eligible".
+        figures = "; ".join(f"{c.path} {c.figures()}" for c in candidates
+                            if c.path in {nh.path for nh in out.nexthops})
+        return Step(out.nexthops, ChangeKind.MEASURED, f"eligible again ({figures})", out.winning,
+                    out.rebalance_since, out.pending)
+    return out

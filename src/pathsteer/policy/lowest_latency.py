@@ -1,0 +1,62 @@
+"""lowest-latency: one path, the one with the lowest RTT, moved only with hysteresis.
+
+Leave the current path at once when it is no longer eligible (DOWN, SLA broken, or DEGRADED
+while an UP path is eligible). Otherwise move only to a path whose RTT beats the current
+one's by at least ``min_improvement`` (relative) and has done so, without a break, for
+``hold_down``; if several qualify, the lowest RTT wins.
+"""
+
+from __future__ import annotations
+
+from pathsteer.dataplane.routes import NextHop
+from pathsteer.policy.candidates import Candidate, best_tier, ms, rtt_key
+from pathsteer.policy.params import DestinationParams
+from pathsteer.policy.state import ChangeKind, PrefixState
+from pathsteer.policy.step import Step, find, held_for, pct, seconds, track
+from pathsteer.units import format_duration
+
+
+def improvement(current: Candidate, other: Candidate) -> float | None:
+    """How much lower ``other``'s RTT is, relative to ``current``'s (0.34 = 34 %); None when it
+    is not lower or not known. A current path without an RTT is beaten by any known RTT (1.0)."""
+    if other.rtt_s is None:
+        return None
+    if current.rtt_s is None:
+        return 1.0
+    if current.rtt_s <= 0 or other.rtt_s >= current.rtt_s:
+        return None
+    return (current.rtt_s - other.rtt_s) / current.rtt_s
+
+
+def initial(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...]) -> Step:
+    best = min(best_tier(candidates), key=rtt_key)
+    return Step((NextHop(best.path),), ChangeKind.MEASURED,
+                f"first measurement: {best.path} has the lowest rtt ({ms(best.rtt_s)})")
+
+
+def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...], prev: PrefixState) -> Step:
+    tier = best_tier(candidates)
+    best = min(tier, key=rtt_key)
+    current = find(candidates, prev.nexthops[0].path)
+    if current is None or current not in tier:
+        why = "is not a candidate" if current is None else current.why_not
+        return Step((NextHop(best.path),), ChangeKind.LEFT,
+                    f"{prev.nexthops[0].path} {why}; moved to {best.path} (rtt {ms(best.rtt_s)})")
+    h = dest.hysteresis
+    gains = {c.path: g for c in tier if c.path != current.path
+             and (g := improvement(current, c)) is not None and g >= h.min_improvement}
+    winning = track(now, prev, list(gains))
+    ready = [find(candidates, p) for p, since in winning if held_for(now, since, h.hold_down_s)]
+    if ready:
+        target = min((c for c in ready if c is not None), key=rtt_key)
+        held = now - prev.winning_since(target.path) if prev.winning_since(target.path) is not None else 0.0
+        return Step((NextHop(target.path),), ChangeKind.BETTER,
+                    f"{target.path} better than {current.path} by {pct(gains[target.path])} "
+                    f"(rtt {ms(target.rtt_s)} vs {ms(current.rtt_s)}, min {pct(h.min_improvement)}) "
+                    f"for {seconds(held)} (hold_down {format_duration(h.hold_down_s)})")
+    pending = None
+    if winning:
+        path, since = min(winning, key=lambda w: rtt_key(find(candidates, w[0])))  # type: ignore[arg-type]
+        pending = (f"{path} better than {current.path} by {pct(gains[path])} (min {pct(h.min_improvement)}) "
+                   f"for {seconds(now - since)} of hold_down {format_duration(h.hold_down_s)}")
+    return Step(prev.nexthops, winning=winning, pending=pending)

@@ -1,0 +1,183 @@
+"""Policy parameters: what the config layer builds for the decision (frozen, validated).
+
+Units are in the field names: seconds (``_s``), bit/s (``_bps``), percent points (``_pct``);
+``min_improvement``, ``utilization_ceiling``, ``min_free`` and ``min_shift`` are fractions (0.1 = 10 %).
+Every check raises `UsageError` naming the field and the value, as the config layer does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pathsteer.dataplane.routes import Prefix
+from pathsteer.errors import UsageError
+
+
+class PolicyKind(Enum):
+    LOWEST_LATENCY = "lowest-latency"
+    WEIGHTED = "weighted"
+    FAILOVER = "failover"
+
+
+class RttStatistic(Enum):
+    """Which RTT the policy compares (see `pathsteer.policy.candidates.path_rtt`).
+
+    ROBUST (default): the EWMA (gain 1/8, RFC 6298 §2) capped at the window's p95 — as quick
+    as the EWMA to see a lasting change, deaf to isolated spikes (fewer than 5 % of the window).
+    """
+
+    ROBUST = "robust"
+    EWMA = "ewma"
+    P50 = "p50"
+
+
+def _fraction(value: float, name: str, *, low: float = 0.0, high: float = 1.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise UsageError(f"{name}: {value!r} must be a fraction between {low:g} and {high:g}")
+
+
+def _nonneg(value: float | None, name: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UsageError(f"{name}: {value!r} must be a finite number of 0 or more")
+
+
+@dataclass(frozen=True)
+class Hysteresis:
+    """Move to a better path only when it wins by ``min_improvement`` (relative RTT for
+    lowest-latency) and has kept winning for ``hold_down_s``; failback (failover), a path
+    joining a weighted set and a rebalance also wait ``hold_down_s``."""
+
+    min_improvement: float = 0.10
+    hold_down_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _fraction(self.min_improvement, "hysteresis.min_improvement", high=0.99)
+        _nonneg(self.hold_down_s, "hysteresis.hold_down", optional=False)
+
+
+@dataclass(frozen=True)
+class Sla:
+    """Limits a path must keep to be eligible; None: no limit. A path that breaks one is left
+    at once."""
+
+    max_rtt_s: float | None = None
+    max_loss_pct: float | None = None
+    max_jitter_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _nonneg(self.max_rtt_s, "sla.max_rtt")
+        _nonneg(self.max_jitter_s, "sla.max_jitter")
+        if self.max_loss_pct is not None:
+            _fraction(self.max_loss_pct, "sla.max_loss", high=100.0)
+
+
+@dataclass(frozen=True)
+class WeightedParams:
+    """How `weighted` turns capacity, load and latency into weights.
+
+    A path's raw weight is ``capacity × free × latency``: ``free`` = max(``min_free``,
+    ``utilization_ceiling`` − utilization), so a path past its ceiling keeps only a small
+    share and the rest spills over to the others; ``latency`` = (best rtt + ``latency_scale_s``)
+    / (rtt + ``latency_scale_s``), so RTT differences well below the scale hardly matter
+    (None: latency is ignored). Weights change only when some path's share would move by more
+    than ``min_shift`` and has wanted to for ``hold_down``.
+    """
+
+    utilization_ceiling: float = 0.9
+    min_free: float = 0.1
+    latency_scale_s: float | None = 0.010
+    min_shift: float = 0.05
+
+    def __post_init__(self) -> None:
+        _fraction(self.utilization_ceiling, "weighted.utilization_ceiling", low=0.01)
+        _fraction(self.min_free, "weighted.min_free", low=0.001)
+        _nonneg(self.latency_scale_s, "weighted.latency_scale")
+        _fraction(self.min_shift, "weighted.min_shift", high=0.5)
+
+
+@dataclass(frozen=True)
+class DestinationParams:
+    """One destination prefix: its policy and its paths, in order of preference."""
+
+    prefix: Prefix
+    policy: PolicyKind
+    paths: tuple[str, ...]
+    hysteresis: Hysteresis = field(default_factory=Hysteresis)
+    sla: Sla = field(default_factory=Sla)
+    weighted: WeightedParams = field(default_factory=WeightedParams)
+    rtt_statistic: RttStatistic = RttStatistic.ROBUST
+
+
+@dataclass(frozen=True)
+class PathParams:
+    """A path as the policy sees it. ``capacity_bps`` None: unknown (no utilization, and the
+    weighted policy counts it as the mean of the known capacities). ``ipv4``/``ipv6``: whether
+    the path has a gateway (or is on-link) for that family; a route of the other family never
+    uses it."""
+
+    name: str
+    capacity_bps: int | None = None
+    ipv4: bool = True
+    ipv6: bool = True
+
+    def __post_init__(self) -> None:
+        if self.capacity_bps is not None and (isinstance(self.capacity_bps, bool)
+                                              or not isinstance(self.capacity_bps, int) or self.capacity_bps <= 0):
+            raise UsageError(f"paths[{self.name}].capacity: {self.capacity_bps!r} must be a bit rate above 0")
+
+    def carries(self, prefix: Prefix) -> bool:
+        return self.ipv4 if prefix.version == 4 else self.ipv6
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Everything `decide` needs from the config.
+
+    ``startup_grace_s``: how long after a prefix's first decision the policy waits for paths
+    without data (state UNKNOWN, or absent from telemetry) before deciding without them.
+    """
+
+    paths: tuple[PathParams, ...]
+    destinations: tuple[DestinationParams, ...]
+    startup_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        names: dict[str, PathParams] = {}
+        for i, p in enumerate(self.paths):
+            if p.name in names:
+                raise UsageError(f"paths[{i}].name: {p.name!r} is used twice")
+            names[p.name] = p
+        prefixes: set[Prefix] = set()
+        for i, d in enumerate(self.destinations):
+            where = f"destinations[{i}]"
+            if d.prefix in prefixes:
+                raise UsageError(f"{where}.prefix: {str(d.prefix)!r} is listed twice")
+            prefixes.add(d.prefix)
+            if not d.paths:
+                raise UsageError(f"{where}.paths: needs at least one path")
+            for j, name in enumerate(d.paths):
+                if name not in names:
+                    raise UsageError(f"{where}.paths[{j}]: unknown path {name!r}")
+                if name in d.paths[:j]:
+                    raise UsageError(f"{where}.paths[{j}]: {name!r} is listed twice")
+            if not any(names[n].carries(d.prefix) for n in d.paths):
+                raise UsageError(f"{where}.paths: none of {list(d.paths)} has an IPv{d.prefix.version} gateway "
+                                 f"for {d.prefix}")
+        _nonneg(self.startup_grace_s, "startup_grace", optional=False)
+
+    def path(self, name: str) -> PathParams:
+        for p in self.paths:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def destination(self, prefix: Prefix) -> DestinationParams:
+        for d in self.destinations:
+            if d.prefix == prefix:
+                return d
+        raise KeyError(prefix)

@@ -1,0 +1,127 @@
+"""What the policy remembers between two decisions (`PolicyState`), and what it returns
+(`Decision`: desired routes, per-prefix status with the figures behind it, change events)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pathsteer.dataplane.routes import Desired, NextHop, Prefix
+from pathsteer.policy.candidates import Candidate
+from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
+
+
+class ChangeKind(Enum):
+    """Why a prefix's next hops are what they are."""
+
+    STARTUP = "startup"  # no telemetry yet: first configured path, or the previous/adopted choice
+    ADOPTED = "adopted"  # taken over from what an earlier run left installed
+    MEASURED = "measured"  # first choice made from telemetry (no hysteresis: nothing was chosen from data yet)
+    LEFT = "left"  # the path was DOWN, broke its SLA or degraded: left at once
+    BETTER = "better"  # a better path won by min_improvement for hold_down (lowest-latency)
+    FAILBACK = "failback"  # an earlier path in the order was eligible for hold_down (failover)
+    JOINED = "joined"  # a path joined the weighted set after being eligible for hold_down
+    REBALANCED = "rebalanced"  # weighted shares moved by more than min_shift for hold_down
+    LEAST_BAD = "least-bad"  # no path eligible: the least bad one is kept
+    RECONFIGURED = "reconfigured"  # the destination's config changed on reload
+    REMOVED = "removed"  # the destination left the config
+
+
+@dataclass(frozen=True)
+class PrefixState:
+    """One prefix's memory. ``winning``: challengers (path, since when they have been winning
+    without a break) — better paths (lowest-latency), earlier eligible paths (failover), paths
+    waiting to join (weighted). ``rebalance_since``: since when the weighted shares have wanted
+    to move by more than min_shift."""
+
+    config: DestinationParams
+    nexthops: tuple[NextHop, ...]
+    since: float
+    reason: str
+    kind: ChangeKind
+    measured: bool  # the choice was made from telemetry (False: startup or adopted placeholder)
+    winning: tuple[tuple[str, float], ...] = ()
+    rebalance_since: float | None = None
+
+    def winning_since(self, path: str) -> float | None:
+        for name, since in self.winning:
+            if name == path:
+                return since
+        return None
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """Every prefix's memory; treat as immutable (a new one comes with every `Decision`).
+
+    ``started_at``: when the first decision was made (the startup grace counts from it)."""
+
+    prefixes: Mapping[Prefix, PrefixState] = field(default_factory=dict)
+    started_at: float | None = None
+
+    @classmethod
+    def adopt(cls, desired: Desired, params: PolicyParams, now: float) -> PolicyState:
+        """Start from what an earlier run left installed (`DataPlane.adopt`): each configured
+        prefix keeps those next hops until telemetry has data, then the policy decides without
+        hysteresis. Routes for prefixes no longer configured, or over paths the destination no
+        longer lists, are not taken over."""
+        prefixes = {}
+        for dest in params.destinations:
+            intent = desired.routes.get(dest.prefix)
+            if intent is None or not intent.nexthops:
+                continue
+            if not all(nh.path in dest.paths and params.path(nh.path).carries(dest.prefix) for nh in intent.nexthops):
+                continue
+            nexthops = intent.nexthops if dest.policy is PolicyKind.WEIGHTED else intent.nexthops[:1]
+            prefixes[dest.prefix] = PrefixState(dest, nexthops, now, "adopted from the running system",
+                                                ChangeKind.ADOPTED, measured=False)
+        return cls(prefixes, None)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change of a prefix's next hops. ``before`` is () for a prefix's first decision;
+    ``after`` is () when the prefix left the config."""
+
+    at: float
+    prefix: Prefix
+    policy: PolicyKind
+    before: tuple[NextHop, ...]
+    after: tuple[NextHop, ...]
+    kind: ChangeKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """What `status` and `explain` show for one prefix: the next hops and why (``reason`` of the
+    last change, at ``since``), what may change next (``pending``), and every candidate path."""
+
+    prefix: Prefix
+    policy: PolicyKind
+    nexthops: tuple[NextHop, ...]
+    since: float
+    kind: ChangeKind
+    reason: str
+    pending: str | None
+    candidates: tuple[Candidate, ...]
+
+    def shares(self) -> dict[str, float]:
+        """Each next hop's share of flows (0..1)."""
+        total = sum(nh.weight for nh in self.nexthops)
+        return {nh.path: nh.weight / total for nh in self.nexthops}
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: Desired
+    state: PolicyState
+    routes: tuple[RouteStatus, ...]  # in config order
+    events: tuple[Event, ...]
+
+    def route(self, prefix: Prefix) -> RouteStatus:
+        for r in self.routes:
+            if r.prefix == prefix:
+                return r
+        raise KeyError(prefix)
