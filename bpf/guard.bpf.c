@@ -33,7 +33,7 @@
  * Concurrency: `sources` and `syn_dests` entries are shared by all CPUs; their token buckets
  * are GCRA states (one u64 "theoretical arrival time" each) updated by compare-and-swap, so
  * no two CPUs can spend the same token; after GUARD_CAS_TRIES lost races on one bucket the
- * packet counts as over the limit.  Counters are per CPU (plain adds: BPF programs run with
+ * packet counts as over the rate or SYN limit (but not as over the auto-block threshold).  Counters are per CPU (plain adds: BPF programs run with
  * migration disabled) except the per-source/per-destination counters (atomic adds).
  * Arithmetic is integer nanoseconds throughout; user space computes the intervals.
  */
@@ -79,8 +79,9 @@ static __always_inline __u64 clock_now(const struct guard_settings *s)
 }
 
 /* GCRA (the token bucket in ns): conforming iff tat - now <= tolerance; a conforming packet
- * moves tat to max(tat, now) + interval.  Returns 1 if the packet conforms (and was charged). */
-static __always_inline int gcra(__u64 *tat, __u64 now, __u64 interval, __u64 tolerance)
+ * moves tat to max(tat, now) + interval.  Returns 1 if the packet conforms (and was charged),
+ * and `if_contended` when GUARD_CAS_TRIES compare-and-swaps were all lost to other CPUs. */
+static __always_inline int gcra(__u64 *tat, __u64 now, __u64 interval, __u64 tolerance, int if_contended)
 {
 	for (int i = 0; i < GUARD_CAS_TRIES; i++) {
 		__u64 old = *(volatile __u64 *)tat;
@@ -91,7 +92,7 @@ static __always_inline int gcra(__u64 *tat, __u64 now, __u64 interval, __u64 tol
 		if (__sync_val_compare_and_swap(tat, old, base + interval) == old)
 			return 1;
 	}
-	return 0;
+	return if_contended;
 }
 
 static __always_inline void add_counter(void *map, __u32 index, __u64 len)
@@ -194,7 +195,9 @@ static __always_inline int source_over_limit(struct xdp_md *ctx, const struct gu
 			return 0; /* cannot track: no limit rather than a wrong one */
 	}
 	__sync_fetch_and_add(&st->packets, 1);
-	if (s->meter_interval_ns && !gcra(&st->meter_tat_ns, now, s->meter_interval_ns, s->meter_tolerance_ns)) {
+	/* Contention counts as conforming for the meter (no auto-block on a lost race: a real
+	 * heavy hitter is caught by its next packets) and as over the limit for the limiter. */
+	if (s->meter_interval_ns && !gcra(&st->meter_tat_ns, now, s->meter_interval_ns, s->meter_tolerance_ns, 1)) {
 		__u64 last = st->reported_ns;
 
 		if (!last || now - last >= GUARD_HH_REPORT_NS) {
@@ -202,7 +205,7 @@ static __always_inline int source_over_limit(struct xdp_md *ctx, const struct gu
 			emit(ctx, GUARD_EVENT_HEAVY_HITTER, GUARD_PASS, 0, now, len, p, key.addr);
 		}
 	}
-	if (s->source_interval_ns && !gcra(&st->limit_tat_ns, now, s->source_interval_ns, s->source_tolerance_ns)) {
+	if (s->source_interval_ns && !gcra(&st->limit_tat_ns, now, s->source_interval_ns, s->source_tolerance_ns, 0)) {
 		__sync_fetch_and_add(&st->dropped, 1);
 		return 1;
 	}
@@ -226,7 +229,7 @@ static __always_inline int syn_over_limit(const struct guard_settings *s, __u64 
 			return 0;
 	}
 	__sync_fetch_and_add(&st->syns, 1);
-	if (!gcra(&st->tat_ns, now, s->syn_interval_ns, s->syn_tolerance_ns)) {
+	if (!gcra(&st->tat_ns, now, s->syn_interval_ns, s->syn_tolerance_ns, 0)) {
 		__sync_fetch_and_add(&st->dropped, 1);
 		return 1;
 	}
