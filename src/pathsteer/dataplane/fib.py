@@ -37,9 +37,9 @@ import time
 from pathsteer.bpf.netns import in_netns
 from pathsteer.dataplane import netlink_route as nl
 from pathsteer.dataplane.fib_plan import (
-    RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, PathNexthop, Plan, applied,
-    desired_from, is_group_id, parse_path_nh_id, path_nexthops, plan, targets)
-from pathsteer.dataplane.routes import Desired, PathLink, Prefix
+    RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, Key, PathNexthop, Plan, applied,
+    desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, plan, prefix_of, targets)
+from pathsteer.dataplane.routes import Desired, PathLink
 from pathsteer.errors import PathsteerError, UsageError
 
 log = logging.getLogger("pathsteer.fib")
@@ -157,7 +157,7 @@ class FibDataPlane:
             (nl.encode_nexthop(n, 0, delete=True), f"delete nexthop {n:#x}") for n in sorted(have.path_nexthops))
         left = nl.dump_route_nhids(self.sock, self.table, self.protocol)
         failures += self.sock.send_batch(
-            (nl.encode_route(pfx, self.table, self.protocol, 0, delete=True), f"delete route {pfx}") for pfx in left)
+            (nl.encode_route(k, self.table, self.protocol, 0, delete=True), f"delete route {prefix_of(k)}") for k in left)
         self._state = FibState()
         self._rules_ok = False
         failures = [f for f in failures if f.errno not in (errno.ENOENT, errno.ESRCH)]
@@ -210,14 +210,14 @@ class FibDataPlane:
                                unbalanced_timer=g.unbalanced_timer), f"group {gid:#x}")
             for gid, m in p.groups_put.items())
         if not self.owns_table:
-            self._stash([pfx for pfx in p.routes_put if pfx not in have.routes])
+            self._stash([k for k in p.routes_put if k not in have.routes])
         encode = nl.encode_route
         failures += sock.send_batch(
-            (encode(pfx, table, proto, n), f"route {pfx} nhid {n:#x}") for pfx, n in p.routes_put.items())
+            (encode(k, table, proto, n), f"route {prefix_of(k)} nhid {n:#x}") for k, n in p.routes_put.items())
         if p.routes_del:
             if self.owns_table:
                 failures += [f for f in sock.send_batch(
-                    (encode(pfx, table, proto, 0, delete=True), f"delete route {pfx}") for pfx in p.routes_del)
+                    (encode(k, table, proto, 0, delete=True), f"delete route {prefix_of(k)}") for k in p.routes_del)
                     if f.errno != errno.ESRCH]
             else:
                 failures += self._restore(p.routes_del)
@@ -234,13 +234,13 @@ class FibDataPlane:
         metric = int.from_bytes(raw, "little") if raw else 0
         return metric == (0 if route.family == socket.AF_INET else V6_DEFAULT_METRIC)
 
-    def _stash(self, prefixes: list[Prefix]) -> None:
+    def _stash(self, prefixes: list[Key]) -> None:
         """Copy main's routes that ours will replace at ``prefixes`` into the stash table."""
         if not prefixes:
             return
         wanted = set(prefixes)
         originals = [r for r in nl.dump_routes(self.sock, RT_TABLE_MAIN)
-                     if r.protocol != self.protocol and r.dst in wanted and self._our_metric(r)]
+                     if r.protocol != self.protocol and key(r.dst) in wanted and self._our_metric(r)]
         if not originals:
             return
         failures = self.sock.send_batch((nl.encode_route_copy(r, self.stash_table), f"stash {r.dst}")
@@ -249,17 +249,17 @@ class FibDataPlane:
             raise PathsteerError(f"fib: cannot keep a copy of main's route: {failures[0]}")
         _event("fib.stash", routes=len(originals), table=self.stash_table)
 
-    def _restore(self, prefixes: list[Prefix]) -> list[nl.NetlinkError]:
+    def _restore(self, prefixes: list[Key]) -> list[nl.NetlinkError]:
         """Put stashed originals back over ours (replace), drop the copies, delete the rest of ours."""
         wanted = set(prefixes)
-        stashed = [r for r in nl.dump_routes(self.sock, self.stash_table) if r.dst in wanted]
+        stashed = [r for r in nl.dump_routes(self.sock, self.stash_table) if key(r.dst) in wanted]
         failures = self.sock.send_batch((nl.encode_route_copy(r, RT_TABLE_MAIN), f"restore {r.dst}")
                                         for r in stashed)
         failures += self.sock.send_batch((nl.encode_route_delete_exact(r), f"unstash {r.dst}") for r in stashed)
         restored = {r.dst for r in stashed}
         failures += self.sock.send_batch(
-            (nl.encode_route(pfx, RT_TABLE_MAIN, self.protocol, 0, delete=True), f"delete route {pfx}")
-            for pfx in prefixes)   # ours where nothing was restored, or where the original's metric differs
+            (nl.encode_route(k, RT_TABLE_MAIN, self.protocol, 0, delete=True), f"delete route {prefix_of(k)}")
+            for k in prefixes)   # ours where nothing was restored, or where the original's metric differs
         if restored:
             _event("fib.restore", routes=len(restored))
         return [f for f in failures if f.errno != errno.ESRCH]
