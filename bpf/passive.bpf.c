@@ -29,9 +29,9 @@
  * Packets that are not TCP over IPv4/IPv6 (optionally behind one 802.1Q/802.1ad tag), IPv4
  * fragments, IPv6 with other extension headers than hop-by-hop/routing/destination options
  * (at most PASSIVE_MAX_IPV6_EXT), and truncated or malformed headers (IHL < 5, data offset
- * < 5, lengths shorter than the headers, options running past the header) pass unmeasured:
- * no entry, no sample, verdict unchanged.  Headers must be readable in the skb's linear part;
- * when they are not, we pull them in once (bpf_skb_pull_data) and otherwise give up.
+ * < 5, lengths shorter than the headers, options running past the header, headers beyond the
+ * first HEADERS_MAX bytes) pass unmeasured: no entry, no sample, verdict unchanged.  Headers
+ * not in the skb's linear part are pulled in once (bpf_skb_pull_data), see parse().
  *
  * Time: bpf_ktime_get_ns (CLOCK_MONOTONIC, ns) at the hook, on both sides.
  */
@@ -58,8 +58,9 @@
 #define IPV6_EXT_HOPOPTS 0
 #define IPV6_EXT_ROUTING 43
 #define IPV6_EXT_DSTOPTS 60
-/* Ethernet + one VLAN tag + IPv6 + 60-byte TCP header: what we ever need to read. */
-#define HEADERS_MAX (14 + 4 + 40 + 60)
+/* How far into a packet we read headers: Ethernet, a VLAN tag, IPv6 with up to 138 bytes of
+ * extension headers, a 60-byte TCP header.  Also what we pull into the linear part. */
+#define HEADERS_MAX 256
 
 /* An all-zero aggregate to create an interface's entry from (too large for the stack). */
 static const struct passive_rtt_agg zero_agg;
@@ -86,9 +87,10 @@ struct segment {
 	bool fin;
 };
 
-/* The timestamp option among the TCP options at [th + 20, th + doff).  Returns false when
- * there is none, or when the options are malformed (a length < 2, running past the header). */
-static __always_inline bool parse_ts_option(struct tcphdr *th, __u32 doff, void *end, struct segment *s)
+/* The timestamp option among the TCP options at [th + 20, th + doff): 1 found (s->tsval and
+ * s->tsecr set), 0 none or malformed options (a length < 2, running past the header), -1 the
+ * options run past the skb's linear data. */
+static __always_inline int parse_ts_option(struct tcphdr *th, __u32 doff, void *end, struct segment *s)
 {
 	__u32 off = sizeof(*th);
 	__u32 i;
@@ -98,68 +100,69 @@ static __always_inline bool parse_ts_option(struct tcphdr *th, __u32 doff, void 
 		__u8 *opt, kind, len;
 
 		if (off >= doff || off > 60)
-			return false;
+			return 0;
 		opt = (__u8 *)th + off;
 		if ((void *)(opt + 1) > end)
-			return false;
+			return -1;
 		kind = opt[0];
 		if (kind == TCPOPT_EOL)
-			return false;
+			return 0;
 		if (kind == TCPOPT_NOP) {
 			off += 1;
 			continue;
 		}
 		if ((void *)(opt + 2) > end)
-			return false;
+			return -1;
 		len = opt[1];
 		if (len < 2 || off + len > doff)
-			return false;
+			return 0;
 		if (kind == TCPOPT_TIMESTAMP) {
 			__be32 val, ecr;
 
-			if (len != TCPOLEN_TIMESTAMP || (void *)(opt + TCPOLEN_TIMESTAMP) > end)
-				return false;
+			if (len != TCPOLEN_TIMESTAMP)
+				return 0;
+			if ((void *)(opt + TCPOLEN_TIMESTAMP) > end)
+				return -1;
 			__builtin_memcpy(&val, opt + 2, 4);
 			__builtin_memcpy(&ecr, opt + 6, 4);
 			s->tsval = bpf_ntohl(val);
 			s->tsecr = bpf_ntohl(ecr);
-			return true;
+			return 1;
 		}
 		off += len;
 	}
-	return false;
+	return 0;
 }
 
-/* Parse Ethernet [VLAN] IPv4|IPv6 TCP.  false: not a TCP segment we can measure (see top). */
-static __always_inline bool parse_segment(struct __sk_buff *skb, struct segment *s)
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_SKIP = 1,  /* not a TCP segment we measure (see the top of this file) */
+	PARSE_SHORT = 2, /* a header runs past the skb's linear data */
+};
+
+/* Parse Ethernet [VLAN] IPv4|IPv6 TCP into *s.  Inlined twice (see parse()): as a BPF
+ * subprogram it cost ~10 ns per packet more in bench_passive; code size does not matter here. */
+static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *s)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	__u32 linear = end - data;
 	struct ethhdr *eth;
 	struct tcphdr *th;
 	__be16 proto;
 	__u32 l3, l4, ip_payload, doff;
+	int ts;
 	__u8 nexthdr;
-
-	if (linear < skb->len && linear < HEADERS_MAX) {
-		/* Headers may sit in paged data: make up to HEADERS_MAX bytes linear, once. */
-		if (bpf_skb_pull_data(skb, skb->len < HEADERS_MAX ? skb->len : HEADERS_MAX))
-			return false;
-		data = (void *)(long)skb->data;
-		end = (void *)(long)skb->data_end;
-	}
 
 	eth = data;
 	if ((void *)(eth + 1) > end)
-		return false;
+		return PARSE_SHORT;
 	proto = eth->h_proto;
 	l3 = sizeof(*eth);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		struct vlan_tag *tag = data + l3;
 
 		if ((void *)(tag + 1) > end)
-			return false;
+			return PARSE_SHORT;
 		proto = tag->encapsulated_proto;
 		l3 += sizeof(*tag);
 	}
@@ -169,18 +172,18 @@ static __always_inline bool parse_segment(struct __sk_buff *skb, struct segment 
 		__u32 ihl, tot_len;
 
 		if ((void *)(iph + 1) > end)
-			return false;
+			return PARSE_SHORT;
 		ihl = iph->ihl * 4;
 		tot_len = bpf_ntohs(iph->tot_len);
 		if (iph->version != 4 || ihl < sizeof(*iph) || iph->protocol != IPPROTO_TCP)
-			return false;
+			return PARSE_SKIP;
 		/* A fragment (offset ≠ 0 or more-fragments): no whole TCP header to rely on. */
 		if (iph->frag_off & bpf_htons(0x3fff))
-			return false;
+			return PARSE_SKIP;
 		if (tot_len == 0)  /* a GSO packet beyond 64 KiB (BIG TCP) leaves it 0 */
 			tot_len = skb->len - l3;
 		if (tot_len < ihl)
-			return false;
+			return PARSE_SKIP;
 		__builtin_memset(s->saddr, 0, 10);
 		__builtin_memset(s->daddr, 0, 10);
 		s->saddr[10] = s->saddr[11] = 0xff;
@@ -194,9 +197,9 @@ static __always_inline bool parse_segment(struct __sk_buff *skb, struct segment 
 		__u32 i;
 
 		if ((void *)(ip6 + 1) > end)
-			return false;
+			return PARSE_SHORT;
 		if (ip6->version != 6)
-			return false;
+			return PARSE_SKIP;
 		__builtin_memcpy(s->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(s->daddr, &ip6->daddr, 16);
 		ip_payload = bpf_ntohs(ip6->payload_len);
@@ -213,28 +216,28 @@ static __always_inline bool parse_segment(struct __sk_buff *skb, struct segment 
 				break;
 			ext = data + l4;
 			if ((void *)(ext + 2) > end)
-				return false;
+				return PARSE_SHORT;
 			len = (ext[1] + 1) * 8;  /* RFC 8200 §4.3: Hdr Ext Len in 8-octet units, minus the first */
 			if (ip_payload < len)
-				return false;
+				return PARSE_SKIP;
 			nexthdr = ext[0];
 			l4 += len;
 			ip_payload -= len;
 		}
 		if (nexthdr != IPPROTO_TCP)
-			return false;
+			return PARSE_SKIP;
 	} else {
-		return false;
+		return PARSE_SKIP;
 	}
 
-	if (l4 > HEADERS_MAX)  /* also bounds the offset for the verifier */
-		return false;
+	if (l4 > HEADERS_MAX - 60)  /* also bounds the offset for the verifier */
+		return PARSE_SKIP;
 	th = data + l4;
 	if ((void *)(th + 1) > end)
-		return false;
+		return PARSE_SHORT;
 	doff = th->doff * 4;
 	if (doff < sizeof(*th) || ip_payload < doff)
-		return false;
+		return PARSE_SKIP;
 	s->sport = th->source;
 	s->dport = th->dest;
 	s->seq = bpf_ntohl(th->seq);
@@ -243,8 +246,27 @@ static __always_inline bool parse_segment(struct __sk_buff *skb, struct segment 
 	s->ack = th->ack;
 	s->fin = th->fin;
 	s->payload = ip_payload - doff;
-	s->has_ts = parse_ts_option(th, doff, end, s);
-	return true;
+	ts = parse_ts_option(th, doff, end, s);
+	if (ts < 0)
+		return PARSE_SHORT;
+	s->has_ts = ts;
+	return PARSE_OK;
+}
+
+/* parse_segment, and once more after pulling the headers into the linear part when they were
+ * not all there (paged skbs from some drivers; TCP's own and veth's skbs have them linear, so
+ * the common case never pulls: a pull may copy a cloned skb's head). */
+static __always_inline bool parse(struct __sk_buff *skb, struct segment *s)
+{
+	int r = parse_segment(skb, s);
+	__u32 linear = skb->data_end - skb->data;
+
+	if (r == PARSE_SHORT && linear < skb->len) {
+		if (bpf_skb_pull_data(skb, skb->len < HEADERS_MAX ? skb->len : HEADERS_MAX))
+			return false;
+		r = parse_segment(skb, s);
+	}
+	return r == PARSE_OK;
 }
 
 static __always_inline struct passive_rtt_agg *aggregate_of(__u32 ifindex)
@@ -385,7 +407,7 @@ static __always_inline int passive_out(struct __sk_buff *skb, bool pure_acks)
 	struct passive_ts_key key = {};
 	struct segment s = {};
 
-	if (!parse_segment(skb, &s))
+	if (!parse(skb, &s))
 		return TC_ACT_UNSPEC;
 	key.flow.ifindex = skb->ifindex;
 	__builtin_memcpy(key.flow.saddr, s.saddr, 16);
@@ -429,7 +451,7 @@ int tc_passive_in(struct __sk_buff *skb)
 	struct passive_ts_key key = {};
 	struct segment s = {};
 
-	if (!parse_segment(skb, &s))
+	if (!parse(skb, &s))
 		return TC_ACT_UNSPEC;
 	/* The reverse flow's key: as the egress packet had it. */
 	key.flow.ifindex = skb->ifindex;
