@@ -10,8 +10,7 @@ from pathsteer.dataplane.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState
-from pathsteer.policy.step import Step, find, held_for, seconds, track
-from pathsteer.units import format_duration
+from pathsteer.policy.step import Step, duration, find, held_for, seconds, track
 
 
 def _order(c: Candidate) -> int:
@@ -41,11 +40,11 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         since = prev.winning_since(target)
         held = now - since if since is not None else 0.0
         return Step((NextHop(target),), ChangeKind.FAILBACK,
-                    f"failback to {target}: eligible for {seconds(held)} (hold_down {format_duration(h.hold_down_s)}), "
+                    f"failback to {target}: eligible for {seconds(held)} (hold_down {duration(h.hold_down_s)}), "
                     f"before {current.path} in the order")
     pending = None
     if winning:
         path, since = winning[0]
         pending = (f"failback to {path}: eligible for {seconds(now - since)} of hold_down "
-                   f"{format_duration(h.hold_down_s)}")
+                   f"{duration(h.hold_down_s)}")
     return Step(prev.nexthops, winning=winning, pending=pending)

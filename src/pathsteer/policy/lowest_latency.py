@@ -12,8 +12,7 @@ from pathsteer.dataplane.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier, ms, rtt_key
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState
-from pathsteer.policy.step import Step, find, held_for, pct, seconds, track
-from pathsteer.units import format_duration
+from pathsteer.policy.step import Step, duration, find, held_for, pct, seconds, track
 
 
 def improvement(current: Candidate, other: Candidate) -> float | None:
@@ -53,10 +52,10 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         return Step((NextHop(target.path),), ChangeKind.BETTER,
                     f"{target.path} better than {current.path} by {pct(gains[target.path])} "
                     f"(rtt {ms(target.rtt_s)} vs {ms(current.rtt_s)}, min {pct(h.min_improvement)}) "
-                    f"for {seconds(held)} (hold_down {format_duration(h.hold_down_s)})")
+                    f"for {seconds(held)} (hold_down {duration(h.hold_down_s)})")
     pending = None
     if winning:
         path, since = min(winning, key=lambda w: rtt_key(find(candidates, w[0])))  # type: ignore[arg-type]
         pending = (f"{path} better than {current.path} by {pct(gains[path])} (min {pct(h.min_improvement)}) "
-                   f"for {seconds(now - since)} of hold_down {format_duration(h.hold_down_s)}")
+                   f"for {seconds(now - since)} of hold_down {duration(h.hold_down_s)}")
     return Step(prev.nexthops, winning=winning, pending=pending)

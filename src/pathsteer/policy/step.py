@@ -49,5 +49,10 @@ def seconds(value: float) -> str:
     return f"{value:.1f} s"
 
 
+def duration(value: float) -> str:
+    """'1 s', '0.5 s' — a configured duration."""
+    return f"{value:g} s"
+
+
 def pct(fraction: float) -> str:
     return f"{fraction * 100:.0f}%"

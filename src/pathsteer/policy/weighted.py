@@ -28,8 +28,7 @@ from pathsteer.dataplane.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier, ms
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState
-from pathsteer.policy.step import EPSILON_S, Step, held_for, pct, seconds, track
-from pathsteer.units import format_duration
+from pathsteer.policy.step import EPSILON_S, Step, duration, held_for, pct, seconds, track
 
 WEIGHT_TOTAL = 100  # weights are percent points of the flows
 
@@ -127,7 +126,7 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         since = prev.winning_since(ready[0])
         held = now - since if since is not None else 0.0
         return Step(hops, ChangeKind.JOINED,
-                    f"{', '.join(ready)} eligible for {seconds(held)} (hold_down {format_duration(h.hold_down_s)}); "
+                    f"{', '.join(ready)} eligible for {seconds(held)} (hold_down {duration(h.hold_down_s)}); "
                     f"shares {describe_moves(shares_of(prev.nexthops), shares_of(hops))} "
                     f"({describe_inputs(dest, members)})",
                     winning=tuple(w for w in winning if w[0] not in ready))
@@ -138,7 +137,7 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     pending_join = None
     if winning:
         path, since = winning[0]
-        pending_join = f"{path} joins after being eligible for hold_down {format_duration(h.hold_down_s)} " \
+        pending_join = f"{path} joins after being eligible for hold_down {duration(h.hold_down_s)} " \
                        f"(so far {seconds(now - since)})"
     if shift <= dest.weighted.min_shift + EPSILON_S:
         return Step(prev.nexthops, winning=winning, pending=pending_join)
@@ -148,9 +147,9 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         return Step(hops, ChangeKind.REBALANCED,
                     f"rebalanced: shares {describe_moves(current, shares_of(hops))} (shift {pct(shift)} > min "
                     f"{pct(dest.weighted.min_shift)} for {seconds(now - since)}, hold_down "
-                    f"{format_duration(h.hold_down_s)}; {describe_inputs(dest, members)})", winning=winning)
+                    f"{duration(h.hold_down_s)}; {describe_inputs(dest, members)})", winning=winning)
     pending = (f"rebalance to {describe_moves(current, wanted)} (shift {pct(shift)} > min "
                f"{pct(dest.weighted.min_shift)}) for {seconds(now - since)} of hold_down "
-               f"{format_duration(h.hold_down_s)}")
+               f"{duration(h.hold_down_s)}")
     return Step(prev.nexthops, winning=winning, rebalance_since=since,
                 pending=pending if pending_join is None else f"{pending}; {pending_join}")
