@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -172,11 +173,16 @@ def test_meter_keeps_the_last_read_per_path():
 
 # --- the C/Python contract (BTF), no root ---------------------------------------------------
 
+needs_clang = pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang to compile passive.bpf.c")
+
+
 @pytest.fixture(scope="module")
 def passive_path(tmp_path_factory) -> Path:
     packaged = OBJECTS_DIR / "passive.bpf.o"
     if packaged.is_file():
         return packaged
+    if shutil.which("clang") is None:
+        pytest.skip("passive.bpf.o is not built and there is no clang to build it")
     return compile_object(BPF_SOURCE_DIR / "passive.bpf.c", tmp_path_factory.mktemp("bpf") / "passive.bpf.o")
 
 
@@ -193,6 +199,7 @@ def test_limits_and_layouts_from_btf(passive_path):
         assert set(obj.constants("passive_id_kind")) == {"PASSIVE_ID_TSVAL", "PASSIVE_ID_SYN"}
 
 
+@needs_clang
 def test_histogram_override_reaches_python(tmp_path):
     """-DPASSIVE_HIST_SUB_BITS=4: the enum Python reads and the struct size both follow."""
     out = compile_object(BPF_SOURCE_DIR / "passive.bpf.c", tmp_path / "p.bpf.o", defines={"PASSIVE_HIST_SUB_BITS": 4})
