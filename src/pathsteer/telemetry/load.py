@@ -7,9 +7,11 @@ path's configured capacity, from the per-interface counters (``pathsteer.bpf.cou
     two samples of a path ── path_load() ──► PathLoad: in/out bit/s, packets/s, utilization
 
 "in" is what arrives on the path's interface (TC ingress: from the path towards us), "out" what
-leaves by it (TC egress: towards the path). Bits are L2 frame bits as the counters count them
-(Ethernet header included, no FCS, preamble or inter-frame gap): a TCP transfer's goodput is
-about 4 % lower at a 1500-byte MTU (1448 payload bytes per 1514-byte frame).
+leaves by it (TC egress: towards the path). Bits are what the counters count: skb lengths at
+TC, Ethernet header included, no FCS, preamble or inter-frame gap. A GSO packet (up to 64 KiB
+with one set of headers, as on veth) counts as one, so there the figure is within a fraction
+of a percent of TCP goodput; counted as 1514-byte frames (GRO off, real NIC ingress) a
+transfer's goodput is about 4.6 % below it (1448 payload bytes per frame).
 
 `throughput_bps`, `path_load` and `LoadMeter.update` are pure (explicit times; unit-tested
 without root); `LoadMeter.sample` is the thin shell that reads the counters.
@@ -35,7 +37,8 @@ class PathCapacity:
 
     def __post_init__(self) -> None:
         if isinstance(self.capacity_bps, bool) or not isinstance(self.capacity_bps, int) or self.capacity_bps < 0:
-            raise UsageError(f"capacity of {self.interface}: {self.capacity_bps!r} is not a bit rate (whole bit/s >= 0)")
+            raise UsageError(f"capacity of {self.interface}: {self.capacity_bps!r} is not a bit rate "
+                             "(whole bit/s >= 0)")
 
 
 @dataclass(frozen=True)

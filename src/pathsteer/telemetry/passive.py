@@ -217,14 +217,16 @@ def interval(before: RttAggregate | None, after: RttAggregate, sub_bits: int) ->
         return RttInterval(**common, min_ns=None, mean_ns=None, p50_ns=None, p95_ns=None, max_ns=None)
     hist = [a - b for a, b in zip(after.hist, before.hist)]
     nonempty = [i for i, c in enumerate(hist) if c > 0]
-    if before.samples == 0 or after.min_ns < before.min_ns:
+    # An extreme the interval set is exact; otherwise the edge of its outermost bucket, within
+    # the all-time extremes.
+    if before.samples == 0 or after.min_ns < before.min_ns or not nonempty:
         low = float(after.min_ns)
     else:
-        low = float(max(bucket_bounds(nonempty[0], sub_bits)[0], after.min_ns)) if nonempty else float(after.min_ns)
-    if before.samples == 0 or after.max_ns > before.max_ns:
+        low = float(max(bucket_bounds(nonempty[0], sub_bits)[0], after.min_ns))
+    if before.samples == 0 or after.max_ns > before.max_ns or not nonempty:
         high = float(after.max_ns)
     else:
-        high = float(min(bucket_bounds(nonempty[-1], sub_bits)[1] - 1, after.max_ns)) if nonempty else float(after.max_ns)
+        high = float(min(bucket_bounds(nonempty[-1], sub_bits)[1] - 1, after.max_ns))
     high = max(high, low)
 
     def clamp(v: float | None) -> float | None:
