@@ -80,10 +80,10 @@ def test_request_answer_gives_one_sample_per_round(attached, netns, server, fami
     rtt, counters = attached
     address = netns.peer_addr4 if family == "ipv4" else netns.peer_addr6
     meter = RttMeter(rtt.sub_bits)
-    meter.update({"v": rtt.aggregate(netns.name)})
+    meter.update(rtt.aggregates({"v": netns.name}))
     before = counters.totals(netns.name, Hook.TC_EGRESS)
     exchange(netns, address, rounds=50)
-    figures = meter.update({"v": rtt.aggregate(netns.name)})["v"]
+    figures = meter.update(rtt.aggregates({"v": netns.name}))["v"]
     # Each round's request is data with a new TSval and its answer echoes it: a sample per
     # round, plus the SYN's and the FIN's (a few rounds may miss on a busy machine).
     assert 40 <= figures.samples <= 52, figures

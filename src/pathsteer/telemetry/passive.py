@@ -20,9 +20,9 @@ Typical use (as root, in the namespace of the interfaces)::
     with PassiveRtt.load() as rtt:
         rtt.attach("r-p1")                       # TC egress + ingress
         meter = RttMeter(rtt.sub_bits)
-        meter.update({"p1": rtt.aggregate("r-p1")})
+        meter.update(rtt.aggregates({"p1": "r-p1"}))
         ...
-        figures = meter.update({"p1": rtt.aggregate("r-p1")})["p1"]   # RttInterval
+        figures = meter.update(rtt.aggregates({"p1": "r-p1"}))["p1"]   # RttInterval
         figures.p50_ns, figures.p95_ns
 
 Another process finds the attached programs by the kernel's ids: ``PassiveRtt.find("r-p1")``.
@@ -378,6 +378,10 @@ class PassiveRtt:
         if per_cpu is None:
             return RttAggregate(hist=(0,) * self.buckets)
         return RttAggregate.from_cpus(per_cpu)
+
+    def aggregates(self, interfaces: Mapping[str, str | int]) -> dict[str, RttAggregate]:
+        """{path name: aggregate} for {path name: interface}: what `RttMeter.update` takes."""
+        return {name: self.aggregate(interface) for name, interface in interfaces.items()}
 
     def pending(self) -> int:
         """How many sent packets wait for their echo (entries in ``passive_timestamps``)."""
