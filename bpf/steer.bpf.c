@@ -24,9 +24,10 @@
  * Not steered: frames not addressed to us (pkt_type != PACKET_HOST), VLAN-tagged frames,
  * multicast/broadcast/link-local/loopback destinations, IPv4 with options and IPv6 with a
  * hop-by-hop header (the kernel must process those), TTL <= 1 (the kernel answers ICMP time
- * exceeded), and packets the kernel would not forward (bpf_fib_lookup says
- * BPF_FIB_LKUP_RET_NOT_FWDED: a local address, AnyIP routes included; or
- * BPF_FIB_LKUP_RET_FWD_DISABLED: forwarding is off on the ingress interface).
+ * exceeded), and packets to the router itself: user space mirrors the local routing table's
+ * entries that fall inside steered prefixes into the tries as STEER_GROUP_LOCAL, so the
+ * longest match sends them to the kernel.  (Not bpf_fib_lookup: it answers NOT_FWDED both
+ * for a local address and for "no route", so it cannot tell them apart.)
  *
  * Forwarding: bpf_redirect_neigh to the path's gateway of the packet's family; the kernel
  * resolves the neighbour and fills in both MAC addresses (net/core/filter.c,
@@ -67,7 +68,6 @@ struct flow {
 	__u32 family;
 	__u32 nwords;       /* words used in w[] */
 	__u32 w[10];        /* src, dst (1 or 4 words each), ports word, protocol */
-	__u16 l3_len;       /* IP total length (bytes), for bpf_fib_lookup */
 	__u8 proto;         /* L4 protocol (0 when hashed by addresses) */
 	__u8 ttl;
 };
@@ -163,7 +163,6 @@ static __always_inline __u32 parse_v4(struct __sk_buff *skb, struct flow *f, str
 	f->w[1] = iph->daddr;
 	f->nwords = 2;
 	f->ttl = iph->ttl;
-	f->l3_len = tot;
 	if (!(iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) &&
 	    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)) {
 		__u32 *ports = (void *)(iph + 1);
@@ -210,7 +209,6 @@ static __always_inline __u32 parse_v6(struct __sk_buff *skb, struct flow *f, str
 	__builtin_memcpy(&f->w[4], &ip6h->daddr, 16);
 	f->nwords = 8;
 	f->ttl = ip6h->hop_limit;
-	f->l3_len = payload + sizeof(*ip6h);
 	*out = ip6h;
 	nexthdr = ip6h->nexthdr;
 
@@ -253,26 +251,6 @@ static __always_inline __u32 parse_v6(struct __sk_buff *skb, struct flow *f, str
 			return STEER_PASS_MALFORMED;
 	}
 	return STEER_STEERED; /* more extension headers than we walk: by addresses */
-}
-
-/* 1 when the kernel itself would forward this packet (not to a local address, forwarding on). */
-static __always_inline int kernel_forwards(struct __sk_buff *skb, const struct flow *f)
-{
-	struct bpf_fib_lookup p = {};
-	long ret;
-
-	p.family = f->family;
-	p.tot_len = f->l3_len;
-	p.ifindex = skb->ifindex;
-	if (f->family == AF_INET) {
-		p.ipv4_src = f->w[0];
-		p.ipv4_dst = f->w[1];
-	} else {
-		__builtin_memcpy(p.ipv6_src, &f->w[0], 16);
-		__builtin_memcpy(p.ipv6_dst, &f->w[4], 16);
-	}
-	ret = bpf_fib_lookup(skb, &p, sizeof(p), BPF_FIB_LOOKUP_SKIP_NEIGH);
-	return ret != BPF_FIB_LKUP_RET_NOT_FWDED && ret != BPF_FIB_LKUP_RET_FWD_DISABLED;
 }
 
 SEC("tc")
@@ -332,6 +310,8 @@ int tc_steer(struct __sk_buff *skb)
 	/* One read of the route value: the group it names is complete (written before the
 	 * route pointed to it, freed only a grace period after no route does). */
 	group = route->group;
+	if (group == STEER_GROUP_LOCAL)
+		return pass(skb, STEER_PASS_LOCAL);
 	ring = bpf_map_lookup_elem(&ch_rings, &group);
 	if (!ring)
 		return pass(skb, STEER_PASS_NO_PATH);
@@ -349,11 +329,8 @@ int tc_steer(struct __sk_buff *skb)
 		return pass(skb, STEER_PASS_NO_PATH);
 	if (f.family == AF_INET ? !(path->flags & STEER_PATH_HAS_GW4) : !(path->flags & STEER_PATH_HAS_GW6))
 		return pass(skb, STEER_PASS_NO_PATH);
-	if (!kernel_forwards(skb, &f))
-		return pass(skb, STEER_PASS_LOCAL);
-
-	/* Re-derive the header pointers: bpf_fib_lookup does not move packet data, but the
-	 * verifier wants them checked against data_end again after a helper call. */
+	/* Re-derive the header pointers: the verifier wants them checked against data_end
+	 * again after the helper calls above. */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	if (f.family == AF_INET) {

@@ -11,4 +11,9 @@ __attribute__((noinline)) int steer_abi(enum steer_limits limits, enum steer_has
 	return limits + hash + reason + flags + tc;
 }
 
+__attribute__((noinline)) int steer_abi_groups(enum steer_group_special special)
+{
+	return special;
+}
+
 #endif /* STEER_ABI_H */

@@ -60,9 +60,17 @@ enum steer_reason {
 	STEER_PASS_OPTIONS = 5,   /* IPv4 options / IPv6 hop-by-hop: the kernel must process them */
 	STEER_PASS_NO_ROUTE = 6,  /* destination in no steered prefix */
 	STEER_PASS_TTL = 7,       /* TTL / hop limit <= 1: the kernel sends ICMP time exceeded */
-	STEER_PASS_LOCAL = 8,     /* the kernel would not forward it (local address, forwarding off) */
+	STEER_PASS_LOCAL = 8,     /* destination is the router itself (STEER_GROUP_LOCAL) */
 	STEER_PASS_NO_PATH = 9,   /* empty ring slot, unknown path or no gateway of the family */
 	STEER_REASON_COUNT = 10,
+};
+
+/* steer_route.group values that name no table. */
+enum steer_group_special {
+	/* A local address (or local-table route) inside a steered prefix: the kernel delivers
+	 * it.  User space writes these from the router's local routing table, so the trie's
+	 * longest match keeps packets to the router itself off the paths at no extra cost. */
+	STEER_GROUP_LOCAL = 0xFFFF,
 };
 
 /* steer_path.flags */

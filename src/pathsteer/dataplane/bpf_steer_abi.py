@@ -84,6 +84,7 @@ class Abi:
     path_flags: dict  # "STEER_PATH_HAS_GW4"/"..._GW6" → bit
     tc_handle: int
     tc_priority: int
+    group_local: int  # steer_route.group of a local entry (STEER_GROUP_LOCAL)
 
     @classmethod
     def from_btf(cls, btf: Btf) -> Abi:
@@ -98,6 +99,7 @@ class Abi:
             reasons={r: reasons[r.value] for r in Reason},
             path_flags=btf.enum_values("steer_path_flags"),
             tc_handle=tc["STEER_TC_HANDLE"], tc_priority=tc["STEER_TC_PRIORITY"],
+            group_local=btf.constant("steer_group_special", "STEER_GROUP_LOCAL"),
         )
 
     @cached_property

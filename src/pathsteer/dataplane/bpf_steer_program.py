@@ -1,0 +1,294 @@
+"""The loaded (or found) steering program and its maps: bpf_steer's only I/O with BPF.
+
+    prog = SteerProgram.load()                  # a fresh steer.bpf.o
+    prog = SteerProgram.find("r-c")             # the one attached there, by the kernel's ids
+    prog.write_path(1, PathC(...)); prog.write_group(slot, {1: 3, 2: 1}, ring)
+    prog.write_routes(4, [(key_bytes, slot), ...])   # bpf_map_update_batch, 64k per syscall
+    prog.attach("r-c"); prog.heartbeat(); prog.path_totals()
+
+Nothing here decides anything: bpf_steer.BpfSteerDataPlane does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pathsteer.bpf import (
+    BpfObject, Program, TcDirection, attach_tc, detach_tc, ifindex_of, load_object, tc_program_id,
+)
+from pathsteer.bpf import libbpf as lb
+from pathsteer.bpf.btf import Btf
+from pathsteer.bpf.maps import Map, map_info
+from pathsteer.dataplane import bpf_steer_abi as abi_mod
+from pathsteer.dataplane.bpf_steer_abi import Abi, Counter, PathC, Reason, Route, State
+from pathsteer.errors import BpfError
+
+BATCH = 65536  # trie entries per bpf_map_update_batch syscall
+_ROUTE = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Totals:
+    packets: int = 0
+    bytes: int = 0
+
+    def __sub__(self, other: Totals) -> Totals:
+        return Totals(self.packets - other.packets, self.bytes - other.bytes)
+
+
+class SteerProgram:
+    """One steer.bpf.o in the kernel: its program, typed maps and compiled numbers."""
+
+    def __init__(self, program: Program, maps: dict[str, Map], abi: Abi, obj: BpfObject | None = None) -> None:
+        self.program = program
+        self.maps = maps
+        self.abi = abi
+        self._obj = obj
+        self.id = program.id
+
+    # --- getting one ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls) -> SteerProgram:
+        """Load a fresh ``steer.bpf.o`` (needs root and ``make bpf``); nothing attached yet."""
+        obj = load_object(abi_mod.OBJECT)
+        try:
+            abi = abi_mod.check_layouts(obj.btf)
+            maps = {name: obj.map(name, k, v) for name, (k, v) in abi.map_types().items()}
+            return cls(obj.program(abi_mod.PROGRAM), maps, abi, obj)
+        except BaseException:
+            obj.close()
+            raise
+
+    @classmethod
+    def from_program(cls, prog: Program) -> SteerProgram:
+        """Wrap a program the kernel gave back by id: its maps by name, numbers from its BTF."""
+        if prog.name != abi_mod.PROGRAM:
+            raise BpfError(f"program id {prog.id} is {prog.name!r}, not {abi_mod.PROGRAM}")
+        maps: dict[str, Map] = {}
+        try:
+            fd = prog.map_fd("steer_state")
+            try:
+                with Btf.from_kernel(map_info(fd).btf_id) as btf:
+                    abi = abi_mod.check_layouts(btf)
+            finally:
+                os.close(fd)
+            for name, (k, v) in abi.map_types().items():
+                maps[name] = prog.map(name, k, v)
+            return cls(prog, maps, abi)
+        except BaseException:
+            for m in maps.values():
+                m.close()
+            raise
+
+    @staticmethod
+    def attached_id(interface: str | int, handle: int, priority: int) -> int | None:
+        return tc_program_id(interface, TcDirection.INGRESS, handle=handle, priority=priority)
+
+    @classmethod
+    def find(cls, interfaces: Iterable[str], handle: int, priority: int) -> SteerProgram | None:
+        """The steering program attached at (handle, priority) on the first of ``interfaces``
+        that has one, by the kernel's ids (works from a fresh ``ip netns exec``); None if none."""
+        for name in interfaces:
+            try:
+                prog_id = cls.attached_id(name, handle, priority)
+            except Exception:
+                continue
+            if not prog_id:
+                continue
+            prog = Program.from_id(prog_id)
+            if prog.name != abi_mod.PROGRAM:
+                prog.close()
+                continue
+            try:
+                return cls.from_program(prog)
+            except BaseException:
+                prog.close()
+                raise
+        return None
+
+    def close(self) -> None:
+        """Close our fds; an attached program keeps its maps alive (the kernel holds them)."""
+        for m in self.maps.values():
+            m.close()
+        self.maps = {}
+        self.program.close()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    # --- attachment -----------------------------------------------------------------------
+
+    def attach(self, interface: str | int) -> None:
+        """Our filter at (STEER_TC_HANDLE, STEER_TC_PRIORITY) on TC ingress. An older steering
+        program at that place is replaced in one netlink request (no gap); anything else
+        there is left alone (BpfError)."""
+        h, p = self.abi.tc_handle, self.abi.tc_priority
+        current = self.attached_id(interface, h, p)
+        if current == self.id:
+            return
+        if current is not None:
+            with Program.from_id(current) as other:
+                if other.name != abi_mod.PROGRAM:
+                    raise BpfError(f"{interface}: TC ingress handle {h:#x} priority {p} holds program "
+                                   f"{other.name!r} (id {current}); not replaced")
+        attach_tc(self.program, interface, TcDirection.INGRESS, handle=h, priority=p, replace=current is not None)
+
+    def detach(self, interface: str | int) -> bool:
+        """Remove our filter (only if it runs this program); other filters stay."""
+        h, p = self.abi.tc_handle, self.abi.tc_priority
+        try:
+            ifindex_of(interface)
+        except Exception:
+            return False
+        if self.attached_id(interface, h, p) != self.id:
+            return False
+        return detach_tc(interface, TcDirection.INGRESS, handle=h, priority=p, prog_id=self.id)
+
+    def is_attached(self, interface: str | int) -> bool:
+        return self.attached_id(interface, self.abi.tc_handle, self.abi.tc_priority) == self.id
+
+    # --- state ----------------------------------------------------------------------------
+
+    def read_state(self) -> State:
+        return self.maps["steer_state"].lookup(0)
+
+    def write_state(self, heartbeat_ns: int, stale_after_ns: int) -> None:
+        self.maps["steer_state"].update(0, State(heartbeat_ns, stale_after_ns))
+
+    def heartbeat(self, stale_after_ns: int, now_ns: int | None = None) -> None:
+        """Write CLOCK_MONOTONIC now (what bpf_ktime_get_ns reads in every namespace)."""
+        self.write_state(time.monotonic_ns() if now_ns is None else now_ns, stale_after_ns)
+
+    # --- paths ----------------------------------------------------------------------------
+
+    def read_paths(self) -> dict[int, PathC]:
+        return {int(k): v for k, v in self.maps["steer_paths"].items()}
+
+    def write_path(self, path_id: int, value: PathC) -> None:
+        if not 0 < path_id < self.abi.max_paths:
+            raise BpfError(f"path id {path_id} out of range 1..{self.abi.max_paths - 1}")
+        self.maps["steer_paths"].update(path_id, value)
+
+    def delete_path(self, path_id: int) -> None:
+        self.maps["steer_paths"].delete(path_id)
+
+    # --- groups ---------------------------------------------------------------------------
+
+    def write_group(self, slot: int, members: Sequence[tuple[int, int]], ring: Sequence[int]) -> None:
+        """Write a Maglev table and its members into ``slot`` (which no route may point to)."""
+        a = self.abi
+        if len(members) > a.max_group_paths:
+            raise BpfError(f"{len(members)} paths in one group; at most {a.max_group_paths}")
+        g = a.group_type()
+        g.count = len(members)
+        for i, (pid, weight) in enumerate(members):
+            g.path[i], g.weight[i] = pid, weight
+        r = a.ring_type()
+        r.path[:] = list(ring)
+        self.maps["ch_rings"].update(slot, r)
+        self.maps["group_members"].update(slot, g)
+
+    def read_group(self, slot: int) -> tuple[list[tuple[int, int]], list[int]]:
+        g = self.maps["group_members"].lookup(slot)
+        r = self.maps["ch_rings"].lookup(slot)
+        return [(g.path[i], g.weight[i]) for i in range(min(g.count, self.abi.max_group_paths))], list(r.path)
+
+    def ring_bytes(self, slot: int) -> bytes:
+        return bytes(self.maps["ch_rings"].lookup(slot))
+
+    # --- routes ---------------------------------------------------------------------------
+
+    def _trie(self, version: int) -> Map:
+        return self.maps[f"routes_v{version}"]
+
+    def write_routes(self, version: int, items: Sequence[tuple[bytes, int]]) -> int:
+        """Store (raw trie key, group slot) pairs with bpf_map_update_batch, BATCH per syscall;
+        each entry is replaced atomically (the trie swaps its node under RCU)."""
+        if not items:
+            return 0
+        m = self._trie(version)
+        ksize = ctypes.sizeof(m.key_type)
+        opts = lb.opts(lb.bpf_map_batch_opts)
+        done = 0
+        for start in range(0, len(items), BATCH):
+            chunk = items[start:start + BATCH]
+            keys = b"".join(k for k, _ in chunk)
+            values = b"".join(_ROUTE.pack(g) for _, g in chunk)
+            if len(keys) != ksize * len(chunk):
+                raise BpfError(f"routes_v{version}: a key is not {ksize} bytes")
+            count = ctypes.c_uint32(len(chunk))
+            ret = lb.bpf_map_update_batch(m.fd, keys, values, ctypes.byref(count), ctypes.byref(opts))
+            lb.check_int(ret, f"map routes_v{version}: update_batch ({done + count.value} of {len(items)} stored)")
+            done += count.value
+        return done
+
+    def delete_routes(self, version: int, keys: Iterable[bytes]) -> int:
+        m = self._trie(version)
+        n = 0
+        for k in keys:
+            ret = lb.bpf_map_delete_elem(m.fd, k)
+            if ret == 0:
+                n += 1
+            elif ret != -errno.ENOENT:
+                lb.check_int(ret, f"map routes_v{version}: delete")
+        return n
+
+    def lookup_route(self, version: int, key: bytes) -> int | None:
+        m = self._trie(version)
+        out = ctypes.c_uint32()
+        ret = lb.bpf_map_lookup_elem(m.fd, key, ctypes.byref(out))
+        if ret == -errno.ENOENT:
+            return None
+        lb.check_int(ret, f"map routes_v{version}: lookup")
+        return out.value
+
+    def read_routes(self, version: int) -> dict[bytes, int]:
+        """Every (raw key → group slot) of one trie (get_next_key walk: tries have no batch lookup)."""
+        m = self._trie(version)
+        ksize = ctypes.sizeof(m.key_type)
+        out: dict[bytes, int] = {}
+        prev = None
+        nxt = ctypes.create_string_buffer(ksize)
+        val = ctypes.c_uint32()
+        while True:
+            ret = lb.bpf_map_get_next_key(m.fd, prev, nxt)
+            if ret == -errno.ENOENT:
+                return out
+            lb.check_int(ret, f"map routes_v{version}: get_next_key")
+            key = nxt.raw
+            if lb.bpf_map_lookup_elem(m.fd, key, ctypes.byref(val)) == 0:
+                out[key] = val.value
+            prev = key
+
+    # --- counters -------------------------------------------------------------------------
+
+    def path_totals(self, path_ids: Iterable[int]) -> dict[int, Totals]:
+        m = self.maps["path_counters"]
+        out = {}
+        for pid in path_ids:
+            c = m.sum(pid)
+            out[pid] = Totals(c.packets, c.bytes) if c is not None else Totals()
+        return out
+
+    def reason_totals(self) -> dict[Reason, Totals]:
+        m = self.maps["steer_stats"]
+        out = {}
+        for reason, index in self.abi.reasons.items():
+            c = m.sum(index)
+            out[reason] = Totals(c.packets, c.bytes) if c is not None else Totals()
+        return out
+
+    def reset_counters(self) -> None:
+        for name, count in (("path_counters", self.abi.max_paths), ("steer_stats", len(self.abi.reasons))):
+            for i in range(count):
+                self.maps[name].update(i, Counter())
+
+
+__all__ = ["SteerProgram", "Totals", "Route", "PathC", "State"]
