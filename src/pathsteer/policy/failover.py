@@ -37,11 +37,12 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     ready = [p for p, since in winning if held_for(now, since, h.hold_down_s)]
     if ready:
         target = ready[0]  # winning is in configured order
-        since = prev.winning_since(target)
-        held = now - since if since is not None else 0.0
+        index = [p for p, _ in winning].index(target)
+        held = now - winning[index][1]
+        # Earlier paths keep their timers: "eligible since" does not depend on the current path.
         return Step((NextHop(target),), ChangeKind.FAILBACK,
                     f"failback to {target}: eligible for {seconds(held)} (hold_down {duration(h.hold_down_s)}), "
-                    f"before {current.path} in the order")
+                    f"before {current.path} in the order", winning=winning[:index])
     pending = None
     if winning:
         path, since = winning[0]
