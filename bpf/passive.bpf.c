@@ -17,6 +17,10 @@
  * seen and never overwritten; an echo matches once.  A SYN sent again while its entry waits is
  * ambiguous (Karn's algorithm, RFC 6298 §3): the entry is zeroed and gives no sample.
  *
+ * The key holds the interface: an echo counts only when it comes back in by the interface its
+ * packet left by (a path's RTT); a flow whose replies return by another path gives no sample,
+ * and its entries age out of the LRU.
+ *
  * Aggregates are per interface and per CPU (passive_rtt): sample count, sum, min, max and a
  * log-linear histogram (passive_common.h).  Nothing is sent to user space per packet.
  *

@@ -16,9 +16,11 @@
 #define PASSIVE_MAX_FLOWS 16384
 #endif
 
-/* Interfaces with an RTT aggregate (per CPU, about 8 KiB each with the histogram). */
+/* Interfaces with an RTT aggregate.  An LRU map is always preallocated, and each entry holds
+ * an 8 KiB histogram per possible CPU: 64 entries are 0.5 MiB per CPU (a router's paths:
+ * pathsteer's lab has at most 64). */
 #ifndef PASSIVE_MAX_IFACES
-#define PASSIVE_MAX_IFACES 128
+#define PASSIVE_MAX_IFACES 64
 #endif
 
 /* Log-linear RTT histogram (HdrHistogram-like), over nanoseconds:
