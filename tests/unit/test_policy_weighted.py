@@ -1,0 +1,193 @@
+"""weighted: shares from capacity, headroom and latency; spill-over; damping; flows kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from pathsteer.dataplane.routes import NextHop
+from pathsteer.policy import ChangeKind, PolicyKind, WeightedParams
+from pathsteer.policy.weighted import shares_of, to_weights
+from pathsteer.telemetry.snapshot import PathState
+
+from test_policy_fixtures import Driver, Load, params, path
+
+MBIT = 1_000_000
+CAPS = {"p1": 100 * MBIT, "p2": 50 * MBIT, "p3": 50 * MBIT}
+DOWN = dict(state=PathState.DOWN, failing=3)
+
+
+def weighted(hold_down_s: float = 1.0, caps=CAPS, **kw) -> Driver:
+    return Driver(params(PolicyKind.WEIGHTED, ("p1", "p2", "p3"), capacities=caps, hold_down_s=hold_down_s, **kw))
+
+
+def up3(r1=20.0, r2=20.0, r3=20.0, **kw):
+    return path("p1", r1, **kw), path("p2", r2, **kw), path("p3", r3, **kw)
+
+
+def util(**fractions: float) -> dict[str, Load]:
+    return {p: Load(in_bps=0.0, out_bps=f * CAPS[p]) for p, f in fractions.items()}
+
+
+def weights(d: Driver) -> dict[str, int]:
+    return {nh.path: nh.weight for nh in d.decisions[-1].desired.routes[next(iter(d.decisions[-1].desired.routes))]
+            .nexthops}
+
+
+def moved_fraction(before: tuple[NextHop, ...], after: tuple[NextHop, ...], buckets: int = 4096) -> float:
+    """Flows moved by a weight change in a resilient bucket table (the kernel's resilient
+    nexthop groups, Maglev-like tables): buckets stay with their next hop unless it holds more
+    than its new share; freed buckets go to next hops below theirs."""
+    def wanted(hops):
+        total = sum(nh.weight for nh in hops)
+        counts = {nh.path: nh.weight * buckets // total for nh in hops}
+        for nh in hops[: buckets - sum(counts.values())]:
+            counts[nh.path] += 1
+        return counts
+    old, new = wanted(before), wanted(after)
+    table = [p for p, n in old.items() for _ in range(n)]
+    held = dict.fromkeys(new, 0)
+    free = []
+    for i, p in enumerate(table):
+        if p in new and held[p] < new[p]:
+            held[p] += 1
+        else:
+            free.append(i)
+    for p in new:
+        while held[p] < new[p]:
+            table[free.pop()] = p
+            held[p] += 1
+    return sum(1 for a, b in zip([p for p, n in old.items() for _ in range(n)], table) if a != b) / buckets
+
+
+def test_idle_paths_of_100_50_50_mbit_share_50_25_25():
+    d = weighted()
+    d(0.0, *up3())
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    assert d.route().shares() == {"p1": 0.5, "p2": 0.25, "p3": 0.25}
+    assert d.route().reason == ("first measurement: shares p1 50%, p2 25%, p3 25% (p1 100 Mbit, rtt 20.0 ms; "
+                                "p2 50 Mbit, rtt 20.0 ms; p3 50 Mbit, rtt 20.0 ms)")
+
+
+def test_equally_loaded_or_saturated_paths_keep_capacity_shares():
+    for u in (0.3, 0.85, 1.0):
+        d = weighted()
+        d(0.0, *up3(), load=util(p1=u, p2=u, p3=u))
+        assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}, u
+
+
+def test_latency_lowers_a_slow_paths_share():
+    d = weighted()
+    d(0.0, *up3(10.0, 30.0, 10.0))  # p2: (10 + 10) / (30 + 10) = half the weight
+    assert weights(d) == {"p1": 57, "p2": 14, "p3": 29}
+
+
+def test_latency_can_be_ignored():
+    d = weighted(weighted=WeightedParams(latency_scale_s=None))
+    d(0.0, *up3(10.0, 30.0, 10.0))
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+
+
+def test_paths_without_capacity_count_as_the_mean_of_the_known_ones():
+    d = weighted(caps={"p1": 100 * MBIT, "p2": 50 * MBIT})
+    d(0.0, *up3())
+    assert weights(d) == {"p1": 45, "p2": 22, "p3": 33}  # 100 : 50 : 75
+    d = weighted(caps={})
+    d(0.0, *up3())
+    assert weights(d) == {"p1": 34, "p2": 33, "p3": 33}
+
+
+def test_spill_over_when_a_path_passes_its_ceiling_after_hold_down():
+    d = weighted(hold_down_s=1.0)
+    d(0.0, *up3())
+    load = util(p1=0.97, p2=0.3, p3=0.3)
+    d(0.5, *up3(), load=load)
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    assert d.route().pending.startswith("rebalance to p1 50%→14%, p2 25%→43%, p3 25%→43% (shift 36% > min 5%)")
+    d(1.5, *up3(), load=load)
+    assert weights(d) == {"p1": 14, "p2": 43, "p3": 43}
+    r = d.route()
+    assert r.kind is ChangeKind.REBALANCED
+    assert r.reason.startswith("rebalanced: shares p1 50%→14%, p2 25%→43%, p3 25%→43% (shift 36% > min 5% for 1.0 s, "
+                               "hold_down 1 s; p1 100 Mbit, utilization 97% > ceiling 90%")
+
+
+def test_small_load_changes_are_damped():
+    d = weighted(hold_down_s=0.0)
+    d(0.0, *up3())
+    for i, u in enumerate((0.1, 0.2, 0.15, 0.2, 0.12)):  # p1 busier by a little: shares move < 5 points
+        d(1.0 + i, *up3(), load=util(p1=u, p2=0.1, p3=0.1))
+        assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    assert len(d.events) == 1
+
+
+def test_a_rebalance_that_stops_being_wanted_is_not_made():
+    d = weighted(hold_down_s=1.0)
+    d(0.0, *up3())
+    d(0.5, *up3(), load=util(p1=0.97, p2=0.3, p3=0.3))
+    d(1.0, *up3(), load=util(p1=0.3, p2=0.3, p3=0.3))
+    d(1.6, *up3(), load=util(p1=0.97, p2=0.3, p3=0.3))
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    d(2.6, *up3(), load=util(p1=0.97, p2=0.3, p3=0.3))
+    assert weights(d) == {"p1": 14, "p2": 43, "p3": 43}
+
+
+def test_a_path_that_fails_leaves_at_once_and_the_others_keep_their_weights():
+    d = weighted(hold_down_s=5.0)
+    d(0.0, *up3())
+    before = d.decisions[-1].desired.routes[d.route().prefix].nexthops
+    d(1.0, path("p1"), path("p2", **DOWN), path("p3"))
+    assert weights(d) == {"p1": 50, "p3": 25}
+    e = d.events[-1]
+    assert e.kind is ChangeKind.LEFT and e.at == 1.0
+    assert e.reason == ("p2 down (3/3 targets failing); p2 left the set, the others keep their weights "
+                        "(p1 67%, p3 33%)")
+    # Only p2's flows move: flows on the surviving paths stay where they are.
+    assert moved_fraction(before, e.after) == pytest.approx(0.25, abs=0.001)
+    d(2.0, path("p1"), path("p2", **DOWN), path("p3"))
+    assert len(d.events) == 2  # 50:25 is already the target for p1 and p3: no rebalance
+
+
+def test_a_recovered_path_joins_after_hold_down():
+    d = weighted(hold_down_s=2.0)
+    d(0.0, *up3())
+    d(1.0, path("p1"), path("p2", **DOWN), path("p3"))
+    d(2.0, *up3())
+    d(3.9, *up3())
+    assert set(weights(d)) == {"p1", "p3"}
+    assert d.route().pending == "p2 joins after being eligible for hold_down 2 s (so far 1.9 s)"
+    d(4.0, *up3())
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    assert d.route().kind is ChangeKind.JOINED
+    assert d.route().reason.startswith("p2 eligible for 2.0 s (hold_down 2 s); shares p1 67%→50%, p2 0%→25%, "
+                                       "p3 33%→25%")
+
+
+def test_all_down_keeps_the_least_bad_single_path():
+    d = weighted()
+    d(0.0, *up3())
+    d(1.0, path("p1", **DOWN), path("p2", loss=60.0, state=PathState.DOWN, failing=2), path("p3", **DOWN))
+    assert len(d.paths()) == 1 and d.route().kind is ChangeKind.LEAST_BAD
+
+
+def test_weight_change_moves_no_more_flows_than_the_share_change():
+    """A rebalance moves (with a resilient table) exactly as many flows as the shares change:
+    the total variation between old and new shares, within rounding."""
+    d = weighted(hold_down_s=0.0)
+    d(0.0, *up3())
+    for t, load in enumerate([util(p1=0.97, p2=0.3, p3=0.3), util(p1=0.5, p2=0.9, p3=0.2),
+                              util(p1=0.1, p2=0.1, p3=0.1)], start=1):
+        before = d.decisions[-1].desired.routes[d.route().prefix].nexthops
+        d(float(t), *up3(), load=load)
+        after = d.decisions[-1].desired.routes[d.route().prefix].nexthops
+        old, new = shares_of(before), shares_of(after)
+        change = sum(max(0.0, new[p] - old.get(p, 0.0)) for p in new)
+        assert moved_fraction(before, after) <= change + 0.002
+
+
+@pytest.mark.parametrize("shares", [{"a": 1.0}, {"a": 0.5, "b": 0.25, "c": 0.25}, {"a": 0.999, "b": 0.001},
+                                    {f"p{i}": 1 / 7 for i in range(7)}])
+def test_to_weights_in_kernel_range_and_summing_to_100(shares):
+    hops = to_weights(shares)
+    assert [nh.path for nh in hops] == list(shares)
+    assert all(1 <= nh.weight <= 255 for nh in hops)
+    assert sum(nh.weight for nh in hops) == 100 or min(nh.weight for nh in hops) == 1
