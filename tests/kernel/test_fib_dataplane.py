@@ -224,3 +224,21 @@ def test_bad_input_touches_nothing(ns):
     assert ns.routes() == [] and "lookup 200" not in ns.ip("rule")
     with pytest.raises(UsageError, match="main"):
         fib(ns, table=254)
+
+
+def test_path_interface_down_then_up(ns):
+    """The kernel deletes nexthops (and their routes, and group members) of a device set down
+    (nexthop.c: nexthop_flush_dev); reconcile says what it cannot repair, then repairs once up."""
+    f = fib(ns)
+    des = intents({V4: ("p2",), V4B: (("p1", 1), ("p2", 1))})
+    f.apply(des)
+    ns.ip("link", "set", "dev", "d2", "down")
+    lines = f.reconcile(des)
+    assert any(line.startswith("failed:") for line in lines), lines
+    assert not any(line.startswith(("route 198.51.100.0/24", "nexthop 0x50530002")) for line in lines), lines
+    assert "via 10.200.1.2 dev d1 table 200" in ns.get("203.0.113.10")     # the surviving member carries it
+    ns.ip("link", "set", "dev", "d2", "up")
+    lines = f.reconcile(des)
+    assert lines and not any(line.startswith("failed:") for line in lines), lines
+    assert f.reconcile(des) == []
+    assert "via 10.200.2.2 dev d2 table 200" in ns.get("198.51.100.10")

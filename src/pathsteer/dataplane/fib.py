@@ -49,6 +49,11 @@ MAIN_RULE_PRIORITY = 32766
 V6_DEFAULT_METRIC = 1024  # IP6_RT_PRIO_USER: what a route without RTA_PRIORITY gets
 
 
+def _ref(text: str) -> tuple[str, ...]:
+    """The object a change line or a failure is about: ("route", "198.51.100.0/24"), ("group", "0x…")."""
+    return tuple(w.rstrip(":") for w in text.split()[:2])
+
+
 def _event(name: str, **fields: object) -> None:
     log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items()))
 
@@ -133,7 +138,8 @@ class FibDataPlane:
         lines = p.describe(have)
         failures = self._send(p, have)
         self._state = applied(have, p, self.group.buckets) if not failures else None
-        repaired += lines + [f"failed: {f}" for f in failures]
+        failed = {_ref(f.what) for f in failures}
+        repaired += [line for line in lines if _ref(line) not in failed] + [f"failed: {f}" for f in failures]
         for line in repaired:
             _event("fib.repair", what=repr(line))
         return repaired
@@ -156,8 +162,8 @@ class FibDataPlane:
         failures += self.sock.send_batch(
             (nl.encode_nexthop(n, 0, delete=True), f"delete nexthop {n:#x}") for n in sorted(have.path_nexthops))
         left = nl.dump_route_nhids(self.sock, self.table, self.protocol)
-        failures += self.sock.send_batch(
-            (nl.encode_route(k, self.table, self.protocol, 0, delete=True), f"delete route {prefix_of(k)}") for k in left)
+        failures += self.sock.send_batch((nl.encode_route(k, self.table, self.protocol, 0, delete=True),
+                                          f"delete route {prefix_of(k)}") for k in left)
         self._state = FibState()
         self._rules_ok = False
         failures = [f for f in failures if f.errno not in (errno.ENOENT, errno.ESRCH)]

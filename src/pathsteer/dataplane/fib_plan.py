@@ -300,7 +300,3 @@ def batch_lines(p: Plan, table: int, group: GroupParams = GroupParams(), proto: 
     lines += [f"route del {prefix_of(k)} table {t} proto {proto}" for k in p.routes_del]
     lines += [f"nexthop del id {g}" for g in p.groups_del]
     return lines
-
-
-def ipnet(text: str) -> Prefix:
-    return ipaddress.ip_network(text)
