@@ -78,6 +78,9 @@ class FibDataPlane:
                              "(before the main table's rule)")
         if not 1 <= group.buckets <= 0xFFFF:
             raise UsageError(f"dataplane.buckets: {group.buckets} is out of range (1..65535)")
+        names = [p.name for p in paths]
+        if len(set(names)) != len(names) or len({p.id for p in paths}) != len(paths):
+            raise UsageError("paths: names and ids must be unique")
         self.paths = list(paths)
         self.owns_table = table is not None
         self.table = table if table is not None else RT_TABLE_MAIN

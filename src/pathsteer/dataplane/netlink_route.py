@@ -28,6 +28,7 @@ from pathsteer.errors import PathsteerError
 # netlink (uapi linux/netlink.h)
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10  # the dump raced with a change: it may be inconsistent, dump again
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE = 0x100
@@ -176,6 +177,7 @@ class RouteSocket:
         self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         self.sock.bind((0, 0))
         self.seq = 1
+        self.interrupted = False
 
     def close(self) -> None:
         self.sock.close()
@@ -249,14 +251,21 @@ class RouteSocket:
                     return
 
     def dump(self, msg: bytes) -> Iterator[tuple[int, memoryview, int, int]]:
-        """Yield ``(type, buffer, payload offset, message end)`` for every answer of a dump."""
+        """Yield ``(type, buffer, payload offset, message end)`` for every answer of a dump.
+
+        Afterwards ``interrupted`` tells whether the kernel flagged the dump NLM_F_DUMP_INTR
+        (the table changed under it; `dumped` repeats such a dump).
+        """
         seq = self.next_seq()
+        self.interrupted = False
         self.sock.send(msg[:8] + struct.pack("=I", seq) + msg[12:])
         while True:
             data = self.sock.recv(4 << 20)
             for kind, rseq, mv, off, end in _messages(data):
                 if rseq != seq:
                     continue
+                if struct.unpack_from("=H", mv, off - 10)[0] & NLM_F_DUMP_INTR:
+                    self.interrupted = True
                 if kind == NLMSG_DONE:
                     return
                 if kind == NLMSG_ERROR:
@@ -361,7 +370,16 @@ def dump_routes(sock: RouteSocket, table: int, protocol: int = 0, family: int = 
     return out
 
 
-def dump_route_nhids(sock: RouteSocket, table: int, protocol: int) -> dict[int, int]:
+def dump_route_nhids(sock: RouteSocket, table: int, protocol: int, attempts: int = 3) -> dict[int, int]:
+    """`_dump_route_nhids`, again while the kernel says the dump raced with a change."""
+    for _ in range(attempts - 1):
+        out = _dump_route_nhids(sock, table, protocol)
+        if not sock.interrupted:
+            return out
+    return _dump_route_nhids(sock, table, protocol)
+
+
+def _dump_route_nhids(sock: RouteSocket, table: int, protocol: int) -> dict[int, int]:
     """The fast form for our own routes: ``{prefix key: nh_id}`` (0: a route without nhid).
 
     Keys as `fib_plan.key`. Written for 1M routes: attributes walked in place, no objects
