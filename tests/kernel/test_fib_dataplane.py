@@ -242,3 +242,16 @@ def test_path_interface_down_then_up(ns):
     assert lines and not any(line.startswith("failed:") for line in lines), lines
     assert f.reconcile(des) == []
     assert "via 10.200.2.2 dev d2 table 200" in ns.get("198.51.100.10")
+
+
+def test_main_table_mode_originals_with_other_metrics_step_aside_and_come_back(ns):
+    ns.ip("route", "add", "198.51.100.0/24", "via", "10.200.1.2", "dev", "d1", "metric", "50")
+    ns.ip("-6", "route", "add", "2001:db8:100::/48", "via", "2001:db8:200:1::2", "dev", "d1", "metric", "100")
+    original4, original6 = ns.routes("main"), ns.routes("main", "-6")
+    f = fib(ns, table=None)
+    f.apply(intents({V4: ("p2",), V6: ("p2",)}))
+    assert not any("metric 50" in r for r in ns.routes("main"))
+    assert not any("metric 100" in r for r in ns.routes("main", "-6"))     # it would have won over ours
+    assert "via 2001:db8:200:2::2 dev d2" in ns.get("2001:db8:100::10")
+    f.stop()
+    assert ns.routes("main") == original4 and ns.routes("main", "-6") == original6

@@ -218,11 +218,12 @@ class FibDataPlane:
             (nl.encode_nexthop(gid, proto, group=m, buckets=g.buckets, idle_timer=g.idle_timer,
                                unbalanced_timer=g.unbalanced_timer), f"group {gid:#x}")
             for gid, m in p.groups_put.items())
-        if not self.owns_table:
-            self._stash([k for k in p.routes_put if k not in have.routes])
+        evict = [] if self.owns_table else self._stash([k for k in p.routes_put if k not in have.routes])
         encode = nl.encode_route
         failures += sock.send_batch(
             (encode(k, table, proto, n), f"route {prefix_of(k)} nhid {n:#x}") for k, n in p.routes_put.items())
+        failures += [f for f in sock.send_batch((nl.encode_route_delete_exact(r), f"evict {r.dst}") for r in evict)
+                     if f.errno != errno.ESRCH]
         if p.routes_del:
             if self.owns_table:
                 failures += [f for f in sock.send_batch(
@@ -243,20 +244,22 @@ class FibDataPlane:
         metric = int.from_bytes(raw, "little") if raw else 0
         return metric == (0 if route.family == socket.AF_INET else V6_DEFAULT_METRIC)
 
-    def _stash(self, prefixes: list[Key]) -> None:
-        """Copy main's routes that ours will replace at ``prefixes`` into the stash table."""
+    def _stash(self, prefixes: list[Key]) -> list[nl.RouteMsg]:
+        """Copy main's routes at ``prefixes`` into the stash table; return those with another
+        metric than ours: our replace does not overwrite them, they go once ours is in place."""
         if not prefixes:
-            return
+            return []
         wanted = set(prefixes)
         originals = [r for r in nl.dump_routes(self.sock, RT_TABLE_MAIN)
-                     if r.protocol != self.protocol and key(r.dst) in wanted and self._our_metric(r)]
+                     if r.protocol != self.protocol and key(r.dst) in wanted]
         if not originals:
-            return
+            return []
         failures = self.sock.send_batch((nl.encode_route_copy(r, self.stash_table), f"stash {r.dst}")
                                         for r in originals)
         if failures:
             raise PathsteerError(f"fib: cannot keep a copy of main's route: {failures[0]}")
         _event("fib.stash", routes=len(originals), table=self.stash_table)
+        return [r for r in originals if not self._our_metric(r)]
 
     def _restore(self, prefixes: list[Key]) -> list[nl.NetlinkError]:
         """Put stashed originals back over ours (replace), drop the copies, delete the rest of ours."""
