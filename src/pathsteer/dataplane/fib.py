@@ -14,9 +14,11 @@ Where the routes live (``table``):
   per family, not one per prefix: rules are searched linearly, 1M of them would not do. No
   ``suppress_prefixlength`` trick either: it would let main's own route for a managed prefix
   win. A clean stop removes the rules first, so every prefix falls back to main at once.
-- ``None``: the main table. A route pathsteer replaces (same prefix and metric, not ours) is
-  first copied into the stash table, then replaced atomically; a clean stop (or the prefix
-  leaving `Desired`) copies it back over ours, again as a replace.
+- ``None``: the main table. Every route main has at a managed prefix (not ours) is first
+  copied into the stash table; ours then replaces the one with our metric (IPv4 0, IPv6
+  1024) atomically, and those with another metric (which could win over ours) are deleted
+  once ours is in place. A clean stop (or the prefix leaving `Desired`) copies them back —
+  over ours, again as a replace — then deletes what is left of ours.
 
 Multipath: one resilient nexthop group per set of (path, weight) members, changed in place
 when the weights of all its prefixes change (`fib_plan.plan`), so buckets, and the flows in
