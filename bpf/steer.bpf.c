@@ -313,8 +313,14 @@ int tc_steer(struct __sk_buff *skb)
 	if (group == STEER_GROUP_LOCAL)
 		return pass(skb, STEER_PASS_LOCAL);
 	ring = bpf_map_lookup_elem(&ch_rings, &group);
-	if (!ring)
+	if (!ring) {
+		/* Only for a slot out of range.  The group_members reference is what matters: a map
+		 * the program names stays alive with the attached program and is listed in its map
+		 * ids, so a restarted daemon finds the members by kernel ids (without it the map
+		 * would die with the process that loaded it). */
+		bpf_map_lookup_elem(&group_members, &group);
 		return pass(skb, STEER_PASS_NO_PATH);
+	}
 	slot = flow_hash(&f) % STEER_RING_SIZE;
 	/* clang turns % into div/mul/sub, which the verifier cannot bound: bound it again,
 	 * behind a barrier so the compiler keeps the check. */
