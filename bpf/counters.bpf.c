@@ -3,8 +3,11 @@
  *
  * One loaded object serves every interface: the key is (ifindex, hook), so user space
  * attaches the same program fd to as many interfaces as it likes.  The programs never change
- * a verdict: XDP_PASS / TC_ACT_OK, whatever the frame (truncated and non-IP frames included,
- * they are counted by length and not parsed at all). */
+ * a verdict, whatever the frame (truncated and non-IP frames included, they are counted by
+ * length and not parsed at all): XDP_PASS, and at TC TC_ACT_UNSPEC — "no opinion, run the next
+ * filter" (net/sched/cls_bpf.c) — not TC_ACT_OK, which would end the filter chain so that a
+ * later filter on the same hook (steering, passive RTT) never ran.  With no filter after it,
+ * TC_ACT_UNSPEC lets the packet through like TC_ACT_OK. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -53,14 +56,14 @@ int tc_count_in(struct __sk_buff *skb)
 	/* On clsact ingress the kernel pushed the MAC header back before running us
 	 * (sch_handle_ingress), so skb->len is the L2 length, like XDP's. */
 	count(skb->ifindex, PATHSTEER_HOOK_TC_INGRESS, skb->len);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int tc_count_out(struct __sk_buff *skb)
 {
 	count(skb->ifindex, PATHSTEER_HOOK_TC_EGRESS, skb->len);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "GPL";
