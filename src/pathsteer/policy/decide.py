@@ -7,7 +7,7 @@ Per destination, in config order:
 2. Judge every path for the destination (`candidates.evaluate`).
 3. Until the prefix's choice has been made from telemetry (startup, adoption, new policy):
    keep the current next hops (the first configured path when there are none) while no path
-   has data, or while some paths still lack data and the current ones are eligible, for at
+   has data, or while some paths still lack data and the current ones are in the best eligible tier, for at
    most ``startup_grace_s``; then choose the best at once, without hysteresis.
 4. No path eligible: keep the least bad one. Otherwise the destination's policy decides.
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
 from pathsteer.policy import failover, lowest_latency, weighted
-from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, evaluate, least_bad
+from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, best_tier, evaluate, least_bad
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
 from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteStatus
 from pathsteer.policy.step import Step
@@ -126,7 +126,8 @@ def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candid
             return _startup(dest, candidates, carried)
         if without_data and in_grace and carried is not None:
             current = {nh.path for nh in carried.nexthops}
-            if all(c.eligible for c in usable if c.path in current):
+            tier = best_tier(candidates)
+            if all(c in tier for c in usable if c.path in current):
                 waiting = ", ".join(c.path for c in without_data)
                 return Step(carried.nexthops, pending=f"waiting for telemetry of {waiting}")
         if not any(c.eligible for c in candidates):
