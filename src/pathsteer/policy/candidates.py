@@ -121,10 +121,10 @@ def _utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | 
     return max(load.in_bps, load.out_bps) / capacity_bps
 
 
-def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: TelemetrySnapshot,
+def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: TelemetrySnapshot | Mapping[str, PathSnapshot],
              load: Mapping[str, LoadFigures]) -> tuple[Candidate, ...]:
-    """Every path of ``dest``, in its order, judged."""
-    snapshots = {p.name: p for p in telemetry.paths}
+    """Every path of ``dest``, in its order, judged. ``telemetry``: a snapshot, or its paths by name."""
+    snapshots = telemetry if isinstance(telemetry, Mapping) else {p.name: p for p in telemetry.paths}
     out = []
     for order, name in enumerate(dest.paths):
         pp = params.path(name)

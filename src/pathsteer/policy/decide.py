@@ -46,42 +46,60 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     """
     load = load or {}
     started_at = previous.started_at if previous.started_at is not None else now
+    in_grace = now - started_at < params.startup_grace_s
     prefixes: dict = {}
     routes: list[RouteStatus] = []
     events: list[Event] = []
     desired: dict = {}
-    for dest in params.destinations:
+    snapshots = {p.name: p for p in telemetry.paths}
+    # Destinations alike (same paths, SLA, policy...) in the same situation get the same answer:
+    # judge and decide each such group once (10k prefixes usually share a handful of setups).
+    judged: dict[int, tuple[Candidate, ...]] = {}
+    stepped: dict[tuple, Step] = {}
+    carried_over = 0
+    for dest, setup in zip(params.destinations, params.setups):
         prev = previous.prefixes.get(dest.prefix)
-        candidates = evaluate(dest, params, telemetry, load)
+        carried_over += prev is not None
+        candidates = judged.get(setup)
+        if candidates is None:
+            candidates = judged[setup] = evaluate(dest, params, snapshots, load)
         carried = _carry(prev, dest, params)
-        step = _decide_prefix(now, dest, candidates, carried, now - started_at < params.startup_grace_s)
+        situation = (setup, None if carried is None else (
+            carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since))
+        step = stepped.get(situation)
+        if step is None:
+            step = stepped[situation] = _decide_prefix(now, dest, candidates, carried, in_grace)
         before = prev.nexthops if prev is not None else ()
         moved = step.nexthops != before
-        base = carried if carried is not None else None
-        if moved or base is None:
+        if moved or carried is None:
             kind = step.kind or ChangeKind.RECONFIGURED
             reason = step.reason or "config changed"
             since = now
         elif step.kind is not None:
-            kind, reason, since = step.kind, step.reason or base.reason, base.since
+            kind, reason, since = step.kind, step.reason or carried.reason, carried.since
         else:
-            kind, reason, since = base.kind, base.reason, base.since
-        if prev is not None and prev.config != dest and moved:
+            kind, reason, since = carried.kind, carried.reason, carried.since
+        if moved and prev is not None and prev.config != dest:
             reason = f"config changed; {reason}"
-        measured = (base.measured if base is not None else False) or step.kind not in (
-            None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
-        state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning, step.rebalance_since)
+        if (carried is prev and carried is not None and not moved and step.kind is None
+                and step.winning == carried.winning and step.rebalance_since == carried.rebalance_since):
+            state = carried  # nothing new: keep the old object
+        else:
+            measured = (carried is not None and carried.measured) or step.kind not in (
+                None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
+            state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning,
+                                step.rebalance_since)
         prefixes[dest.prefix] = state
         desired[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
         routes.append(RouteStatus(dest.prefix, dest.policy, step.nexthops, since, kind, reason, step.pending,
                                   candidates))
         if moved:
             events.append(Event(now, dest.prefix, dest.policy, before, step.nexthops, kind, reason))
-    configured = {d.prefix for d in params.destinations}
-    for prefix, old in previous.prefixes.items():
-        if prefix not in configured:
-            events.append(Event(now, prefix, old.config.policy, old.nexthops, (), ChangeKind.REMOVED,
-                                "removed from the config"))
+    if carried_over < len(previous.prefixes):
+        for prefix, old in previous.prefixes.items():
+            if prefix not in prefixes:
+                events.append(Event(now, prefix, old.config.policy, old.nexthops, (), ChangeKind.REMOVED,
+                                    "removed from the config"))
     return Decision(Desired(desired), PolicyState(prefixes, started_at), tuple(routes), tuple(events))
 
 

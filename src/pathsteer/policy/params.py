@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import Enum
 
 from pathsteer.dataplane.routes import Prefix
@@ -170,11 +171,20 @@ class PolicyParams:
                                  f"for {d.prefix}")
         _nonneg(self.startup_grace_s, "startup_grace", optional=False)
 
+    @cached_property
+    def _by_name(self) -> dict[str, PathParams]:
+        return {p.name: p for p in self.paths}
+
     def path(self, name: str) -> PathParams:
-        for p in self.paths:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return self._by_name[name]
+
+    @cached_property
+    def setups(self) -> tuple[int, ...]:
+        """Per destination, a number shared by the destinations that differ only in their prefix
+        (same family): `decide` judges and decides each such group once per call."""
+        ids: dict[tuple, int] = {}
+        return tuple(ids.setdefault((d.paths, d.policy, d.hysteresis, d.sla, d.weighted, d.rtt_statistic,
+                                     d.prefix.version), len(ids)) for d in self.destinations)
 
     def destination(self, prefix: Prefix) -> DestinationParams:
         for d in self.destinations:
