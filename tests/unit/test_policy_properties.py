@@ -3,9 +3,13 @@ its promises (never empty, a reason for every change, hold_down, leaving in the 
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
 from pathsteer.policy import ChangeKind, PolicyKind, PolicyState, Sla, decide
 from pathsteer.policy.candidates import best_tier
 from pathsteer.policy.lowest_latency import improvement
@@ -104,3 +108,40 @@ def _wants(d, new, current, policy, min_improvement) -> bool:
 @given(setups, ticks)
 def test_deterministic(setup, steps):
     assert run(setup, steps)[1] == run(setup, steps)[1]
+
+
+PREFIXES = tuple(ipaddress.ip_network(f"198.51.{i}.0/24") for i in range(3))
+
+
+@settings(max_examples=100, deadline=None)
+@given(setups, ticks, st.tuples(*[st.sampled_from([None, "p1", "p2", "p3"])] * 3))
+def test_prefixes_sharing_a_setup_are_decided_as_if_alone(setup, steps, adopted):
+    """decide() decides alike destinations once per call; each must still get exactly what it
+    would get on its own (prefixes start from different adopted next hops)."""
+    policy, hold_down, min_improvement, sla = setup
+
+    def dest_params(prefixes):
+        p = params(policy, PATHS, capacities=CAPS, hold_down_s=hold_down, min_improvement=min_improvement, sla=sla)
+        return replace(p, destinations=tuple(replace(p.destinations[0], prefix=x) for x in prefixes))
+
+    def go(prefixes):
+        p = dest_params(prefixes)
+        installed = Desired({x: RouteIntent(x, (NextHop(a),)) for x, a in zip(PREFIXES, adopted)
+                             if a is not None and x in prefixes})
+        state, now, out = PolicyState.adopt(installed, p, 0.0), 0.0, []
+        for dt, figures in steps:
+            now += dt
+            snaps = [path(n, rtt, state=s, loss=loss, jitter_ms=jit, failing=3 if s is PathState.DOWN else 0)
+                     for n, (s, rtt, loss, jit, _) in zip(PATHS, figures)]
+            d = decide(now, snap(now, *snaps), None, p, state)
+            state = d.state
+            out.append(d)
+        return out
+
+    together = go(PREFIXES)
+    for x in PREFIXES:
+        alone = go((x,))
+        for t, a in zip(together, alone):
+            assert t.route(x) == a.route(x)
+            assert t.desired.routes[x] == a.desired.routes[x]
+            assert [e for e in t.events if e.prefix == x] == list(a.events)
