@@ -166,9 +166,9 @@ class BpfSteerDataPlane:
             g = self._groups[key] = _Group(slot)
         return g.slot
 
-    def _unref(self, key: GroupKey) -> None:
+    def _unref(self, key: GroupKey, n: int = 1) -> None:
         g = self._groups[key]
-        g.refs -= 1
+        g.refs -= n
         if g.refs <= 0:
             del self._groups[key]
             self._cooling.append((time.monotonic(), g.slot))
@@ -176,37 +176,61 @@ class BpfSteerDataPlane:
     # --- DataPlane ----------------------------------------------------------------------------
 
     def apply(self, desired: Desired) -> None:
-        """Make the maps hold ``desired`` (a diff against what we wrote), attached everywhere."""
+        """Make the maps hold ``desired`` (a diff against what we wrote), attached everywhere.
+
+        Written for 1M prefixes: one dict lookup per unchanged prefix (IPv4Network hashes are
+        not cached and dominate), group keys memoised per next-hop tuple, reference counts
+        moved in bulk with Counter, trie writes batched."""
         self._ensure_loaded()
-        wanted: dict[Prefix, GroupKey] = {}
+        installed = self.installed
+        memo: dict[tuple[int, int], GroupKey] = {}  # (id(nexthops), version) → key, this call only
+        changed: list[tuple[Prefix, GroupKey, GroupKey | None]] = []
+        found = 0
         for prefix, intent in desired.routes.items():
-            key = self._group_key(intent)
-            if key:
-                wanted[prefix] = key
-            else:
-                log.warning("bpf.route_unsteered prefix=%s reason=no-usable-path", prefix)
-        changed = [(p, k) for p, k in wanted.items() if self.installed.get(p) != k]
-        removed = [p for p in self.installed if p not in wanted]
-        # 1. tables first, into free slots: nothing points to them yet
-        writes: dict[int, list[tuple[bytes, int]]] = {4: [], 6: []}
-        for prefix, key in changed:
-            writes[prefix.version].append((key_bytes(prefix), self._group_for(key)))
-        # 2. the flips: one trie update per prefix, atomic each
-        for version, items in writes.items():
-            self.prog.write_routes(version, items)
-        for prefix, key in changed:
-            self._groups[key].refs += 1
-            old = self.installed.get(prefix)
-            self.installed[prefix] = key
+            mk = (id(intent.nexthops), prefix._version)
+            key = memo.get(mk)
+            if key is None:
+                key = memo[mk] = self._group_key(intent)
+            old = installed.get(prefix)
             if old is not None:
-                self._unref(old)
-        for version in (4, 6):
-            self.prog.delete_routes(version, [key_bytes(p) for p in removed if p.version == version])
+                found += 1
+            if old != key:
+                if not key:
+                    log.warning("bpf.route_unsteered prefix=%s reason=no-usable-path", prefix)
+                changed.append((prefix, key, old))
+        removed = [] if found == len(installed) else [p for p in installed if p not in desired.routes]
+        # 1. tables first, into free slots: nothing points to them yet
+        slot_of = {k: self._group_for(k) for k in {key for _, key, _ in changed if key}}
+        # 2. the flips: one trie update per prefix, atomic each
+        writes: dict[int, list[tuple[bytes, int]]] = {4: [], 6: []}
+        unsteer: dict[int, list[bytes]] = {4: [], 6: []}
+        w4, w6 = writes[4].append, writes[6].append
+        for prefix, key, _ in changed:
+            if key:
+                (w4 if prefix._version == 4 else w6)((key_bytes(prefix), slot_of[key]))
+            else:
+                unsteer[prefix._version].append(key_bytes(prefix))
         for p in removed:
-            self._unref(self.installed.pop(p))
+            unsteer[p.version].append(key_bytes(p))
+        for version in (4, 6):
+            self.prog.write_routes(version, writes[version])
+            self.prog.delete_routes(version, unsteer[version])
+        # 3. our mirror and reference counts; groups nobody uses any more start their grace
+        gained = collections.Counter(key for _, key, _ in changed if key)
+        lost = collections.Counter(old for _, _, old in changed if old is not None)
+        for prefix, key, _ in changed:
+            if key:
+                installed[prefix] = key
+            else:
+                installed.pop(prefix, None)
+        for p in removed:
+            lost[installed.pop(p)] += 1
+        for key, n in gained.items():
+            self._groups[key].refs += n
+        for key, n in lost.items():
+            self._unref(key, n)
         self._sync_local()
-        # 3. attach after the first routes are in: the program never runs on empty maps it
-        #    would have to explain
+        # 4. attach after the first routes are in
         self._attach_all()
         self.heartbeat()
         if changed or removed:

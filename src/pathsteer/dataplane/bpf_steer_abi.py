@@ -144,8 +144,10 @@ _V6 = struct.Struct("<I16s")
 
 def key_bytes(prefix: Prefix) -> bytes:
     """The trie key of ``prefix`` as raw bytes (prefixlen in host order, address in network order)."""
-    s = _V4 if prefix.version == 4 else _V6
-    return s.pack(prefix.prefixlen, prefix.network_address.packed)
+    # The private attributes save two property calls each: this runs once per prefix on 1M-prefix applies.
+    if prefix._version == 4:
+        return _V4.pack(prefix._prefixlen, prefix.network_address._ip.to_bytes(4, "big"))
+    return _V6.pack(prefix._prefixlen, prefix.network_address._ip.to_bytes(16, "big"))
 
 
 def lpm_key(prefix: Prefix) -> V4Key | V6Key:

@@ -30,7 +30,6 @@ from pathsteer.dataplane.bpf_steer_abi import Abi, Counter, PathC, Reason, Route
 from pathsteer.errors import BpfError
 
 BATCH = 65536  # trie entries per bpf_map_update_batch syscall
-_ROUTE = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ class SteerProgram:
         for start in range(0, len(items), BATCH):
             chunk = items[start:start + BATCH]
             keys = b"".join(k for k, _ in chunk)
-            values = b"".join(_ROUTE.pack(g) for _, g in chunk)
+            values = struct.pack(f"<{len(chunk)}I", *(g for _, g in chunk))
             if len(keys) != ksize * len(chunk):
                 raise BpfError(f"routes_v{version}: a key is not {ksize} bytes")
             count = ctypes.c_uint32(len(chunk))
