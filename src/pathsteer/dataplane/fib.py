@@ -97,6 +97,17 @@ class FibDataPlane:
             self.sock = nl.RouteSocket()
         self._state: FibState | None = None   # what we installed; None: read the kernel first
         self._rules_ok = False
+        self._last_targets: tuple | None = None
+
+    def _targets(self, desired: Desired):
+        """`targets`, reused while the daemon hands the same `Desired` again (reconcile every
+        second): a `Desired` is frozen and never changed once made; a new decision is a new one."""
+        cached = self._last_targets
+        if cached is not None and cached[0] is desired and cached[1] == len(desired.routes):
+            return cached[2]
+        want = targets(desired, self._nexthops)
+        self._last_targets = (desired, len(desired.routes), want)
+        return want
 
     def _in_ns(self):
         return in_netns(self.netns) if self.netns else contextlib.nullcontext()
@@ -116,7 +127,7 @@ class FibDataPlane:
         return desired
 
     def apply(self, desired: Desired) -> None:
-        want = targets(desired, self._nexthops)   # raises before anything is touched
+        want = self._targets(desired)   # raises before anything is touched
         if self.owns_table and not self._rules_ok:
             self._ensure_rules()
         have = self._state if self._state is not None else self._read()
@@ -133,7 +144,7 @@ class FibDataPlane:
             raise PathsteerError("fib: the kernel refused " + "; ".join(str(f) for f in failures[:3]) + more)
 
     def reconcile(self, desired: Desired) -> list[str]:
-        want = targets(desired, self._nexthops)
+        want = self._targets(desired)
         repaired = self._ensure_rules() if self.owns_table else []
         have = self._read()
         p = plan(want, have, self._by_id, self.group.buckets)
@@ -158,11 +169,10 @@ class FibDataPlane:
         if self.owns_table:
             self._remove_rules()   # first: every prefix falls back to main in one step
         have = self._read()
-        if not self.owns_table:
-            self._restore(list(have.routes))
+        failures = [] if self.owns_table else self._restore(list(have.routes))
         # Deleting a nexthop object deletes every route using it (nexthop.c: remove_nexthop →
         # fib_flush / fib6_clean_all): one kernel walk instead of a message per route.
-        failures = self.sock.send_batch(
+        failures += self.sock.send_batch(
             (nl.encode_nexthop(g, 0, delete=True), f"delete nexthop {g:#x}") for g in sorted(have.groups))
         failures += self.sock.send_batch(
             (nl.encode_nexthop(n, 0, delete=True), f"delete nexthop {n:#x}") for n in sorted(have.path_nexthops))

@@ -152,17 +152,26 @@ def path_nexthops(paths: list[PathLink]) -> dict[tuple[str, int], PathNexthop]:
 
 
 def targets(desired: Desired, nexthops: dict[tuple[str, int], PathNexthop]) -> dict[Key, Target]:
-    """Each prefix's target; raises `UsageError` (nothing touched yet) for what cannot be routed."""
+    """Each prefix's target; raises `UsageError` (nothing touched yet) for what cannot be routed.
+
+    Written for 1M prefixes: most share a few next-hop choices, so a choice is resolved once
+    per tuple object (by identity, then by value) and the loop body stays small.
+    """
     out: dict[Key, Target] = {}
-    seen: dict[tuple[tuple[NextHop, ...], int], Target] = {}   # most prefixes share a few choices
+    by_id: tuple[dict, dict] = ({}, {})                         # IPv4, IPv6: id(nexthops) → (nexthops, target)
+    by_value: dict[tuple[tuple[NextHop, ...], int], Target] = {}
     for prefix, intent in desired.routes.items():
         if intent.prefix is not prefix and intent.prefix != prefix:
             raise UsageError(f"routes[{prefix}]: intent is for {intent.prefix}")
-        version = prefix.version
-        target = seen.get((intent.nexthops, version))
-        if target is None:
-            target = seen[(intent.nexthops, version)] = _target(prefix, intent, nexthops)
-        out[key(prefix)] = target
+        hops = intent.nexthops
+        v6 = prefix._version == 6
+        hit = by_id[v6].get(id(hops))
+        if hit is None or hit[0] is not hops:
+            target = by_value.get((hops, v6))
+            if target is None:
+                target = by_value[(hops, v6)] = _target(prefix, intent, nexthops)
+            hit = by_id[v6][id(hops)] = (hops, target)
+        out[(prefix.network_address._ip << 9) | (prefix._prefixlen << 1) | v6] = hit[1]
     return out
 
 
@@ -195,23 +204,26 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
     or different; unused ones stay until stop.
     """
     p = Plan()
-    used = {t for t in want.values() if isinstance(t, int)}
-    used |= {m for t in want.values() if not isinstance(t, int) for m, _w in t}
+    distinct = set(want.values())
+    used = {t for t in distinct if type(t) is int}
+    used |= {m for t in distinct if type(t) is not int for m, _w in t}
     for nh_id in sorted(used):
         nh = want_nexthops[nh_id]
         if have.path_nexthops.get(nh_id) != nh:
             p.path_nexthops.append(nh)
 
     users: dict[int, list[Key]] = {}
-    for prefix, nh_id in have.routes.items():
-        if nh_id in have.groups:
-            users.setdefault(nh_id, []).append(prefix)
+    if have.groups:
+        groups = have.groups
+        for prefix, nh_id in have.routes.items():
+            if nh_id in groups:
+                users.setdefault(nh_id, []).append(prefix)
     final: dict[int, Members] = {}
-    assign: dict[Key, int] = {}
+    assign: dict[Key, Target] = dict(want)   # path nexthop ids as they are; members replaced by a group id
     for gid in sorted(have.groups):
         if have.group_buckets.get(gid, buckets) != buckets:
             continue  # the bucket count cannot change in place: its users move to a new group
-        wishes = Counter(want[u] for u in users.get(gid, ()) if u in want and not isinstance(want[u], int))
+        wishes = Counter(want[u] for u in users.get(gid, ()) if u in want and type(want[u]) is not int)
         if not wishes:
             continue
         current = have.groups[gid]
@@ -225,10 +237,10 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
         by_members.setdefault(m, gid)
     taken = set(have.groups) | set(final)
     next_free = NH_GROUP_FIRST
-    for prefix, t in want.items():
-        if isinstance(t, int):
-            assign[prefix] = t
-        elif prefix not in assign:
+    if any(type(t) is not int for t in distinct):
+        for prefix, t in assign.items():
+            if type(t) is int:
+                continue
             gid = by_members.get(t)
             if gid is None:
                 while next_free in taken:
@@ -242,8 +254,10 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
             assign[prefix] = gid
     p.groups_put = {g: m for g, m in sorted(final.items())
                     if have.groups.get(g) != m or have.group_buckets.get(g, buckets) != buckets}
-    p.routes_put = {pfx: n for pfx, n in assign.items() if have.routes.get(pfx) != n}
-    p.routes_del = [pfx for pfx in have.routes if pfx not in want]
+    routes = have.routes
+    if assign != routes:                     # compared in C: the steady state costs no Python loop
+        p.routes_put = {k: n for k, n in assign.items() if routes.get(k) != n}  # type: ignore[misc]
+        p.routes_del = sorted(routes.keys() - want.keys())
     p.groups_del = sorted(g for g in have.groups if g not in final)
     return p
 
