@@ -103,12 +103,25 @@ def test_spill_over_when_a_path_passes_its_ceiling_after_hold_down():
     d(0.5, *up3(), load=load)
     assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
     assert d.route().pending.startswith("rebalance to p1 50%→14%, p2 25%→43%, p3 25%→43% (shift 36% > min 5%)")
-    d(1.5, *up3(), load=load)
-    assert weights(d) == {"p1": 14, "p2": 43, "p3": 43}
+    d(1.5, *up3(), load=load)  # at most max_step (20 points) per change
+    assert weights(d) == {"p1": 30, "p2": 35, "p3": 35}
     r = d.route()
     assert r.kind is ChangeKind.REBALANCED
-    assert r.reason.startswith("rebalanced: shares p1 50%→14%, p2 25%→43%, p3 25%→43% (shift 36% > min 5% for 1.0 s, "
-                               "hold_down 1 s; p1 100 Mbit, utilization 97% > ceiling 90%")
+    assert r.reason.startswith("rebalanced: shares p1 50%→30%, p2 25%→35%, p3 25%→35% toward p1 14%, p2 43%, "
+                               "p3 43% (max step 20%) (shift 36% > min 5% for 1.0 s, hold_down 1 s; "
+                               "p1 100 Mbit, utilization 97% > ceiling 90%")
+    d(2.0, *up3(), load=load)
+    assert weights(d) == {"p1": 30, "p2": 35, "p3": 35}
+    d(3.0, *up3(), load=load)  # the next step: wanted since 2.0, held for hold_down
+    assert weights(d) == {"p1": 14, "p2": 43, "p3": 43}
+    assert d.route().reason.startswith("rebalanced: shares p1 30%→14%, p2 35%→43%, p3 35%→43% (shift 16%")
+
+
+def test_max_step_one_jump_when_allowed():
+    d = weighted(hold_down_s=0.0, weighted=WeightedParams(max_step=1.0))
+    d(0.0, *up3())
+    d(1.0, *up3(), load=util(p1=0.97, p2=0.3, p3=0.3))
+    assert weights(d) == {"p1": 14, "p2": 43, "p3": 43}
 
 
 def test_small_load_changes_are_damped():
@@ -128,7 +141,7 @@ def test_a_rebalance_that_stops_being_wanted_is_not_made():
     d(1.6, *up3(), load=util(p1=0.97, p2=0.3, p3=0.3))
     assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
     d(2.6, *up3(), load=util(p1=0.97, p2=0.3, p3=0.3))
-    assert weights(d) == {"p1": 14, "p2": 43, "p3": 43}
+    assert weights(d) == {"p1": 30, "p2": 35, "p3": 35}
 
 
 def test_a_path_that_fails_leaves_at_once_and_the_others_keep_their_weights():

@@ -86,19 +86,25 @@ class WeightedParams:
     share and the rest spills over to the others; ``latency`` = (best rtt + ``latency_scale_s``)
     / (rtt + ``latency_scale_s``), so RTT differences well below the scale hardly matter
     (None: latency is ignored). Weights change only when some path's share would move by more
-    than ``min_shift`` and has wanted to for ``hold_down``.
+    than ``min_shift`` and has wanted to for ``hold_down``; one change moves no share by more
+    than ``max_step`` (the rest waits for the next hold_down, once the load has answered the
+    first step: utilization counts the flows just moved, and a full jump would overshoot).
     """
 
     utilization_ceiling: float = 0.9
     min_free: float = 0.1
     latency_scale_s: float | None = 0.010
     min_shift: float = 0.05
+    max_step: float = 0.20
 
     def __post_init__(self) -> None:
         _fraction(self.utilization_ceiling, "weighted.utilization_ceiling", low=0.01)
         _fraction(self.min_free, "weighted.min_free", low=0.001)
         _nonneg(self.latency_scale_s, "weighted.latency_scale")
         _fraction(self.min_shift, "weighted.min_shift", high=0.5)
+        _fraction(self.max_step, "weighted.max_step", low=0.01)
+        if self.max_step < self.min_shift:
+            raise UsageError(f"weighted.max_step: {self.max_step!r} must be at least min_shift ({self.min_shift!r})")
 
 
 @dataclass(frozen=True)

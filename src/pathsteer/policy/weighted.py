@@ -12,11 +12,14 @@ nexthop groups and Maglev tables move about as many flows as the shares change):
   (their relative shares do not change, so only the leaver's flows move);
 * a path that becomes eligible joins after being eligible for ``hold_down``;
 * otherwise weights are recomputed from load on every call but change only when some share
-  would move by more than ``min_shift`` and has wanted to for ``hold_down``.
+  would move by more than ``min_shift`` and has wanted to for ``hold_down``, and then by at
+  most ``max_step`` per share (a bigger shift is made in steps, one per ``hold_down``).
 
 Per-path utilization counts all traffic on the path, this prefix's included; near the
-ceiling a shift can therefore reverse itself once the moved flows arrive. ``min_free`` (the
-weight never drops to 0), ``min_shift`` and ``hold_down`` bound how often that can happen.
+ceiling a shift could overshoot and reverse itself once the moved flows arrive: ``max_step``
+(steps, each measured before the next), ``min_free`` (a weight never drops to 0), ``min_shift``
+and ``hold_down`` keep that bounded. When every path carries the same utilization (idle, or
+all saturated by elastic TCP flows) the shares are exactly the capacity shares.
 """
 
 from __future__ import annotations
@@ -65,6 +68,14 @@ def to_weights(shares: Mapping[str, float]) -> tuple[NextHop, ...]:
     return tuple(NextHop(p, min(255, whole[p])) for p in shares)
 
 
+def toward(current: Mapping[str, float], wanted: Mapping[str, float], max_step: float) -> dict[str, float]:
+    """``current`` moved toward ``wanted`` along the straight line, no share by more than
+    ``max_step`` (shares still sum to 1)."""
+    shift = max(abs(wanted[p] - current[p]) for p in wanted)
+    k = 1.0 if shift <= max_step else max_step / shift
+    return {p: current[p] + k * (wanted[p] - current[p]) for p in wanted}
+
+
 def shares_of(nexthops: Iterable[NextHop]) -> dict[str, float]:
     hops = list(nexthops)
     total = sum(nh.weight for nh in hops)
@@ -92,19 +103,15 @@ def describe_inputs(dest: DestinationParams, paths: Iterable[Candidate]) -> str:
     return "; ".join(parts)
 
 
-def _tier_paths(dest: DestinationParams, candidates: tuple[Candidate, ...]) -> list[Candidate]:
-    return list(best_tier(candidates))
-
-
 def initial(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...]) -> Step:
-    tier = _tier_paths(dest, candidates)
+    tier = list(best_tier(candidates))
     hops = to_weights(target_shares(dest, tier))
     return Step(hops, ChangeKind.MEASURED,
                 f"first measurement: shares {describe_shares(hops)} ({describe_inputs(dest, tier)})")
 
 
 def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...], prev: PrefixState) -> Step:
-    tier = _tier_paths(dest, candidates)
+    tier = list(best_tier(candidates))
     names = {c.path for c in tier}
     h = dest.hysteresis
     survivors = tuple(nh for nh in prev.nexthops if nh.path in names)
@@ -143,9 +150,11 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         return Step(prev.nexthops, winning=winning, pending=pending_join)
     since = prev.rebalance_since if prev.rebalance_since is not None else now
     if held_for(now, since, h.hold_down_s):
-        hops = to_weights(wanted)
+        hops = to_weights(toward(current, wanted, dest.weighted.max_step))
+        target = "" if shift <= dest.weighted.max_step else \
+            f" toward {', '.join(f'{p} {pct(s)}' for p, s in wanted.items())} (max step {pct(dest.weighted.max_step)})"
         return Step(hops, ChangeKind.REBALANCED,
-                    f"rebalanced: shares {describe_moves(current, shares_of(hops))} (shift {pct(shift)} > min "
+                    f"rebalanced: shares {describe_moves(current, shares_of(hops))}{target} (shift {pct(shift)} > min "
                     f"{pct(dest.weighted.min_shift)} for {seconds(now - since)}, hold_down "
                     f"{duration(h.hold_down_s)}; {describe_inputs(dest, members)})", winning=winning)
     pending = (f"rebalance to {describe_moves(current, wanted)} (shift {pct(shift)} > min "
