@@ -303,8 +303,13 @@ class FibDataPlane:
                                       f"delete stale {name} rule {r.priority}")
                     repaired.append(f"rule {name} priority {r.priority} lookup {r.table}: stale, removed")
             if not good:
-                self.sock.request(nl.encode_rule(family, self.rule_priority, self.table, self.protocol),
-                                  f"{name} rule priority {self.rule_priority} lookup {self.table}")
+                try:
+                    self.sock.request(nl.encode_rule(family, self.rule_priority, self.table, self.protocol),
+                                      f"{name} rule priority {self.rule_priority} lookup {self.table}")
+                except nl.NetlinkError as e:
+                    if family == socket.AF_INET6 and e.errno == errno.EAFNOSUPPORT:
+                        continue   # IPv6 disabled here: no IPv6 route can be installed either
+                    raise
                 repaired.append(f"rule {name} priority {self.rule_priority} lookup {self.table}: missing, added")
         self._rules_ok = True
         return repaired
