@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "pathsteer.telemetry.cli",
     "pathsteer.daemon.cli",
     "pathsteer.guard.cli",
+    "pathsteer.steering.cli",
 )
 
 EXAMPLES = """examples:

@@ -1,7 +1,8 @@
 """The configuration as pydantic models; every section forbids unknown keys.
 
-Steering extends `Config` with its sections (``dataplane``, ``paths``, ``destinations``) and adds
-its cross-section checks to `Config._check`; a config needs at least one section to run.
+Steering's sections (``dataplane``, ``paths``, ``destinations``, ``decision``) are in
+`pathsteer.config.steering`; its cross-section checks run in `Config._check`. A config needs at
+least one of guard or steering to run.
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pathsteer.config.fields import Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
+from pathsteer.config.sections import Section
+from pathsteer.config.steering import (DataplaneConfig, DestinationConfig, PathConfig, DecisionConfig,
+                                       check_steering)
 
 DEFAULT_SOCKET = "/run/pathsteer/pathsteer.sock"
 DEFAULT_STATE_DIR = "/var/lib/pathsteer"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ControlConfig(Section):
@@ -101,13 +101,22 @@ class Config(Section):
 
     control: ControlConfig = ControlConfig()
     guard: GuardConfig | None = None
-    # steering: dataplane, paths, destinations
+    dataplane: DataplaneConfig | None = None
+    paths: list[PathConfig] | None = None
+    destinations: list[DestinationConfig] | None = None
+    decision: DecisionConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Config:
-        if self.guard is None:
-            raise ValueError("nothing to run: the config needs a 'guard' section")
+        check_steering(self.dataplane, self.paths, self.destinations)
+        if self.guard is None and self.paths is None:
+            raise ValueError("nothing to run: the config needs a 'guard' section or steering "
+                             "('dataplane', 'paths', 'destinations')")
         return self
+
+    @property
+    def steers(self) -> bool:
+        return self.paths is not None
 
     @property
     def sections(self) -> list[str]:

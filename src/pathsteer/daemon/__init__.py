@@ -2,7 +2,7 @@
 
 ::
 
-    load_config ─► components (guard now; steering later) ─► ControlServer (JSON lines)
+    load_config ─► components (guard, steering) ──────────────► ControlServer (JSON lines)
         ▲                 ▲ start / reload / stop                    │ commands
         │ SIGHUP, "reload"│                                          ▼
     reactor (asyncio): owns SIGTERM/SIGINT (clean stop: components stop in reverse order,
@@ -10,7 +10,7 @@
 
 A component is anything with ``name``, ``start()``, ``reload(config)``, ``stop()`` and
 ``commands()``; `COMPONENTS` lists a `ComponentSpec` per component (the config sections that
-switch it on, a factory taking the whole config, a pre-flight check), so steering appends
+switch it on, a factory taking the whole config, a pre-flight check); steering is
 ``ComponentSpec("steering", ("dataplane", "paths", "destinations"), build, check)``.
 """
 

@@ -13,11 +13,12 @@ from pathsteer.config.model import DEFAULT_SOCKET
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "run", handler=cmd_run,
-        help="run the daemon with a config file (guard only when the config has only control and guard)",
+        help="run the daemon with a config file (steering: dataplane, paths, destinations; guard: guard)",
         examples=["pathsteer run --config /etc/pathsteer.yaml",
+                  "pathsteer run --config lab.yaml              # inside: ip netns exec ROUTER-NS ...",
                   "pathsteer run --config guard.yaml --check     # validate only, touch nothing",
                   "kill -HUP $(pidof pathsteer)                    # reload; a bad file is refused"])
-    p.add_argument("--config", required=True, metavar="FILE", help="YAML config (sections: control, guard)")
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML config (sections: control, dataplane, paths, destinations, steering, guard)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
 
     p = add_command(

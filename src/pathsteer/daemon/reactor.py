@@ -72,10 +72,20 @@ def _guard_check(config: Config) -> None:
     GuardService.check(config.guard)
 
 
-# Start order; stop is the reverse. Steering appends ComponentSpec("steering",
-# ("dataplane", "paths", "destinations"), build, check).
+def _steering_build(config: Config) -> Component:
+    from pathsteer.steering.service import SteeringService
+    return SteeringService(config)
+
+
+def _steering_check(config: Config) -> None:
+    from pathsteer.steering.service import SteeringService
+    SteeringService.check(config)
+
+
+# Start order; stop is the reverse.
 COMPONENTS: list[ComponentSpec] = [
     ComponentSpec("guard", ("guard",), _GuardAdapter, _guard_check),
+    ComponentSpec("steering", ("dataplane", "paths", "destinations"), _steering_build, _steering_check),
 ]
 
 

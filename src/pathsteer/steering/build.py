@@ -1,0 +1,63 @@
+"""From the config to what the parts of steering take: policy params, probe configs, path links,
+a data plane. Pure apart from `make_dataplane` (which only constructs, touching nothing)."""
+
+from __future__ import annotations
+
+from pathsteer.config import Config
+from pathsteer.config.steering import DataplaneConfig, PathConfig
+from pathsteer.dataplane.routes import PathLink
+from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttStatistic, Sla,
+                              WeightedParams)
+from pathsteer.telemetry import PathProbeConfig, ProbeMethod, Thresholds, WindowConfig
+
+
+def policy_params(config: Config) -> PolicyParams:
+    paths = tuple(PathParams(p.name, p.capacity, ipv4=p.gateway is not None, ipv6=p.gateway6 is not None)
+                  for p in config.paths)
+    dests = []
+    for d in config.destinations:
+        h, s, w = d.hysteresis, d.sla, d.weighted
+        dests.append(DestinationParams(
+            prefix=d.prefix, policy=PolicyKind(d.policy), paths=tuple(d.paths),
+            hysteresis=Hysteresis(h.min_improvement, h.hold_down),
+            sla=Sla(s.max_rtt, s.max_loss, s.max_jitter),
+            weighted=WeightedParams(w.utilization_ceiling, w.min_free, w.latency_scale, w.min_shift),
+            rtt_statistic=RttStatistic(d.rtt)))
+    grace = config.decision.startup_grace if config.decision else 5.0
+    return PolicyParams(paths, tuple(dests), startup_grace_s=grace)
+
+
+def probe_config(p: PathConfig) -> PathProbeConfig:
+    pr = p.probe
+    return PathProbeConfig(
+        name=p.name, interface=p.interface, targets=tuple(str(t) for t in pr.targets),
+        gateway=str(p.probe_gateway), method=ProbeMethod(pr.method), port=pr.port,
+        interval_s=pr.interval, timeout_s=pr.timeout_s, quorum=pr.quorum,
+        window=WindowConfig(count=pr.window, seconds=pr.window_seconds),
+        thresholds=Thresholds(target_down_after_lost=pr.down_after, target_up_after_answered=pr.up_after,
+                              degraded_loss_pct=pr.degraded_loss, recover_loss_pct=pr.recover_loss, hold_s=pr.hold))
+
+
+def probe_configs(config: Config) -> list[PathProbeConfig]:
+    return [probe_config(p) for p in config.paths]
+
+
+def path_links(config: Config) -> list[PathLink]:
+    """Ids 1..N in config order (nexthop ids, BPF path slots)."""
+    return [PathLink(p.name, i, p.interface, p.gateway, p.gateway6) for i, p in enumerate(config.paths, 1)]
+
+
+def dataplane_config(config: Config) -> DataplaneConfig:
+    return config.dataplane if config.dataplane is not None else DataplaneConfig()
+
+
+def make_dataplane(config: Config):
+    """The configured data plane, constructed (nothing installed yet)."""
+    dp = dataplane_config(config)
+    links = path_links(config)
+    if dp.mode == "bpf":
+        from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
+        return BpfSteerDataPlane(links, list(dp.ingress), dp.stale_after)
+    from pathsteer.dataplane.fib import FibDataPlane
+    from pathsteer.dataplane.fib_plan import GroupParams
+    return FibDataPlane(links, dp.table, dp.rule_priority, group=GroupParams(buckets=dp.buckets))

@@ -1,0 +1,369 @@
+"""The steering component: probes → telemetry (+ load) → policy.decide → data plane.
+
+Lifecycle (driven by pathsteer.daemon): ``check`` (config + system, nothing touched) →
+``start`` (adopt what an earlier run left, start probing, first decision) → ``reload`` →
+``stop`` (the data plane restores what it replaced). A crash (kill -9) runs no ``stop``: the
+kernel keeps the last routes (fib) or the attached program until ``stale_after`` (bpf).
+
+Loops, all on the daemon's asyncio loop:
+
+- decide: every ``decision.interval`` and at once when a path changes state (the
+  engine's callback), so a path that goes down is left in the same tick;
+- reconcile: every ``dataplane.reconcile_interval`` (≤ 1 s), repairs outside changes;
+- heartbeat: every ``dataplane.heartbeat_interval`` (bpf: keeps the program from failing open);
+- load: per-path counters sampled once a second (utilization for the weighted policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pathsteer.config import Config
+from pathsteer.control.server import Command, NoArgs
+from pathsteer.dataplane.routes import Desired
+from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.policy import Decision, PolicyParams, PolicyState, decide
+from pathsteer.probe.engine import ProbeEngine
+from pathsteer.steering import build, preflight, views
+from pathsteer.telemetry import PathState, TelemetrySnapshot
+
+log = logging.getLogger("pathsteer.steering")
+LOAD_INTERVAL_S = 1.0
+
+
+def event(name: str, **fields: object) -> None:
+    """A structured log line: ``steer.change prefix=198.51.100.0/24 from=p1 to=p2 reason='...'``."""
+    log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+class ExplainArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    address: str
+
+
+class EventsArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=0, le=1_000_000)
+    prefix: str | None = None
+
+
+class SteeringService:
+    name = "steering"
+
+    def __init__(self, config: Config, *, dataplane_factory=build.make_dataplane,
+                 engine_factory=ProbeEngine, clock=time.monotonic) -> None:
+        self.config = config
+        self.params: PolicyParams = build.policy_params(config)
+        self._dp_factory = dataplane_factory
+        self._engine_factory = engine_factory
+        self.clock = clock
+        self.dataplane = None
+        self.engine: ProbeEngine | None = None
+        self.state = PolicyState()
+        self.decision: Decision | None = None
+        self.telemetry: TelemetrySnapshot | None = None
+        self.applied: Desired | None = None
+        self.load: dict[str, Any] = {}
+        self.load_meter = None
+        self._counters = None
+        keep = config.decision.events_kept if config.decision else 1000
+        self.events: collections.deque[dict] = collections.deque(maxlen=keep)
+        self.started_wall = time.time()
+        self.stats = {"decisions": 0, "applies": 0, "apply_errors": 0, "reconciles": 0, "repairs": 0,
+                      "decide_ms_last": 0.0, "apply_ms_last": 0.0}
+        self._wake = asyncio.Event()
+        self._engine_stop: asyncio.Event | None = None
+        self._engine_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._force_apply = True
+        self._last_error: str | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @staticmethod
+    def check(config: Config) -> None:
+        """Everything that can be checked before anything is touched."""
+        build.policy_params(config)  # policy-level rules (raises UsageError naming the field)
+        for p in build.probe_configs(config):
+            pass  # PathProbeConfig validates on construction
+        preflight.check(config)
+
+    @property
+    def dp_config(self):
+        return build.dataplane_config(self.config)
+
+    async def start(self) -> None:
+        self.check(self.config)
+        self.dataplane = self._dp_factory(self.config)
+        now = self.clock()
+        adopted = self.dataplane.adopt()
+        if adopted is not None:
+            self.state = PolicyState.adopt(adopted, self.params, now)
+            self.applied = adopted
+            event("steer.adopt", routes=len(adopted.routes), kept=len(self.state.prefixes),
+                  mode=self.dp_config.mode)
+        self._start_load()
+        await self._start_engine()
+        self._step()  # first decision at once (startup: adopted or first configured paths)
+        self._tasks = [asyncio.create_task(self._decide_loop(), name="steer-decide"),
+                       asyncio.create_task(self._reconcile_loop(), name="steer-reconcile"),
+                       asyncio.create_task(self._heartbeat_loop(), name="steer-heartbeat")]
+        if self.load_meter is not None:
+            self._tasks.append(asyncio.create_task(self._load_loop(), name="steer-load"))
+        event("steer.start", mode=self.dp_config.mode, paths=len(self.config.paths),
+              prefixes=len(self.config.destinations), adopted=len(adopted.routes) if adopted else 0)
+
+    async def _start_engine(self) -> None:
+        self.engine = self._engine_factory(build.probe_configs(self.config), on_state_change=self._on_path_state)
+        self._engine_stop = asyncio.Event()
+        self._engine_task = asyncio.create_task(self.engine.run(stop=self._engine_stop), name="steer-probe")
+        await asyncio.sleep(0.05)  # pins go in first: a failure there is a start failure
+        if self._engine_task.done() and self._engine_task.exception() is not None:
+            raise self._engine_task.exception()
+
+    async def _stop_engine(self) -> None:
+        if self._engine_stop is not None:
+            self._engine_stop.set()
+        if self._engine_task is not None:
+            try:
+                await asyncio.wait_for(self._engine_task, 5)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log.warning("steer.probe-stop-failed error=%r", str(exc))
+        self._engine_task = None
+
+    def _start_load(self) -> None:
+        if self.config.decision is not None and not self.config.decision.load_counters:
+            return
+        try:
+            from pathsteer.bpf.counters import Counters, Hook
+            from pathsteer.telemetry.load import LoadMeter, PathCapacity
+            counters = Counters.load()
+            for p in self.config.paths:
+                counters.attach(p.interface, [Hook.TC_INGRESS, Hook.TC_EGRESS])
+            self._counters = counters
+            self.load_meter = LoadMeter({p.name: PathCapacity(p.interface, p.capacity or 0)
+                                         for p in self.config.paths}, counters)
+            self.load_meter.sample()
+        except Exception as exc:  # noqa: BLE001 - steering works without load figures
+            log.warning("steer.load-unavailable error=%r", str(exc))
+            self._stop_load()
+
+    def _stop_load(self) -> None:
+        if self._counters is not None:
+            for p in self.config.paths:
+                try:
+                    self._counters.detach(p.interface)
+                except Exception:  # noqa: BLE001
+                    pass
+            self._counters.close()
+        self._counters = None
+        self.load_meter = None
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        self._tasks = []
+        await self._stop_engine()
+        self._stop_load()
+        if self.dataplane is not None:
+            try:
+                self.dataplane.stop()
+            finally:
+                close = getattr(self.dataplane, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                self.dataplane = None
+        event("steer.stop", mode=self.dp_config.mode)
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new config; refused (nothing changed) when it cannot be applied."""
+        self.check(config)
+        params = build.policy_params(config)
+        old = self.config
+        links_changed = build.path_links(config) != build.path_links(old) or \
+            build.dataplane_config(config) != build.dataplane_config(old)
+        probes_changed = build.probe_configs(config) != build.probe_configs(old)
+        if links_changed:
+            new_dp = self._dp_factory(config)
+            if build.dataplane_config(config).mode == build.dataplane_config(old).mode:
+                # Hand over: the new plane adopts what the old one installed (nothing moves).
+                close = getattr(self.dataplane, "close", None)
+                if close is not None:
+                    close()
+            else:
+                self.dataplane.stop()
+            self.dataplane = new_dp
+            adopted = new_dp.adopt()
+            self.applied = adopted
+            self._force_apply = True
+        self.config = config
+        self.params = params
+        keep = config.decision.events_kept if config.decision else 1000
+        if keep != self.events.maxlen:
+            self.events = collections.deque(self.events, maxlen=keep)
+        if probes_changed:
+            # New probes start without data: keep the current routes until they have some.
+            await self._stop_engine()
+            if self.decision is not None:
+                self.state = PolicyState.adopt(self.decision.desired, params, self.clock())
+            self._stop_load()
+            self._start_load()
+            await self._start_engine()
+        self._force_apply = True
+        self._step()
+        event("steer.reload", paths=len(config.paths), prefixes=len(config.destinations),
+              probes_restarted="yes" if probes_changed else "no", dataplane_rebuilt="yes" if links_changed else "no")
+
+    # --- the loops ----------------------------------------------------------------------------
+
+    def _on_path_state(self, name: str, before: PathState, after: PathState, now: float) -> None:
+        self._wake.set()  # decide now: a path that went down is left in this tick
+
+    async def _decide_loop(self) -> None:
+        interval = self.config.decision.interval if self.config.decision else 0.1
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - the loop must go on
+                log.exception("steer.decide-failed")
+            if self._engine_task is not None and self._engine_task.done():
+                exc = self._engine_task.exception() if not self._engine_task.cancelled() else None
+                log.error("steer.probe-stopped error=%r; restarting probes", str(exc))
+                await self._start_engine_safely()
+
+    async def _start_engine_safely(self) -> None:
+        try:
+            await self._start_engine()
+        except Exception as exc:  # noqa: BLE001
+            log.error("steer.probe-restart-failed error=%r", str(exc))
+            await asyncio.sleep(1.0)
+
+    def _step(self) -> Decision:
+        """One decision, applied; returns it."""
+        t0 = time.perf_counter()
+        now = self.clock()
+        snap = self.engine.snapshot() if self.engine is not None else TelemetrySnapshot(now, ())
+        decision = decide(now, snap, self.load, self.params, self.state)
+        t1 = time.perf_counter()
+        self.telemetry, self.decision, self.state = snap, decision, decision.state
+        self.stats["decisions"] += 1
+        self.stats["decide_ms_last"] = round((t1 - t0) * 1e3, 3)
+        clock = views.Clock(now, time.time())
+        for e in decision.events:
+            v = views.event_view(e, clock)
+            self.events.append(v)
+            event("steer.change", prefix=v["prefix"], policy=v["policy"], kind=v["kind"], **{"from": v["from"]},
+                  to=v["to"], reason=repr(v["reason"]))
+        if decision.events or self._force_apply:
+            self._apply(decision.desired)
+        return decision
+
+    def _apply(self, desired: Desired) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.dataplane.apply(desired)
+        except PathsteerError as exc:
+            self.stats["apply_errors"] += 1
+            self._force_apply = True  # retried on the next tick
+            if str(exc) != self._last_error:
+                log.error("steer.apply-failed error=%r", str(exc))
+            self._last_error = str(exc)
+            return
+        self.applied = desired
+        self._force_apply = False
+        self._last_error = None
+        self.stats["applies"] += 1
+        self.stats["apply_ms_last"] = round((time.perf_counter() - t0) * 1e3, 3)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.dp_config.reconcile_interval)
+            if self.applied is None or self.dataplane is None:
+                continue
+            try:
+                repaired = self.dataplane.reconcile(self.applied)
+                self.stats["reconciles"] += 1
+                if repaired:
+                    self.stats["repairs"] += len(repaired)
+                    event("steer.repair", count=len(repaired), what=repr("; ".join(repaired[:3])))
+            except Exception as exc:  # noqa: BLE001
+                log.error("steer.reconcile-failed error=%r", str(exc))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.dp_config.heartbeat_interval)
+            try:
+                if self.dataplane is not None:
+                    self.dataplane.heartbeat()
+            except Exception as exc:  # noqa: BLE001
+                log.error("steer.heartbeat-failed error=%r", str(exc))
+
+    async def _load_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL_S)
+            try:
+                if self.load_meter is not None:
+                    self.load = self.load_meter.sample()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("steer.load-failed error=%r", str(exc))
+
+    # --- control commands ---------------------------------------------------------------------
+
+    def commands(self) -> list[Command]:
+        return [
+            Command("steer.status", NoArgs, self.cmd_status, "paths (state, rtt, loss, jitter, utilization) and routes"),
+            Command("steer.explain", ExplainArgs, self.cmd_explain, "which prefix and path(s) carry an address, and why"),
+            Command("steer.events", EventsArgs, self.cmd_events, "the decision history with reasons"),
+        ]
+
+    def _clock(self) -> views.Clock:
+        return views.Clock(self.clock(), time.time())
+
+    def _path_info(self) -> dict[str, dict]:
+        return {p.name: {"interface": p.interface, "gateway": str(p.gateway) if p.gateway else None,
+                         "capacity_bps": p.capacity} for p in self.config.paths}
+
+    def cmd_status(self, _args: NoArgs) -> dict:
+        dp = self.dp_config
+        info = {"mode": dp.mode, "table": dp.table if dp.table is not None else "main",
+                "ingress": list(dp.ingress), "stale_after_s": dp.stale_after, **self.stats}
+        totals = getattr(self.dataplane, "path_totals", None)
+        if totals is not None:
+            try:
+                info["path_totals"] = {n: {"packets": t.packets, "bytes": t.bytes} for n, t in totals().items()}
+            except Exception:  # noqa: BLE001
+                pass
+        return views.status(self.decision, self.telemetry, self._clock(), self._path_info(), info, self.load)
+
+    def cmd_explain(self, args: ExplainArgs) -> dict:
+        import ipaddress
+        try:
+            ipaddress.ip_address(args.address)
+        except ValueError:
+            raise UsageError(f"steer.explain: {args.address!r} is not an IPv4 or IPv6 address") from None
+        return views.explain(self.decision, args.address, self._clock())
+
+    def cmd_events(self, args: EventsArgs) -> dict:
+        evs = list(self.events)
+        if args.prefix:
+            evs = [e for e in evs if e["prefix"] == args.prefix]
+        return {"events": evs[-args.limit:] if args.limit else []}

@@ -1,0 +1,135 @@
+"""What ``steer.status``, ``steer.explain`` and ``steer.events`` return, as JSON-able dicts. Pure.
+
+Times: the policy and telemetry use the monotonic clock; views show wall-clock times
+(``since``, seconds since the epoch) and ages (``age_s``), computed from one ``(mono, wall)`` pair.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from pathsteer.dataplane.routes import NextHop
+from pathsteer.policy import Candidate, Decision, Event, RouteStatus
+from pathsteer.policy.candidates import path_rtt
+from pathsteer.policy.params import RttStatistic
+from pathsteer.telemetry import PathSnapshot, TelemetrySnapshot
+
+
+@dataclass(frozen=True)
+class Clock:
+    mono: float
+    wall: float
+
+    def wall_of(self, mono: float) -> float:
+        return self.wall - (self.mono - mono)
+
+    def age(self, mono: float) -> float:
+        return max(0.0, self.mono - mono)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 3)
+
+
+def hops_text(hops: tuple[NextHop, ...]) -> str:
+    """``p1`` for one path, ``p1:2,p2:1`` for weighted ones, ``-`` for none."""
+    if not hops:
+        return "-"
+    if len(hops) == 1:
+        return hops[0].path
+    return ",".join(f"{h.path}:{h.weight}" for h in hops)
+
+
+def nexthops(hops: tuple[NextHop, ...]) -> list[dict]:
+    total = sum(h.weight for h in hops) or 1
+    return [{"path": h.path, "weight": h.weight, "share": round(h.weight / total, 4)} for h in hops]
+
+
+def path_view(p: PathSnapshot, clock: Clock, *, interface: str, gateway: str | None,
+              capacity_bps: int | None, utilization: float | None, load: dict | None) -> dict:
+    return {
+        "name": p.name, "state": p.state.value, "since": clock.wall_of(p.since), "interface": interface,
+        "gateway": gateway, "rtt_ms": _ms(path_rtt(p.rtt, RttStatistic.ROBUST)), "rtt_p50_ms": _ms(p.rtt.p50_s),
+        "loss_pct": None if p.loss_pct is None else round(p.loss_pct, 3), "jitter_ms": _ms(p.jitter_s),
+        "failing_targets": p.failing, "targets": len(p.targets), "capacity_bps": capacity_bps,
+        "utilization": None if utilization is None else round(utilization, 4), "load": load,
+    }
+
+
+def candidate_view(c: Candidate) -> dict:
+    return {"path": c.path, "order": c.order, "state": c.state.value, "eligibility": c.eligibility.value,
+            "why_not": c.why_not, "rtt_ms": _ms(c.rtt_s), "loss_pct": c.loss_pct, "jitter_ms": _ms(c.jitter_s),
+            "utilization": c.utilization, "capacity_bps": c.capacity_bps}
+
+
+def route_view(r: RouteStatus, clock: Clock, *, candidates: bool = False) -> dict:
+    out = {"prefix": str(r.prefix), "policy": r.policy.value, "nexthops": nexthops(r.nexthops),
+           "via": hops_text(r.nexthops), "since": clock.wall_of(r.since), "age_s": round(clock.age(r.since), 3),
+           "kind": r.kind.value, "reason": r.reason, "pending": r.pending}
+    if candidates:
+        out["candidates"] = [candidate_view(c) for c in r.candidates]
+    return out
+
+
+def event_view(e: Event, clock: Clock) -> dict:
+    return {"at": clock.wall_of(e.at), "prefix": str(e.prefix), "policy": e.policy.value,
+            "from": hops_text(e.before), "to": hops_text(e.after), "kind": e.kind.value, "reason": e.reason}
+
+
+def status(decision: Decision | None, telemetry: TelemetrySnapshot | None, clock: Clock, paths: dict[str, dict],
+           dataplane: dict, load: dict) -> dict:
+    """``paths``: per name, its interface, gateway and capacity from the config."""
+    pviews = []
+    for name, info in paths.items():
+        snap = None
+        if telemetry is not None:
+            snap = next((p for p in telemetry.paths if p.name == name), None)
+        lf = load.get(name)
+        util = None
+        load_d = None
+        if lf is not None:
+            load_d = {"in_bps": round(lf.in_bps), "out_bps": round(lf.out_bps)}
+            if info.get("capacity_bps"):
+                util = max(lf.in_bps, lf.out_bps) / info["capacity_bps"]
+        if snap is None:
+            pviews.append({"name": name, "state": "unknown", "interface": info["interface"],
+                           "gateway": info.get("gateway"), "rtt_ms": None, "loss_pct": None, "jitter_ms": None,
+                           "utilization": util, "capacity_bps": info.get("capacity_bps"), "load": load_d})
+        else:
+            pviews.append(path_view(snap, clock, interface=info["interface"], gateway=info.get("gateway"),
+                                    capacity_bps=info.get("capacity_bps"), utilization=util, load=load_d))
+    routes = [route_view(r, clock) for r in decision.routes] if decision is not None else []
+    return {"paths": pviews, "routes": routes, "dataplane": dataplane}
+
+
+def longest_match(decision: Decision, address: str) -> RouteStatus | None:
+    addr = ipaddress.ip_address(address)
+    best = None
+    for r in decision.routes:
+        if r.prefix.version == addr.version and addr in r.prefix:
+            if best is None or r.prefix.prefixlen > best.prefix.prefixlen:
+                best = r
+    return best
+
+
+def explain(decision: Decision | None, address: str, clock: Clock) -> dict:
+    r = longest_match(decision, address) if decision is not None else None
+    if r is None:
+        return {"address": address, "prefix": None, "steered": False,
+                "why": "no configured destination covers this address: the kernel's own routing carries it"}
+    out = route_view(r, clock, candidates=True)
+    out.update({"address": address, "steered": True, "why": explain_text(r)})
+    return out
+
+
+def explain_text(r: RouteStatus) -> str:
+    via = hops_text(r.nexthops)
+    lines = [f"{r.prefix} ({r.policy.value}) goes via {via}: {r.reason}"]
+    for c in r.candidates:
+        mark = "*" if c.path in {h.path for h in r.nexthops} else " "
+        lines.append(f" {mark} {c.path}: {c.state.value}, {c.figures()}"
+                     + (f"; {c.why_not}" if c.why_not else "; eligible"))
+    if r.pending:
+        lines.append(f"pending: {r.pending}")
+    return "\n".join(lines)
