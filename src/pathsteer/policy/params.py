@@ -1,7 +1,7 @@
 """Policy parameters: what the config layer builds for the decision (frozen, validated).
 
 Units are in the field names: seconds (``_s``), bit/s (``_bps``), percent points (``_pct``);
-``min_improvement``, ``utilization_ceiling``, ``min_free`` and ``min_shift`` are fractions (0.1 = 10 %).
+``min_improvement``, ``utilization_ceiling``, ``min_shift`` and ``max_step`` are fractions (0.1 = 10 %).
 Every check raises `UsageError` naming the field and the value, as the config layer does.
 """
 
@@ -79,27 +79,20 @@ class Sla:
 
 @dataclass(frozen=True)
 class WeightedParams:
-    """How `weighted` turns capacity, load and latency into weights.
-
-    A path's raw weight is ``capacity × free × latency``: ``free`` = max(``min_free``,
-    ``utilization_ceiling`` − utilization), so a path past its ceiling keeps only a small
-    share and the rest spills over to the others; ``latency`` = (best rtt + ``latency_scale_s``)
-    / (rtt + ``latency_scale_s``), so RTT differences well below the scale hardly matter
-    (None: latency is ignored). Weights change only when some path's share would move by more
-    than ``min_shift`` and has wanted to for ``hold_down``; one change moves no share by more
-    than ``max_step`` (the rest waits for the next hold_down, once the load has answered the
-    first step: utilization counts the flows just moved, and a full jump would overshoot).
+    """How `weighted` turns capacity, latency and load into weights (see
+    `pathsteer.policy.weighted`): base shares ∝ capacity × (best rtt + ``latency_scale_s``) /
+    (rtt + ``latency_scale_s``) (None: latency ignored); while a path is past
+    ``utilization_ceiling`` flows spill over toward equal utilization; weights move only when
+    a share would move by more than ``min_shift``, and by at most ``max_step`` per ``hold_down``.
     """
 
     utilization_ceiling: float = 0.9
-    min_free: float = 0.1
     latency_scale_s: float | None = 0.010
     min_shift: float = 0.05
     max_step: float = 0.20
 
     def __post_init__(self) -> None:
         _fraction(self.utilization_ceiling, "weighted.utilization_ceiling", low=0.01)
-        _fraction(self.min_free, "weighted.min_free", low=0.001)
         _nonneg(self.latency_scale_s, "weighted.latency_scale")
         _fraction(self.min_shift, "weighted.min_shift", high=0.5)
         _fraction(self.max_step, "weighted.max_step", low=0.01)

@@ -1,25 +1,33 @@
-"""weighted: spread flows over the eligible paths by capacity headroom and latency.
+"""weighted: spread flows over the eligible paths by capacity, latency and load.
 
-A path's raw weight is ``capacity × free × latency`` (see `WeightedParams`): idle paths of
-100/50/50 Mbit and equal RTT get 50/25/25; a path past its utilization ceiling keeps only
-``min_free`` of its capacity's worth and the rest spills over to the others. Shares are
-normalised to whole weights summing to about 100 (one point per percent; the kernel takes 1..255).
+**Base shares** come from capacity and latency: ``capacity × (best rtt + latency_scale) /
+(rtt + latency_scale)``, normalised (idle paths of 100/50/50 Mbit and equal RTT: 50/25/25).
+A prefix's first choice and a path that joins take their base shares.
+
+**Load** then moves the shares, from where they are (the weights are the controller's state):
+
+* *spill-over*: while some path is past its ``utilization_ceiling``, each share is multiplied
+  by ``1 + 3 × (mean utilization − its utilization)`` (mean over the paths, capacity-weighted):
+  flows go from busier to idler paths until utilizations are equal — also when the busy path
+  is full of someone else's traffic. Saturated paths all at 100 % (elastic TCP) stay as they are.
+* *return*: while no path is past its ceiling, the shares go back toward the base shares, but
+  only as far as a conservative forecast keeps every path under its ceiling (forecast: all
+  the traffic now measured on the paths moves with the shares), so spill-over and return do
+  not undo each other.
 
 Flows stay put as far as possible, because every weight change moves some of them (resilient
 nexthop groups and Maglev tables move about as many flows as the shares change):
 
 * a path that stops being eligible leaves the set at once and the others keep their weights
   (their relative shares do not change, so only the leaver's flows move);
-* a path that becomes eligible joins after being eligible for ``hold_down``;
-* otherwise weights are recomputed from load on every call but change only when some share
-  would move by more than ``min_shift`` and has wanted to for ``hold_down``, and then by at
-  most ``max_step`` per share (a bigger shift is made in steps, one per ``hold_down``).
+* a path that becomes eligible joins after being eligible for ``hold_down``, taking its base
+  share from the others in proportion;
+* load moves shares only when some share would move by more than ``min_shift`` and has wanted
+  to for ``hold_down``, and then by at most ``max_step`` (the next step waits for the next
+  ``hold_down``, after the load has answered the first).
 
-Per-path utilization counts all traffic on the path, this prefix's included; near the
-ceiling a shift could overshoot and reverse itself once the moved flows arrive: ``max_step``
-(steps, each measured before the next), ``min_free`` (a weight never drops to 0), ``min_shift``
-and ``hold_down`` keep that bounded. When every path carries the same utilization (idle, or
-all saturated by elastic TCP flows) the shares are exactly the capacity shares.
+Shares are written as whole weights summing to about 100 (one point per percent; the kernel
+takes 1..255), so an eligible path never gets weight 0.
 """
 
 from __future__ import annotations
@@ -34,26 +42,70 @@ from pathsteer.policy.state import ChangeKind, PrefixState
 from pathsteer.policy.step import EPSILON_S, Step, duration, held_for, pct, seconds, track
 
 WEIGHT_TOTAL = 100  # weights are percent points of the flows
+MIN_FACTOR = 0.1  # spill-over never cuts a share by more than 90 % in one step
+SPILL_GAIN = 3.0  # share × (1 + gain × (mean − utilization)): a path 10 points over the mean loses 30 %
 
 
-def target_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str, float]:
-    """The share (0..1) each of ``paths`` should carry, in their order."""
-    paths = list(paths)
-    wp = dest.weighted
+def _capacities(paths: list[Candidate]) -> dict[str, float]:
+    """Capacity per path; unknown ones count as the mean of the known ones (1 when none is)."""
     known = [c.capacity_bps for c in paths if c.capacity_bps]
     fallback = math.fsum(known) / len(known) if known else 1.0
-    rtts = [c.rtt_s for c in paths if c.rtt_s is not None]
-    best_rtt = min(rtts) if rtts else None
-    raw = {}
-    for c in paths:
-        free = max(wp.min_free, wp.utilization_ceiling - (c.utilization or 0.0))
-        latency = 1.0
-        if wp.latency_scale_s is not None and c.rtt_s is not None and best_rtt is not None:
-            scale = wp.latency_scale_s
-            latency = (best_rtt + scale) / (c.rtt_s + scale) if c.rtt_s + scale > 0 else 1.0
-        raw[c.path] = (c.capacity_bps or fallback) * free * latency
+    return {c.path: float(c.capacity_bps or fallback) for c in paths}
+
+
+def _normalise(raw: Mapping[str, float]) -> dict[str, float]:
     total = math.fsum(raw.values())
     return {p: (w / total if total > 0 else 1.0 / len(raw)) for p, w in raw.items()}
+
+
+def base_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str, float]:
+    """Shares from capacity and latency alone, in the paths' order."""
+    paths = list(paths)
+    caps = _capacities(paths)
+    rtts = [c.rtt_s for c in paths if c.rtt_s is not None]
+    best_rtt = min(rtts) if rtts else None
+    scale = dest.weighted.latency_scale_s
+    raw = {}
+    for c in paths:
+        latency = 1.0
+        if scale is not None and c.rtt_s is not None and best_rtt is not None and c.rtt_s + scale > 0:
+            latency = (best_rtt + scale) / (c.rtt_s + scale)
+        raw[c.path] = caps[c.path] * latency
+    return _normalise(raw)
+
+
+def load_target(dest: DestinationParams, paths: list[Candidate], current: Mapping[str, float]
+                ) -> tuple[dict[str, float], str]:
+    """Where load wants ``current`` to go (see the module docstring), and why in words."""
+    ceiling = dest.weighted.utilization_ceiling
+    caps = _capacities(paths)
+    util = {c.path: c.utilization or 0.0 for c in paths}
+    carried = math.fsum(util[p] * caps[p] for p in util)  # bit/s on these paths now
+    over = [p for p in util if util[p] > ceiling]
+    if over:
+        mean = carried / math.fsum(caps.values())
+        target = _normalise({p: current[p] * max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current})
+        return target, (f"spill-over: {', '.join(f'{p} utilization {pct(util[p])}' for p in over)} > ceiling "
+                        f"{pct(ceiling)}, toward equal utilization (mean {pct(mean)})")
+    base = base_shares(dest, paths)
+    room = 1.0  # how much of the way back to base keeps every path under its ceiling (forecast)
+    for p in current:
+        rise = (base[p] - current[p]) * carried / caps[p]
+        if rise > 0:
+            room = min(room, max(0.0, (ceiling - util[p]) / rise))
+    target = {p: current[p] + room * (base[p] - current[p]) for p in current}
+    why = "no path past its ceiling: back toward the capacity and latency shares"
+    if room < 1.0:
+        why += f" ({pct(room)} of the way, to stay under the ceiling {pct(ceiling)})"
+    return target, why
+
+
+def toward(current: Mapping[str, float], wanted: Mapping[str, float], max_step: float) -> dict[str, float]:
+    """``current`` moved toward ``wanted`` along the straight line, no share by more than
+    ``max_step`` (shares still sum to 1)."""
+    shift = max(abs(wanted[p] - current[p]) for p in wanted)
+    k = 1.0 if shift <= max_step else max_step / shift
+    return {p: current[p] + k * (wanted[p] - current[p]) for p in wanted}
 
 
 def to_weights(shares: Mapping[str, float]) -> tuple[NextHop, ...]:
@@ -66,14 +118,6 @@ def to_weights(shares: Mapping[str, float]) -> tuple[NextHop, ...]:
     for p in by_remainder[:max(0, left)]:
         whole[p] += 1
     return tuple(NextHop(p, min(255, whole[p])) for p in shares)
-
-
-def toward(current: Mapping[str, float], wanted: Mapping[str, float], max_step: float) -> dict[str, float]:
-    """``current`` moved toward ``wanted`` along the straight line, no share by more than
-    ``max_step`` (shares still sum to 1)."""
-    shift = max(abs(wanted[p] - current[p]) for p in wanted)
-    k = 1.0 if shift <= max_step else max_step / shift
-    return {p: current[p] + k * (wanted[p] - current[p]) for p in wanted}
 
 
 def shares_of(nexthops: Iterable[NextHop]) -> dict[str, float]:
@@ -105,15 +149,22 @@ def describe_inputs(dest: DestinationParams, paths: Iterable[Candidate]) -> str:
 
 def initial(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...]) -> Step:
     tier = list(best_tier(candidates))
-    hops = to_weights(target_shares(dest, tier))
+    hops = to_weights(base_shares(dest, tier))
     return Step(hops, ChangeKind.MEASURED,
                 f"first measurement: shares {describe_shares(hops)} ({describe_inputs(dest, tier)})")
+
+
+def _joined(dest: DestinationParams, members: list[Candidate], current: Mapping[str, float]) -> dict[str, float]:
+    """Joiners take their base share; the others keep their shares relative to each other."""
+    base = base_shares(dest, members)
+    joining = math.fsum(base[c.path] for c in members if c.path not in current)
+    return {c.path: base[c.path] if c.path not in current else current[c.path] * (1.0 - joining) for c in members}
 
 
 def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...], prev: PrefixState) -> Step:
     tier = list(best_tier(candidates))
     names = {c.path for c in tier}
-    h = dest.hysteresis
+    h, wp = dest.hysteresis, dest.weighted
     survivors = tuple(nh for nh in prev.nexthops if nh.path in names)
     gone = [nh.path for nh in prev.nexthops if nh.path not in names]
     in_set = {nh.path for nh in prev.nexthops}
@@ -124,41 +175,38 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
             return Step(survivors, ChangeKind.LEFT,
                         f"{whys}; {', '.join(gone)} left the set, the others keep their weights "
                         f"({describe_shares(survivors)})", winning=winning)
-        hops = to_weights(target_shares(dest, tier))
+        hops = to_weights(base_shares(dest, tier))
         return Step(hops, ChangeKind.LEFT, f"{whys}; moved to {describe_shares(hops)}", winning=winning)
+    current = shares_of(prev.nexthops)
     ready = [p for p, since in winning if held_for(now, since, h.hold_down_s)]
     if ready:
         members = [c for c in tier if c.path in in_set or c.path in ready]
-        hops = to_weights(target_shares(dest, members))
+        hops = to_weights(_joined(dest, members, current))
         since = prev.winning_since(ready[0])
         held = now - since if since is not None else 0.0
         return Step(hops, ChangeKind.JOINED,
                     f"{', '.join(ready)} eligible for {seconds(held)} (hold_down {duration(h.hold_down_s)}); "
-                    f"shares {describe_moves(shares_of(prev.nexthops), shares_of(hops))} "
-                    f"({describe_inputs(dest, members)})",
+                    f"shares {describe_moves(current, shares_of(hops))} ({describe_inputs(dest, members)})",
                     winning=tuple(w for w in winning if w[0] not in ready))
     members = [c for c in tier if c.path in in_set]
-    current = shares_of(prev.nexthops)
-    wanted = target_shares(dest, members)
+    wanted, why = load_target(dest, members, current)
     shift = max(abs(wanted[p] - current[p]) for p in wanted)
     pending_join = None
     if winning:
         path, since = winning[0]
         pending_join = f"{path} joins after being eligible for hold_down {duration(h.hold_down_s)} " \
                        f"(so far {seconds(now - since)})"
-    if shift <= dest.weighted.min_shift + EPSILON_S:
+    if shift <= wp.min_shift + EPSILON_S:
         return Step(prev.nexthops, winning=winning, pending=pending_join)
     since = prev.rebalance_since if prev.rebalance_since is not None else now
     if held_for(now, since, h.hold_down_s):
-        hops = to_weights(toward(current, wanted, dest.weighted.max_step))
-        target = "" if shift <= dest.weighted.max_step else \
-            f" toward {', '.join(f'{p} {pct(s)}' for p, s in wanted.items())} (max step {pct(dest.weighted.max_step)})"
+        hops = to_weights(toward(current, wanted, wp.max_step))
+        capped = "" if shift <= wp.max_step else f", this step at most {pct(wp.max_step)}"
         return Step(hops, ChangeKind.REBALANCED,
-                    f"rebalanced: shares {describe_moves(current, shares_of(hops))}{target} (shift {pct(shift)} > min "
-                    f"{pct(dest.weighted.min_shift)} for {seconds(now - since)}, hold_down "
-                    f"{duration(h.hold_down_s)}; {describe_inputs(dest, members)})", winning=winning)
-    pending = (f"rebalance to {describe_moves(current, wanted)} (shift {pct(shift)} > min "
-               f"{pct(dest.weighted.min_shift)}) for {seconds(now - since)} of hold_down "
-               f"{duration(h.hold_down_s)}")
+                    f"rebalanced: shares {describe_moves(current, shares_of(hops))} ({why}; shift {pct(shift)} > "
+                    f"min {pct(wp.min_shift)} for {seconds(now - since)}, hold_down {duration(h.hold_down_s)}"
+                    f"{capped}; {describe_inputs(dest, members)})", winning=winning)
+    pending = (f"rebalance to {describe_moves(current, wanted)} ({why}; shift {pct(shift)} > min "
+               f"{pct(wp.min_shift)}) for {seconds(now - since)} of hold_down {duration(h.hold_down_s)}")
     return Step(prev.nexthops, winning=winning, rebalance_since=since,
                 pending=pending if pending_join is None else f"{pending}; {pending_join}")
