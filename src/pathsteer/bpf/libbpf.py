@@ -171,6 +171,8 @@ bpf_map_lookup_batch = _fn("bpf_map_lookup_batch", c_int, c_int, c_void_p, c_voi
                            c_void_p, POINTER(c_uint32), POINTER(bpf_map_batch_opts))
 bpf_map_update_batch = _fn("bpf_map_update_batch", c_int, c_int, c_void_p, c_void_p,
                            POINTER(c_uint32), POINTER(bpf_map_batch_opts))
+bpf_map_delete_batch = _fn("bpf_map_delete_batch", c_int, c_int, c_void_p,
+                           POINTER(c_uint32), POINTER(bpf_map_batch_opts))
 
 bpf_obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
 bpf_obj_get = _fn("bpf_obj_get", c_int, c_char_p)

@@ -256,6 +256,46 @@ class Map(Generic[K, V]):
         lb.check_int(ret, f"map {self.name}: update_batch ({count.value} of {len(pairs)} stored)")
         return count.value
 
+    def delete_batch(self, keys: Iterable[K | Any] | bytes, *, missing_ok: bool = False,
+                     batch_size: int = 65536) -> int:
+        """``bpf_map_delete_batch``: remove many keys, ``batch_size`` per syscall; returns how many
+        were removed. ``keys`` are keys (ctypes or what initialises one) or, for bulk callers,
+        the keys already packed back to back as bytes.
+
+        The kernel (``generic_map_delete_batch``) deletes in order and stops at the first key it
+        cannot delete, reporting in ``count`` how many went before it: a missing key is skipped
+        and the rest deleted when ``missing_ok``, else BpfError (ENOENT) saying how many of the
+        keys were removed before it (those stay removed)."""
+        ksize = ctypes.sizeof(self.key_type)
+        if isinstance(keys, (bytes, bytearray, memoryview)):
+            packed = bytes(keys)
+            if len(packed) % ksize:
+                raise BpfError(f"map {self.name}: delete_batch: {len(packed)} bytes of keys is not a "
+                               f"multiple of the key size {ksize}")
+        else:
+            packed = b"".join(bytes(_to_c(k, self.key_type)) for k in keys)
+        total = len(packed) // ksize
+        buf = ctypes.create_string_buffer(packed, len(packed) or 1)
+        base = ctypes.addressof(buf)
+        opts = lb.opts(lb.bpf_map_batch_opts)
+        done = deleted = 0
+        while done < total:
+            n = min(batch_size, total - done)
+            count = ctypes.c_uint32(n)
+            ret = lb.bpf_map_delete_batch(self.fd, ctypes.c_void_p(base + done * ksize), ctypes.byref(count),
+                                          ctypes.byref(opts))
+            if ret == 0:
+                done, deleted = done + n, deleted + n
+                continue
+            gone = min(count.value, n) if ret != -errno.EFAULT else 0
+            done, deleted = done + gone, deleted + gone
+            if ret == -errno.ENOENT and missing_ok:
+                done += 1  # the key at ``done`` is not in the map: skip it
+                continue
+            lb.check_int(ret, f"map {self.name}: delete_batch ({deleted} of {total} keys removed, "
+                              f"stopped at key #{done})")
+        return deleted
+
     def lookup_batch(self, batch_size: int = 256) -> list[tuple[K, V | list[V]]]:
         """Every entry through ``bpf_map_lookup_batch``, ``batch_size`` per syscall. The call
         returns -ENOENT at the end of the map with ``count`` still filled in (PLATFORM.md)."""

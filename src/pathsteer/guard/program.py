@@ -12,12 +12,14 @@ each start, so its mirror is exact); bulk changes go through ``bpf_map_update_ba
 
 from __future__ import annotations
 
+import array
 import ctypes
 import fcntl
 import heapq
 import ipaddress
 import socket as _socket
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ from pathsteer.guard import abi
 from pathsteer.guard.rules import Network, PortRule, RuleSet, Verdict
 
 BATCH = 4096
+DELETE_BATCH = 65536
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,31 @@ class GuardProgram:
                         trie.update(abi.lpm_key(net), abi.CidrRule(rid))
         for net, rid in changed:
             have[net] = rid
-        for net in stale:
-            self._trie(kind, net).delete(abi.lpm_key(net))
-            del have[net]
+        gone: list[Network] = []
+        try:
+            for version in (4, 6):
+                nets = [n for n in stale if n.version == version]
+                trie = self.maps[f"{kind}_v{version}"]
+                if len(nets) > 8:
+                    # bpf_map_delete_batch rather than one syscall per prefix (1M: 5 s that way).
+                    # On an error the chunks before are gone and leave the mirror; the failing
+                    # chunk stays in it, so the next sync deletes it again (a missing key is fine).
+                    for start in range(0, len(nets), DELETE_BATCH):
+                        chunk = nets[start:start + DELETE_BATCH]
+                        trie.delete_batch(_packed_keys(chunk), missing_ok=True)
+                        gone += chunk
+                else:
+                    for net in nets:
+                        trie.delete(abi.lpm_key(net))
+                        gone.append(net)
+        finally:
+            if len(gone) == len(stale):
+                # the trie now holds exactly ``desired``: copying it re-uses its hashes, where
+                # deleting 1M IPv4Network keys one by one re-hashes each (~1 s)
+                self.installed[kind] = dict(desired)
+            else:
+                for net in gone:
+                    del have[net]
         return len(changed), len(stale)
 
     def add_cidr(self, kind: str, net: Network, rule_id: int) -> None:
@@ -260,6 +285,24 @@ class GuardProgram:
     def detach_all(self) -> None:
         for ifindex in list(self.attached):
             self._detach(ifindex)
+
+
+def _packed_keys(nets: list[Network]) -> bytes:
+    """Trie keys packed back to back (``struct lpm_v4_key``/``lpm_v6_key``, see below), in
+    address order: the trie's nodes along neighbouring paths are then still in cache, and
+    deleting 1M random /24s measured 0.6 s sorted against 1.7–2.4 s in hash order. IPv4 keys
+    are packed by ``array`` (1M: 0.5 s; a bytes join of ``.packed`` took 1.3 s)."""
+    if nets and all(net.version == 4 for net in nets):
+        merged = sorted(int(net.network_address) << 8 | net.prefixlen for net in nets)
+        plens = array.array("I", [m & 0xFF for m in merged])
+        addrs = array.array("I", [m >> 8 for m in merged])
+        if sys.byteorder == "little":
+            addrs.byteswap()  # the address is in network order
+        out = array.array("I", bytes(8 * len(merged)))
+        out[0::2], out[1::2] = plens, addrs
+        return out.tobytes()
+    raw = sorted((net.network_address.packed, net.prefixlen) for net in nets)
+    return b"".join(struct.pack("=I", plen) + addr for addr, plen in raw)
 
 
 def _update_trie_batch(trie: Map, chunk: list[tuple[Network, int]]) -> None:
