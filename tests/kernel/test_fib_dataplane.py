@@ -255,3 +255,35 @@ def test_main_table_mode_originals_with_other_metrics_step_aside_and_come_back(n
     assert "via 2001:db8:200:2::2 dev d2" in ns.get("2001:db8:100::10")
     f.stop()
     assert ns.routes("main") == original4 and ns.routes("main", "-6") == original6
+
+
+def test_reconcile_follows_route_notifications_without_a_dump(ns):
+    f = fib(ns, full_every=3600)
+    des = intents({V4: ("p2",), V4B: ("p1",), V6: ("p1",), N("2001:db8:113::/48"): ("p2",)})
+    f.apply(des)
+    assert f.reconcile(des) == []                     # full read: our own nexthop/rule changes were seen
+    assert f.reconcile(des) == []
+    reads = []
+    real_read = f._read
+    f._read = lambda: reads.append(1) or real_read()
+    ns.ip("route", "del", "198.51.100.0/24", "table", str(TABLE))
+    ns.ip("-6", "route", "replace", "2001:db8:100::/48", "table", str(TABLE), "proto", "83",
+          "nhid", str(path_nh_id(2, 6)))
+    assert sorted(f.reconcile(des)) == ["route 198.51.100.0/24: missing, added via 0x50530002",
+                                        "route 2001:db8:100::/48: nexthop 0x50531002 → 0x50531001"]
+    assert reads == []                                # repaired from the notifications alone
+    assert "via 10.200.2.2 dev d2 table 200" in ns.get("198.51.100.10")
+    assert "via 2001:db8:200:1::2 dev d1 table 200" in ns.get("2001:db8:100::10")
+    # Someone else's route at a managed prefix: the kernel is read again.
+    ns.ip("route", "replace", "203.0.113.0/24", "table", str(TABLE), "via", "10.200.2.2")
+    assert f.reconcile(des) == ["route 203.0.113.0/24: missing, added via 0x50530001"]
+    assert reads == [1]
+    assert "via 10.200.1.2 dev d1 table 200" in ns.get("203.0.113.10")
+
+
+def test_reconcile_without_notifications(ns):
+    f = fib(ns, watch=False)
+    des = intents({V4: ("p2",)})
+    f.apply(des)
+    ns.ip("route", "del", "198.51.100.0/24", "table", str(TABLE))
+    assert f.reconcile(des) == ["route 198.51.100.0/24: missing, added via 0x50530002"]

@@ -25,6 +25,12 @@ when the weights of all its prefixes change (`fib_plan.plan`), so buckets, and t
 them, stay put. Ids, ``proto`` number and the stash table are in `fib_plan`; ``adopt`` finds
 our routes, nexthops and rules by them after a restart, also from a new ``ip netns exec``.
 
+Reconcile: the kernel's route notifications (RTNLGRP_IPV4_ROUTE/IPV6_ROUTE) move the cached
+state on, so a route deleted or changed by hand is repaired without reading 1M routes back;
+anything the notifications cannot tell exactly (a nexthop, rule or link change — IPv4 routes
+go silently with their nexthop or device —, a lost notification, someone else's route at a
+managed prefix) and every ``full_every`` seconds: one filtered dump of the table instead.
+
 A crash leaves the kernel as it was: routes and nexthop objects do not belong to a process.
 """
 
@@ -69,7 +75,8 @@ class FibDataPlane:
 
     def __init__(self, paths: list[PathLink], table: int | None = None, rule_priority: int = 1000, *,
                  group: GroupParams = GroupParams(), netns: str | None = None,
-                 stash_table: int = STASH_TABLE, protocol: int = RTPROT_PATHSTEER) -> None:
+                 stash_table: int = STASH_TABLE, protocol: int = RTPROT_PATHSTEER,
+                 watch: bool = True, full_every: float = 10.0) -> None:
         if table is not None and table in RESERVED_TABLES:
             raise UsageError(f"dataplane.table: {table} is the kernel's {RESERVED_TABLES[table]!r} table "
                              "(give a table of pathsteer's own, or none for main)")
@@ -95,6 +102,9 @@ class FibDataPlane:
         self._by_id = {nh.id: nh for nh in self._nexthops.values()}
         with self._in_ns():
             self.sock = nl.RouteSocket()
+            self._monitor = nl.MonitorSocket() if watch else None
+        self.full_every = full_every
+        self._last_full = -float("inf")
         self._state: FibState | None = None   # what we installed; None: read the kernel first
         self._rules_ok = False
         self._last_targets: tuple | None = None
@@ -114,6 +124,8 @@ class FibDataPlane:
 
     def close(self) -> None:
         self.sock.close()
+        if self._monitor is not None:
+            self._monitor.close()
 
     # -- DataPlane ----------------------------------------------------------------------------
 
@@ -146,7 +158,7 @@ class FibDataPlane:
     def reconcile(self, desired: Desired) -> list[str]:
         want = self._targets(desired)
         repaired = self._ensure_rules() if self.owns_table else []
-        have = self._read()
+        have = self._known(want)
         p = plan(want, have, self._by_id, self.group.buckets)
         if p.empty():
             self._state = have
@@ -188,6 +200,35 @@ class FibDataPlane:
             raise PathsteerError("fib: stop: " + "; ".join(str(f) for f in failures[:3]))
 
     # -- reading the kernel -------------------------------------------------------------------
+
+    def _known(self, want: dict) -> FibState:
+        """What the kernel holds of ours: the cached state moved on by the route notifications
+        since the last look, or (no notifications to trust, a nexthop/rule/link change, a
+        foreign route at a managed prefix, or ``full_every`` seconds gone by) a full read."""
+        now = time.monotonic()
+        if self._monitor is None:
+            return self._read()
+        events, other, overflow = self._monitor.drain()
+        state = self._state
+        full = state is None or other or overflow or now - self._last_full >= self.full_every
+        if not full:
+            table, proto, routes = self.table, self.protocol, state.routes
+            for e in events:
+                if e.table != table:
+                    continue
+                if e.protocol == proto:
+                    if e.deleted:
+                        routes.pop(e.key, None)
+                    else:
+                        routes[e.key] = e.nh_id
+                elif e.key in want:
+                    full = True   # someone else's route at a prefix of ours: look at the kernel
+                    break
+        if full:
+            self._monitor.drain()  # notifications older than the dump below: superseded by it
+            state = self._read()
+            self._last_full = now
+        return state
 
     def _read(self) -> FibState:
         """Our routes (one filtered dump of the table) and our nexthop objects."""
