@@ -115,7 +115,7 @@ def _percent(value: object) -> float:
     try:
         return parse_percent(value, "")
     except UsageError as exc:
-        raise ValueError(str(exc).split(": ", 1)[1].split(" ", 1)[1]) from None
+        raise ValueError(str(exc).removeprefix(f": {value!r} ")) from None
 
 
 def _fraction(value: object) -> float:

@@ -45,7 +45,8 @@ def format_error(err: dict) -> str:
         if not err["loc"]:
             return text
         if isinstance(value, dict):
-            return f"{path}: {text}"
+            # A section's own check may name one of its fields: ".ingress: ..." → "dataplane.ingress: ..."
+            return f"{path}{text}" if text.startswith(".") else f"{path}: {text}"
         return f"{path}: {_short(value)} {text}"
     return f"{path}: {_short(value)}: {msg[0].lower() + msg[1:]}"
 

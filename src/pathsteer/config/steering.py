@@ -68,9 +68,9 @@ class DataplaneConfig(Section):
     @model_validator(mode="after")
     def _mode(self) -> DataplaneConfig:
         if self.mode == "bpf" and not self.ingress:
-            raise ValueError("dataplane.ingress: the bpf data plane needs at least one interface to steer")
+            raise ValueError(".ingress: the bpf data plane needs at least one interface to steer")
         if self.heartbeat_interval * 2 > self.stale_after:
-            raise ValueError(f"dataplane.heartbeat_interval: {self.heartbeat_interval:g} s must be at most half "
+            raise ValueError(f".heartbeat_interval: {self.heartbeat_interval:g} s must be at most half "
                              f"of stale_after ({self.stale_after:g} s)")
         return self
 
@@ -118,9 +118,9 @@ class ProbeConfig(Section):
     @model_validator(mode="after")
     def _checks(self) -> ProbeConfig:
         if self.quorum is not None and self.quorum > len(self.targets):
-            raise ValueError(f"probe.quorum: {self.quorum} is more than the {len(self.targets)} targets")
+            raise ValueError(f".quorum: {self.quorum} is more than the {len(self.targets)} targets")
         if self.recover_loss > self.degraded_loss:
-            raise ValueError(f"probe.recover_loss: {self.recover_loss:g}% is above degraded_loss "
+            raise ValueError(f".recover_loss: {self.recover_loss:g}% is above degraded_loss "
                              f"({self.degraded_loss:g}%)")
         return self
 
@@ -160,10 +160,10 @@ class PathConfig(Section):
     @model_validator(mode="after")
     def _gw(self) -> PathConfig:
         if self.gateway is None and self.gateway6 is None:
-            raise ValueError(f"paths[{self.name}]: needs a gateway (IPv4) or gateway6 (IPv6)")
+            raise ValueError("needs a gateway (IPv4) or gateway6 (IPv6)")
         if self.probe_gateway is None:
             v = self.probe.version
-            raise ValueError(f"paths[{self.name}].probe.targets: IPv{v} targets need an IPv{v} gateway "
+            raise ValueError(f".probe.targets: IPv{v} targets need an IPv{v} gateway "
                              f"({'gateway' if v == 4 else 'gateway6'})")
         return self
 

@@ -1,0 +1,194 @@
+"""The steering component against a fake probe engine and a fake data plane: what it applies,
+when, what it logs and what its commands answer. No root, no kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+
+import pytest
+
+from pathsteer.config import parse_config
+from pathsteer.control.server import NoArgs
+from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
+from pathsteer.errors import PathsteerError
+from pathsteer.steering import preflight
+from pathsteer.steering.service import EventsArgs, ExplainArgs, SteeringService
+from pathsteer.telemetry import PathState, TelemetrySnapshot
+
+from test_policy_fixtures import path
+
+PREFIX = ipaddress.ip_network("198.51.100.0/24")
+
+
+def config(**over):
+    data = {
+        "control": {"socket": "/tmp/x.sock"},
+        "decision": {"interval": "10ms", "load_counters": False, "startup_grace": "0s"},
+        "dataplane": {"mode": "fib", "table": 200},
+        "paths": [{"name": n, "interface": f"r-{n}", "gateway": f"10.200.{i}.2",
+                   "probe": {"targets": ["198.51.100.9"], "interval": "20ms"}} for i, n in ((1, "p1"), (2, "p2"))],
+        "destinations": [{"prefix": str(PREFIX), "paths": ["p1", "p2"],
+                          "hysteresis": {"hold_down": "200ms"}}],
+    }
+    data.update(over)
+    return parse_config(data)
+
+
+class FakePlane:
+    def __init__(self, adopted: Desired | None = None) -> None:
+        self.applied: list[Desired] = []
+        self.adopted = adopted
+        self.stopped = False
+        self.reconciled = 0
+        self.heartbeats = 0
+        self.fail = False
+
+    def adopt(self):
+        return self.adopted
+
+    def apply(self, desired):
+        if self.fail:
+            raise PathsteerError("fib: the kernel refused it")
+        self.applied.append(desired)
+
+    def reconcile(self, desired):
+        self.reconciled += 1
+        return []
+
+    def heartbeat(self):
+        self.heartbeats += 1
+
+    def stop(self):
+        self.stopped = True
+
+    def via(self) -> str:
+        return ",".join(nh.path for nh in self.applied[-1].routes[PREFIX].nexthops)
+
+
+class FakeEngine:
+    """Telemetry set by the test; ``on_state_change`` called like the real engine does."""
+
+    current: dict = {}
+
+    def __init__(self, configs, on_state_change=None):
+        self.on_state_change = on_state_change
+        self.clock = 0.0
+
+    def snapshot(self):
+        return TelemetrySnapshot(0.0, tuple(FakeEngine.current.values()))
+
+    async def run(self, stop):
+        await stop.wait()
+
+    def set(self, *paths):
+        before = {n: p.state for n, p in FakeEngine.current.items()}
+        FakeEngine.current = {p.name: p for p in paths}
+        for p in paths:
+            if before.get(p.name) is not p.state and self.on_state_change:
+                self.on_state_change(p.name, before.get(p.name, PathState.UNKNOWN), p.state, 0.0)
+
+
+@pytest.fixture(autouse=True)
+def no_system(monkeypatch):
+    monkeypatch.setattr(preflight, "check", lambda config: None)
+    FakeEngine.current = {}
+
+
+def service(plane: FakePlane, cfg=None) -> SteeringService:
+    return SteeringService(cfg or config(), dataplane_factory=lambda c: plane, engine_factory=FakeEngine)
+
+
+async def settle(seconds: float = 0.05) -> None:
+    await asyncio.sleep(seconds)
+
+
+def test_start_applies_first_path_then_moves_on_down_with_a_log_line(caplog):
+    async def main():
+        plane = FakePlane()
+        s = service(plane)
+        with caplog.at_level(logging.INFO, logger="pathsteer.steering"):
+            await s.start()
+            assert plane.via() == "p1"  # startup: the first configured path, at once
+            s.engine.set(path("p1", 10), path("p2", 30))
+            await settle()
+            assert plane.via() == "p1"
+            s.engine.set(path("p1", None, state=PathState.DOWN, failing=3), path("p2", 30))
+            await settle(0.03)
+            assert plane.via() == "p2"
+            await s.stop()
+        assert plane.stopped
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("steer.change")]
+        assert any("from=p1 to=p2" in line and "kind=left" in line and "reason='p1 down" in line for line in lines), lines
+    asyncio.run(main())
+
+
+def test_commands_status_explain_events():
+    async def main():
+        plane = FakePlane()
+        s = service(plane)
+        await s.start()
+        s.engine.set(path("p1", 10), path("p2", 30))
+        await settle()
+        status = s.cmd_status(NoArgs())
+        assert [p["name"] for p in status["paths"]] == ["p1", "p2"]
+        assert status["paths"][0]["state"] == "up" and status["paths"][0]["rtt_ms"] == pytest.approx(10.0)
+        r = status["routes"][0]
+        assert r["prefix"] == str(PREFIX) and r["nexthops"] == [{"path": "p1", "weight": 1, "share": 1.0}]
+        assert r["reason"] and r["policy"] == "lowest-latency"
+        ex = s.cmd_explain(ExplainArgs(address="198.51.100.77"))
+        assert ex["prefix"] == str(PREFIX) and ex["steered"] and "goes via p1" in ex["why"]
+        assert [c["path"] for c in ex["candidates"]] == ["p1", "p2"]
+        assert s.cmd_explain(ExplainArgs(address="192.0.2.1"))["steered"] is False
+        with pytest.raises(PathsteerError, match="not an IPv4 or IPv6 address"):
+            s.cmd_explain(ExplainArgs(address="nope"))
+        evs = s.cmd_events(EventsArgs())["events"]
+        assert evs[0]["to"] == "p1" and evs[0]["kind"] == "startup"
+        await s.stop()
+    asyncio.run(main())
+
+
+def test_adopted_routes_are_kept_until_telemetry():
+    adopted = Desired({PREFIX: RouteIntent(PREFIX, (NextHop("p2"),))})
+
+    async def main():
+        plane = FakePlane(adopted)
+        s = service(plane)
+        await s.start()
+        assert not plane.applied or plane.via() == "p2"   # nothing moved at start
+        s.engine.set(path("p1", 10), path("p2", 30))
+        await settle()
+        assert plane.via() == "p1"  # then the policy decides from telemetry
+        await s.stop()
+    asyncio.run(main())
+
+
+def test_a_failed_apply_is_retried_and_the_loop_goes_on():
+    async def main():
+        plane = FakePlane()
+        plane.fail = True
+        s = service(plane)
+        await s.start()
+        assert s.stats["apply_errors"] >= 1
+        plane.fail = False
+        await settle()
+        assert plane.via() == "p1"
+        await s.stop()
+    asyncio.run(main())
+
+
+def test_reload_changes_policy_and_keeps_paths():
+    async def main():
+        plane = FakePlane()
+        s = service(plane)
+        await s.start()
+        s.engine.set(path("p1", 10), path("p2", 30))
+        await settle()
+        new = config(destinations=[{"prefix": str(PREFIX), "policy": "failover", "paths": ["p2", "p1"]}])
+        await s.reload(new)
+        await settle()
+        assert plane.via() == "p2"
+        assert s.cmd_status(NoArgs())["routes"][0]["policy"] == "failover"
+        await s.stop()
+    asyncio.run(main())
