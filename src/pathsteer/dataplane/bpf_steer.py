@@ -332,9 +332,10 @@ class BpfSteerDataPlane:
                 g.refs += 1
             prog.write_routes(version, moves)
         used = {g.slot for g in self._groups.values()}
-        now = time.monotonic()
-        self._free = []
-        self._cooling = collections.deque((now, s) for s in range(prog.abi.max_groups) if s not in used)
+        # Slots no route names are free at once: whatever packet read them did so before the
+        # old process died, and a restart takes far longer than a TC program run.
+        self._free = [s for s in range(prog.abi.max_groups - 1, -1, -1) if s not in used]
+        self._cooling = collections.deque()
         self._write_paths()
         self._attach_all()
         desired = Desired({p: RouteIntent(p, self._nexthops(k)) for p, k in self.installed.items()})

