@@ -1,6 +1,6 @@
 """Attaching the guard: auto mode picks generic XDP on veth, a guard left attached by an earlier
 (crashed) run is replaced, anyone else's XDP program is refused and left in place, and a
-failure part-way attaches nothing."""
+failure part-way attaches nothing, nor does a reload that fails after attaching."""
 
 from __future__ import annotations
 
@@ -57,3 +57,38 @@ def test_refuses_someone_elses_program_and_attaches_nothing(guard, netns):
             assert guard.attached == {}
         finally:
             detach_xdp(netns.name, att.prog_id)
+
+
+def test_failed_reload_detaches_the_interface_it_added(netns, tmp_path):
+    """The real program: a reload that attaches ``lo`` and then cannot apply its rules (more
+    port rules than the program holds) leaves ``lo`` without XDP and the veth with the old
+    program and rules."""
+    import asyncio
+    import socket
+
+    from pathsteer.config import parse_config
+    from pathsteer.guard.service import GuardService
+
+    def config(interfaces, rules):
+        return parse_config({"guard": {"interfaces": interfaces, "deny": ["192.0.2.0/24"], "rules": rules,
+                                       "state_dir": str(tmp_path)}}).guard
+
+    svc = GuardService(config([netns.name], [{"proto": "udp", "dport": 11211}]))
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(svc.start())
+    try:
+        prog_id = find_attached(netns.name)
+        assert prog_id == svc.program.program.id
+        limit = svc.program.limits["GUARD_LIMIT_PORT_RULES"]
+        too_many = [{"proto": "udp", "dport": 1000 + i} for i in range(limit + 1)]
+        with pytest.raises(BpfError, match="port rules"):
+            loop.run_until_complete(svc.reload(config([netns.name, "lo"], too_many)))
+        assert xdp_query("lo") == (0, None)
+        assert find_attached(netns.name) == prog_id
+        assert set(svc.program.attached) == {socket.if_nametoindex(netns.name)}
+        assert svc.program.maps["guard_settings"].lookup(0).port_rule_count == 1
+        assert len(svc.config.rules) == 1
+    finally:
+        loop.run_until_complete(svc.stop())
+        loop.close()
+    assert xdp_query(netns.name) == (0, None)

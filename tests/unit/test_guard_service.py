@@ -45,8 +45,14 @@ class FakeProgram:
         self.ring = None
         self.maps = {"sources": type("M", (), {"max_entries": 65536})()}
 
+    fail_apply_on = None  # a CIDR: an apply whose deny list holds it fails half-way
+
     def apply(self, rules, clock_ns=0):
         self.applied = rules
+        if self.fail_apply_on in rules.deny:  # the allow trie written, the deny trie not
+            self.installed = {"allow": dict(rules.allow), "deny": self.installed["deny"]}
+            from pathsteer.errors import BpfError
+            raise BpfError("deny trie full")
         self.installed = {"allow": dict(rules.allow), "deny": dict(rules.deny)}
 
     def attach(self, interfaces, mode=None):
@@ -54,7 +60,8 @@ class FakeProgram:
         return [f"{i}:native" for i in interfaces]
 
     def detach(self, name):
-        self.attached.remove(name)
+        if name in self.attached:
+            self.attached.remove(name)
 
     def detach_all(self):
         self.attached.clear()
@@ -192,6 +199,29 @@ def test_reload_refuses_state_dir_change_and_applies_new_deny(service, tmp_path)
     cfg = service.config.model_copy(update={"deny": [N("198.18.0.0/15")]})
     service.loop_.run_until_complete(service.reload(cfg))
     assert set(service.fake.applied.deny) == {N("198.18.0.0/15")}
+
+
+def test_failed_reload_detaches_what_it_attached_and_restores_the_rules(service, monkeypatch):
+    """A reload that fails after attaching a newly added interface leaves nothing of itself:
+    the interface is detached again and the running config's rules are back in the maps."""
+    prog = service.fake
+    before = service.config
+    service.cmd_block(BlockArgs(cidr="203.0.113.0/24", reason="scan"))
+    old_ids = dict(service.ids.items())
+    cfg = before.model_copy(update={"interfaces": ["lo", "eth-new"], "allow": [N("10.9.0.0/16")],
+                                    "deny": [N("198.18.0.0/15")]})
+    monkeypatch.setattr(GuardService, "check", staticmethod(lambda config: None))  # no eth-new here
+    prog.fail_apply_on = N("198.18.0.0/15")
+    with pytest.raises(Exception, match="deny trie full"):
+        service.loop_.run_until_complete(service.reload(cfg))
+    assert prog.attached == ["lo"]  # eth-new was attached, then detached again
+    assert service.config is before
+    assert set(prog.installed["allow"]) == {N("10.200.0.0/24")}
+    assert set(prog.installed["deny"]) == {N("192.0.2.0/24"), N("203.0.113.0/24")}
+    assert dict(service.ids.items()) == old_ids  # the new rules' ids were given back
+    prog.fail_apply_on = None
+    service.loop_.run_until_complete(service.reload(cfg))  # the same reload, now able to apply
+    assert prog.attached == ["lo", "eth-new"] and set(prog.installed["allow"]) == {N("10.9.0.0/16")}
 
 
 def test_stats_shape(service):

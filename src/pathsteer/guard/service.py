@@ -148,7 +148,8 @@ class GuardService:
               deny=len(self.config.deny), allow=len(self.config.allow))
 
     async def reload(self, config: GuardConfig) -> None:
-        """Apply a new guard section; refused (nothing changed) if it cannot be applied."""
+        """Apply a new guard section; refused (nothing changed) if it cannot be applied: a failure
+        after attaching newly listed interfaces detaches them and re-applies the running rules."""
         if config.state_dir != self.config.state_dir:
             raise UsageError("guard.state_dir cannot change on reload (restart the daemon)")
         self.check(config)
@@ -156,13 +157,38 @@ class GuardService:
         old_ifaces, new_ifaces = set(self.config.interfaces), list(config.interfaces)
         added = [i for i in new_ifaces if i not in old_ifaces]
         mode = None if config.xdp_mode == "auto" else XdpMode(config.xdp_mode)
-        self.program.attach(added, mode)
-        self.program.apply(rules)
+        try:
+            self.program.attach(added, mode)  # all or nothing by itself
+        except BaseException:
+            self._release_unused(self._ruleset(self.config))
+            raise
+        try:
+            self.program.apply(rules)
+        except BaseException as exc:
+            self._roll_back(added, exc)
+            raise
         for name in old_ifaces - set(new_ifaces):
             self.program.detach(name)
         self.config = config
         self._release_unused(rules)
         event("guard.reload", interfaces=",".join(new_ifaces), deny=len(config.deny), allow=len(config.allow))
+
+    def _roll_back(self, added: list[str], exc: BaseException) -> None:
+        """A reload failed after attaching ``added``: detach them again and put the running
+        config's rules back (the failed apply may have written part of the new ones), so the
+        guard is as it was before the reload — nothing half-applied."""
+        for name in added:
+            try:
+                self.program.detach(name)
+            except PathsteerError as err:  # e.g. the interface went away meanwhile
+                log.error("guard.reload-rollback-failed interface=%s error=%r", name, str(err))
+        old_rules = self._ruleset(self.config)
+        try:
+            self.program.apply(old_rules)
+        except PathsteerError as err:
+            log.error("guard.reload-rollback-failed rules error=%r", str(err))
+        self._release_unused(old_rules)
+        event("guard.reload-refused", error=repr(str(exc)), detached=",".join(added) or "none")
 
     async def stop(self) -> None:
         if self._tick:
