@@ -43,6 +43,15 @@ def test_startup_waits_for_the_other_paths_while_the_first_is_eligible():
     assert d.paths() == ("p2",) and d.route().kind is ChangeKind.MEASURED
 
 
+def test_first_call_with_partial_data_waits_on_the_first_path_if_it_is_eligible():
+    d = Driver(params())
+    d(0.0, path("p1", 20.0), path("p2", **UNKNOWN))
+    assert d.paths() == ("p1",) and d.route().kind is ChangeKind.STARTUP
+    assert d.route().reason == "waiting for telemetry of p2: first configured path p1"
+    d(0.1, path("p1", 20.0), path("p2", 10.0))
+    assert d.paths() == ("p2",) and d.route().kind is ChangeKind.MEASURED
+
+
 def test_startup_grace_ends_the_wait():
     d = Driver(params())
     d(0.0, path("p1", **UNKNOWN), path("p2", **UNKNOWN))

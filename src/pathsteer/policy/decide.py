@@ -142,12 +142,16 @@ def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candid
     if carried is None or not carried.measured:
         if len(without_data) == len(usable):
             return _startup(dest, candidates, carried)
-        if without_data and in_grace and carried is not None:
-            current = {nh.path for nh in carried.nexthops}
+        if without_data and in_grace:
+            hops = carried.nexthops if carried is not None else (NextHop(usable[0].path),)
+            current = {nh.path for nh in hops}
             tier = best_tier(candidates)
             if all(c in tier for c in usable if c.path in current):
-                waiting = ", ".join(c.path for c in without_data)
-                return Step(carried.nexthops, pending=f"waiting for telemetry of {waiting}")
+                waiting = f"waiting for telemetry of {', '.join(c.path for c in without_data)}"
+                if carried is not None:
+                    return Step(hops, pending=waiting)
+                return Step(hops, ChangeKind.STARTUP, f"{waiting}: first configured path {usable[0].path}",
+                            pending=waiting)
         if not any(c.eligible for c in candidates):
             return _least_bad(candidates, carried)
         return initial(now, dest, candidates)
