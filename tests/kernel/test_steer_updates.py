@@ -1,0 +1,137 @@
+"""Updates while packets run: no packet sees half a decision; reconcile repairs map drift made
+behind the data plane's back; adopt from a second process-like instance by kernel ids."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import threading
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from pathsteer.bpf import Btf, ifindex_of, in_netns
+from pathsteer.bpf.btf import KIND_STRUCT
+from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
+from pathsteer.dataplane.bpf_steer_abi import Reason, key_bytes
+from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.errors import BpfError
+
+import pytest
+
+TC_ACT_REDIRECT = 7  # uapi linux/pkt_cls.h
+
+
+def skb_context(btf: Btf, ifindex: int) -> bytes:
+    """A ``struct __sk_buff`` test_run context naming ``ifindex`` (laid out from BTF)."""
+    skb = btf.find("__sk_buff", KIND_STRUCT)
+    buf = bytearray(btf.size_of(skb))
+    off = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
+    buf[off:off + 4] = ifindex.to_bytes(4, "little")
+    return bytes(buf)
+
+NET = ipaddress.ip_network("198.51.100.0/24")
+
+
+def route(*hops) -> Desired:
+    return Desired({NET: RouteIntent(NET, tuple(NextHop(p, w) for p, w in hops))})
+
+
+@pytest.fixture
+def plane(netns):
+    paths = [PathLink(f"p{i}", i, netns.name, ipaddress.ip_address(f"192.0.2.{i + 1}"), None) for i in (1, 2, 3)]
+    p = BpfSteerDataPlane(paths, [netns.name], stale_after_s=60)
+    p.apply(route(("p1", 1)))
+    mac = netns.in_ns("cat", f"/sys/class/net/{netns.name}/address").stdout.strip()
+    with Btf.from_file("/sys/kernel/btf/vmlinux") as vmlinux:
+        p.test_ctx = skb_context(vmlinux, ifindex_of(netns.name))
+    p.test_mac = mac
+    p.test_ns = netns.ns
+    yield p
+    p.stop()
+
+
+def frames(mac: str, n: int) -> list[bytes]:
+    return [bytes(Ether(dst=mac) / IP(src="10.0.0.2", dst="198.51.100.10", ttl=255) / TCP(sport=1000 + i, dport=80))
+            for i in range(n)]
+
+
+def test_no_packet_sees_half_a_decision(plane):
+    """Flip the prefix between groups while another thread runs packets: every run is
+    redirected (a half-written table would hold path 0 → PASS_NO_PATH)."""
+    data = frames(plane.test_mac, 64)
+    stop = threading.Event()
+    verdicts: list[int] = []
+
+    errors: list[BaseException] = []
+
+    def run():
+        i = 0
+        try:
+            with in_netns(plane.test_ns):  # setns is per thread: enter the test's namespace too
+                while not stop.is_set():
+                    try:
+                        r = plane.prog.program.test_run(data[i % len(data)], repeat=50, ctx=plane.test_ctx)
+                    except BpfError as exc:
+                        if exc.errno == errno.EINTR:  # bpf_test_run gives up on a pending signal
+                            continue
+                        raise
+                    verdicts.append(r.retval)
+                    i += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        for i in range(60):
+            plane.apply(route(("p1", 1 + i % 5), ("p2", 1), ("p3", 1 + i % 3)) if i % 2 else route(("p2", 1)))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    assert len(verdicts) > 10
+    assert set(verdicts) == {TC_ACT_REDIRECT}
+    reasons = plane.reason_totals()
+    assert reasons[Reason.PASS_NO_PATH].packets == 0
+    assert reasons[Reason.PASS_NO_ROUTE].packets == 0
+
+
+def test_reconcile_repairs_drift(plane):
+    d = route(("p1", 1), ("p2", 1))
+    plane.apply(d)
+    slot = plane.prog.lookup_route(4, key_bytes(NET))
+    # someone deletes our route, scribbles over the table and a path, and adds a route
+    plane.prog.delete_routes(4, [key_bytes(NET)])
+    members, ring = plane.prog.read_group(slot)
+    plane.prog.write_group(slot, members, [0] * len(ring))
+    bogus = plane.prog.read_paths()[1]
+    bogus.ifindex = 999
+    plane.prog.write_path(1, bogus)
+    stray = ipaddress.ip_network("10.9.0.0/16")
+    plane.prog.write_routes(4, [(key_bytes(stray), slot)])
+    repaired = plane.reconcile(d)
+    assert any("restored" in r for r in repaired)
+    assert any("group slot" in r for r in repaired)
+    assert any("path p1" in r for r in repaired)
+    assert any("10.9.0.0/16" in r for r in repaired)
+    assert plane.prog.lookup_route(4, key_bytes(NET)) == slot
+    assert plane.prog.lookup_route(4, key_bytes(stray)) is None
+    assert 0 not in plane.prog.read_group(slot)[1]
+    assert plane.reconcile(d) == []
+    for data in frames(plane.test_mac, 8):
+        assert plane.prog.program.test_run(data, ctx=plane.test_ctx).retval == TC_ACT_REDIRECT
+
+
+def test_adopt_by_kernel_ids_and_handover(plane):
+    d = route(("p1", 3), ("p3", 1))
+    plane.apply(d)
+    prog_id = plane.prog.id
+    plane.close()  # what a crash leaves: attached, our fds gone
+    again = BpfSteerDataPlane(list(plane.paths.values()), plane.ingress, stale_after_s=60)
+    got = again.adopt()
+    assert got == d
+    assert again.prog.id == prog_id
+    again.apply(got)  # nothing to change
+    again.stop()
+    assert BpfSteerDataPlane(list(plane.paths.values()), plane.ingress, 60).adopt() is None
