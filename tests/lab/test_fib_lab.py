@@ -1,6 +1,6 @@
 """fib data plane end to end: the client's traffic follows the routes FibDataPlane programs.
 
-p2 gets 20 ms of one-way delay, so a ping over p2 takes ≥ 40 ms and one over p1 (the
+p2 gets 20 ms of one-way delay, so a ping over p2 takes about 40 ms and one over p1 (the
 router's own route for the server prefixes) about nothing; the router's transmit counters on
 r-p1/r-p2 say the same by packets.
 """
@@ -51,7 +51,7 @@ def test_client_traffic_moves_to_p2_and_back_after_stop(lab3, table):
     desired = Desired({V4: RouteIntent(V4, (NextHop("p2"),)), V6: RouteIntent(V6, (NextHop("p2"),))})
     fib.apply(desired)
     path, rtt = over(lab3, SERVER)
-    assert path == "p2" and rtt >= 40, (path, rtt)
+    assert path == "p2" and rtt >= 30, (path, rtt)      # 2 × 20 ms, give or take the delay line
     assert over(lab3, SERVER6)[0] == "p2"
     assert over(lab3, "203.0.113.10")[0] == "p1"          # unmanaged prefix: the router's own routing
 
@@ -65,7 +65,7 @@ def test_client_traffic_moves_to_p2_and_back_after_stop(lab3, table):
 
     fib.stop()
     path, rtt = over(lab3, SERVER)
-    assert path == "p1" and rtt < 40, (path, rtt)
+    assert path == "p1" and rtt < 20, (path, rtt)
     assert over(lab3, SERVER6)[0] == "p1"
 
 
