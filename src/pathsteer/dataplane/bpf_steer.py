@@ -51,6 +51,7 @@ GroupKey = tuple[tuple[int, int], ...]  # ((path id, weight), ...) sorted by pat
 class _Group:
     slot: int
     refs: int = 0
+    ring: list[int] | None = None  # the table as built (reconcile compares against it)
 
 
 class BpfSteerDataPlane:
@@ -163,7 +164,7 @@ class BpfSteerDataPlane:
             slot = self._take_slot()
             ring = maglev.build(dict(key), self.prog.abi.ring_size)
             self.prog.write_group(slot, list(key), ring)
-            g = self._groups[key] = _Group(slot)
+            g = self._groups[key] = _Group(slot, ring=ring)
         return g.slot
 
     def _unref(self, key: GroupKey, n: int = 1) -> None:
@@ -264,9 +265,11 @@ class BpfSteerDataPlane:
             repaired.append("stale_after rewritten")
         repaired += self._write_paths()
         for key, g in self._groups.items():
+            if g.ring is None:  # adopted: built on first check
+                g.ring = maglev.build(dict(key), self.prog.abi.ring_size)
             members, ring = self.prog.read_group(g.slot)
-            if members != list(key) or ring != maglev.build(dict(key), self.prog.abi.ring_size):
-                self.prog.write_group(g.slot, list(key), maglev.build(dict(key), self.prog.abi.ring_size))
+            if members != list(key) or ring != g.ring:
+                self.prog.write_group(g.slot, list(key), g.ring)
                 repaired.append(f"group slot {g.slot} rewritten")
         repaired += self._repair_routes()
         self.apply(desired)

@@ -257,23 +257,32 @@ class SteerProgram:
         lb.check_int(ret, f"map routes_v{version}: lookup")
         return out.value
 
-    def read_routes(self, version: int) -> dict[bytes, int]:
-        """Every (raw key → group slot) of one trie (get_next_key walk: tries have no batch lookup)."""
+    def read_routes(self, version: int, batch: int = 8192) -> dict[bytes, int]:
+        """Every (raw key → group slot) of one trie: bpf_map_lookup_batch into raw buffers
+        (the kernel walks the trie with get_next_key for us; -ENOENT marks the end with
+        ``count`` still filled in, PLATFORM.md)."""
         m = self._trie(version)
         ksize = ctypes.sizeof(m.key_type)
         out: dict[bytes, int] = {}
-        prev = None
-        nxt = ctypes.create_string_buffer(ksize)
-        val = ctypes.c_uint32()
+        tokens = [ctypes.create_string_buffer(max(ksize, 8)), ctypes.create_string_buffer(max(ksize, 8))]
+        keys = ctypes.create_string_buffer(ksize * batch)
+        values = ctypes.create_string_buffer(4 * batch)
+        opts = lb.opts(lb.bpf_map_batch_opts)
+        first = True
         while True:
-            ret = lb.bpf_map_get_next_key(m.fd, prev, nxt)
+            count = ctypes.c_uint32(batch)
+            ret = lb.bpf_map_lookup_batch(m.fd, None if first else tokens[0], tokens[1], keys, values,
+                                          ctypes.byref(count), ctypes.byref(opts))
+            if ret < 0 and ret != -errno.ENOENT:
+                lb.check_int(ret, f"map routes_v{version}: lookup_batch")
+            n = count.value
+            kraw, vals = keys.raw, struct.unpack_from(f"<{n}I", values.raw)
+            for i in range(n):
+                out[kraw[i * ksize:(i + 1) * ksize]] = vals[i]
             if ret == -errno.ENOENT:
                 return out
-            lb.check_int(ret, f"map routes_v{version}: get_next_key")
-            key = nxt.raw
-            if lb.bpf_map_lookup_elem(m.fd, key, ctypes.byref(val)) == 0:
-                out[key] = val.value
-            prev = key
+            tokens.reverse()
+            first = False
 
     # --- counters -------------------------------------------------------------------------
 
