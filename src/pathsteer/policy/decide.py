@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
+from pathsteer.dataplane.routes import Desired, NextHop, Prefix, RouteIntent
 from pathsteer.policy import failover, lowest_latency, weighted
 from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, best_tier, evaluate, least_bad
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
@@ -47,10 +47,10 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     load = load or {}
     started_at = previous.started_at if previous.started_at is not None else now
     in_grace = now - started_at < params.startup_grace_s
-    prefixes: dict = {}
+    prefixes: dict[Prefix, PrefixState] = {}
     routes: list[RouteStatus] = []
     events: list[Event] = []
-    desired: dict = {}
+    desired: dict[Prefix, RouteIntent] = {}
     snapshots = {p.name: p for p in telemetry.paths}
     # Destinations alike (same paths, SLA, policy...) in the same situation get the same answer:
     # judge and decide each such group once (10k prefixes usually share a handful of setups).

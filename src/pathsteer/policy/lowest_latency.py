@@ -45,17 +45,19 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     gains = {c.path: g for c in tier if c.path != current.path
              and (g := improvement(current, c)) is not None and g >= h.min_improvement}
     winning = track(now, prev, list(gains))
-    ready = [find(candidates, p) for p, since in winning if held_for(now, since, h.hold_down_s)]
+    by_path = {c.path: c for c in tier}
+    ready = [by_path[p] for p, since in winning if held_for(now, since, h.hold_down_s)]
     if ready:
-        target = min((c for c in ready if c is not None), key=rtt_key)
-        held = now - prev.winning_since(target.path) if prev.winning_since(target.path) is not None else 0.0
+        target = min(ready, key=rtt_key)
+        since = prev.winning_since(target.path)
+        held = now - since if since is not None else 0.0
         return Step((NextHop(target.path),), ChangeKind.BETTER,
                     f"{target.path} better than {current.path} by {pct(gains[target.path])} "
                     f"(rtt {ms(target.rtt_s)} vs {ms(current.rtt_s)}, min {pct(h.min_improvement)}) "
                     f"for {seconds(held)} (hold_down {duration(h.hold_down_s)})")
     pending = None
     if winning:
-        path, since = min(winning, key=lambda w: rtt_key(find(candidates, w[0])))  # type: ignore[arg-type]
+        path, since = min(winning, key=lambda w: rtt_key(by_path[w[0]]))
         pending = (f"{path} better than {current.path} by {pct(gains[path])} (min {pct(h.min_improvement)}) "
                    f"for {seconds(now - since)} of hold_down {duration(h.hold_down_s)}")
     return Step(prev.nexthops, winning=winning, pending=pending)
