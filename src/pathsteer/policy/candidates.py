@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from pathsteer.policy.params import DestinationParams, PolicyParams, RttStatistic
+from pathsteer.policy.params import DestinationParams, PathParams, PolicyParams, RttStatistic
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, RttStats, TelemetrySnapshot
 
 
@@ -121,6 +121,21 @@ def _utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | 
     return max(load.in_bps, load.out_bps) / capacity_bps
 
 
+def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: float | None,
+           breaches: list[str]) -> tuple[Eligibility, str | None]:
+    if not pp.carries(dest.prefix):
+        return Eligibility.NO_FAMILY, f"no IPv{dest.prefix.version} gateway"
+    if snap.state is PathState.DOWN:
+        return Eligibility.DOWN, f"down ({snap.failing}/{len(snap.targets)} targets failing)"
+    if snap.state is PathState.UNKNOWN:
+        return Eligibility.NO_DATA, "no probe resolved yet"
+    if breaches:
+        return Eligibility.SLA, "breaks sla: " + ", ".join(breaches)
+    if snap.state is PathState.DEGRADED:
+        return Eligibility.DEGRADED, f"degraded ({figures_text(rtt, snap.loss_pct, snap.jitter_s)})"
+    return Eligibility.ELIGIBLE, None
+
+
 def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: TelemetrySnapshot | Mapping[str, PathSnapshot],
              load: Mapping[str, LoadFigures]) -> tuple[Candidate, ...]:
     """Every path of ``dest``, in its order, judged. ``telemetry``: a snapshot, or its paths by name."""
@@ -135,26 +150,10 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
                                  Eligibility.NO_DATA, "no telemetry for this path"))
             continue
         rtt = path_rtt(snap.rtt, dest.rtt_statistic)
-        base = dict(path=name, order=order, state=snap.state, rtt_s=rtt, loss_pct=snap.loss_pct,
-                    jitter_s=snap.jitter_s, utilization=util, capacity_bps=pp.capacity_bps)
         breaches = _sla_breaches(dest, rtt, snap)
-        if not pp.carries(dest.prefix):
-            out.append(Candidate(**base, eligibility=Eligibility.NO_FAMILY,
-                                 why_not=f"no IPv{dest.prefix.version} gateway"))
-        elif snap.state is PathState.DOWN:
-            out.append(Candidate(**base, eligibility=Eligibility.DOWN,
-                                 why_not=f"down ({snap.failing}/{len(snap.targets)} targets failing)",
-                                 violations=len(breaches)))
-        elif snap.state is PathState.UNKNOWN:
-            out.append(Candidate(**base, eligibility=Eligibility.NO_DATA, why_not="no probe resolved yet"))
-        elif breaches:
-            out.append(Candidate(**base, eligibility=Eligibility.SLA, why_not="breaks sla: " + ", ".join(breaches),
-                                 violations=len(breaches)))
-        elif snap.state is PathState.DEGRADED:
-            out.append(Candidate(**base, eligibility=Eligibility.DEGRADED,
-                                 why_not=f"degraded ({figures_text(rtt, snap.loss_pct, snap.jitter_s)})"))
-        else:
-            out.append(Candidate(**base, eligibility=Eligibility.ELIGIBLE, why_not=None))
+        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches)
+        out.append(Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
+                             eligibility, why_not, len(breaches)))
     return tuple(out)
 
 
