@@ -11,7 +11,8 @@ def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", tim
                table: int | None = 200, stale_after: str = "10s", paths: list[str] | None = None,
                prefixes: list[str] | None = None, capacities: dict[str, str] | None = None,
                targets: tuple[str, ...] = ("198.51.100.9", "203.0.113.9"), hold: str = "0.2s",
-               sla: dict | None = None, extra_prefixes: list[str] | None = None) -> dict[str, Any]:
+               sla: dict | None = None, extra_prefixes: list[str] | None = None,
+               timeouts: dict[str, str] | None = None, decision: dict | None = None) -> dict[str, Any]:
     names = paths or [p.name for p in t.paths]
     probe = {"targets": list(targets), "method": "icmp", "interval": interval, "hold": hold}
     if timeout is not None:
@@ -22,6 +23,8 @@ def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", tim
             continue
         entry = {"name": p.name, "interface": p.router_interface, "gateway": p.gateway, "gateway6": p.gateway6,
                  "probe": dict(probe)}
+        if timeouts and p.name in timeouts:
+            entry["probe"]["timeout"] = timeouts[p.name]
         if capacities and p.name in capacities:
             entry["capacity"] = capacities[p.name]
         cfg_paths.append(entry)
@@ -37,4 +40,7 @@ def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", tim
         if sla:
             d["sla"] = sla
         dests.append(d)
-    return {"control": {"socket": socket}, "dataplane": dataplane, "paths": cfg_paths, "destinations": dests}
+    out = {"control": {"socket": socket}, "dataplane": dataplane, "paths": cfg_paths, "destinations": dests}
+    if decision:
+        out["decision"] = decision
+    return out

@@ -1,0 +1,106 @@
+"""Running ``pathsteer run`` inside a lab's router namespace (lab tests, demo, benchmarks).
+
+    d = LabDaemon(t, lab_config(t, mode="bpf", socket=...), "/tmp/x").start()
+    d.call("steer.status"); d.stop()          # SIGTERM, clean stop; d.kill() is kill -9
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from pathsteer.control.client import ControlClient
+from pathsteer.errors import PathsteerError
+
+
+class LabDaemon:
+    def __init__(self, t, config: dict, workdir: str, *, name: str = "steer") -> None:
+        self.t = t
+        self.config = config
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.config_path = os.path.join(workdir, f"{name}.yaml")
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.socket = config["control"]["socket"]
+        self.proc: subprocess.Popen | None = None
+        self.write(config)
+
+    def write(self, config: dict) -> None:
+        self.config = config
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+
+    def start(self, timeout: float = 15.0) -> LabDaemon:
+        log = open(self.log_path, "a")
+        self.proc = self.t.popen("router", [sys.executable, "-m", "pathsteer", "run", "--config", self.config_path],
+                                 stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise PathsteerError(f"pathsteer run exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                self.call("daemon.status")
+                return self
+            except PathsteerError:
+                time.sleep(0.05)
+        raise PathsteerError(f"pathsteer run did not answer on {self.socket} within {timeout:g} s: {self.log_tail()}")
+
+    def call(self, command: str, args: dict | None = None, timeout: float = 5.0):
+        try:
+            return ControlClient(self.socket, timeout=timeout).call(command, args or {})
+        except OSError as exc:  # the daemon went away mid-answer
+            raise PathsteerError(f"{command}: {exc}; {self.log_tail()}") from None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait: the clean stop (routes restored, program detached)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """kill -9: what a crash leaves."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_tail(self, n: int = 8) -> str:
+        return " | ".join(self.log().strip().splitlines()[-n:])
+
+    def changes(self) -> list[dict]:
+        return self.call("steer.events", {"limit": 100000})["events"]
+
+    def via(self, prefix: str) -> str:
+        for r in self.call("steer.status")["routes"]:
+            if r["prefix"] == prefix:
+                return r["via"]
+        raise KeyError(prefix)
+
+    def wait_via(self, prefix: str, path: str, timeout: float = 10.0) -> float:
+        """Wait until ``prefix`` goes via ``path``; returns how long it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.via(prefix) == path:
+                return time.monotonic() - t0
+            time.sleep(0.02)
+        raise AssertionError(f"{prefix} not via {path} after {timeout:g} s: {self.via(prefix)}; {self.log_tail()}")

@@ -1,0 +1,120 @@
+"""Acceptance, in the lab, in both data planes: the daemon (``pathsteer run`` in the router
+namespace) moves the client's traffic off a dead path within 3 probe intervals + 50 ms, off a
+slowed path within hold_down + 1 s and back after recovery, and does not flap between two equal
+jittery paths. Traffic: a 2 ms UDP echo stream from the client; the path a packet took is told
+by its RTT (the paths have different delays)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pathsteer import lab
+from pathsteer.lab import measure
+from pathsteer.steering.labconfig import lab_config
+from pathsteer.steering.labrun import LabDaemon
+
+pytestmark = pytest.mark.lab
+
+SERVER = "198.51.100.10"
+PREFIX = "198.51.100.0/24"
+INTERVAL_S = 0.020
+STREAM_INTERVAL_S = 0.002
+
+
+@pytest.fixture
+def daemon(lab3, tmp_path):
+    made: list[LabDaemon] = []
+
+    def start(**kw) -> LabDaemon:
+        sock = f"/run/pathsteer/{lab3.name}-steer.sock"
+        d = LabDaemon(lab3, lab_config(lab3, socket=sock, **kw), str(tmp_path)).start()
+        made.append(d)
+        return d
+
+    yield lab3, start
+    for d in made:
+        d.kill()
+
+
+def delivered_over(replies, after: float, lo_ms: float, hi_ms: float = 1e9) -> float | None:
+    """When the first packet sent at or after ``after - 0.5 s`` whose RTT says it took the
+    wanted path reached the server (send time + one-way delay); None if none did."""
+    for sent, rtt in replies:
+        if sent >= after - 0.5 and lo_ms <= rtt < hi_ms and sent + rtt / 2e3 >= after:
+            return sent + rtt / 2e3
+    return None
+
+
+@pytest.mark.parametrize("mode", ["fib", "bpf"])
+def test_hard_failure_is_left_within_3_intervals_plus_50ms(daemon, mode):
+    t, start = daemon
+    for name, delay in (("p1", "1ms"), ("p2", "8ms"), ("p3", "15ms")):
+        lab.set_path(t.name, name, delay=delay)
+    d = start(mode=mode, interval="20ms", timeouts={"p1": "25ms", "p2": "60ms", "p3": "90ms"})
+    d.wait_via(PREFIX, "p1", timeout=10)
+    time.sleep(1.0)  # p1 has been up longer than its hold time
+    with measure.UdpEcho(t, SERVER):
+        stream = measure.udp_stream(t, SERVER, seconds=3.0, interval=STREAM_INTERVAL_S)
+        time.sleep(1.0)
+        t_fail = time.time()
+        lab.set_path(t.name, "p1", down=True)
+        _, replies = measure.udp_stream_result(stream)
+    on_p1 = [r for s, r in replies if s < t_fail - 0.1]
+    assert on_p1 and max(sorted(on_p1)[: len(on_p1) // 2]) < 8, "before the failure traffic took p1"
+    at = delivered_over(replies, t_fail, 10.0, 25.0)
+    assert at is not None, (replies[-5:], d.log_tail())
+    took = at - t_fail
+    budget = 3 * INTERVAL_S + 0.050
+    print(f"reroute {mode}: {took * 1e3:.1f} ms (budget {budget * 1e3:.0f} ms)")
+    assert took <= budget, f"{took * 1e3:.1f} ms > {budget * 1e3:.0f} ms; {d.log_tail()}"
+    change = [e for e in d.changes() if e["from"] == "p1" and e["to"] == "p2"]
+    assert change and change[-1]["kind"] == "left" and "p1 down" in change[-1]["reason"]
+
+
+@pytest.mark.parametrize("mode", ["fib", "bpf"])
+def test_slow_path_is_left_within_hold_down_plus_1s_and_traffic_fails_back(daemon, mode):
+    t, start = daemon
+    for name, delay in (("p1", "5ms"), ("p2", "10ms"), ("p3", "20ms")):
+        lab.set_path(t.name, name, delay=delay)
+    hold_down = 1.0
+    d = start(mode=mode, interval="20ms", hold_down=f"{hold_down}s",
+              timeouts={"p1": "300ms", "p2": "300ms", "p3": "300ms"})
+    d.wait_via(PREFIX, "p1", timeout=10)
+    time.sleep(1.5)
+    with measure.UdpEcho(t, SERVER):
+        stream = measure.udp_stream(t, SERVER, seconds=8.0, interval=0.005)
+        time.sleep(0.5)
+        t_slow = time.time()
+        lab.set_path(t.name, "p1", delay="40ms")
+        left = d.wait_via(PREFIX, "p2", timeout=hold_down + 3)
+        time.sleep(0.5)
+        t_back = time.time()
+        lab.set_path(t.name, "p1", delay="5ms")
+        d.wait_via(PREFIX, "p1", timeout=hold_down + 5)
+        _, replies = measure.udp_stream_result(stream)
+    at = delivered_over(replies, t_slow, 15.0, 30.0)   # p2: 2 x 10 ms
+    assert at is not None
+    print(f"slow path left after {at - t_slow:.2f} s (daemon saw it after {left:.2f} s), hold_down {hold_down} s")
+    assert at - t_slow <= hold_down + 1.0
+    back = delivered_over(replies, t_back, 0.0, 15.0)   # p1 again: 2 x 5 ms
+    assert back is not None, "traffic failed back to p1"
+    print(f"failback after {back - t_back:.2f} s")
+    assert back - t_back <= hold_down + 1.5
+    kinds = [(e["from"], e["to"], e["kind"]) for e in d.changes() if e["prefix"] == PREFIX]
+    assert ("p1", "p2", "better") in kinds and ("p2", "p1", "better") in kinds
+
+
+@pytest.mark.parametrize("mode", ["fib", "bpf"])
+def test_two_equal_jittery_paths_switch_at_most_once_in_20s(daemon, mode):
+    t, start = daemon
+    for name in ("p1", "p2"):
+        lab.set_path(t.name, name, delay="10ms", jitter="4ms")
+    d = start(mode=mode, interval="20ms", paths=["p1", "p2"], timeouts={"p1": "200ms", "p2": "200ms"})
+    time.sleep(2.0)  # first measured choice made
+    before = len(d.changes())
+    time.sleep(20.0)
+    moves = [e for e in d.changes()[before:] if e["prefix"] == PREFIX]
+    print(f"{mode}: {len(moves)} switches in 20 s: {[e['reason'] for e in moves]}")
+    assert len(moves) <= 1, moves
