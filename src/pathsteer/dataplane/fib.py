@@ -44,6 +44,7 @@ import time
 
 from pathsteer.bpf.netns import in_netns
 from pathsteer.dataplane import netlink_route as nl
+from pathsteer.dataplane.netlink_monitor import MonitorSocket
 from pathsteer.dataplane.fib_plan import (
     RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, Key, PathNexthop, Plan, applied,
     desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, plan, prefix_of, targets)
@@ -102,7 +103,7 @@ class FibDataPlane:
         self._by_id = {nh.id: nh for nh in self._nexthops.values()}
         with self._in_ns():
             self.sock = nl.RouteSocket()
-            self._monitor = nl.MonitorSocket() if watch else None
+            self._monitor = MonitorSocket() if watch else None
         self.full_every = full_every
         self._last_full = -float("inf")
         self._state: FibState | None = None   # what we installed; None: read the kernel first

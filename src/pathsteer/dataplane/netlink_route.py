@@ -73,7 +73,7 @@ FR_ACT_TO_TBL = 1
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _NLATTR = struct.Struct("=HH")
-_RTMSG = struct.Struct("=BBBBBBBBI")
+RTMSG = struct.Struct("=BBBBBBBBI")
 _NHMSG = struct.Struct("=BBBBI")
 _FIB_RULE_HDR = struct.Struct("=BBBBBBBBI")
 _NEXTHOP_GRP = struct.Struct("=IBBH")
@@ -104,7 +104,7 @@ def parse_attrs(data: bytes | memoryview, offset: int, end: int) -> dict[int, me
     return out
 
 
-def _u32(v: memoryview) -> int:
+def attr_u32(v: memoryview) -> int:
     return struct.unpack_from("=I", v)[0]
 
 
@@ -226,7 +226,7 @@ class RouteSocket:
                 data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
-            for kind, seq, mv, off, end in _messages(data):
+            for kind, seq, mv, off, end in messages(data):
                 if kind == NLMSG_ERROR:
                     err = -struct.unpack_from("=i", mv, off)[0]
                     if err:
@@ -241,7 +241,7 @@ class RouteSocket:
         self.sock.send(msg[:8] + struct.pack("=I", seq) + msg[12:])
         while True:
             data = self.sock.recv(1 << 16)
-            for kind, rseq, mv, off, end in _messages(data):
+            for kind, rseq, mv, off, end in messages(data):
                 if kind == NLMSG_ERROR and rseq == seq:
                     err = -struct.unpack_from("=i", mv, off)[0]
                     if err:
@@ -261,7 +261,7 @@ class RouteSocket:
         self.sock.send(msg[:8] + struct.pack("=I", seq) + msg[12:])
         while True:
             data = self.sock.recv(4 << 20)
-            for kind, rseq, mv, off, end in _messages(data):
+            for kind, rseq, mv, off, end in messages(data):
                 if rseq != seq:
                     continue
                 if struct.unpack_from("=H", mv, off - 10)[0] & NLM_F_DUMP_INTR:
@@ -276,7 +276,7 @@ class RouteSocket:
                 yield kind, mv, off, end
 
 
-def _messages(data: bytes) -> Iterator[tuple[int, int, memoryview, int, int]]:
+def messages(data: bytes) -> Iterator[tuple[int, int, memoryview, int, int]]:
     mv = memoryview(data)
     offset = 0
     n = len(data)
@@ -316,7 +316,7 @@ def encode_route(k: int, table: int, protocol: int, nh_id: int, *, delete: bool 
 
 def encode_route_copy(route: RouteMsg, table: int, *, protocol: int | None = None) -> bytes:
     """RTM_NEWROUTE (create or replace) of ``route`` as dumped, into ``table``."""
-    body = _RTMSG.pack(route.family, route.dst_len, 0, route.tos, RT_TABLE_COMPAT if table > 255 else table,
+    body = RTMSG.pack(route.family, route.dst_len, 0, route.tos, RT_TABLE_COMPAT if table > 255 else table,
                        route.protocol if protocol is None else protocol, route.scope, route.type,
                        route.flags & RTNH_F_ONLINK)
     body += attr(RTA_TABLE, struct.pack("=I", table))
@@ -330,7 +330,7 @@ def encode_route_copy(route: RouteMsg, table: int, *, protocol: int | None = Non
 
 def encode_route_delete_exact(route: RouteMsg) -> bytes:
     """RTM_DELROUTE of exactly ``route`` (its table, protocol, metric and nexthop)."""
-    body = _RTMSG.pack(route.family, route.dst_len, 0, route.tos, RT_TABLE_COMPAT if route.table > 255 else route.table,
+    body = RTMSG.pack(route.family, route.dst_len, 0, route.tos, RT_TABLE_COMPAT if route.table > 255 else route.table,
                        route.protocol, RT_SCOPE_NOWHERE, route.type, 0)
     body += attr(RTA_TABLE, struct.pack("=I", route.table))
     if route.dst_len:
@@ -343,19 +343,19 @@ def encode_route_delete_exact(route: RouteMsg) -> bytes:
 
 def dump_routes(sock: RouteSocket, table: int, protocol: int = 0, family: int = socket.AF_UNSPEC) -> list[RouteMsg]:
     """Every unicast route in ``table`` (of ``protocol`` when non-zero): one filtered dump."""
-    body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
+    body = RTMSG.pack(family, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
     body += attr(RTA_TABLE, struct.pack("=I", table))
     out: list[RouteMsg] = []
     append = out.append
-    rtmsg = _RTMSG.unpack_from
+    rtmsg = RTMSG.unpack_from
     for kind, mv, off, end in sock.dump(_header(RTM_GETROUTE, NLM_F_DUMP, body)):
         if kind != RTM_NEWROUTE:
             continue
         fam, dst_len, _src_len, tos, _t8, proto, scope, rtype, flags = rtmsg(mv, off)
         if rtype != RTN_UNICAST or (protocol and proto != protocol):
             continue
-        a = parse_attrs(mv, off + _RTMSG.size, end)
-        if _u32(a[RTA_TABLE]) != table:
+        a = parse_attrs(mv, off + RTMSG.size, end)
+        if attr_u32(a[RTA_TABLE]) != table:
             continue  # the kernel without strict checking: filter here
         raw = bytes(a[RTA_DST]) if RTA_DST in a else b""
         if fam == socket.AF_INET:
@@ -364,7 +364,7 @@ def dump_routes(sock: RouteSocket, table: int, protocol: int = 0, family: int = 
             dst = ipaddress.IPv6Network((int.from_bytes(raw.ljust(16, b"\0"), "big"), dst_len))
         else:
             continue
-        nh = _u32(a[RTA_NH_ID]) if RTA_NH_ID in a else None
+        nh = attr_u32(a[RTA_NH_ID]) if RTA_NH_ID in a else None
         append(RouteMsg(fam, dst_len, table, proto, rtype, dst, nh,
                         {k: bytes(v) for k, v in a.items() if k in ROUTE_BODY_ATTRS}, flags, scope, tos))
     return out
@@ -385,7 +385,7 @@ def _dump_route_nhids(sock: RouteSocket, table: int, protocol: int) -> dict[int,
     Keys as `fib_plan.key`. Written for 1M routes: one loop over the received buffers, the
     attributes walked in place, no object made per route but its key.
     """
-    body = _RTMSG.pack(0, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
+    body = RTMSG.pack(0, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
     body += attr(RTA_TABLE, struct.pack("=I", table))
     out: dict[int, int] = {}
     msghdr = struct.Struct("=IHHI").unpack_from            # nlmsghdr without its pid
@@ -492,15 +492,15 @@ def dump_nexthops(sock: RouteSocket) -> list[NexthopMsg]:
         if NHA_RES_GROUP in a:
             r = parse_attrs(a[NHA_RES_GROUP], 0, len(a[NHA_RES_GROUP]))
             buckets = struct.unpack_from("=H", r[NHA_RES_GROUP_BUCKETS])[0] if NHA_RES_GROUP_BUCKETS in r else 0
-            idle = _u32(r[NHA_RES_GROUP_IDLE_TIMER]) / USER_HZ if NHA_RES_GROUP_IDLE_TIMER in r else 0.0
-            unbal = (_u32(r[NHA_RES_GROUP_UNBALANCED_TIMER]) / USER_HZ
+            idle = attr_u32(r[NHA_RES_GROUP_IDLE_TIMER]) / USER_HZ if NHA_RES_GROUP_IDLE_TIMER in r else 0.0
+            unbal = (attr_u32(r[NHA_RES_GROUP_UNBALANCED_TIMER]) / USER_HZ
                      if NHA_RES_GROUP_UNBALANCED_TIMER in r else 0.0)
         gw = None
         if NHA_GATEWAY in a:
             gw = str(ipaddress.ip_address(bytes(a[NHA_GATEWAY])))
         out.append(NexthopMsg(
-            id=_u32(a[NHA_ID]), family=fam, protocol=proto,
-            oif=_u32(a[NHA_OIF]) if NHA_OIF in a else None, gateway=gw, group=group,
+            id=attr_u32(a[NHA_ID]), family=fam, protocol=proto,
+            oif=attr_u32(a[NHA_OIF]) if NHA_OIF in a else None, gateway=gw, group=group,
             group_type=struct.unpack_from("=H", a[NHA_GROUP_TYPE])[0] if NHA_GROUP_TYPE in a else 0,
             buckets=buckets, idle_timer=idle, unbalanced_timer=unbal))
     return out
@@ -528,8 +528,8 @@ def dump_rules(sock: RouteSocket, family: int) -> list[RuleMsg]:
         fam, _d, _s, _tos, table8, _r1, _r2, action, _flags = _FIB_RULE_HDR.unpack_from(mv, off)
         a = parse_attrs(mv, off + _FIB_RULE_HDR.size, end)
         out.append(RuleMsg(
-            family=fam, priority=_u32(a[FRA_PRIORITY]) if FRA_PRIORITY in a else 0,
-            table=_u32(a[FRA_TABLE]) if FRA_TABLE in a else table8,
+            family=fam, priority=attr_u32(a[FRA_PRIORITY]) if FRA_PRIORITY in a else 0,
+            table=attr_u32(a[FRA_TABLE]) if FRA_TABLE in a else table8,
             protocol=a[FRA_PROTOCOL][0] if FRA_PROTOCOL in a else 0, action=action))
     return out
 
@@ -541,80 +541,3 @@ def ifindex(name: str) -> int:
     except OSError:
         raise PathsteerError(f"no interface {name!r}") from None
 
-
-# -- change notifications -------------------------------------------------------------------------
-
-NETLINK_ADD_MEMBERSHIP = 1
-RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE = 1, 7, 8
-RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE, RTNLGRP_NEXTHOP = 11, 19, 32
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-
-
-@dataclass(frozen=True)
-class RouteEvent:
-    """RTM_NEWROUTE / RTM_DELROUTE as multicast to RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE."""
-
-    deleted: bool
-    table: int
-    protocol: int
-    key: int      # as fib_plan.key
-    nh_id: int    # 0: none
-
-
-class MonitorSocket:
-    """A NETLINK_ROUTE socket subscribed to route, rule, nexthop and link changes.
-
-    ``drain()`` returns the route events since the last call and whether anything else
-    happened (``other``: a nexthop, rule or link change, which the caller answers with a full
-    dump). ``overflow``: the kernel dropped notifications (ENOBUFS), so they cannot be trusted.
-    Notes from the kernel: IPv4 routes removed with their nexthop object or device
-    (nexthop_flush_dev, fib_flush) are removed without RTM_DELROUTE; the nexthop or link
-    notification that comes with them (or the device event) is what tells.
-    """
-
-    def __init__(self, rcvbuf: int = 32 << 20) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)   # SO_RCVBUFFORCE (root)
-        except OSError:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind((0, 0))
-        for group in (RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_ROUTE,
-                      RTNLGRP_IPV6_RULE, RTNLGRP_NEXTHOP):
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def drain(self) -> tuple[list[RouteEvent], bool, bool]:
-        """``(route events, other changes seen, overflow)``; never blocks."""
-        events: list[RouteEvent] = []
-        other = overflow = False
-        rtmsg = struct.Struct("=BBxxBBxB").unpack_from
-        while True:
-            try:
-                data = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                return events, other, overflow
-            except OSError as e:
-                if e.errno == _errno.ENOBUFS:
-                    overflow = True
-                    continue
-                raise
-            if other or overflow:
-                continue   # the caller reads the kernel anyway: just empty the queue
-            for kind, _seq, mv, off, end in _messages(data):
-                if kind in (RTM_NEWROUTE, RTM_DELROUTE):
-                    fam, dst_len, t8, proto, rtype = rtmsg(mv, off)
-                    if rtype != RTN_UNICAST or fam not in (socket.AF_INET, socket.AF_INET6):
-                        continue
-                    a = parse_attrs(mv, off + _RTMSG.size, end)
-                    table = _u32(a[RTA_TABLE]) if RTA_TABLE in a else t8
-                    dst = int.from_bytes(a[RTA_DST], "big") if RTA_DST in a else 0
-                    events.append(RouteEvent(kind == RTM_DELROUTE, table, proto,
-                                             (dst << 9) | (dst_len << 1) | (fam == socket.AF_INET6),
-                                             _u32(a[RTA_NH_ID]) if RTA_NH_ID in a else 0))
-                elif kind in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_NEWRULE, RTM_DELRULE, RTM_DELLINK):
-                    other = True
-                elif kind == RTM_NEWLINK:
-                    other = True   # up/down, carrier: nexthops and routes may have gone silently
