@@ -84,6 +84,11 @@ def test_decisions_keep_their_promises(setup, steps):
             while j > 0 and _wants(out[j - 1][1], new, before, policy, min_improvement):
                 j -= 1
             assert now - out[j][0] >= hold_down - 1e-9, (r.reason, now, out[j][0])
+        # weighted: a path leaving moves only its own flows — the others keep their weights
+        if policy is PolicyKind.WEIGHTED and hops != before and r.kind is ChangeKind.LEFT:
+            kept = {b.path: b.weight for b in before}
+            if set(kept) >= {nh.path for nh in hops}:
+                assert all(nh.weight == kept[nh.path] for nh in hops)
         before = hops
 
 
