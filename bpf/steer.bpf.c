@@ -264,7 +264,7 @@ int tc_steer(struct __sk_buff *skb)
 	struct steer_path *path;
 	struct bpf_redir_neigh nh = {};
 	void *data, *data_end;
-	__u32 reason, group, slot, path_id, len = skb->len;
+	__u32 reason, group, slot, path_id, mtu_len, len = skb->len;
 	__u16 proto;
 
 	if (!fresh())
@@ -335,6 +335,13 @@ int tc_steer(struct __sk_buff *skb)
 		return pass(skb, STEER_PASS_NO_PATH);
 	if (f.family == AF_INET ? !(path->flags & STEER_PATH_HAS_GW4) : !(path->flags & STEER_PATH_HAS_GW6))
 		return pass(skb, STEER_PASS_NO_PATH);
+	/* A redirect of a frame the egress device cannot carry is dropped without ICMP; the
+	 * kernel's own forwarding at least fragments it or answers "fragmentation needed".
+	 * GSO packets are checked segment by segment (net/core/filter.c, bpf_skb_check_mtu). */
+	mtu_len = 0;
+	if (bpf_check_mtu(skb, path->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+		return pass(skb, STEER_PASS_MTU);
+
 	/* Re-derive the header pointers: the verifier wants them checked against data_end
 	 * again after the helper calls above. */
 	data = (void *)(long)skb->data;

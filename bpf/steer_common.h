@@ -62,7 +62,9 @@ enum steer_reason {
 	STEER_PASS_TTL = 7,       /* TTL / hop limit <= 1: the kernel sends ICMP time exceeded */
 	STEER_PASS_LOCAL = 8,     /* destination is the router itself (STEER_GROUP_LOCAL) */
 	STEER_PASS_NO_PATH = 9,   /* empty ring slot, unknown path or no gateway of the family */
-	STEER_REASON_COUNT = 10,
+	STEER_PASS_MTU = 10,      /* larger than the path device's MTU (bpf_check_mtu): the kernel
+				   * routes it rather than a redirect dropping it silently */
+	STEER_REASON_COUNT = 11,
 };
 
 /* steer_route.group values that name no table. */

@@ -266,3 +266,16 @@ def test_model_predicts_many_flows(rig):
     _MAC["mac"] = rig.mac
     for sport, data in list(flows(100)):
         assert path_of_run(rig, data) == rig.path_for("198.51.100.0/24", flow_words(SRC4, "198.51.100.10", 6, sport, 443))
+
+
+def test_frame_larger_than_the_path_mtu_goes_to_the_kernel(rig, netns):
+    """A redirect past the egress MTU would be dropped silently; the kernel fragments or
+    answers "fragmentation needed" instead."""
+    netns.in_ns("ip", "link", "set", "dev", netns.name, "mtu", "1280")
+    big = bytes(eth(rig) / IP(src=SRC4, dst="203.0.113.9") / UDP(sport=1, dport=2) / Raw(bytes(1300)))
+    small = bytes(eth(rig) / IP(src=SRC4, dst="203.0.113.9") / UDP(sport=1, dport=2) / Raw(bytes(1000)))
+    before = rig.plane.reason_totals()[Reason.PASS_MTU].packets
+    result = rig.run(big)
+    assert result.retval == TC_ACT_UNSPEC and result.data_out == big
+    assert rig.plane.reason_totals()[Reason.PASS_MTU].packets == before + 1
+    assert rig.run(small).retval == TC_ACT_REDIRECT

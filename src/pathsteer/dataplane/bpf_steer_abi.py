@@ -67,6 +67,7 @@ class Reason(Enum):
     PASS_TTL = "STEER_PASS_TTL"
     PASS_LOCAL = "STEER_PASS_LOCAL"
     PASS_NO_PATH = "STEER_PASS_NO_PATH"
+    PASS_MTU = "STEER_PASS_MTU"
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,12 @@ class Abi:
     def from_btf(cls, btf: Btf) -> Abi:
         lim = btf.enum_values("steer_limits")
         tc = btf.enum_values("steer_tc")
-        reasons = btf.enum_values("steer_reason")
         return cls(
             ring_size=lim["STEER_LIMIT_RING_SIZE"], max_groups=lim["STEER_LIMIT_GROUPS"],
             max_group_paths=lim["STEER_LIMIT_GROUP_PATHS"], max_paths=lim["STEER_LIMIT_PATHS"],
             max_routes=lim["STEER_LIMIT_ROUTES"], default_stale_after_ms=lim["STEER_DEFAULT_STALE_AFTER_MS"],
             hash_seed=btf.constant("steer_hash", "STEER_HASH_SEED") & 0xFFFFFFFF,
-            reasons={r: reasons[r.value] for r in Reason},
+            reasons={r: btf.constant("steer_reason", r.value) for r in Reason},  # BpfError names a missing one
             path_flags=btf.enum_values("steer_path_flags"),
             tc_handle=tc["STEER_TC_HANDLE"], tc_priority=tc["STEER_TC_PRIORITY"],
             group_local=btf.constant("steer_group_special", "STEER_GROUP_LOCAL"),
