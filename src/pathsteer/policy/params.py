@@ -1,7 +1,8 @@
 """Policy parameters: what the config layer builds for the decision (frozen, validated).
 
 Units are in the field names: seconds (``_s``), bit/s (``_bps``), percent points (``_pct``);
-``min_improvement``, ``utilization_ceiling``, ``min_shift`` and ``max_step`` are fractions (0.1 = 10 %).
+``min_improvement``, ``utilization_ceiling``, ``min_free``, ``min_shift`` and ``max_step`` are fractions
+(0.1 = 10 %).
 Every check raises `UsageError` naming the field and the value, as the config layer does.
 """
 
@@ -82,17 +83,21 @@ class WeightedParams:
     """How `weighted` turns capacity, latency and load into weights (see
     `pathsteer.policy.weighted`): base shares ∝ capacity × (best rtt + ``latency_scale_s``) /
     (rtt + ``latency_scale_s``) (None: latency ignored); while a path is past
-    ``utilization_ceiling`` flows spill over toward equal utilization; weights move only when
-    a share would move by more than ``min_shift``, and by at most ``max_step`` per ``hold_down``.
+    ``utilization_ceiling`` flows spill over toward equal utilization, but no path's share is
+    pushed below ``min_free`` of its base share (it keeps some flows, so its figures stay
+    real); weights move only when a share would move by more than ``min_shift``, and by at most
+    ``max_step`` per ``hold_down``. (Field order kept: the config layer builds it positionally.)
     """
 
     utilization_ceiling: float = 0.9
+    min_free: float = 0.1
     latency_scale_s: float | None = 0.010
     min_shift: float = 0.05
     max_step: float = 0.20
 
     def __post_init__(self) -> None:
         _fraction(self.utilization_ceiling, "weighted.utilization_ceiling", low=0.01)
+        _fraction(self.min_free, "weighted.min_free")
         _nonneg(self.latency_scale_s, "weighted.latency_scale")
         _fraction(self.min_shift, "weighted.min_shift", high=0.5)
         _fraction(self.max_step, "weighted.max_step", low=0.01)

@@ -9,7 +9,8 @@ A prefix's first choice and a path that joins take their base shares.
 * *spill-over*: while some path is past its ``utilization_ceiling``, each share is multiplied
   by ``1 + 3 × (mean utilization − its utilization)`` (mean over the paths, capacity-weighted):
   flows go from busier to idler paths until utilizations are equal — also when the busy path
-  is full of someone else's traffic. Saturated paths all at 100 % (elastic TCP) stay as they are.
+  is full of someone else's traffic — but no share below ``min_free`` of its base share (the
+  path keeps some flows). Saturated paths all at 100 % (elastic TCP) stay as they are.
 * *return*: while no path is past its ceiling, the shares go back toward the base shares, but
   only as far as a conservative forecast keeps every path under its ceiling (forecast: all
   the traffic now measured on the paths moves with the shares), so spill-over and return do
@@ -82,12 +83,14 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
     util = {c.path: c.utilization or 0.0 for c in paths}
     carried = math.fsum(util[p] * caps[p] for p in util)  # bit/s on these paths now
     over = [p for p in util if util[p] > ceiling]
+    base = base_shares(dest, paths)
     if over:
         mean = carried / math.fsum(caps.values())
-        target = _normalise({p: current[p] * max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current})
+        floor = dest.weighted.min_free
+        factor = {p: max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current}
+        target = _normalise({p: max(floor * base[p], current[p] * factor[p]) for p in current})
         return target, (f"spill-over: {', '.join(f'{p} utilization {pct(util[p])}' for p in over)} > ceiling "
                         f"{pct(ceiling)}, toward equal utilization (mean {pct(mean)})")
-    base = base_shares(dest, paths)
     room = 1.0  # how much of the way back to base keeps every path under its ceiling (forecast)
     for p in current:
         rise = (base[p] - current[p]) * carried / caps[p]
