@@ -19,9 +19,10 @@ def policy_params(config: Config) -> PolicyParams:
         h, s, w = d.hysteresis, d.sla, d.weighted
         dests.append(DestinationParams(
             prefix=d.prefix, policy=PolicyKind(d.policy), paths=tuple(d.paths),
-            hysteresis=Hysteresis(h.min_improvement, h.hold_down),
-            sla=Sla(s.max_rtt, s.max_loss, s.max_jitter),
-            weighted=WeightedParams(w.utilization_ceiling, w.min_free, w.latency_scale, w.min_shift),
+            hysteresis=Hysteresis(min_improvement=h.min_improvement, hold_down_s=h.hold_down),
+            sla=Sla(max_rtt_s=s.max_rtt, max_loss_pct=s.max_loss, max_jitter_s=s.max_jitter),
+            weighted=WeightedParams(utilization_ceiling=w.utilization_ceiling, min_free=w.min_free,
+                                    latency_scale_s=w.latency_scale, min_shift=w.min_shift),
             rtt_statistic=RttStatistic(d.rtt)))
     grace = config.decision.startup_grace if config.decision else 5.0
     return PolicyParams(paths, tuple(dests), startup_grace_s=grace)
