@@ -256,5 +256,5 @@ def test_closed_loop_demand_above_capacity_keeps_shares_and_never_flaps():
 
 def test_spill_over_leaves_a_busy_path_at_least_min_free_of_its_base_share():
     d = closed_loop(demand_bps=60 * MBIT, external={"p1": 99 * MBIT}, seconds=30.0)
-    assert 0.05 <= d.route().shares()["p1"] <= 0.07  # min_free 0.1 × base 50 %
+    assert 0.05 <= d.route().shares()["p1"] <= 0.11  # min_free 0.1 × base 50 % (then min_shift stops it)
     assert [e for e in d.events if e.at > 10.0] == []

@@ -59,6 +59,19 @@ def _normalise(raw: Mapping[str, float]) -> dict[str, float]:
     return {p: (w / total if total > 0 else 1.0 / len(raw)) for p, w in raw.items()}
 
 
+def _floored(shares: Mapping[str, float], floors: Mapping[str, float]) -> dict[str, float]:
+    """``shares`` with each at least its floor, the others scaled down to make room (sum 1)."""
+    fixed: dict[str, float] = {}
+    while True:
+        free = {p: s for p, s in shares.items() if p not in fixed}
+        room = 1.0 - math.fsum(fixed.values())
+        scale = room / math.fsum(free.values()) if free and math.fsum(free.values()) > 0 else 0.0
+        low = {p: floors[p] for p, s in free.items() if s * scale < floors[p]}
+        if not low or len(fixed) + len(low) == len(shares):
+            return _normalise({p: fixed[p] if p in fixed else low.get(p, shares[p] * scale) for p in shares})
+        fixed.update(low)
+
+
 def base_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str, float]:
     """Shares from capacity and latency alone, in the paths' order."""
     paths = list(paths)
@@ -86,9 +99,9 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
     base = base_shares(dest, paths)
     if over:
         mean = carried / math.fsum(caps.values())
-        floor = dest.weighted.min_free
         factor = {p: max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current}
-        target = _normalise({p: max(floor * base[p], current[p] * factor[p]) for p in current})
+        target = _floored(_normalise({p: current[p] * factor[p] for p in current}),
+                          {p: dest.weighted.min_free * base[p] for p in current})
         return target, (f"spill-over: {', '.join(f'{p} utilization {pct(util[p])}' for p in over)} > ceiling "
                         f"{pct(ceiling)}, toward equal utilization (mean {pct(mean)})")
     room = 1.0  # how much of the way back to base keeps every path under its ceiling (forecast)
