@@ -187,17 +187,18 @@ class BpfSteerDataPlane:
         memo: dict[tuple[int, int], GroupKey] = {}  # (id(nexthops), version) → key, this call only
         changed: list[tuple[Prefix, GroupKey, GroupKey | None]] = []
         found = 0
+        get = installed.get if installed else (lambda _prefix: None)  # first load: skip a hash per prefix
         for prefix, intent in desired.routes.items():
             mk = (id(intent.nexthops), prefix._version)
             key = memo.get(mk)
             if key is None:
                 key = memo[mk] = self._group_key(intent)
-            old = installed.get(prefix)
+                if not key:
+                    log.warning("bpf.route_unsteered nexthops=%s reason=no-usable-path", intent.nexthops)
+            old = get(prefix)
             if old is not None:
                 found += 1
             if old != key:
-                if not key:
-                    log.warning("bpf.route_unsteered prefix=%s reason=no-usable-path", prefix)
                 changed.append((prefix, key, old))
         removed = [] if found == len(installed) else [p for p in installed if p not in desired.routes]
         # 1. tables first, into free slots: nothing points to them yet
@@ -262,6 +263,7 @@ class BpfSteerDataPlane:
         repaired = self._attach_all()
         state = self.prog.read_state()
         if state is None or state.stale_after_ns != self.stale_after_ns:
+            self.prog.heartbeat(self.stale_after_ns)
             repaired.append("stale_after rewritten")
         repaired += self._write_paths()
         for key, g in self._groups.items():
