@@ -142,7 +142,7 @@ static __always_inline int finish(struct xdp_md *ctx, const struct guard_setting
 
 		if (seen && ++*seen >= s->sample_every) {
 			*seen = 0;
-			emit(ctx, GUARD_EVENT_DROP, verdict, rule_id, now, len, p, p->src);
+			emit(ctx, GUARD_EVENT_DROP, verdict, rule_id, now ? now : clock_now(s), len, p, p->src);
 		}
 	}
 	return drop ? XDP_DROP : XDP_PASS;
@@ -378,14 +378,12 @@ int xdp_guard(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	__u32 zero = 0, rule_id = 0, l3 = sizeof(*eth);
 	__u16 ethertype;
-	__u64 now;
+	__u64 now = 0; /* read only once a rate needs it: steps 1-3 drop floods without the clock */
 	int i;
 
 	s = bpf_map_lookup_elem(&guard_settings, &zero);
 	if (!s)
 		return XDP_PASS; /* an array's entry 0 always exists */
-	now = clock_now(s);
-
 	if ((void *)(eth + 1) > data_end)
 		return finish(ctx, s, GUARD_PASS_NOT_IP, 0, now, len, &p);
 	ethertype = eth->h_proto;
@@ -428,6 +426,7 @@ int xdp_guard(struct xdp_md *ctx)
 		return finish(ctx, s, GUARD_PASS_ALLOW, rule_id, now, len, &p);
 	if (lpm_match(&deny_v4, &deny_v6, &p, &rule_id))
 		return finish(ctx, s, GUARD_DROP_DENY, rule_id, now, len, &p);
+	now = clock_now(s);
 
 	/* Step 5's parse comes first so that drop events carry ports; its verdict waits. */
 	if (p.family == GUARD_AF_INET)
