@@ -90,3 +90,17 @@ def test_guard_removes_1m_prefixes_in_bulk(netns):
         assert [(k.prefixlen, bytes(k.addr)) for k, _ in entries] == [(24, keep.network_address.packed)]
     print(f"1M prefixes removed in {elapsed:.2f} s")
     assert elapsed < 3.0
+
+
+def test_guard_remove_cidrs_in_a_batch(netns):
+    """Expiry of a burst of auto-blocks: /32s and /64s leave the tries in one call; an absent
+    one is no error; the others stay."""
+    v4 = [ipaddress.ip_network(f"10.250.{i // 250}.{i % 250 + 1}/32") for i in range(500)]
+    v6 = [ipaddress.ip_network(f"2001:db8:bad:{i:x}::/64") for i in range(20)]
+    keep = ipaddress.ip_network("192.0.2.0/24")
+    with GuardProgram.load() as prog:
+        prog.apply(RuleSet(deny={**{n: 7 for n in v4 + v6}, keep: 1}))
+        prog.remove_cidrs("deny", [*v4, *v6, ipaddress.ip_network("203.0.113.9/32")])
+        assert prog.installed["deny"] == {keep: 1}
+        assert [k.prefixlen for k, _ in prog.maps["deny_v4"].lookup_batch()] == [24]
+        assert prog.maps["deny_v6"].lookup_batch() == []

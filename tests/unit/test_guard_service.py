@@ -78,6 +78,17 @@ class FakeProgram:
     def remove_cidr(self, kind, net):
         return self.installed[kind].pop(net, None) is not None
 
+    fail_remove = False
+    remove_calls = 0
+
+    def remove_cidrs(self, kind, nets):
+        if self.fail_remove:
+            from pathsteer.errors import BpfError
+            raise BpfError("delete_batch refused")
+        self.remove_calls += 1
+        for net in nets:
+            self.installed[kind].pop(net, None)
+
     def reset_rule_counter(self, rid):
         pass
 
@@ -167,6 +178,24 @@ def test_auto_block_and_expiry(service):
     service.clock_.now += 0.1
     assert service.expire() == 1
     assert N("10.250.0.2/32") not in service.fake.installed["deny"] and service.store.load() == []
+
+
+def test_a_burst_of_auto_blocks_expires_in_one_batch(service):
+    for i in range(300):
+        service._on_event(hh(f"10.250.{i // 250}.{i % 250 + 1}/32"))
+    service.cmd_block(BlockArgs(cidr="192.0.2.0/24", ttl=1))  # also in the config's deny list
+    assert len(service.blocks) == 301
+    service.clock_.now += 600
+    service.fake.fail_remove = True  # the trie refuses: nothing changes, the next tick retries
+    with pytest.raises(Exception, match="refused"):
+        service.expire()
+    assert len(service.blocks) == 301 and len(service.store.load()) == 301
+    service.fake.fail_remove = False
+    assert service.expire() == 301 and service.fake.remove_calls == 1
+    assert service.blocks == {} and service.store.load() == []
+    assert set(service.fake.installed["deny"]) == {N("192.0.2.0/24")}  # the config's entry stays
+    assert {key[0] for key, _ in service.ids.items()} == {"allow", "deny"}
+    assert [key[1] for key, _ in service.ids.items() if key[0] == "deny"] == [N("192.0.2.0/24")]
 
 
 def test_allow_list_is_never_auto_blocked(service):

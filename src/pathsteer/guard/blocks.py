@@ -76,5 +76,11 @@ class BlockStore:
     def delete(self, cidr: Network) -> bool:
         return self._db.execute("DELETE FROM blocks WHERE cidr = ?", (str(cidr),)).rowcount > 0
 
+    def delete_many(self, cidrs: list[Network]) -> int:
+        """Delete many blocks in one transaction (expiry of a burst of auto-blocks)."""
+        with self._db:  # isolation_level=None: make the transaction explicit
+            self._db.execute("BEGIN")
+            return self._db.executemany("DELETE FROM blocks WHERE cidr = ?", [(str(c),) for c in cidrs]).rowcount
+
     def close(self) -> None:
         self._db.close()

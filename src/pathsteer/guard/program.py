@@ -180,6 +180,20 @@ class GuardProgram:
         self._trie(kind, net).update(abi.lpm_key(net), abi.CidrRule(rule_id))
         self.installed[kind][net] = rule_id
 
+    def remove_cidrs(self, kind: str, nets: Iterable[Network]) -> None:
+        """Remove many CIDRs from trie ``kind`` (``bpf_map_delete_batch`` beyond a few; one
+        that is not there is fine). On an error nothing leaves the mirror."""
+        nets = list(nets)
+        for version in (4, 6):
+            chunk = [n for n in nets if n.version == version]
+            if len(chunk) > 8:
+                self.maps[f"{kind}_v{version}"].delete_batch(_packed_keys(chunk), missing_ok=True)
+            else:
+                for net in chunk:
+                    self._trie(kind, net).delete(abi.lpm_key(net))
+        for net in nets:
+            self.installed[kind].pop(net, None)
+
     def remove_cidr(self, kind: str, net: Network) -> bool:
         self.installed[kind].pop(net, None)
         return self._trie(kind, net).delete(abi.lpm_key(net))

@@ -266,10 +266,21 @@ class GuardService:
         event("guard.unblock" if why == "manual" else "guard.expire", cidr=cidr, origin=block.origin.value)
 
     def expire(self) -> int:
+        """Remove the blocks whose ttl has passed: the trie first, in one batch (a flood of
+        spoofed sources can leave thousands of auto-blocks expiring together), then the store in
+        one transaction. If the trie refuses, nothing changes and the next tick tries again."""
         now = self.clock()
-        expired = [b.cidr for b in self.blocks.values() if b.expired(now)]
-        for cidr in expired:
-            self.unblock(cidr, why="expired")
+        expired = [b for b in self.blocks.values() if b.expired(now)]
+        if not expired:
+            return 0
+        config_deny = set(self.config.deny)
+        self.program.remove_cidrs("deny", [b.cidr for b in expired if b.cidr not in config_deny])
+        self.store.delete_many([b.cidr for b in expired])
+        for b in expired:
+            del self.blocks[b.cidr]
+            if b.cidr not in config_deny:
+                self.ids.release(("deny", b.cidr))
+            event("guard.expire", cidr=b.cidr, origin=b.origin.value)
         return len(expired)
 
     async def _ticker(self) -> None:
