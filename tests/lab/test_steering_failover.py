@@ -13,7 +13,7 @@ import pytest
 from pathsteer import lab
 from pathsteer.lab import measure
 from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon
+from pathsteer.steering.labrun import LabDaemon, delivered_over
 
 pytestmark = pytest.mark.lab
 
@@ -38,39 +38,38 @@ def daemon(lab3, tmp_path):
         d.kill()
 
 
-def delivered_over(replies, after: float, lo_ms: float, hi_ms: float = 1e9) -> float | None:
-    """When the first packet sent at or after ``after - 0.5 s`` whose RTT says it took the
-    wanted path reached the server (send time + one-way delay); None if none did."""
-    for sent, rtt in replies:
-        if sent >= after - 0.5 and lo_ms <= rtt < hi_ms and sent + rtt / 2e3 >= after:
-            return sent + rtt / 2e3
-    return None
-
-
 @pytest.mark.parametrize("mode", ["fib", "bpf"])
 def test_hard_failure_is_left_within_3_intervals_plus_50ms(daemon, mode):
+    """Three failures (p1 back up and failed back to between them): the median within budget,
+    none past twice the budget (bench_reroute gives the distribution over 20)."""
     t, start = daemon
     for name, delay in (("p1", "1ms"), ("p2", "8ms"), ("p3", "15ms")):
         lab.set_path(t.name, name, delay=delay)
-    d = start(mode=mode, interval="20ms", timeouts={"p1": "25ms", "p2": "60ms", "p3": "90ms"})
+    d = start(mode=mode, interval="20ms", hold_down="0.3s", timeouts={"p1": "15ms", "p2": "60ms", "p3": "90ms"})
     d.wait_via(PREFIX, "p1", timeout=10)
-    time.sleep(1.0)  # p1 has been up longer than its hold time
-    with measure.UdpEcho(t, SERVER):
-        stream = measure.udp_stream(t, SERVER, seconds=3.0, interval=STREAM_INTERVAL_S)
-        time.sleep(1.0)
-        t_fail = time.time()
-        lab.set_path(t.name, "p1", down=True)
-        _, replies = measure.udp_stream_result(stream)
-    on_p1 = [r for s, r in replies if s < t_fail - 0.1]
-    assert on_p1 and max(sorted(on_p1)[: len(on_p1) // 2]) < 8, "before the failure traffic took p1"
-    at = delivered_over(replies, t_fail, 10.0, 25.0)
-    assert at is not None, (replies[-5:], d.log_tail())
-    took = at - t_fail
     budget = 3 * INTERVAL_S + 0.050
-    print(f"reroute {mode}: {took * 1e3:.1f} ms (budget {budget * 1e3:.0f} ms)")
-    assert took <= budget, f"{took * 1e3:.1f} ms > {budget * 1e3:.0f} ms; {d.log_tail()}"
-    change = [e for e in d.changes() if e["from"] == "p1" and e["to"] == "p2"]
-    assert change and change[-1]["kind"] == "left" and "p1 down" in change[-1]["reason"]
+    took = []
+    with measure.UdpEcho(t, SERVER):
+        for _ in range(3):
+            time.sleep(0.6)  # p1 has been up longer than its hold time
+            stream = measure.udp_stream(t, SERVER, seconds=1.0, interval=STREAM_INTERVAL_S)
+            time.sleep(0.4)
+            t_fail = time.time()
+            lab.set_path(t.name, "p1", down=True)
+            _, replies = measure.udp_stream_result(stream)
+            on_p1 = sorted(r for s, r in replies if s < t_fail - 0.1)
+            assert on_p1 and on_p1[len(on_p1) // 2] < 8, "before the failure traffic took p1"
+            at = delivered_over(replies, t_fail, 10.0, 25.0)
+            assert at is not None, (replies[-5:], d.log_tail())
+            took.append(at - t_fail)
+            change = [e for e in d.changes() if e["prefix"] == PREFIX][-1]
+            assert (change["from"], change["to"], change["kind"]) == ("p1", "p2", "left")
+            assert change["reason"].startswith("p1 down")
+            lab.set_path(t.name, "p1", down=False)
+            d.wait_via(PREFIX, "p1", timeout=10)
+    print(f"reroute {mode}: {', '.join(f'{x * 1e3:.1f}' for x in took)} ms (budget {budget * 1e3:.0f} ms)")
+    assert sorted(took)[1] <= budget, took
+    assert max(took) <= 2 * budget, took
 
 
 @pytest.mark.parametrize("mode", ["fib", "bpf"])

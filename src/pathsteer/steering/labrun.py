@@ -104,3 +104,13 @@ class LabDaemon:
                 return time.monotonic() - t0
             time.sleep(0.02)
         raise AssertionError(f"{prefix} not via {path} after {timeout:g} s: {self.via(prefix)}; {self.log_tail()}")
+
+
+def delivered_over(replies, after: float, lo_ms: float, hi_ms: float = 1e9) -> float | None:
+    """When the first packet of a `pathsteer.lab.measure.udp_stream` that took the wanted path
+    (its RTT within [lo_ms, hi_ms)) reached the server, at or after ``after`` (wall clock):
+    its send time plus half its RTT. None if no packet did."""
+    for sent, rtt in replies:
+        if sent >= after - 0.5 and lo_ms <= rtt < hi_ms and sent + rtt / 2e3 >= after:
+            return sent + rtt / 2e3
+    return None

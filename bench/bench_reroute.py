@@ -1,0 +1,82 @@
+"""Reroute time of the daemon over 20 hard failures per data plane (median and p95).
+
+A lab with two paths (p1 1 ms, p2 8 ms one way), ``pathsteer run`` in the router namespace
+probing every 20 ms (timeout 15 ms on p1), lowest-latency with hold_down 0.3 s so traffic fails
+back between rounds. Each round: a 2 ms UDP echo stream from the client, p1 set down, the
+time from that call to the first packet delivered over p2 (send time + one-way delay, told by
+its RTT), p1 back up, wait for the failback. Anchor: the issue's budget, 3 probe intervals +
+50 ms. ``BENCH_REROUTE_ROUNDS`` changes the count.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import tempfile
+import time
+
+from bench.harness import Figure
+from pathsteer import lab
+from pathsteer.lab import measure
+from pathsteer.steering.labconfig import lab_config
+from pathsteer.steering.labrun import LabDaemon, delivered_over
+
+ROUNDS = int(os.environ.get("BENCH_REROUTE_ROUNDS", "20"))
+INTERVAL_S = 0.020
+SERVER = "198.51.100.10"
+PREFIX = "198.51.100.0/24"
+
+
+def p95(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(0.95 * len(s)) - 1))]
+
+
+def rounds(t, mode: str, workdir: str) -> tuple[list[float], int]:
+    cfg = lab_config(t, mode=mode, socket=f"/run/pathsteer/{t.name}-bench.sock", interval="20ms",
+                     hold_down="0.3s", timeouts={"p1": "15ms", "p2": "60ms"})
+    d = LabDaemon(t, cfg, workdir, name=mode).start()
+    times, missed = [], 0
+    try:
+        d.wait_via(PREFIX, "p1", timeout=10)
+        with measure.UdpEcho(t, SERVER):
+            for _ in range(ROUNDS):
+                time.sleep(0.6)  # p1 up for longer than its hold time
+                stream = measure.udp_stream(t, SERVER, seconds=1.0, interval=0.002)
+                time.sleep(0.4)
+                t_fail = time.time()
+                lab.set_path(t.name, "p1", down=True)
+                _, replies = measure.udp_stream_result(stream)
+                at = delivered_over(replies, t_fail, 10.0, 30.0)
+                if at is None:
+                    missed += 1
+                else:
+                    times.append(at - t_fail)
+                lab.set_path(t.name, "p1", down=False)
+                d.wait_via(PREFIX, "p1", timeout=10)
+    finally:
+        d.stop()
+    return times, missed
+
+
+def main() -> list[Figure]:
+    name = f"br{secrets.token_hex(2)}"
+    t = lab.up(name, 2)
+    out = []
+    try:
+        lab.set_path(name, "p1", delay="1ms")
+        lab.set_path(name, "p2", delay="8ms")
+        budget_ms = (3 * INTERVAL_S + 0.050) * 1e3
+        with tempfile.TemporaryDirectory() as tmp:
+            for mode in ("fib", "bpf"):
+                times, missed = rounds(t, mode, tmp)
+                ms = [x * 1e3 for x in times]
+                out.append(Figure(f"reroute {mode} median ({len(ms)} failures, {missed} missed)",
+                                  statistics.median(ms), "ms", "3 x 20 ms + 50 ms", budget_ms, "ratio <= 1"))
+                out.append(Figure(f"reroute {mode} p95", p95(ms), "ms", "3 x 20 ms + 50 ms", budget_ms,
+                                  "ratio <= 1"))
+                out.append(Figure(f"reroute {mode} max", max(ms), "ms", "3 x 20 ms + 50 ms", budget_ms))
+    finally:
+        lab.down(name)
+    return out
