@@ -35,6 +35,9 @@ from pathsteer.telemetry import PathState, TelemetrySnapshot
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
+# Multipath hashing of forwarded packets: the kernel's default (0) hashes on addresses only,
+# so every flow between two hosts takes one next hop; 1 hashes on the 5-tuple (L4).
+HASH_POLICY_SYSCTLS = ("/proc/sys/net/ipv4/fib_multipath_hash_policy", "/proc/sys/net/ipv6/fib_multipath_hash_policy")
 
 
 def event(name: str, **fields: object) -> None:
@@ -83,6 +86,7 @@ class SteeringService:
         self._tasks: list[asyncio.Task] = []
         self._force_apply = True
         self._last_error: str | None = None
+        self._sysctls_before: dict[str, str] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -108,6 +112,7 @@ class SteeringService:
             self.applied = adopted
             event("steer.adopt", routes=len(adopted.routes), kept=len(self.state.prefixes),
                   mode=self.dp_config.mode)
+        self._hash_flows()
         self._start_load()
         await self._start_engine()
         self._step()  # first decision at once (startup: adopted or first configured paths)
@@ -136,6 +141,31 @@ class SteeringService:
             except Exception as exc:  # noqa: BLE001 - stopping anyway
                 log.warning("steer.probe-stop-failed error=%r", str(exc))
         self._engine_task = None
+
+    def _hash_flows(self) -> None:
+        """fib mode with a weighted destination: spread flows by their 5-tuple (restored on stop)."""
+        if self.dp_config.mode != "fib" or not any(d.policy == "weighted" for d in self.config.destinations):
+            return
+        for path in HASH_POLICY_SYSCTLS:
+            try:
+                with open(path) as f:
+                    old = f.read().strip()
+                if old == "0":
+                    with open(path, "w") as f:
+                        f.write("1")
+                    self._sysctls_before.setdefault(path, old)
+                    event("steer.sysctl", key=path.removeprefix("/proc/sys/").replace("/", "."), value=1, was=old)
+            except OSError as exc:
+                log.warning("steer.sysctl-failed name=%s error=%r", path, str(exc))
+
+    def _restore_sysctls(self) -> None:
+        for path, old in self._sysctls_before.items():
+            try:
+                with open(path, "w") as f:
+                    f.write(old)
+            except OSError:
+                pass
+        self._sysctls_before = {}
 
     def _start_load(self) -> None:
         if self.config.decision is not None and not self.config.decision.load_counters:
@@ -176,6 +206,7 @@ class SteeringService:
         self._tasks = []
         await self._stop_engine()
         self._stop_load()
+        self._restore_sysctls()
         if self.dataplane is not None:
             try:
                 self.dataplane.stop()
@@ -212,6 +243,7 @@ class SteeringService:
             self._force_apply = True
         self.config = config
         self.params = params
+        self._hash_flows()
         keep = config.decision.events_kept if config.decision else 1000
         if keep != self.events.maxlen:
             self.events = collections.deque(self.events, maxlen=keep)
