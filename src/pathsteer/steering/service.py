@@ -35,6 +35,7 @@ from pathsteer.telemetry import PathState, TelemetrySnapshot
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
+DECIDE_BUDGET_FACTOR = 5  # periodic decisions wait at least 5x the last one's duration
 # Multipath hashing of forwarded packets: the kernel's default (0) hashes on addresses only,
 # so every flow between two hosts takes one next hop; 1 hashes on the 5-tuple (L4).
 HASH_POLICY_SYSCTLS = ("/proc/sys/net/ipv4/fib_multipath_hash_policy", "/proc/sys/net/ipv6/fib_multipath_hash_policy")
@@ -266,8 +267,11 @@ class SteeringService:
         self._wake.set()  # decide now: a path that went down is left in this tick
 
     async def _decide_loop(self) -> None:
-        interval = self.config.decision.interval if self.config.decision else 0.1
         while True:
+            # At most a fifth of a core on periodic decisions (10k prefixes take tens of ms
+            # each); a path changing state still wakes the loop at once.
+            interval = self.config.decision.interval if self.config.decision else 0.1
+            interval = max(interval, DECIDE_BUDGET_FACTOR * self.stats["decide_ms_last"] / 1e3)
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)
             except asyncio.TimeoutError:

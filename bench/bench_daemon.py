@@ -1,0 +1,84 @@
+"""The daemon's CPU and memory with 64 paths and 10k prefixes, per data plane, over ~30 s.
+
+A lab with 64 paths; ``pathsteer run`` in the router namespace probing every path's two
+targets every 100 ms (1280 probes/s), 10k lowest-latency /24 destinations (100.64.0.0/10), each
+over three of the paths, decisions every 100 ms. After 5 s of warm-up, the daemon's CPU
+(utime + stime from /proc/PID/stat) over 30 s as a share of one core, and its RSS at the end.
+Anchor: the same daemon with 1 path and 1 prefix. ``BENCH_DAEMON_SECONDS`` changes the window.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import tempfile
+import time
+
+from bench.harness import Figure
+from pathsteer import lab
+from pathsteer.steering.labconfig import lab_config
+from pathsteer.steering.labrun import LabDaemon
+
+SECONDS = float(os.environ.get("BENCH_DAEMON_SECONDS", "30"))
+PATHS = 64
+PREFIXES = 10_000
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def config(t, mode: str, paths: int, prefixes: int, sock: str) -> dict:
+    cfg = lab_config(t, mode=mode, socket=sock, interval="100ms", timeout="300ms",
+                     paths=[f"p{i}" for i in range(1, paths + 1)], prefixes=[])
+    base = int(ipaddress.IPv4Address("100.64.0.0"))
+    cfg["destinations"] = [
+        {"prefix": str(ipaddress.IPv4Network((base + i * 256, 24))), "policy": "lowest-latency",
+         "paths": sorted({f"p{(i + k) % paths + 1}" for k in range(min(3, paths))},
+                         key=lambda n: int(n[1:]))}
+        for i in range(prefixes)]
+    return cfg
+
+
+def measure(t, mode: str, paths: int, prefixes: int, workdir: str) -> tuple[float, float]:
+    sock = f"/run/pathsteer/{t.name}-bd.sock"
+    d = LabDaemon(t, config(t, mode, paths, prefixes, sock), workdir, name=f"{mode}-{paths}").start(timeout=60)
+    try:
+        time.sleep(5.0)
+        pid = d.proc.pid
+        c0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(SECONDS)
+        cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        return cpu * 100, rss_mib(pid)
+    finally:
+        d.stop(timeout=60)
+
+
+def main() -> list[Figure]:
+    name = f"bd{secrets.token_hex(2)}"
+    t = lab.up(name, PATHS)
+    out = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for mode in ("fib", "bpf"):
+                idle_cpu, idle_rss = measure(t, mode, 1, 1, tmp)
+                cpu, rss = measure(t, mode, PATHS, PREFIXES, tmp)
+                out.append(Figure(f"daemon {mode} CPU, {PATHS} paths x 2 targets @100 ms, {PREFIXES} prefixes", cpu,
+                                  "% of a core", "1 path, 1 prefix", idle_cpu))
+                out.append(Figure(f"daemon {mode} RSS, {PATHS} paths, {PREFIXES} prefixes", rss, "MiB",
+                                  "1 path, 1 prefix", idle_rss))
+    finally:
+        lab.down(name)
+    return out
