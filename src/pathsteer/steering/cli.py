@@ -111,11 +111,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{args.address}: {out['why'] if not out.get('steered') else ''}".rstrip(": ") if not out.get("steered")
-          else f"{args.address} matches {out['prefix']}")
-    if out.get("steered"):
-        print(out["why"])
+    print(render_explain(out))
     return 0
+
+
+def render_explain(out: dict) -> str:
+    if not out.get("steered"):
+        return f"{out['address']}: {out['why']}"
+    lines = [f"{out['address']} matches {out['prefix']}, {_ago(out.get('since'))} ({out['kind']})", out["why"]]
+    return "\n".join(lines)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
