@@ -93,8 +93,8 @@ def stream(t, seconds: float, interval: float = 0.005):
 def test_bpf_kill9_keeps_paths_until_stale_after_then_kernel_routes(daemon):
     t, start = daemon
     prefer_p2(t)
-    stale = 3.0
-    d = start(mode="bpf", stale_after=f"{stale}s")
+    stale, heartbeat = 3.0, 0.2
+    d = start(mode="bpf", stale_after=f"{stale}s", heartbeat=f"{heartbeat}s")
     d.wait_via(PREFIX, "p2")
     time.sleep(0.5)
     with measure.UdpEcho(t, SERVER):
@@ -103,8 +103,10 @@ def test_bpf_kill9_keeps_paths_until_stale_after_then_kernel_routes(daemon):
         t_kill = time.time()
         d.kill()
         sent, replies = measure.udp_stream_result(s)
-    before_stale = [(x, r) for x, r in replies if t_kill <= x < t_kill + stale - 0.3]
-    expected = (stale - 0.3) / 0.005
+    # stale_after counts from the last heartbeat, written up to `heartbeat` before the kill
+    window = stale - heartbeat - 0.1
+    before_stale = [(x, r) for x, r in replies if t_kill <= x < t_kill + window]
+    expected = window / 0.005
     lost_pct = 100 * (1 - len(before_stale) / expected)
     on_p2 = [r for _, r in before_stale if r < 20]
     print(f"after kill -9: {len(before_stale)} of ~{expected:.0f} packets answered before stale_after "

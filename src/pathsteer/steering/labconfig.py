@@ -12,7 +12,8 @@ def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", tim
                prefixes: list[str] | None = None, capacities: dict[str, str] | None = None,
                targets: tuple[str, ...] = ("198.51.100.9", "203.0.113.9"), hold: str = "0.2s",
                sla: dict | None = None, extra_prefixes: list[str] | None = None,
-               timeouts: dict[str, str] | None = None, decision: dict | None = None) -> dict[str, Any]:
+               timeouts: dict[str, str] | None = None, decision: dict | None = None,
+               heartbeat: str | None = None) -> dict[str, Any]:
     names = paths or [p.name for p in t.paths]
     probe = {"targets": list(targets), "method": "icmp", "interval": interval, "hold": hold}
     if timeout is not None:
@@ -29,6 +30,8 @@ def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", tim
             entry["capacity"] = capacities[p.name]
         cfg_paths.append(entry)
     dataplane: dict[str, Any] = {"mode": mode, "stale_after": stale_after}
+    if heartbeat is not None:
+        dataplane["heartbeat_interval"] = heartbeat
     if mode == "bpf":
         dataplane["ingress"] = [t.ingress_interface]
     elif table is not None:
