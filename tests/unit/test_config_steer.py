@@ -147,3 +147,13 @@ def test_guard_and_steering_together():
     data = base()
     data["guard"] = {"interfaces": ["r-a"]}
     assert parse_config(data).sections == ["guard", "dataplane", "paths", "destinations"]
+
+
+def test_path_ids_are_kept_across_a_reload():
+    c = parse_config(base())
+    first = build.path_links(c)
+    data = base()
+    data["paths"] = [data["paths"][2], {**data["paths"][0], "name": "p4"}, data["paths"][1]]
+    data["destinations"] = [{"prefix": "198.51.100.0/24", "paths": ["p2", "p4"]}]
+    again = build.path_links(parse_config(data), first)
+    assert [(link.name, link.id) for link in again] == [("p3", 3), ("p4", 1), ("p2", 2)]

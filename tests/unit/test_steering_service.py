@@ -97,7 +97,7 @@ def no_system(monkeypatch):
 
 
 def service(plane: FakePlane, cfg=None) -> SteeringService:
-    return SteeringService(cfg or config(), dataplane_factory=lambda c: plane, engine_factory=FakeEngine)
+    return SteeringService(cfg or config(), dataplane_factory=lambda c, links=None: plane, engine_factory=FakeEngine)
 
 
 async def settle(seconds: float = 0.05) -> None:

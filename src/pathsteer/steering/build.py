@@ -43,19 +43,27 @@ def probe_configs(config: Config) -> list[PathProbeConfig]:
     return [probe_config(p) for p in config.paths]
 
 
-def path_links(config: Config) -> list[PathLink]:
-    """Ids 1..N in config order (nexthop ids, BPF path slots)."""
-    return [PathLink(p.name, i, p.interface, p.gateway, p.gateway6) for i, p in enumerate(config.paths, 1)]
+def path_links(config: Config, previous: list[PathLink] | None = None) -> list[PathLink]:
+    """Ids 1..N in config order (nexthop ids, BPF path slots). On a reload (``previous``) a
+    path keeps its id and a new one takes the lowest free id, so what is installed keeps
+    meaning the same paths."""
+    if not previous:
+        return [PathLink(p.name, i, p.interface, p.gateway, p.gateway6) for i, p in enumerate(config.paths, 1)]
+    old = {link.name: link.id for link in previous}
+    used = {old[p.name] for p in config.paths if p.name in old}
+    free = (i for i in range(1, len(config.paths) + len(old) + 2) if i not in used)
+    return [PathLink(p.name, old[p.name] if p.name in old else next(free), p.interface, p.gateway, p.gateway6)
+            for p in config.paths]
 
 
 def dataplane_config(config: Config) -> DataplaneConfig:
     return config.dataplane if config.dataplane is not None else DataplaneConfig()
 
 
-def make_dataplane(config: Config):
+def make_dataplane(config: Config, links: list[PathLink] | None = None):
     """The configured data plane, constructed (nothing installed yet)."""
     dp = dataplane_config(config)
-    links = path_links(config)
+    links = links if links is not None else path_links(config)
     if dp.mode == "bpf":
         from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
         return BpfSteerDataPlane(links, list(dp.ingress), dp.stale_after)

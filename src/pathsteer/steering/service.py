@@ -68,6 +68,7 @@ class SteeringService:
         self._engine_factory = engine_factory
         self.clock = clock
         self.dataplane = None
+        self.links = build.path_links(config)
         self.engine: ProbeEngine | None = None
         self.state = PolicyState()
         self.decision: Decision | None = None
@@ -105,7 +106,8 @@ class SteeringService:
 
     async def start(self) -> None:
         self.check(self.config)
-        self.dataplane = self._dp_factory(self.config)
+        self.links = build.path_links(self.config)
+        self.dataplane = self._dp_factory(self.config, self.links)
         now = self.clock()
         adopted = self.dataplane.adopt()
         if adopted is not None:
@@ -226,21 +228,25 @@ class SteeringService:
         self.check(config)
         params = build.policy_params(config)
         old = self.config
-        links_changed = build.path_links(config) != build.path_links(old) or \
-            build.dataplane_config(config) != build.dataplane_config(old)
+        links = build.path_links(config, self.links)
+        dp_changed = build.dataplane_config(config) != build.dataplane_config(old)
+        links_changed = links != self.links
         probes_changed = build.probe_configs(config) != build.probe_configs(old)
-        if links_changed:
-            new_dp = self._dp_factory(config)
-            if build.dataplane_config(config).mode == build.dataplane_config(old).mode:
-                # Hand over: the new plane adopts what the old one installed (nothing moves).
+        if dp_changed or links_changed:
+            new_dp = self._dp_factory(config, links)
+            if dp_changed:
+                # Another mode, table or ingress: restore what the old plane replaced, then
+                # program the new one (traffic takes the kernel's routes for that moment).
+                self.dataplane.stop()
+            else:
+                # Same plane, other paths: hand over without restoring; the new plane adopts
+                # what the old one installed (path ids are kept, so nothing moves).
                 close = getattr(self.dataplane, "close", None)
                 if close is not None:
                     close()
-            else:
-                self.dataplane.stop()
             self.dataplane = new_dp
-            adopted = new_dp.adopt()
-            self.applied = adopted
+            self.applied = new_dp.adopt()
+            self.links = links
             self._force_apply = True
         self.config = config
         self.params = params
@@ -259,7 +265,8 @@ class SteeringService:
         self._force_apply = True
         self._step()
         event("steer.reload", paths=len(config.paths), prefixes=len(config.destinations),
-              probes_restarted="yes" if probes_changed else "no", dataplane_rebuilt="yes" if links_changed else "no")
+              probes_restarted="yes" if probes_changed else "no",
+              dataplane="replaced" if dp_changed else "handed-over" if links_changed else "kept")
 
     # --- the loops ----------------------------------------------------------------------------
 
