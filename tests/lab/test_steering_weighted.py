@@ -74,3 +74,70 @@ def test_weighted_shares_follow_capacity_and_flows_live_through_a_failure(lab3, 
         assert change, d.changes()
     finally:
         d.kill()
+
+
+def flow_paths(t) -> dict[int, int]:
+    """Client port → path index of each iperf3 connection, from the server's conntrack marks
+    (the lab's nftables set a flow's ct mark to the path it last came in on)."""
+    out = {}
+    for line in t.run("server", ["cat", "/proc/net/nf_conntrack"]).stdout.splitlines():
+        if "dport=5201" not in line or "ESTABLISHED" not in line:
+            continue
+        fields: dict[str, str] = {}
+        for f in line.split():
+            if "=" in f:
+                k, v = f.split("=", 1)
+                fields.setdefault(k, v)   # the original direction comes first
+        out[int(fields["sport"])] = int(fields.get("mark", 0))
+    return out
+
+
+def shares_now(d) -> dict[str, float]:
+    return {h["path"]: h["share"] for h in d.call("steer.status")["routes"][0]["nexthops"]}
+
+
+@pytest.mark.parametrize("mode", ["fib", "bpf"])
+def test_a_weight_change_moves_no_more_flows_than_the_share_change_plus_5_points(lab3, tmp_path, mode):
+    t = lab3
+    for name, rate in RATES.items():
+        lab.set_path(t.name, name, delay="2ms", rate=rate)
+    kw = dict(mode=mode, socket=f"/run/pathsteer/{t.name}-w.sock", policy="weighted", interval="50ms",
+              timeouts={n: "300ms" for n in RATES}, hold_down="1s")
+    d = LabDaemon(t, lab_config(t, capacities=RATES, **kw), str(tmp_path)).start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(shares_now(d)) < 3:
+            assert time.monotonic() < deadline, d.log_tail()
+            time.sleep(0.1)
+        with measure.IperfServer(t):
+            client = t.popen("client", ["iperf3", "-c", SERVER, "-t", "25", "-P", "64", "-J",
+                                        "--connect-timeout", "3000"], stdout=subprocess.PIPE, text=True)
+            time.sleep(4.0)
+            before, old = flow_paths(t), shares_now(d)
+            # p1 and p3 swap capacities, in the lab and in the config: base shares 25/25/50
+            swapped = {"p1": "50mbit", "p2": "50mbit", "p3": "100mbit"}
+            for name, rate in swapped.items():
+                lab.set_path(t.name, name, rate=rate)
+            d.write(lab_config(t, capacities=swapped, **kw))
+            d.call("daemon.reload")
+            settled, last, deadline = time.monotonic(), old, time.monotonic() + 15
+            while time.monotonic() < deadline:
+                now = shares_now(d)
+                if now != last:
+                    last, settled = now, time.monotonic()
+                elif now != old and time.monotonic() - settled > 3.0:
+                    break
+                time.sleep(0.2)
+            after, new = flow_paths(t), shares_now(d)
+            client.kill()
+            client.wait()
+        common = [p for p in before if p in after and before[p] and after[p]]
+        moved = sum(1 for p in common if before[p] != after[p]) / len(common)
+        change = sum(max(0.0, new.get(n, 0) - old.get(n, 0)) for n in set(old) | set(new))
+        print(f"{mode}: shares {old} → {new} (change {change * 100:.0f} points); "
+              f"{moved * 100:.0f}% of {len(common)} flows moved")
+        assert new != old, "the weights changed"
+        assert len(common) >= 32
+        assert moved <= change + 0.05
+    finally:
+        d.kill()
