@@ -218,3 +218,17 @@ def test_reload_with_a_bad_file_keeps_the_running_config_and_a_good_one_applies(
     assert out.returncode == 0, out.stderr
     d.wait_via(PREFIX, "p3", timeout=5)
     assert d.call("steer.status")["routes"][0]["policy"] == "failover"
+
+
+@pytest.mark.parametrize("mode", ["fib", "bpf"])
+def test_ipv6_prefix_is_steered_and_left_on_failure(daemon, mode):
+    t, start = daemon
+    prefer_p2(t)
+    d = start(mode=mode, timeouts={"p1": "200ms", "p2": "50ms", "p3": "100ms"})
+    d.wait_via("2001:db8:100::/48", "p2")
+    time.sleep(0.3)
+    assert measure.ping(t, "2001:db8:100::10", count=10, interval=0.02).median < 10, "IPv6 over p2 (1 ms)"
+    lab.set_path(t.name, "p2", down=True)
+    d.wait_via("2001:db8:100::/48", "p3", timeout=3)
+    r = measure.ping(t, "2001:db8:100::10", count=10, interval=0.02)
+    assert 15 < r.median < 35, f"IPv6 over p3 (2 x 10 ms): {r.median}"

@@ -96,8 +96,7 @@ class SteeringService:
     def check(config: Config) -> None:
         """Everything that can be checked before anything is touched."""
         build.policy_params(config)  # policy-level rules (raises UsageError naming the field)
-        for p in build.probe_configs(config):
-            pass  # PathProbeConfig validates on construction
+        build.probe_configs(config)  # PathProbeConfig validates on construction
         preflight.check(config)
 
     @property
