@@ -232,3 +232,28 @@ def test_ipv6_prefix_is_steered_and_left_on_failure(daemon, mode):
     d.wait_via("2001:db8:100::/48", "p3", timeout=3)
     r = measure.ping(t, "2001:db8:100::10", count=10, interval=0.02)
     assert 15 < r.median < 35, f"IPv6 over p3 (2 x 10 ms): {r.median}"
+
+
+def test_fib_kill9_leaves_the_routes_and_a_restart_adopts_them_without_loss(daemon):
+    t, start = daemon
+    prefer_p2(t)
+    d = start(mode="fib", table=200)
+    d.wait_via(PREFIX, "p2")
+    time.sleep(0.3)
+    with measure.UdpEcho(t, SERVER):
+        s = stream(t, 4.0)
+        time.sleep(0.5)
+        d.kill()
+        assert "dev r-p2" in routes(t, "route", "show", "table", "200", PREFIX), "a crash leaves the routes"
+        time.sleep(0.5)
+        d2 = LabDaemon(t, d.config, d.workdir, name="steer2").start()
+        try:
+            assert "steer.adopt routes=2" in d2.log(), d2.log_tail()
+            time.sleep(1.0)
+            assert d2.via(PREFIX) == "p2"
+            sent, replies = measure.udp_stream_result(s)
+        finally:
+            d2.kill()
+    slow = [r for _, r in replies if r > 20]
+    print(f"fib restart: {sent - len(replies)} of {sent} lost, {len(slow)} over p1")
+    assert sent - len(replies) <= 2 and not slow
