@@ -257,3 +257,18 @@ def test_fib_kill9_leaves_the_routes_and_a_restart_adopts_them_without_loss(daem
     slow = [r for _, r in replies if r > 20]
     print(f"fib restart: {sent - len(replies)} of {sent} lost, {len(slow)} over p1")
     assert sent - len(replies) <= 2 and not slow
+
+
+def test_guard_and_steering_in_one_daemon(lab3, tmp_path):
+    t = lab3
+    cfg = lab_config(t, mode="bpf", socket=f"/run/pathsteer/{t.name}-g.sock")
+    cfg["guard"] = {"interfaces": [t.attacker_interface], "deny": ["192.0.2.0/24"], "state_dir": str(tmp_path / "g")}
+    d = LabDaemon(t, cfg, str(tmp_path)).start()
+    try:
+        assert d.call("daemon.status")["sections"] == ["guard", "steering"]
+        assert d.call("steer.status")["routes"][0]["prefix"] == PREFIX
+        assert d.call("guard.list")["entries"][0]["cidr"] == "192.0.2.0/24"
+        assert d.stop() == 0
+        assert "guard.stop" in d.log() and "steer.stop" in d.log()
+    finally:
+        d.kill()
