@@ -95,3 +95,33 @@ def test_kernel_btf_check_on_reopen(fixtures):
     with Map.from_id(m.id, ctypes.c_uint32, Pair) as again:
         m.update(1, Pair(a=9))
         assert again.lookup(1).a == 9
+
+
+# Map.delete_batch (bpf_map_delete_batch) on a hash map
+
+def test_hash_delete_batch(fixtures):
+    m = fixtures.map("test_hash", ctypes.c_uint32, Pair)
+    m.update_batch((k, Pair(a=k)) for k in range(3000))
+    assert m.delete_batch(range(0, 3000, 2), batch_size=100) == 1500  # 15 syscalls
+    assert sorted(k for k, _ in m.lookup_batch()) == list(range(1, 3000, 2))
+    assert m.delete_batch([]) == 0
+
+
+def test_missing_key_stops_or_is_skipped(fixtures):
+    m = fixtures.map("test_hash", ctypes.c_uint32, Pair)
+    m.update_batch((k, Pair(a=k)) for k in range(10))
+    with pytest.raises(BpfError) as info:
+        m.delete_batch([0, 1, 42, 2])  # the kernel stops at 42: 0 and 1 are gone, 2 stays
+    assert info.value.errno == errno.ENOENT and "2 of 4 keys removed" in str(info.value)
+    assert sorted(k for k, _ in m.lookup_batch()) == list(range(2, 10))
+    assert m.delete_batch([2, 42, 43, 3, 9], missing_ok=True) == 3
+    assert sorted(k for k, _ in m.lookup_batch()) == [4, 5, 6, 7, 8]
+
+
+def test_packed_keys_must_be_whole_keys(fixtures):
+    m = fixtures.map("test_hash", ctypes.c_uint32, Pair)
+    m.update(5, Pair())
+    with pytest.raises(BpfError, match="not a multiple of the key size 4"):
+        m.delete_batch(b"\x05\x00\x00")
+    assert m.delete_batch((5).to_bytes(4, "little")) == 1
+    assert m.lookup(5) is None

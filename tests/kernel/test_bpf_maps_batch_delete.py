@@ -3,59 +3,16 @@ trie, missing keys, packed keys, and the guard's bulk removal of 1M prefixes."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
 import time
 
 import pytest
 
-from pathsteer.bpf import BpfObject, load_object
 from pathsteer.errors import BpfError
 from pathsteer.guard import abi
 from pathsteer.guard.program import GuardProgram
 from pathsteer.guard.rules import RuleSet
-
-
-class Pair(ctypes.Structure):
-    """``struct pair`` of tests/kernel/bpf/fixtures.bpf.c."""
-    _fields_ = [("a", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("b", ctypes.c_uint64)]
-
-
-@pytest.fixture
-def fixtures(test_objects, netns) -> BpfObject:
-    obj = load_object(test_objects["fixtures"])
-    yield obj
-    obj.close()
-
-
-def test_hash_delete_batch(fixtures):
-    m = fixtures.map("test_hash", ctypes.c_uint32, Pair)
-    m.update_batch((k, Pair(a=k)) for k in range(3000))
-    assert m.delete_batch(range(0, 3000, 2), batch_size=100) == 1500  # 15 syscalls
-    assert sorted(k for k, _ in m.lookup_batch()) == list(range(1, 3000, 2))
-    assert m.delete_batch([]) == 0
-
-
-def test_missing_key_stops_or_is_skipped(fixtures):
-    m = fixtures.map("test_hash", ctypes.c_uint32, Pair)
-    m.update_batch((k, Pair(a=k)) for k in range(10))
-    with pytest.raises(BpfError) as info:
-        m.delete_batch([0, 1, 42, 2])  # the kernel stops at 42: 0 and 1 are gone, 2 stays
-    assert info.value.errno == errno.ENOENT and "2 of 4 keys removed" in str(info.value)
-    assert sorted(k for k, _ in m.lookup_batch()) == list(range(2, 10))
-    assert m.delete_batch([2, 42, 43, 3, 9], missing_ok=True) == 3
-    assert sorted(k for k, _ in m.lookup_batch()) == [4, 5, 6, 7, 8]
-
-
-def test_packed_keys_must_be_whole_keys(fixtures):
-    m = fixtures.map("test_hash", ctypes.c_uint32, Pair)
-    m.update(5, Pair())
-    with pytest.raises(BpfError, match="not a multiple of the key size 4"):
-        m.delete_batch(b"\x05\x00\x00")
-    assert m.delete_batch((5).to_bytes(4, "little")) == 1
-    assert m.lookup(5) is None
-
 
 def test_lpm_trie_delete_batch(netns):
     """LPM tries delete in a batch too (generic_map_delete_batch): exact prefixes, not matches."""
@@ -73,7 +30,6 @@ def test_lpm_trie_delete_batch(netns):
             trie.delete_batch([abi.lpm_key(nets[0])])
         assert info.value.errno == errno.ENOENT
 
-
 def test_guard_removes_1m_prefixes_in_bulk(netns):
     """The guard's sync removes stale prefixes with delete_batch: 1M /24s in well under the
     5 s that one syscall per prefix took."""
@@ -90,7 +46,6 @@ def test_guard_removes_1m_prefixes_in_bulk(netns):
         assert [(k.prefixlen, bytes(k.addr)) for k, _ in entries] == [(24, keep.network_address.packed)]
     print(f"1M prefixes removed in {elapsed:.2f} s")
     assert elapsed < 3.0
-
 
 def test_guard_remove_cidrs_in_a_batch(netns):
     """Expiry of a burst of auto-blocks: /32s and /64s leave the tries in one call; an absent
