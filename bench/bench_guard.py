@@ -414,7 +414,7 @@ def bench_flood_live(t: lab.Topology) -> list[Figure]:
         print(f"# live frames: nftables {hook} / guard XDP = {nft / xdp:.2f} with the generator,"
               f" {(nft - gen_cost) / max(xdp - gen_cost, 1e-9):.2f} receive side only", flush=True)
         figures += [
-            Figure(f"flood drop CPU, live frames, guard XDP native (generator + receive)", xdp, "s per Mpkt",
+            Figure("flood drop CPU, live frames, guard XDP native (generator + receive)", xdp, "s per Mpkt",
                    f"nftables {hook} set, GRO on", nft, goal="ratio <= 0.2"),
             Figure(f"flood drop CPU, live frames, guard XDP native (receive side: minus generator)",
                    xdp - gen_cost, "s per Mpkt", f"nftables {hook} set, GRO on (minus generator)", nft - gen_cost,

@@ -10,7 +10,6 @@ being predicted by the Python model (bpf_steer_abi.flow_hash over maglev.build's
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import time
 from dataclasses import dataclass

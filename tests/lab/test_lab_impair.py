@@ -7,7 +7,6 @@ probability 1-(1-p)². Generous bounds only where timing is not what is tested.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest

@@ -27,7 +27,6 @@ Run as ``python -m pathsteer.lab.delayline STATE_DIR`` (started detached by `pat
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import heapq
 import json

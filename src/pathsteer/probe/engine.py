@@ -24,7 +24,6 @@ import itertools
 import logging
 import secrets
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
