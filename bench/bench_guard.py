@@ -416,7 +416,7 @@ def bench_flood_live(t: lab.Topology) -> list[Figure]:
         figures += [
             Figure("flood drop CPU, live frames, guard XDP native (generator + receive)", xdp, "s per Mpkt",
                    f"nftables {hook} set, GRO on", nft, goal="ratio <= 0.2"),
-            Figure(f"flood drop CPU, live frames, guard XDP native (receive side: minus generator)",
+            Figure("flood drop CPU, live frames, guard XDP native (receive side: minus generator)",
                    xdp - gen_cost, "s per Mpkt", f"nftables {hook} set, GRO on (minus generator)", nft - gen_cost,
                    goal="ratio <= 0.2"),
         ]
