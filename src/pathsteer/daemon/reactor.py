@@ -89,10 +89,18 @@ COMPONENTS: list[ComponentSpec] = [
 ]
 
 
+class _MillisecondFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        import time
+        t = time.localtime(record.created)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}" + time.strftime("%z", t)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    """One line per event on stderr: ``2026-01-01T10:00:00Z guard.block cidr=... origin=manual``."""
+    """One line per event on stderr: ``2026-01-01T10:00:00.123+0000 guard.block cidr=... origin=manual``
+    (milliseconds: a reroute takes tens of them)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(_MillisecondFormatter("%(asctime)s %(message)s"))
     root = logging.getLogger("pathsteer")
     root.handlers[:] = [handler]
     root.setLevel(level)
