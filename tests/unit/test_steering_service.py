@@ -192,3 +192,17 @@ def test_reload_changes_policy_and_keeps_paths():
         assert s.cmd_status(NoArgs())["routes"][0]["policy"] == "failover"
         await s.stop()
     asyncio.run(main())
+
+
+def test_a_probe_engine_that_fails_at_start_fails_the_start_and_applies_nothing():
+    class Broken(FakeEngine):
+        async def run(self, stop):
+            raise PathsteerError("probe: cannot pin p1")
+
+    async def main():
+        plane = FakePlane()
+        s = SteeringService(config(), dataplane_factory=lambda c, links=None: plane, engine_factory=Broken)
+        with pytest.raises(PathsteerError, match="cannot pin"):
+            await s.start()
+        assert plane.applied == [] and not plane.stopped
+    asyncio.run(main())

@@ -114,9 +114,20 @@ class SteeringService:
             self.applied = adopted
             event("steer.adopt", routes=len(adopted.routes), kept=len(self.state.prefixes),
                   mode=self.dp_config.mode)
-        self._hash_flows()
-        self._start_load()
-        await self._start_engine()
+        try:
+            self._hash_flows()
+            self._start_load()
+            await self._start_engine()
+        except BaseException:
+            # Nothing was applied yet: undo our own attachments, leave what was adopted as it is.
+            await self._stop_engine()
+            self._stop_load()
+            self._restore_sysctls()
+            close = getattr(self.dataplane, "close", None)
+            if close is not None:
+                close()
+            self.dataplane = None
+            raise
         self._step()  # first decision at once (startup: adopted or first configured paths)
         self._tasks = [asyncio.create_task(self._decide_loop(), name="steer-decide"),
                        asyncio.create_task(self._reconcile_loop(), name="steer-reconcile"),
