@@ -4,12 +4,10 @@ Three paths, one-way delay 5 / 20 / 60 ms and loss 0 / 1 / 5 % each way (so a ro
 is lost with probability 1-(1-p)²). The router's own route for the target (the server's
 198.51.100.10 / 2001:db8:100::10) goes over p1; every path is probed through its own gateway, ICMP and UDP
 (TWAMP-light to a `pathsteer reflector` on the server) at once, 1000 probes each.
-Bounds: p50 RTT within ±1 ms or ±5 % of 2·D, per path and method (the issue's). Loss: every
-probe the delay line dropped (either way) is counted lost, exactly; and the loss measured over
-a path's 2000 probes (both methods) is within ±2 points of 1-(1-p)². (The issue puts ±2 points
-on each method's 1000 probes; at 5 % each way that is about 2σ of the lab's own sampling —
-a test that fails one run in eight on a perfect prober — so each method's figure is printed,
-and the exact count against the delay line is what proves the prober right.)
+Bounds (the issue's): p50 RTT within ±1 ms or ±5 % of 2·D, and loss within ±2 points of
+1-(1-p)² over each method's 1000 probes, per path and method. Also every probe the delay line
+dropped (either way) is counted lost, exactly. (The lab spreads its loss evenly — see
+`pathsteer.lab.delayline` — so the ±2 points test the prober, not the dice.)
 """
 
 from __future__ import annotations
@@ -91,6 +89,8 @@ def test_rtt_and_loss_per_path_and_method(reflector, family):
         lost_by_path[name] += c["lost"]
         if abs(p50 - truth_rtt) > rtt_tolerance_ms(truth_rtt):
             failures.append(f"{path['name']} rtt")
+        if abs(100 * c["lost"] / COUNT - truth_loss) > 2.0:
+            failures.append(f"{path['name']} loss {100 * c['lost'] / COUNT:.2f}%")
     for name, (_delay, loss_each_way) in PLAN.items():
         dropped = sum(after[name][d]["lost"] - before[name][d]["lost"] for d in ("out", "in"))
         truth_loss = 100 * (1 - (1 - loss_each_way / 100) ** 2)
@@ -99,7 +99,5 @@ def test_rtt_and_loss_per_path_and_method(reflector, family):
                       f"loss {measured:.2f}% (truth {truth_loss:.2f})")
         if lost_by_path[name] != dropped:
             failures.append(f"{name} lost {lost_by_path[name]} != dropped {dropped}")
-        if abs(measured - truth_loss) > 2.0:
-            failures.append(f"{name} loss")
     print("\n".join(report))
     assert not failures, "\n".join(report)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from pathsteer.lab.delayline import DelayLine, Direction
 from pathsteer.lab.topology import Topology
 
@@ -31,6 +33,31 @@ def test_loss_fraction():
     d = Direction("p1", "out", fd=-1, loss=0.05)
     lost = sum(d.schedule(0, rng) is None for _ in range(20000))
     assert 0.04 < lost / 20000 < 0.06 and d.lost == lost and d.received == 20000
+
+
+@pytest.mark.parametrize("loss, points", [(0.01, 0.5), (0.05, 1.0), (0.2, 2.0)])
+@pytest.mark.parametrize("seed", range(20))
+def test_loss_over_1000_packets_stays_close(loss, points, seed):
+    """Evenly spread loss: every window of 1000 packets is within ``points`` of the setting
+    (Bernoulli draws: one standard deviation is 0.3 / 0.7 / 1.3 points, so ±2 fails often)."""
+    rng = random.Random(seed)
+    d = Direction("p1", "out", fd=-1, loss=loss)
+    drops = [d.schedule(0, rng) is None for _ in range(5000)]
+    for start in range(0, 5000, 1000):
+        assert abs(100 * sum(drops[start:start + 1000]) / 1000 - 100 * loss) <= points
+
+
+def test_loss_is_random_not_periodic():
+    rng = random.Random(1)
+    d = Direction("p1", "out", fd=-1, loss=0.05)
+    drops = [i for i in range(20000) if d.schedule(0, rng) is None]
+    gaps = {b - a for a, b in zip(drops, drops[1:])}
+    assert min(gaps) >= 10 and max(gaps) <= 30 and len(gaps) > 10
+
+
+def test_full_loss_drops_everything():
+    d = Direction("p1", "out", fd=-1, loss=1.0)
+    assert all(d.schedule(0, random.Random(0)) is None for _ in range(100))
 
 
 def test_set_resets_the_order_clamp_so_a_new_delay_applies_at_once():
