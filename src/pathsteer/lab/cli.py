@@ -39,8 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Impair one path of a lab; only the options given change.\n\n"
             "Delay and jitter are one-way on each direction: a ping over the path sees about 2*delay.\n"
             "Jitter is uniform in [delay-jitter, delay+jitter]; packets of one direction are not\n"
-            "reordered. Loss is drawn per packet on each direction, so a ping (a round trip) is lost\n"
-            "with probability 1-(1-p)^2 (5% each way: 9.75% of pings). A value of 0 clears a setting.\n"
+            "reordered. Loss applies on each direction, so a ping (a round trip) is lost with\n"
+            "probability 1-(1-p)^2 (5% each way: 9.75% of pings); drops are random but evenly spread\n"
+            "(gaps of 0.5-1.5x 1/p), so 1000 packets lose p to within a few tenths of a point.\n"
+            "A value of 0 clears a setting.\n"
             "--down drops everything forwarded through the path without an ICMP error (the router's\n"
             "link stays up, the gateway address itself still answers); --up restores it.\n"
             "Bare numbers for --delay and --jitter are milliseconds."),
