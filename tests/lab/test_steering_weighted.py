@@ -92,6 +92,11 @@ def flow_paths(t) -> dict[int, int]:
     return out
 
 
+def share_change(old: dict[str, float], new: dict[str, float]) -> float:
+    """The share that changed hands between two weight sets (the sum of the increases)."""
+    return sum(max(0.0, new.get(n, 0) - old.get(n, 0)) for n in set(old) | set(new))
+
+
 def shares_now(d) -> dict[str, float]:
     return {h["path"]: h["share"] for h in d.call("steer.status")["routes"][0]["nexthops"]}
 
@@ -120,10 +125,14 @@ def test_a_weight_change_moves_no_more_flows_than_the_share_change_plus_5_points
                 lab.set_path(t.name, name, rate=rate)
             d.write(lab_config(t, capacities=swapped, **kw))
             d.call("daemon.reload")
+            # The policy may reach the new weights in several steps (at most max_step each):
+            # every step moves flows, so the budget is the sum of the steps' share changes.
             settled, last, deadline = time.monotonic(), old, time.monotonic() + 15
+            change = 0.0
             while time.monotonic() < deadline:
                 now = shares_now(d)
                 if now != last:
+                    change += share_change(last, now)
                     last, settled = now, time.monotonic()
                 elif now != old and time.monotonic() - settled > 3.0:
                     break
@@ -133,7 +142,7 @@ def test_a_weight_change_moves_no_more_flows_than_the_share_change_plus_5_points
             client.wait()
         common = [p for p in before if p in after and before[p] and after[p]]
         moved = sum(1 for p in common if before[p] != after[p]) / len(common)
-        change = sum(max(0.0, new.get(n, 0) - old.get(n, 0)) for n in set(old) | set(new))
+        change += share_change(last, new)
         print(f"{mode}: shares {old} → {new} (change {change * 100:.0f} points); "
               f"{moved * 100:.0f}% of {len(common)} flows moved")
         assert new != old, "the weights changed"
