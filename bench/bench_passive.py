@@ -29,9 +29,9 @@ from scapy.packet import Raw
 
 from bench.harness import Figure, median_of
 from pathsteer.bpf import Btf, TcDirection, load_object
-from pathsteer.bpf.btf import KIND_STRUCT
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.telemetry.passive import PassiveRtt
+from pathsteer.bpf import testrun
 
 REPEAT = 200_000
 ROUNDS = 7
@@ -58,11 +58,7 @@ UDP_FRAME = bytes(Ether(**MACS) / IP(src=B, dst=A) / UDP(sport=53, dport=4000) /
 
 def skb_context(path: Path, ifindex: int = 1) -> bytes:
     with Btf.from_file(path) as btf:
-        skb = btf.find("__sk_buff", KIND_STRUCT)
-        buf = bytearray(btf.size_of(skb))
-        offset = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
-    buf[offset:offset + 4] = ifindex.to_bytes(4, "little")
-    return bytes(buf)
+        return testrun.skb_context(btf, ifindex)
 
 
 def ns_per_packet(program, frame: bytes, ctx: bytes | None = None) -> float:

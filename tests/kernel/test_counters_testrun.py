@@ -25,6 +25,7 @@ from pathsteer.bpf import Btf, ifindex_of
 from pathsteer.bpf.btf import KIND_STRUCT, check_type
 from pathsteer.bpf.counters import Counters, Hook, Totals
 from pathsteer.errors import BpfError
+from pathsteer.bpf.testrun import skb_context
 
 MACS = {"src": "02:00:00:00:00:02", "dst": "02:00:00:00:00:01"}
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 (uapi linux/pkt_cls.h, a #define: not in BTF) as test_run's u32 retval: "next filter"
@@ -84,11 +85,7 @@ def context(btf: Btf, hook: Hook, ifindex: int, size: int) -> bytes:
     if hook is Hook.XDP:
         check_type(btf, btf.find("xdp_md", KIND_STRUCT), XdpMd, "XDP test_run context")
         return bytes(XdpMd(data_end=size, ingress_ifindex=ifindex))
-    skb = btf.find("__sk_buff", KIND_STRUCT)
-    buf = bytearray(btf.size_of(skb))
-    offset = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
-    buf[offset:offset + 4] = ifindex.to_bytes(4, "little")
-    return bytes(buf)
+    return skb_context(btf, ifindex)
 
 
 @dataclass

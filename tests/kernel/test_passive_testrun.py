@@ -23,8 +23,8 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
 from pathsteer.bpf import Btf, TcDirection, ifindex_of
-from pathsteer.bpf.btf import KIND_STRUCT
 from pathsteer.telemetry.passive import PassiveRtt, bucket_of
+from pathsteer.bpf.testrun import skb_context
 
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 (uapi linux/pkt_cls.h) as test_run's __u32 retval
 OUT = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
@@ -135,15 +135,6 @@ TABLE = [
     ("IPv4 header length 4 (< 5): malformed", [bytes(Ether(**OUT)) + b"\x44" + bytes(Ether(out4(options=ts(1000, 7)))[IP])[1:]],
      [in4(options=ts(9, 1000))], (0, 0, 0)),
 ]
-
-
-def skb_context(btf: Btf, ifindex: int) -> bytes:
-    """A ``struct __sk_buff`` (laid out from BTF) naming ``ifindex``, the test_run TC context."""
-    skb = btf.find("__sk_buff", KIND_STRUCT)
-    buf = bytearray(btf.size_of(skb))
-    offset = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
-    buf[offset:offset + 4] = ifindex.to_bytes(4, "little")
-    return bytes(buf)
 
 
 @dataclass

@@ -21,11 +21,11 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from pathsteer.bpf import Btf, ifindex_of
-from pathsteer.bpf.btf import KIND_STRUCT
 from pathsteer.dataplane import maglev
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason, flow_hash, flow_words
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.bpf.testrun import skb_context
 
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 as test_run's u32 retval: "next filter / kernel routing"
 TC_ACT_REDIRECT = 7  # uapi linux/pkt_cls.h
@@ -66,14 +66,6 @@ class Rig:
         table = maglev.build(dict(key), self.plane.prog.abi.ring_size)
         pid = table[flow_hash(words, self.plane.prog.abi.hash_seed) % len(table)]
         return self.plane._by_id[pid].name
-
-
-def skb_context(btf: Btf, ifindex: int) -> bytes:
-    skb = btf.find("__sk_buff", KIND_STRUCT)
-    buf = bytearray(btf.size_of(skb))
-    off = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
-    buf[off:off + 4] = ifindex.to_bytes(4, "little")
-    return bytes(buf)
 
 
 @pytest.fixture

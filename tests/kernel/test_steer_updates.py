@@ -11,24 +11,16 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from pathsteer.bpf import Btf, ifindex_of, in_netns
-from pathsteer.bpf.btf import KIND_STRUCT
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason, key_bytes
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.errors import BpfError
+from pathsteer.bpf.testrun import skb_context
 
 import pytest
 
 TC_ACT_REDIRECT = 7  # uapi linux/pkt_cls.h
 
-
-def skb_context(btf: Btf, ifindex: int) -> bytes:
-    """A ``struct __sk_buff`` test_run context naming ``ifindex`` (laid out from BTF)."""
-    skb = btf.find("__sk_buff", KIND_STRUCT)
-    buf = bytearray(btf.size_of(skb))
-    off = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
-    buf[off:off + 4] = ifindex.to_bytes(4, "little")
-    return bytes(buf)
 
 NET = ipaddress.ip_network("198.51.100.0/24")
 

@@ -25,6 +25,7 @@ from pathsteer.bpf import libbpf as lb
 from pathsteer.errors import BpfError
 
 if TYPE_CHECKING:
+    from pathsteer.bpf.btf import Btf
     from pathsteer.bpf.object import Program
 
 # Room for a program that grows the frame (bpf_xdp_adjust_head/tail, bpf_skb_change_tail).
@@ -101,6 +102,18 @@ def prog_test_run_live(program: Program, frame: bytes, count: int, *, batch_size
         ctx = XdpMd(ingress_ifindex=ingress_ifindex)
     prog_test_run(program, frame, repeat=count, ctx=ctx, flags=BPF_F_TEST_XDP_LIVE_FRAMES,
                   batch_size=batch_size)
+
+
+def skb_context(btf: Btf, ifindex: int) -> bytes:
+    """A ``struct __sk_buff`` test_run context naming ``ifindex`` (the TC programs' skb->ifindex),
+    laid out from ``btf`` (the object's or the kernel's) rather than a hand-copied struct."""
+    from pathsteer.bpf.btf import KIND_STRUCT
+
+    skb = btf.find("__sk_buff", KIND_STRUCT)
+    buf = bytearray(btf.size_of(skb))
+    offset = next(m.offset for m in btf.members(skb) if m.name == "ifindex")
+    buf[offset:offset + 4] = ifindex.to_bytes(4, "little")
+    return bytes(buf)
 
 
 class XdpMd(ctypes.Structure):
