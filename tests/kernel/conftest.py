@@ -20,6 +20,7 @@ import pytest
 from pathsteer.bpf.build import compile_object
 from pathsteer.bpf.netns import in_netns
 from pathsteer.bpf.pins import PIN_ROOT
+from pathsteer.guard.program import GuardProgram
 
 TEST_BPF_DIR = Path(__file__).parent / "bpf"
 
@@ -104,3 +105,16 @@ def test_objects(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("bpf-objects")
     return {src.name.removesuffix(".bpf.c"): compile_object(src, out / src.name.replace(".c", ".o"))
             for src in sorted(TEST_BPF_DIR.glob("*.bpf.c"))}
+
+
+@pytest.fixture
+def guard(netns):
+    """A fresh guard in the test's namespace, the test pinned to one CPU (per-CPU sampling)."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    prog = GuardProgram.load()
+    try:
+        yield prog
+    finally:
+        prog.close()
+        os.sched_setaffinity(0, cpus)

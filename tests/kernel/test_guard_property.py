@@ -6,7 +6,6 @@ moves by random steps (the program's frozen clock, guard_settings.clock_ns)."""
 from __future__ import annotations
 
 import ipaddress
-import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +17,6 @@ from scapy.packet import Raw
 
 from pathsteer.bpf import Btf
 from pathsteer.guard.model import GuardModel
-from pathsteer.guard.program import GuardProgram
 from pathsteer.guard.rules import Action, Limits, PortRule, RuleSet
 
 # Small address pools so that sources, CIDRs and destinations collide often.
@@ -26,36 +24,20 @@ V4_POOL = [f"10.9.{a}.{b}" for a in (0, 1) for b in (1, 2, 129, 200)]
 V6_POOL = [f"2001:db8:{a}::{b}" for a in (0, 1) for b in ("1", "2", "8001")] + ["2001:db8:0:0:1::5"]
 START = 5_000_000_000_000
 
-
 @pytest.fixture(scope="module")
 def xdp_actions():
     with Btf.from_file("/sys/kernel/btf/vmlinux") as vmlinux:
         return {name: vmlinux.constant("xdp_action", name) for name in ("XDP_PASS", "XDP_DROP")}
 
-
-@pytest.fixture
-def guard(netns):
-    cpus = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(cpus)})
-    prog = GuardProgram.load()
-    try:
-        yield prog
-    finally:
-        prog.close()
-        os.sched_setaffinity(0, cpus)
-
-
 def cidrs(pool, max_plen):
     return st.builds(lambda a, plen: ipaddress.ip_network(f"{a}/{plen}", strict=False),
                      st.sampled_from(pool), st.integers(max_plen - 10, max_plen))
-
 
 networks = st.one_of(cidrs(V4_POOL, 32), cidrs(V6_POOL, 128))
 ports = st.one_of(st.just((0, 65535)), st.integers(0, 65535).map(lambda p: (p, p)),
                   st.tuples(st.integers(0, 1000), st.integers(1000, 65535)))
 port_rules = st.builds(PortRule, st.sampled_from([0, 1, 6, 17, 47, 58]), st.sampled_from(list(Action)),
                        ports, ports)
-
 
 @st.composite
 def rulesets(draw):
@@ -74,7 +56,6 @@ def rulesets(draw):
         sample_every=draw(st.sampled_from([0, 1, 3])))
     return RuleSet(allow_d, deny_d, prules, limits)
 
-
 @st.composite
 def l4(draw, v6: bool):
     kind = draw(st.sampled_from(["tcp", "udp", "icmp", "gre", "none"]))
@@ -87,7 +68,6 @@ def l4(draw, v6: bool):
     if kind == "icmp":
         return ICMP()
     return Raw(b"\x00" * draw(st.integers(0, 24)))
-
 
 @st.composite
 def frames(draw):
@@ -125,12 +105,10 @@ def frames(draw):
     data += bytes(draw(st.sampled_from([0, 0, 0, 7])))  # sometimes Ethernet padding
     return bytes(data)
 
-
 raw_frames = st.builds(lambda t, rest: t + rest, st.sampled_from([b"\x08\x00", b"\x86\xdd", b"\x81\x00", b"\x08\x06"]),
                        st.binary(min_size=0, max_size=80)).map(lambda b: bytes(12) + b)
 steps = st.lists(st.tuples(st.one_of(frames(), raw_frames), st.sampled_from([0, 0, 1, 333_333, 10_000_000, 2_000_000_000])),
                  min_size=1, max_size=25)
-
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])

@@ -9,7 +9,6 @@ length, and the rule's counter too when the verdict names a rule. The model
 from __future__ import annotations
 
 import ipaddress
-import os
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, GRE
@@ -19,7 +18,7 @@ from scapy.packet import Raw
 
 from pathsteer.bpf import Btf
 from pathsteer.guard.model import GuardModel
-from pathsteer.guard.program import GuardProgram, Totals
+from pathsteer.guard.program import Totals
 from pathsteer.guard.rules import Action, Limits, PortRule, RuleSet, Verdict
 
 NOW = 1_000_000_000_000  # the frozen clock: 1000 s
@@ -36,10 +35,8 @@ RULES = RuleSet(
     limits=Limits.build(per_source_pps=1000, burst=3, syn_pps=100, syn_burst=2, threshold_pps=100_000),
 )
 
-
 def f(pkt) -> bytes:
     return bytes(pkt)
-
 
 V4 = dict(src="203.0.113.5", dst="198.51.100.10")
 V6 = dict(src="2001:db8:1::5", dst="2001:db8:100::10")
@@ -115,24 +112,9 @@ TABLE = [
     ("IPv6 no next header", f(E / IPv6(**V6, nh=59)), Verdict.PASS, 0),
 ]
 
-
-@pytest.fixture
-def guard(netns):
-    """A fresh guard in the test's namespace, the test pinned to one CPU (per-CPU sampling)."""
-    cpus = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(cpus)})
-    prog = GuardProgram.load()
-    try:
-        yield prog
-    finally:
-        prog.close()
-        os.sched_setaffinity(0, cpus)
-
-
 def xdp_action(name: str) -> int:
     with Btf.from_file("/sys/kernel/btf/vmlinux") as vmlinux:
         return vmlinux.constant("xdp_action", name)
-
 
 @pytest.mark.parametrize("description, frame, verdict, rule_id", TABLE, ids=[row[0] for row in TABLE])
 def test_table(guard, description, frame, verdict, rule_id):
@@ -150,7 +132,6 @@ def test_table(guard, description, frame, verdict, rule_id):
     if rule_id:
         assert rules_after[rule_id] == Totals(1, len(frame))
 
-
 def test_source_token_bucket_integer_ns(guard):
     """burst 3 at 1000 pps: three pass at once, the fourth is dropped; 1 ms later one more."""
     guard.apply(RULES, clock_ns=NOW)
@@ -164,14 +145,12 @@ def test_source_token_bucket_integer_ns(guard):
     assert (str(src), packets, dropped) == ("203.0.113.5/32", 6, 2)
     assert guard.verdict_totals()[Verdict.DROP_RATE].packets == 2
 
-
 def test_ipv6_sources_are_tracked_per_64(guard):
     guard.apply(RULES, clock_ns=NOW)
     frames = [f(E / IPv6(src=f"2001:db8:1::{i}", dst="2001:db8:100::10") / UDP()) for i in range(1, 5)]
     rets = [guard.program.test_run(fr).retval for fr in frames]
     assert rets.count(xdp_action("XDP_DROP")) == 1
     assert [str(s) for s, *_ in guard.top_sources(5)] == ["2001:db8:1::/64"]
-
 
 def test_syn_limit_per_destination(guard):
     """SYN burst 2 at 100/s per destination, from many sources; other destinations unaffected."""
@@ -185,7 +164,6 @@ def test_syn_limit_per_destination(guard):
     guard.set_clock(NOW + 10_000_000)
     assert guard.program.test_run(syn("203.0.113.11", "198.51.100.10")).retval == xdp_action("XDP_PASS")
     assert guard.verdict_totals()[Verdict.DROP_SYN].packets == 2
-
 
 def test_heavy_hitter_event_once_per_second(guard):
     rules = RuleSet(limits=Limits.build(threshold_pps=1000))  # meter burst: 200 packets
@@ -206,7 +184,6 @@ def test_heavy_hitter_event_once_per_second(guard):
         assert len(events) == 2
     assert guard.verdict_totals()[Verdict.PASS].packets == 205 + 100 + 2000
 
-
 def test_drop_events_are_sampled(guard):
     rules = RuleSet(deny={N("203.0.113.0/24"): 3}, limits=Limits(sample_every=4))
     guard.apply(rules, clock_ns=NOW)
@@ -219,7 +196,6 @@ def test_drop_events_are_sampled(guard):
     assert (e.kind, e.verdict, e.rule_id, str(e.source), e.destination, e.proto, e.sport, e.dport, e.frame_len) == \
         ("drop", Verdict.DROP_DENY, 3, "203.0.113.5/32", "198.51.100.10", 17, 0, 0, len(UDP4))
 
-
 def test_sources_map_bounded_under_spoofed_flood(guard):
     """More distinct sources than the LRU holds: it stays at its size, no insert fails the verdict."""
     guard.apply(RuleSet(limits=Limits.build(per_source_pps=10, burst=1)), clock_ns=NOW)
@@ -231,7 +207,6 @@ def test_sources_map_bounded_under_spoofed_flood(guard):
         guard.program.test_run(bytes(template))
     assert guard.source_count() <= limit
     assert guard.verdict_totals()[Verdict.PASS].packets == limit + 5000
-
 
 def test_allowed_source_is_never_metered_nor_limited(guard):
     """An allowed source far above every limit: no heavy-hitter event, no rate drop, no entry."""
@@ -246,7 +221,6 @@ def test_allowed_source_is_never_metered_nor_limited(guard):
     assert events == []
     assert guard.verdict_totals()[Verdict.PASS_ALLOW].packets == 5100
     assert guard.source_count() == 0
-
 
 def test_bulk_programmed_tries_match(guard):
     """Thousands of CIDRs go in by packed batches: every one denies with its own rule id,
