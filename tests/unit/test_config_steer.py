@@ -52,7 +52,9 @@ def test_issue_example(tmp_path):
     assert c.sections == ["dataplane", "paths", "destinations"]
     assert c.dataplane.mode == "fib" and c.dataplane.table == 200 and c.dataplane.stale_after == 10.0
     p1 = c.paths[0]
-    assert p1.capacity == 100_000_000 and p1.probe.interval == 0.020 and p1.probe.timeout_s == 0.05
+    assert p1.capacity == 100_000_000 and p1.probe.interval == 0.020
+    # No timeout: adaptive per target (was a fixed 50 ms, which a 60 ms path never answered within).
+    assert p1.probe.timeout_s is None and p1.probe.adaptive_timeout.max_s == 2.0
     d = c.destinations[0]
     assert d.prefix == ipaddress.ip_network("198.51.100.0/24")
     assert d.hysteresis.min_improvement == pytest.approx(0.10) and d.hysteresis.hold_down == 1.0

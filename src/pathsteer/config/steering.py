@@ -15,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 
 from pathsteer.config.fields import Fraction, InterfaceName, IpAddress, Percent, Prefix, Rate, Seconds
 from pathsteer.config.sections import Section
+from pathsteer.telemetry.config import (DEFAULT_TIMEOUT_INITIAL_S, DEFAULT_TIMEOUT_MAX_S, DEFAULT_TIMEOUT_MIN_SLACK_S,
+                                        AdaptiveTimeout)
 
 
 class DataplaneConfig(Section):
@@ -81,7 +83,9 @@ class ProbeConfig(Section):
     targets: list[IpAddress] = Field(min_length=1)
     method: Literal["icmp", "udp"] = "icmp"
     interval: Seconds = 1.0
-    timeout: Seconds | None = None  # default: min(1 s, max(2 × interval, 50 ms))
+    timeout: Seconds | None = None  # fixed; absent: adaptive per target (SRTT + max(4 RTTVAR, timeout_slack))
+    timeout_slack: Seconds | None = None  # adaptive: least wait beyond the smoothed RTT (32ms)
+    timeout_max: Seconds | None = None  # adaptive: the ceiling (2s)
     port: int = Field(default=862, ge=1, le=65535)  # udp (TWAMP-light)
     quorum: int | None = Field(default=None, ge=1)
     down_after: int = Field(default=3, ge=1, le=100)  # consecutive lost probes: target failing
@@ -99,7 +103,7 @@ class ProbeConfig(Section):
             raise ValueError("is below the 10ms minimum")
         return value
 
-    @field_validator("timeout", "window_seconds")
+    @field_validator("timeout", "timeout_slack", "timeout_max", "window_seconds")
     @classmethod
     def _positive(cls, value: float | None) -> float | None:
         if value is not None and value <= 0:
@@ -122,11 +126,27 @@ class ProbeConfig(Section):
         if self.recover_loss > self.degraded_loss:
             raise ValueError(f".recover_loss: {self.recover_loss:g}% is above degraded_loss "
                              f"({self.degraded_loss:g}%)")
+        if self.timeout is not None:
+            for name in ("timeout_slack", "timeout_max"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f".{name}: applies to the adaptive timeout only; a fixed timeout "
+                                     f"({self.timeout:g} s) is set")
+        slack = self.timeout_slack if self.timeout_slack is not None else DEFAULT_TIMEOUT_MIN_SLACK_S
+        ceiling = self.timeout_max if self.timeout_max is not None else DEFAULT_TIMEOUT_MAX_S
+        if slack > ceiling:
+            raise ValueError(f".timeout_slack: {slack:g} s is above timeout_max ({ceiling:g} s)")
         return self
 
     @property
-    def timeout_s(self) -> float:
-        return self.timeout if self.timeout is not None else min(1.0, max(2 * self.interval, 0.05))
+    def timeout_s(self) -> float | None:
+        """The fixed timeout, or None: adaptive (see `adaptive_timeout`)."""
+        return self.timeout
+
+    @property
+    def adaptive_timeout(self) -> AdaptiveTimeout:
+        slack = self.timeout_slack if self.timeout_slack is not None else DEFAULT_TIMEOUT_MIN_SLACK_S
+        ceiling = self.timeout_max if self.timeout_max is not None else DEFAULT_TIMEOUT_MAX_S
+        return AdaptiveTimeout(min_slack_s=slack, max_s=ceiling, initial_s=min(DEFAULT_TIMEOUT_INITIAL_S, ceiling))
 
     @property
     def version(self) -> int:

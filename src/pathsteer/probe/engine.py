@@ -208,6 +208,8 @@ class _Prober:
         kind = self.tracker.on_reply(seq, received_at, rtt)
         if kind is ReplyKind.LATE or self.tracker.state is not before or not self.path.answer_cannot_change_state():
             self.engine.changed(self.path, received_at)
+        if self.tracker.timer.adaptive:  # the timeout may have shrunk: expire on the new deadline
+            self.engine.schedule_expiry(self)
 
 
 class ProbeEngine:
@@ -234,6 +236,7 @@ class ProbeEngine:
         self._count_mode = False
         self._slack = MAX_SLACK_S
         self._failure: Exception | None = None
+        self._in_tick = False
 
     def snapshot(self) -> TelemetrySnapshot:
         """The telemetry now. State changes due by now (a hold time ending) are made, and
@@ -281,11 +284,20 @@ class ProbeEngine:
         One wake-up serves many probes (the asyncio cost per callback is most of a Python
         prober's CPU). Reading replies late costs no accuracy: receive times are the kernel's
         (SO_TIMESTAMPNS) and late/lost is judged on them."""
+        self._in_tick = True
+        try:
+            self._tick_once()
+        finally:
+            self._in_tick = False
+
+    def _tick_once(self) -> None:
         now = time.monotonic()
         self._read_ready()
         expiries, sends = self._expiries, self._sends
         while expiries and expiries[0][0] <= now:
-            _, _, p = heapq.heappop(expiries)
+            at, _, p = heapq.heappop(expiries)
+            if at != p.expiry_at:
+                continue  # superseded by an earlier deadline (the timeout shrank)
             p.expiry_at = None
             deadline = p.expire(now)
             if deadline is not None:
@@ -294,10 +306,9 @@ class ProbeEngine:
         horizon = now + self._slack
         while sends and sends[0][0] <= horizon:
             _, _, p = heapq.heappop(sends)
-            sent_at = p.send()
+            p.send()
             if p.expiry_at is None:
-                p.expiry_at = sent_at + p.cfg.timeout_s + EXPIRY_SLACK_S
-                heapq.heappush(expiries, (p.expiry_at, next(self._order), p))
+                self.schedule_expiry(p)
             if not p.done_sending:
                 heapq.heappush(sends, (p.next_at, next(self._order), p))
         if self._count_mode and all(p.finished for p in self.probers):
@@ -309,6 +320,21 @@ class ProbeEngine:
         if expiries and expiries[0][0] < wake:
             wake = expiries[0][0]
         self._tick_handle = self.loop.call_at(wake, self._guarded_tick)
+
+    def schedule_expiry(self, p: _Prober) -> None:
+        """Make sure the engine wakes for ``p``'s earliest deadline: a later wake-up already
+        queued is superseded (a stale heap entry is skipped when it comes up)."""
+        deadline = p.tracker.next_deadline()
+        if deadline is None:
+            return
+        at = deadline + EXPIRY_SLACK_S
+        if p.expiry_at is None or at < p.expiry_at:
+            p.expiry_at = at
+            heapq.heappush(self._expiries, (at, next(self._order), p))
+            handle = self._tick_handle
+            if not self._in_tick and handle is not None and at < handle.when():
+                handle.cancel()  # a reply read outside a tick (snapshot) moved a deadline up
+                self._tick_handle = self.loop.call_at(at, self._guarded_tick)
 
     async def _keep_pins(self) -> None:
         """While a path has failing targets or send errors, put its pin back once a second

@@ -33,7 +33,7 @@ def probe_config(p: PathConfig) -> PathProbeConfig:
     return PathProbeConfig(
         name=p.name, interface=p.interface, targets=tuple(str(t) for t in pr.targets),
         gateway=str(p.probe_gateway), method=ProbeMethod(pr.method), port=pr.port,
-        interval_s=pr.interval, timeout_s=pr.timeout_s, quorum=pr.quorum,
+        interval_s=pr.interval, timeout_s=pr.timeout_s, adaptive_timeout=pr.adaptive_timeout, quorum=pr.quorum,
         window=WindowConfig(count=pr.window, seconds=pr.window_seconds),
         thresholds=Thresholds(target_down_after_lost=pr.down_after, target_up_after_answered=pr.up_after,
                               degraded_loss_pct=pr.degraded_loss, recover_loss_pct=pr.recover_loss, hold_s=pr.hold))

@@ -6,17 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 
-def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", timeout: str | None = "30ms",
+def lab_config(t, *, mode: str = "fib", socket: str, interval: str = "20ms", timeout: str | None = None,
                policy: str = "lowest-latency", hold_down: str = "1s", min_improvement: str = "10%",
                table: int | None = 200, stale_after: str = "10s", paths: list[str] | None = None,
                prefixes: list[str] | None = None, capacities: dict[str, str] | None = None,
-               targets: tuple[str, ...] = ("198.51.100.9", "203.0.113.9"), hold: str = "0.2s",
+               targets: tuple[str, ...] = ("198.51.100.9", "203.0.113.9"), hold: str | None = "0.2s",
                sla: dict | None = None, extra_prefixes: list[str] | None = None,
                timeouts: dict[str, str] | None = None, decision: dict | None = None,
                heartbeat: str | None = None) -> dict[str, Any]:
     names = paths or [p.name for p in t.paths]
-    probe = {"targets": list(targets), "method": "icmp", "interval": interval, "hold": hold}
-    if timeout is not None:
+    probe = {"targets": list(targets), "method": "icmp", "interval": interval}
+    if hold is not None:
+        probe["hold"] = hold
+    if timeout is not None:  # None: the adaptive default
         probe["timeout"] = timeout
     cfg_paths = []
     for p in t.paths:

@@ -13,12 +13,14 @@ Metrics (what they mean):
   rtt.ewma_s    exponentially weighted RTT, gain 1/8 (RFC 6298 §2)
   rtt.{min,avg,p50,p95,p99,max}_s   over the sliding window (nearest-rank percentiles)
   jitter_s      RFC 3550 §6.4.1 interarrival jitter of consecutive RTTs: J += (|D| - J)/16
-  loss_pct      lost / resolved probes in the window (a probe is lost when its timeout passes)
+  loss_pct      lost / resolved probes in the window (a probe is lost when its timeout passes;
+                with the adaptive timeout a late answer turns it back into an answer)
   since         when the current state was entered
 """
 
 from pathsteer.telemetry.config import (
     MIN_INTERVAL_S,
+    AdaptiveTimeout,
     PathProbeConfig,
     ProbeMethod,
     Thresholds,
@@ -38,6 +40,7 @@ from pathsteer.telemetry.target import ReplyKind, TargetTracker
 
 __all__ = [
     "MIN_INTERVAL_S",
+    "AdaptiveTimeout",
     "Counters",
     "PathProbeConfig",
     "PathSnapshot",

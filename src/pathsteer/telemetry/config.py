@@ -63,6 +63,37 @@ class WindowConfig:
             raise UsageError(f"ewma alpha: {self.ewma_alpha!r} must be in (0, 1]")
 
 
+DEFAULT_TIMEOUT_MIN_SLACK_S = 0.032
+DEFAULT_TIMEOUT_MAX_S = 2.0
+DEFAULT_TIMEOUT_INITIAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class AdaptiveTimeout:
+    """The adaptive probe timeout (when no fixed timeout is given): ``initial_s`` before the
+    first answer, then SRTT + max(4 × RTTVAR, ``min_slack_s``), at most ``max_s``.
+
+    ``min_slack_s`` is the least a probe is waited for beyond the smoothed round trip. It
+    sets the trade-off at the heart of failure detection: a path is down after 3 lost probes,
+    the last one sent 2 intervals after the first, so a dead path is noticed
+    ``2 × interval + SRTT + slack`` after its first lost probe leaves (within the
+    3 × interval + 50 ms budget at a 20 ms interval, with room for the decision), while a
+    path whose round trip grows by less than ``2 × interval + slack`` answers (late) before
+    the third loss: it is seen slow, not down."""
+
+    min_slack_s: float = DEFAULT_TIMEOUT_MIN_SLACK_S
+    max_s: float = DEFAULT_TIMEOUT_MAX_S
+    initial_s: float = DEFAULT_TIMEOUT_INITIAL_S
+
+    def __post_init__(self) -> None:
+        for name in ("min_slack_s", "max_s", "initial_s"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v <= 0:
+                raise UsageError(f"timeout {name.removesuffix('_s').replace('_', ' ')}: {v!r} must be more than 0")
+        if self.min_slack_s > self.max_s:
+            raise UsageError(f"timeout min slack: {self.min_slack_s!r} s is above the maximum ({self.max_s!r} s)")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a target fails, when a path is degraded, and how long a state is held.
@@ -110,6 +141,8 @@ class PathProbeConfig:
     ``quorum`` is k of "down when at least k of the n targets fail" (default: all of them
     when n ≤ 2, else a majority). ``table``/``mark`` choose the per-path routing table and
     socket mark used for pinning through ``gateway``; None picks free ones at start.
+    ``timeout_s`` None (the default) makes each target's timeout adapt to its round trip
+    (`AdaptiveTimeout`); a number fixes it.
     """
 
     name: str
@@ -119,7 +152,8 @@ class PathProbeConfig:
     method: ProbeMethod = ProbeMethod.ICMP
     port: int = TWAMP_PORT
     interval_s: float = 1.0
-    timeout_s: float = 1.0
+    timeout_s: float | None = None
+    adaptive_timeout: AdaptiveTimeout = field(default_factory=AdaptiveTimeout)
     quorum: int | None = None
     window: WindowConfig = field(default_factory=WindowConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -144,7 +178,7 @@ class PathProbeConfig:
                     f"the targets must be too"
                 )
         check_interval(self.interval_s, f"path {self.name} interval")
-        if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
+        if self.timeout_s is not None and (not math.isfinite(self.timeout_s) or self.timeout_s <= 0):
             raise UsageError(f"path {self.name} timeout: {self.timeout_s!r} must be more than 0")
         check_port(self.port, f"path {self.name} port")
         if self.quorum is not None and not 1 <= self.quorum <= len(self.targets):

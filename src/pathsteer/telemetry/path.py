@@ -28,6 +28,7 @@ class PathTracker:
                 window=config.window,
                 thresholds=config.thresholds,
                 now=now,
+                adaptive=config.adaptive_timeout,
             )
             for addr in config.targets
         }

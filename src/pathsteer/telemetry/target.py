@@ -9,7 +9,7 @@ from __future__ import annotations
 from array import array
 from enum import Enum
 
-from pathsteer.telemetry.config import Thresholds, WindowConfig
+from pathsteer.telemetry.config import AdaptiveTimeout, Thresholds, WindowConfig
 from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
 from pathsteer.telemetry.window import ProbeWindow, rtt_stats
 
@@ -27,25 +27,69 @@ _ANSWERED, _EXPIRED = 1, 2
 
 
 class _SeqMemory:
-    """What became of the last ``size`` resolved sequence numbers (answered or expired):
-    a ring indexed by seq mod size, so memory is fixed and lookups are O(1). A number
-    older than the ring is forgotten (its reply is then foreign)."""
+    """What became of the last ``size`` resolved sequence numbers (answered or expired, and
+    when each was sent): a ring indexed by seq mod size, so memory is fixed and lookups are
+    O(1). A number older than the ring is forgotten (its reply is then foreign)."""
 
-    __slots__ = ("_seqs", "_states", "_size")
+    __slots__ = ("_seqs", "_states", "_sent", "_size")
 
     def __init__(self, size: int) -> None:
         self._seqs = array("q", [-(1 << 62)]) * size
         self._states = bytearray(size)
+        self._sent = array("d", [0.0]) * size
         self._size = size
 
-    def put(self, seq: int, state: int) -> None:
+    def put(self, seq: int, state: int, sent_at: float) -> None:
         i = seq % self._size
         self._seqs[i] = seq
         self._states[i] = state
+        self._sent[i] = sent_at
 
     def get(self, seq: int) -> int:
         i = seq % self._size
         return self._states[i] if self._seqs[i] == seq else 0
+
+    def sent_at(self, seq: int) -> float:
+        return self._sent[seq % self._size]
+
+
+class ProbeTimeout:
+    """How long a probe is waited for: fixed, or adaptive per target like TCP's RTO
+    (RFC 6298 §2) from the smoothed round trip and its variation.
+
+    Adaptive: ``initial`` until the first sample; then SRTT/RTTVAR with gains 1/8 and 1/4
+    (the first sample R gives SRTT = R, RTTVAR = R/2), and the timeout is
+    ``SRTT + max(4 × RTTVAR, min_slack)`` clamped to ``max``. Every reply feeds it, a late
+    one too (a probe is never sent twice, so Karn's ambiguity does not arise): after a
+    path slows down, the first late reply stretches the wait for the probes still in
+    flight. There is no back-off on a loss, which would slow the detection of a dead path.
+    """
+
+    __slots__ = ("fixed_s", "_cfg", "srtt_s", "rttvar_s", "value")
+
+    def __init__(self, fixed_s: float | None, adaptive: AdaptiveTimeout) -> None:
+        self.fixed_s = fixed_s
+        self._cfg = adaptive
+        self.srtt_s: float | None = None
+        self.rttvar_s: float | None = None
+        self.value = fixed_s if fixed_s is not None else min(adaptive.initial_s, adaptive.max_s)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.fixed_s is None
+
+    def sample(self, elapsed_s: float) -> None:
+        """A reply came ``elapsed_s`` after its probe was sent (answer or late)."""
+        if self.fixed_s is not None:
+            return
+        r = max(0.0, elapsed_s)
+        if self.srtt_s is None:
+            self.srtt_s, self.rttvar_s = r, r / 2
+        else:
+            self.rttvar_s += (abs(self.srtt_s - r) - self.rttvar_s) / 4
+            self.srtt_s += (r - self.srtt_s) / 8
+        cfg = self._cfg
+        self.value = min(cfg.max_s, self.srtt_s + max(4 * self.rttvar_s, cfg.min_slack_s))
 
 
 def jitter_step(jitter_s: float, previous_rtt_s: float, rtt_s: float) -> float:
@@ -61,13 +105,15 @@ class TargetTracker:
         self,
         address: str,
         *,
-        timeout_s: float,
+        timeout_s: float | None,
         window: WindowConfig,
         thresholds: Thresholds,
         now: float,
+        adaptive: AdaptiveTimeout = AdaptiveTimeout(),
     ) -> None:
+        """``timeout_s`` None: the timeout adapts to the target's round trip (`ProbeTimeout`)."""
         self.address = address
-        self.timeout_s = timeout_s
+        self.timer = ProbeTimeout(timeout_s, adaptive)
         self._alpha = window.ewma_alpha
         self._th = thresholds
         self.window = ProbeWindow(window.count, window.seconds)
@@ -104,17 +150,18 @@ class TargetTracker:
                 self.duplicate += 1
                 return ReplyKind.DUPLICATE
             if was == _EXPIRED:
-                self.late += 1
+                self._late(self._resolved.sent_at(seq), received_at, rtt_s)
                 return ReplyKind.LATE
             self.foreign += 1
             return ReplyKind.FOREIGN
-        if received_at - sent_at > self.timeout_s:
+        if received_at - sent_at > self.timer.value:
             # Past its deadline but not yet expired by the prober: lost, and the reply is late.
             del self._pending[seq]
             self._lose(seq, sent_at)
-            self.late += 1
+            self._late(sent_at, received_at, rtt_s)
             return ReplyKind.LATE
         del self._pending[seq]
+        self.timer.sample(received_at - sent_at)
         rtt = max(0.0, received_at - sent_at if rtt_s is None else rtt_s)
         self._answer(seq, sent_at, rtt, received_at)
         return ReplyKind.ANSWER
@@ -128,9 +175,10 @@ class TargetTracker:
         self.errors += 1
 
     def expire(self, now: float) -> int:
-        """Count as lost every pending probe whose timeout has passed; returns how many."""
+        """Count as lost every pending probe whose timeout has passed; returns how many.
+        The timeout is the current one: a pending probe's deadline moves when it adapts."""
         n = 0
-        deadline = now - self.timeout_s
+        deadline = now - self.timer.value
         while self._pending:
             seq, sent_at = next(iter(self._pending.items()))
             if sent_at > deadline:
@@ -150,8 +198,22 @@ class TargetTracker:
 
     # -- accounting ---------------------------------------------------------------------
 
+    def _late(self, sent_at: float, received_at: float, rtt_s: float | None) -> None:
+        """A reply after its probe was counted lost. With a fixed timeout it stays lost (the
+        user's definition of loss). With the adaptive one the timeout was pathsteer's guess,
+        and the reply proves it wrong: the timer learns the longer round trip, the run of
+        losses ends (the target answers, only slowly), and the window holds the probe as
+        answered with its RTT, so a slowed path shows as slow, not as lossy or down."""
+        self.late += 1
+        elapsed = received_at - sent_at
+        self.timer.sample(elapsed)
+        if not self.timer.adaptive:
+            return
+        self.consecutive_lost = 0
+        self.window.revise(sent_at, max(0.0, elapsed if rtt_s is None else rtt_s))
+
     def _answer(self, seq: int, sent_at: float, rtt: float, now: float) -> None:
-        self._resolved.put(seq, _ANSWERED)
+        self._resolved.put(seq, _ANSWERED, sent_at)
         self.answered += 1
         self.window.add(sent_at, rtt)
         self.ewma_s = rtt if self.ewma_s is None else self.ewma_s + self._alpha * (rtt - self.ewma_s)
@@ -168,17 +230,22 @@ class TargetTracker:
             self._set_state(TargetState.UP, now)
 
     def _lose(self, seq: int, sent_at: float) -> None:
-        self._resolved.put(seq, _EXPIRED)
+        self._resolved.put(seq, _EXPIRED, sent_at)
         self.lost += 1
         self.window.add(sent_at, None)
         self.consecutive_answered = 0
         self.consecutive_lost += 1
         if self.state is not TargetState.DOWN and self.consecutive_lost >= self._th.target_down_after_lost:
-            self._set_state(TargetState.DOWN, sent_at + self.timeout_s)
+            self._set_state(TargetState.DOWN, sent_at + self.timer.value)
 
     def _set_state(self, state: TargetState, now: float) -> None:
         self.state = state
         self.since = now
+
+    @property
+    def timeout_s(self) -> float:
+        """How long a probe sent now would be waited for."""
+        return self.timer.value
 
     @property
     def failing(self) -> bool:
@@ -195,7 +262,7 @@ class TargetTracker:
     def next_deadline(self) -> float | None:
         """The earliest time a pending probe times out (None when nothing is pending)."""
         for sent_at in self._pending.values():
-            return sent_at + self.timeout_s
+            return sent_at + self.timer.value
         return None
 
     def snapshot(self, now: float) -> TargetSnapshot:
