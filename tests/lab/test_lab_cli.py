@@ -14,11 +14,10 @@ from pathsteer.errors import UsageError
 from pathsteer.lab import measure, netns
 
 PATHSTEER = os.path.join(os.path.dirname(sys.executable), "pathsteer")
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def cli(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*(prefix or []), PATHSTEER, *args], capture_output=True, text=True, timeout=120)
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PATHSTEER, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -126,8 +125,8 @@ def test_name_in_use(lab3):
 
 @pytest.mark.parametrize("args", [["lab", "up", "--name", "x1"], ["lab", "set", "x1", "p1", "--delay", "1ms"],
                                   ["lab", "down", "x1"]])
-def test_not_root(args):
-    _assert_usage_error(cli(*args, prefix=NOBODY), "root")
+def test_not_root(args, as_nobody):
+    _assert_usage_error(as_nobody(["-m", "pathsteer", *args]), "root")
     assert not [ns for ns in netns.list_namespaces() if ns.startswith("ps-x1-")]
 
 
