@@ -4,12 +4,13 @@ makes every update atomic, slot reuse only after the grace period, diffs only, a
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 import pytest
 
 from pathsteer.bpf import BpfObject
 from pathsteer.dataplane import bpf_steer
-from pathsteer.dataplane.bpf_steer_abi import Abi, OBJECT, State
+from pathsteer.dataplane.bpf_steer_abi import Abi, OBJECT, State, key_int
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
 
 
@@ -62,6 +63,16 @@ class FakeProgram:
             self.ops.append(("delete", kb))
             self.routes[version].pop(kb, None)
 
+    def write_routes_packed(self, version, keys, values):
+        size = 8 if version == 4 else 20
+        n = len(keys) // size
+        slots = struct.unpack(f"<{n}I", values)
+        return self.write_routes(version, [(keys[i * size:(i + 1) * size], slots[i]) for i in range(n)])
+
+    def delete_routes_packed(self, version, keys):
+        size = 8 if version == 4 else 20
+        self.delete_routes(version, [keys[i:i + size] for i in range(0, len(keys), size)])
+
     def read_routes(self, version):
         return dict(self.routes[version])
 
@@ -99,7 +110,7 @@ def plane(abi, monkeypatch):
     fake = FakeProgram(abi)
     monkeypatch.setattr(bpf_steer.SteerProgram, "load", classmethod(lambda cls: fake))
     monkeypatch.setattr(bpf_steer, "ifindex_of", lambda name: 7)
-    monkeypatch.setattr(bpf_steer, "local_prefixes", lambda: {ipaddress.ip_network("198.51.100.1/32")})
+    monkeypatch.setattr(bpf_steer, "local_keys", lambda: {key_int(ipaddress.ip_network("198.51.100.1/32"))})
     clock = [1000.0]
     monkeypatch.setattr(bpf_steer.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(bpf_steer.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))

@@ -24,16 +24,20 @@ ids, also from a new ``ip netns exec`` where earlier pins are invisible.
 from __future__ import annotations
 
 import collections
-import ipaddress
-import json
+import itertools
 import logging
-import subprocess
+import socket
+import struct
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pathsteer.bpf import ifindex_of
 from pathsteer.dataplane import maglev
-from pathsteer.dataplane.bpf_steer_abi import PathC, Reason, key_bytes, key_prefix, V4Key, V6Key
+from pathsteer.dataplane import netlink_route as nl
+from pathsteer.dataplane.bpf_steer_abi import (
+    V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_version, key_bytes, key_int, key_int_of,
+    keys_blob,    supernet_keys)
 from pathsteer.dataplane.bpf_steer_program import SteerProgram, Totals
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
 from pathsteer.errors import BpfError, UsageError
@@ -47,11 +51,15 @@ WINDOW = 20_000  # ... and beyond that this many prefixes per call, round robin
 GroupKey = tuple[tuple[int, int], ...]  # ((path id, weight), ...) sorted by path id
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the mirror counts prefixes per group at C speed
 class _Group:
-    slot: int
+    key: GroupKey
+    slot: int | None = None  # None: not written yet (or freed)
     refs: int = 0
-    ring: list[int] | None = None  # the table as built (reconcile compares against it)
+    ring: list[int] | None = field(default=None, repr=False)  # the table as built (reconcile compares)
+
+
+_UNSTEERED = _Group(())  # a prefix with no usable path: not in the tries (the kernel routes it)
 
 
 class BpfSteerDataPlane:
@@ -59,7 +67,10 @@ class BpfSteerDataPlane:
 
     ``paths``: every path a route may name (ids are the BPF path ids); ``ingress``: the
     interfaces whose incoming traffic is steered (in the calling thread's network namespace);
-    ``stale_after_s``: how long the program keeps steering without a heartbeat."""
+    ``stale_after_s``: how long the program keeps steering without a heartbeat.
+
+    The mirror of the tries (``_inst``) is keyed by integer keys (`bpf_steer_abi.key_int`),
+    its values the `_Group` objects themselves; ``installed`` shows it as prefixes."""
 
     def __init__(self, paths: list[PathLink], ingress: list[str], stale_after_s: float = 10.0) -> None:
         if not ingress:
@@ -74,12 +85,25 @@ class BpfSteerDataPlane:
         self.ingress = list(ingress)
         self.stale_after_ns = int(stale_after_s * 1e9)
         self.prog: SteerProgram | None = None
-        self.installed: dict[Prefix, GroupKey] = {}  # what the tries hold, as we wrote it
+        self._inst: dict[int, _Group] = {}  # what the tries hold, as we wrote it (integer keys)
         self._groups: dict[GroupKey, _Group] = {}
         self._free: list[int] = []
         self._cooling: collections.deque[tuple[float, int]] = collections.deque()
         self._window = 0
-        self.local: set[Prefix] = set()  # local-table entries inside steered prefixes (STEER_GROUP_LOCAL)
+        self._local: set[int] = set()  # local-table entries inside steered prefixes (STEER_GROUP_LOCAL)
+        self._local_seen: frozenset[int] | None = None  # the local table at the last _sync_local
+        self._synced: tuple[Desired, int] | None = None  # the Desired the tries hold (and its size)
+
+    # --- views --------------------------------------------------------------------------------
+
+    @property
+    def installed(self) -> dict[Prefix, GroupKey]:
+        """What the tries hold, as prefixes (made on each call: for tests and inspection)."""
+        return {int_prefix(k): g.key for k, g in self._inst.items()}
+
+    @property
+    def local(self) -> set[Prefix]:
+        return {int_prefix(k) for k in self._local}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -127,7 +151,7 @@ class BpfSteerDataPlane:
 
     # --- groups -------------------------------------------------------------------------------
 
-    def _group_key(self, intent: RouteIntent) -> GroupKey:
+    def _group_key(self, intent: RouteIntent, version: int) -> GroupKey:
         members: dict[int, int] = {}
         for nh in intent.nexthops:
             p = self.paths.get(nh.path)
@@ -135,11 +159,22 @@ class BpfSteerDataPlane:
                 raise UsageError(f"route {intent.prefix}: unknown path {nh.path!r} (have: {', '.join(self.paths)})")
             if not 1 <= nh.weight <= 255:
                 raise UsageError(f"route {intent.prefix}: weight {nh.weight} of {nh.path} out of 1..255")
-            if p.gateway_for(intent.prefix) is None:
+            if (p.gateway if version == 4 else p.gateway6) is None:
                 log.warning("bpf.nexthop_skipped prefix=%s path=%s reason=no-gateway-of-family", intent.prefix, p.name)
                 continue
             members[p.id] = members.get(p.id, 0) + nh.weight
         return tuple(sorted((pid, min(w, 255)) for pid, w in members.items()))
+
+    def _resolve(self, intent: RouteIntent, version: int, fresh: dict[GroupKey, _Group]) -> _Group:
+        """The group a route wants: ours if we have it, else a new one (no slot yet)."""
+        key = self._group_key(intent, version)
+        if not key:
+            log.warning("bpf.route_unsteered nexthops=%s reason=no-usable-path", intent.nexthops)
+            return _UNSTEERED
+        g = self._groups.get(key) or fresh.get(key)
+        if g is None:
+            g = fresh[key] = _Group(key)
+        return g
 
     def _take_slot(self) -> int:
         if self._free:
@@ -157,98 +192,173 @@ class BpfSteerDataPlane:
         while self._cooling and self._cooling[0][0] + GRACE_S <= now:
             self._free.append(self._cooling.popleft()[1])
 
-    def _group_for(self, key: GroupKey) -> int:
-        g = self._groups.get(key)
-        if g is None:
-            self._release_cooled()
-            slot = self._take_slot()
-            ring = maglev.build(dict(key), self.prog.abi.ring_size)
-            self.prog.write_group(slot, list(key), ring)
-            g = self._groups[key] = _Group(slot, ring=ring)
-        return g.slot
+    def _write_table(self, g: _Group) -> None:
+        """Give a new group a slot and write its table there (no route points to it yet)."""
+        self._release_cooled()
+        slot = self._take_slot()
+        g.ring = maglev.build(dict(g.key), self.prog.abi.ring_size)
+        self.prog.write_group(slot, list(g.key), g.ring)
+        g.slot = slot
+        self._groups[g.key] = g
 
-    def _unref(self, key: GroupKey, n: int = 1) -> None:
-        g = self._groups[key]
-        g.refs -= n
-        if g.refs <= 0:
-            del self._groups[key]
+    def _drop(self, g: _Group) -> None:
+        """A group no route uses any more: its slot starts the grace period."""
+        if self._groups.get(g.key) is g:
+            del self._groups[g.key]
+        if g.slot is not None:
             self._cooling.append((time.monotonic(), g.slot))
+            g.slot = None
 
     # --- DataPlane ----------------------------------------------------------------------------
 
     def apply(self, desired: Desired) -> None:
         """Make the maps hold ``desired`` (a diff against what we wrote), attached everywhere.
 
-        Written for 1M prefixes: one dict lookup per unchanged prefix (IPv4Network hashes are
-        not cached and dominate), group keys memoised per next-hop tuple, reference counts
-        moved in bulk with Counter, trie writes batched."""
+        Written for 1M prefixes: per prefix an integer key, one memo lookup (the group of its
+        next-hop tuple, per family) and one dict lookup in the mirror with an identity compare;
+        the changed keys are collected per group, sorted as ints (address order, which the
+        trie takes fastest) and written as one packed batch per group and family; the mirror
+        and reference counts move in bulk. The same `Desired` object again (the daemon's
+        reconcile hands over the last one it applied) skips the diff."""
         self._ensure_loaded()
-        installed = self.installed
-        memo: dict[tuple[int, int], GroupKey] = {}  # (id(nexthops), version) → key, this call only
-        changed: list[tuple[Prefix, GroupKey, GroupKey | None]] = []
-        found = 0
-        get = installed.get if installed else (lambda _prefix: None)  # first load: skip a hash per prefix
-        for prefix, intent in desired.routes.items():
-            mk = (id(intent.nexthops), prefix._version)
-            key = memo.get(mk)
-            if key is None:
-                key = memo[mk] = self._group_key(intent)
-                if not key:
-                    log.warning("bpf.route_unsteered nexthops=%s reason=no-usable-path", intent.nexthops)
-            old = get(prefix)
-            if old is not None:
-                found += 1
-            if old != key:
-                changed.append((prefix, key, old))
-        removed = [] if found == len(installed) else [p for p in installed if p not in desired.routes]
-        # 1. tables first, into free slots: nothing points to them yet
-        slot_of = {k: self._group_for(k) for k in {key for _, key, _ in changed if key}}
-        # 2. the flips: one trie update per prefix, atomic each
-        writes: dict[int, list[tuple[bytes, int]]] = {4: [], 6: []}
-        unsteer: dict[int, list[bytes]] = {4: [], 6: []}
-        w4, w6 = writes[4].append, writes[6].append
-        for prefix, key, _ in changed:
-            if key:
-                (w4 if prefix._version == 4 else w6)((key_bytes(prefix), slot_of[key]))
-            else:
-                unsteer[prefix._version].append(key_bytes(prefix))
-        for p in removed:
-            unsteer[p.version].append(key_bytes(p))
-        for version in (4, 6):
-            self.prog.write_routes(version, writes[version])
-            self.prog.delete_routes(version, unsteer[version])
-        # 3. our mirror and reference counts; groups nobody uses any more start their grace
-        gained = collections.Counter(key for _, key, _ in changed if key)
-        lost = collections.Counter(old for _, _, old in changed if old is not None)
-        for prefix, key, _ in changed:
-            if key:
-                installed[prefix] = key
-            else:
-                installed.pop(prefix, None)
-        for p in removed:
-            lost[installed.pop(p)] += 1
-        for key, n in gained.items():
-            self._groups[key].refs += n
-        for key, n in lost.items():
-            self._unref(key, n)
-        self._sync_local()
-        # 4. attach after the first routes are in
+        synced = self._synced
+        if synced is not None and synced[0] is desired and synced[1] == len(desired.routes):
+            changed = False
+        else:
+            self._synced = None
+            changed = self._apply_diff(desired)
+            self._synced = (desired, len(desired.routes))
+        self._sync_local(changed)
+        # attach after the first routes are in
         self._attach_all()
         self.heartbeat()
-        if changed or removed:
-            log.info("bpf.apply changed=%d removed=%d groups=%d", len(changed), len(removed), len(self._groups))
 
-    def _sync_local(self) -> None:
+    def _apply_diff(self, desired: Desired) -> bool:
+        t0 = time.perf_counter()
+        inst = self._inst
+        get = inst.get
+        fresh: dict[GroupKey, _Group] = {}
+        memo4: dict[int, _Group] = {}  # id(nexthops) → group, this call only (the tuples stay alive)
+        memo6: dict[int, _Group] = {}
+        moves4: collections.defaultdict[_Group, list[int]] = collections.defaultdict(list)
+        moves6: collections.defaultdict[_Group, list[int]] = collections.defaultdict(list)
+        olds: list[_Group] = []
+        new = absent = 0
+        resolve = self._resolve
+        hops4 = hops6 = g4 = g6 = None  # the last next-hop tuple seen per family (runs share one)
+        for prefix, intent in desired.routes.items():
+            hops = intent.nexthops
+            if prefix._version == 4:
+                plen = prefix._prefixlen
+                k = (plen << 56) | (prefix.network_address._ip >> (32 - plen))
+                if hops is not hops4:
+                    g4 = memo4.get(id(hops))
+                    if g4 is None:
+                        g4 = memo4[id(hops)] = resolve(intent, 4, fresh)
+                    hops4 = hops
+                g, moves = g4, moves4
+            else:
+                plen = prefix._prefixlen
+                k = V6_FLAG | (plen << 152) | (prefix.network_address._ip >> (128 - plen))
+                if hops is not hops6:
+                    g6 = memo6.get(id(hops))
+                    if g6 is None:
+                        g6 = memo6[id(hops)] = resolve(intent, 6, fresh)
+                    hops6 = hops
+                g, moves = g6, moves6
+            old = get(k)
+            if old is not g:
+                if old is None:
+                    if g is _UNSTEERED:
+                        absent += 1
+                        continue
+                    new += 1
+                else:
+                    olds.append(old)
+                moves[g].append(k)
+        found = len(desired.routes) - new - absent
+        removed: list[int] = []
+        if found != len(inst):
+            want = {key_int(p) for p in desired.routes}
+            removed = [k for k in inst if k not in want]
+        if not (moves4 or moves6 or removed):
+            return False
+        t1 = time.perf_counter()
+        # 1. tables first, into free slots: nothing points to them yet
+        for moves in (moves4, moves6):
+            for g in moves:
+                if g is not _UNSTEERED and g.slot is None:
+                    self._write_table(g)
+        # 2. the flips (one trie update per prefix, atomic each), then the removals: in a
+        # thread, as the kernel's trie inserts run without the GIL while the mirror is built
+        batches = []
+        for version, moves in ((4, moves4), (6, moves6)):
+            for g, keys in moves.items():
+                if g is not _UNSTEERED:
+                    keys.sort()  # address order (within a prefix length): the trie's fast order
+                    batches.append((version, g, keys))
+        gone = removed + moves4.get(_UNSTEERED, []) + moves6.get(_UNSTEERED, [])
+        kernel = _KernelWrites(self.prog, batches, gone)
+        kernel.start()
+        try:
+            # 3. the new mirror (swapped in once the kernel took everything) and reference counts
+            if inst:
+                mirror = inst.copy()
+                for moves in (moves4, moves6):
+                    for g, keys in moves.items():
+                        if g is _UNSTEERED:
+                            for k in keys:
+                                del mirror[k]
+                        else:
+                            mirror.update(dict.fromkeys(keys, g))
+            else:  # first apply: one dict straight from the sorted keys
+                mirror = {}
+                for _v, g, keys in batches:
+                    mirror.update(dict.fromkeys(keys, g))
+            lost = collections.Counter(olds)
+            for k in removed:
+                lost[mirror.pop(k)] += 1
+        finally:
+            kernel.join()
+        if kernel.error is not None:
+            raise kernel.error  # the mirror stays as it was: reconcile puts the tries back
+        self._inst = mirror
+        for moves in (moves4, moves6):
+            for g, keys in moves.items():
+                if g is not _UNSTEERED:
+                    g.refs += len(keys)
+        for g, n in lost.items():
+            g.refs -= n
+            if g.refs <= 0:
+                self._drop(g)
+        for g in fresh.values():
+            if g.refs <= 0 and g.slot is not None:
+                self._drop(g)
+        log.info("bpf.apply changed=%d removed=%d groups=%d diff_ms=%.1f write_ms=%.1f", kernel.written, len(gone),
+                 len(self._groups), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+        return True
+
+    def _sync_local(self, routes_changed: bool = True) -> None:
         """Mirror the local routing table's entries that lie inside steered prefixes into the
-        tries as STEER_GROUP_LOCAL (packets to the router itself stay with the kernel)."""
-        want = {p for p in local_prefixes() if p not in self.installed and _covered(p, self.installed)}
-        gone = self.local - want
-        new = want - self.local
+        tries as STEER_GROUP_LOCAL (packets to the router itself stay with the kernel).
+        Nothing to do while neither the local table nor our routes changed."""
+        seen = frozenset(local_keys())
+        if not routes_changed and seen == self._local_seen:
+            return
+        inst = self._inst
+        want = {k for k in seen if k not in inst and any(s in inst for s in supernet_keys(k))}
+        gone = self._local - want
+        new = want - self._local
         mark = self.prog.abi.group_local
         for version in (4, 6):
-            self.prog.write_routes(version, [(key_bytes(p), mark) for p in new if p.version == version])
-            self.prog.delete_routes(version, [key_bytes(p) for p in gone if p.version == version])
-        self.local = want
+            add = sorted(k for k in new if int_version(k) == version)
+            if add:
+                self.prog.write_routes_packed(version, keys_blob(add, version), struct.pack("<I", mark) * len(add))
+            drop = [k for k in gone if int_version(k) == version]
+            if drop:
+                self.prog.delete_routes_packed(version, keys_blob(drop, version))
+        self._local = want
+        self._local_seen = seen
 
     def heartbeat(self) -> None:
         if self.prog is not None:
@@ -280,29 +390,49 @@ class BpfSteerDataPlane:
         return repaired
 
     def _repair_routes(self) -> list[str]:
-        slots = {k: g.slot for k, g in self._groups.items()}
+        inst, local = self._inst, self._local
+        mark = self.prog.abi.group_local
         out = []
-        if len(self.installed) <= FULL_CHECK_LIMIT:
+        if len(inst) <= FULL_CHECK_LIMIT:
+            matched = 0
             for version in (4, 6):
-                have = self.prog.read_routes(version)
-                want = {key_bytes(p): slots[k] for p, k in self.installed.items() if p.version == version}
-                want.update((key_bytes(p), self.prog.abi.group_local) for p in self.local if p.version == version)
-                fix = [(kb, s) for kb, s in want.items() if have.get(kb) != s]
-                extra = [kb for kb in have if kb not in want]
-                self.prog.write_routes(version, fix)
-                self.prog.delete_routes(version, extra)
-                out += [f"route {_prefix_of(kb)} restored" for kb, _ in fix]
-                out += [f"route {_prefix_of(kb)} removed (not ours)" for kb in extra]
+                fix: list[tuple[bytes, int]] = []
+                extra: list[bytes] = []
+                for kb, s in self.prog.read_routes(version).items():
+                    k = bytes_key_int(kb)
+                    g = inst.get(k)
+                    want = g.slot if g is not None else mark if k in local else None
+                    if want is None:
+                        extra.append(kb)
+                    elif s != want:
+                        fix.append((kb, want))
+                    else:
+                        matched += 1
+                if extra:
+                    self.prog.delete_routes(version, extra)
+                    out += [f"route {_prefix_of(kb)} removed (not ours)" for kb in extra]
+                if fix:
+                    self.prog.write_routes(version, fix)
+                    out += [f"route {_prefix_of(kb)} restored" for kb, _ in fix]
+                matched += len(fix)
+            if matched != len(inst) + len(local):  # some are missing altogether
+                for version in (4, 6):
+                    have = {bytes_key_int(kb) for kb in self.prog.read_routes(version)}
+                    missing = [(int_key_bytes(k), g.slot) for k, g in inst.items()
+                               if int_version(k) == version and k not in have]
+                    missing += [(int_key_bytes(k), mark) for k in local if int_version(k) == version and k not in have]
+                    self.prog.write_routes(version, missing)
+                    out += [f"route {_prefix_of(kb)} restored" for kb, _ in missing]
             return out
-        prefixes = list(self.installed)
-        start = self._window % len(prefixes)
+        start = self._window % len(inst)
         self._window = start + WINDOW
-        for p in prefixes[start:start + WINDOW]:
-            kb = key_bytes(p)
-            s = slots[self.installed[p]]
-            if self.prog.lookup_route(p.version, kb) != s:
-                self.prog.write_routes(p.version, [(kb, s)])
-                out.append(f"route {p} restored")
+        lookup = self.prog.lookup_route
+        for k, g in itertools.islice(inst.items(), start, start + WINDOW):
+            kb = int_key_bytes(k)
+            version = 4 if k < V6_FLAG else 6
+            if lookup(version, kb) != g.slot:
+                self.prog.write_routes(version, [(kb, g.slot)])
+                out.append(f"route {int_prefix(k)} restored")
         return out
 
     def adopt(self) -> Desired | None:
@@ -314,26 +444,32 @@ class BpfSteerDataPlane:
             return None
         self.prog = prog
         prog.heartbeat(self.stale_after_ns)
-        groups: dict[int, GroupKey] = {}
-        self.local = set()
-        self.installed = {}
+        by_slot: dict[int, _Group] = {}
+        self._local = set()
+        self._local_seen = None
+        self._inst = inst = {}
         self._groups = {}
+        self._synced = None
         for version in (4, 6):
             moves = []
             for kb, slot in prog.read_routes(version).items():
+                k = bytes_key_int(kb)
                 if slot == prog.abi.group_local:
-                    self.local.add(_prefix_of(kb))
+                    self._local.add(k)
                     continue
-                if slot not in groups:
+                g = by_slot.get(slot)
+                if g is None:
                     members, _ = prog.read_group(slot)
-                    groups[slot] = tuple(sorted(members))
-                key = groups[slot]
-                g = self._groups.setdefault(key, _Group(slot))
+                    key = tuple(sorted(members))
+                    g = self._groups.get(key)
+                    if g is None:
+                        g = self._groups[key] = _Group(key, slot)
+                    by_slot[slot] = g
                 if g.slot != slot:
                     # two slots built from the same members (a crash mid-change): same table,
                     # so pointing the prefix at the first one moves no flow
                     moves.append((kb, g.slot))
-                self.installed[_prefix_of(kb)] = key
+                inst[k] = g
                 g.refs += 1
             prog.write_routes(version, moves)
         used = {g.slot for g in self._groups.values()}
@@ -343,8 +479,13 @@ class BpfSteerDataPlane:
         self._cooling = collections.deque()
         self._write_paths()
         self._attach_all()
-        desired = Desired({p: RouteIntent(p, self._nexthops(k)) for p, k in self.installed.items()})
-        log.info("bpf.adopted prog_id=%d routes=%d groups=%d", prog.id, len(self.installed), len(self._groups))
+        hops = {g.key: self._nexthops(g.key) for g in self._groups.values()}
+        routes = {}
+        for k, g in inst.items():
+            p = int_prefix(k)
+            routes[p] = RouteIntent(p, hops[g.key])
+        desired = Desired(routes)
+        log.info("bpf.adopted prog_id=%d routes=%d groups=%d", prog.id, len(inst), len(self._groups))
         return desired
 
     def _nexthops(self, key: GroupKey) -> tuple[NextHop, ...]:
@@ -374,14 +515,16 @@ class BpfSteerDataPlane:
                 log.warning("bpf.detach_failed interface=%s error=%s", name, exc)
         self.prog.close()
         self.prog = None
-        self.installed = {}
+        self._inst = {}
         self._groups = {}
+        self._synced = None
 
     def close(self) -> None:
         """Close fds without detaching (what a crash leaves; tests and handover)."""
         if self.prog is not None:
             self.prog.close()
             self.prog = None
+        self._synced = None
 
     # --- observability ------------------------------------------------------------------------
 
@@ -396,41 +539,75 @@ class BpfSteerDataPlane:
         return self.prog.reason_totals() if self.prog is not None else {}
 
     def path_of(self, prefix: Prefix) -> GroupKey | None:
-        return self.installed.get(prefix)
+        g = self._inst.get(key_int(prefix))
+        return g.key if g is not None else None
 
 
-def local_prefixes() -> set[Prefix]:
-    """Destinations of the calling thread's namespace's local routing table (``ip route show
-    table local``: type local and broadcast) — what the kernel delivers to the router itself."""
-    out: set[Prefix] = set()
-    for family in ("-4", "-6"):
-        proc = subprocess.run(["ip", "-j", family, "route", "show", "table", "local"],
-                              capture_output=True, text=True, check=False)
+class _KernelWrites(threading.Thread):
+    """The trie writes of one apply, in order: ``batches`` of (version, group, sorted integer
+    keys), then the deletion of ``gone``. A thread because bpf_map_update_batch runs without
+    the GIL (ctypes releases it): the caller builds its mirror meanwhile and joins."""
+
+    def __init__(self, prog: SteerProgram, batches: list[tuple[int, _Group, list[int]]], gone: list[int]) -> None:
+        super().__init__(name="bpf-steer-writes", daemon=True)
+        self.prog, self.batches, self.gone = prog, batches, gone
+        self.error: BaseException | None = None
+        self.written = 0
+
+    def run(self) -> None:
         try:
-            entries = json.loads(proc.stdout or "[]")
-        except ValueError:
-            continue
-        for e in entries:
-            if e.get("type") not in ("local", "broadcast"):
-                continue
+            for version, g, keys in self.batches:
+                self.prog.write_routes_packed(version, keys_blob(keys, version), struct.pack("<I", g.slot) * len(keys))
+                self.written += len(keys)
+            for version in (4, 6):
+                keys = [k for k in self.gone if int_version(k) == version]
+                if keys:
+                    self.prog.delete_routes_packed(version, keys_blob(keys, version))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+
+
+RTN_LOCAL, RTN_BROADCAST = 2, 3
+RT_TABLE_LOCAL = 255
+
+
+def local_keys() -> set[int]:
+    """Destinations of the calling thread's namespace's local routing table (type local and
+    broadcast: what the kernel delivers to the router itself) as integer keys: one rtnetlink
+    dump of table local per family, on a socket opened for it (so in the caller's namespace)."""
+    out: set[int] = set()
+    sock = nl.RouteSocket()
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            body = nl.RTMSG.pack(family, 0, 0, 0, RT_TABLE_LOCAL, 0, 0, 0, 0)
+            body += nl.attr(nl.RTA_TABLE, struct.pack("=I", RT_TABLE_LOCAL))
             try:
-                out.add(ipaddress.ip_network(e["dst"], strict=False))
-            except (KeyError, ValueError):
-                continue
+                answers = list(sock.dump(nl._header(nl.RTM_GETROUTE, nl.NLM_F_DUMP, body)))
+            except nl.NetlinkError:
+                continue  # (IPv6 disabled)
+            for kind, mv, off, end in answers:
+                if kind != nl.RTM_NEWROUTE:
+                    continue
+                fam, dst_len, _s, _t, t8, _p, _sc, rtype, _f = nl.RTMSG.unpack_from(mv, off)
+                if rtype not in (RTN_LOCAL, RTN_BROADCAST):
+                    continue
+                a = nl.parse_attrs(mv, off + nl.RTMSG.size, end)
+                if (nl.attr_u32(a[nl.RTA_TABLE]) if nl.RTA_TABLE in a else t8) != RT_TABLE_LOCAL:
+                    continue
+                addr = int.from_bytes(bytes(a[nl.RTA_DST]), "big") if nl.RTA_DST in a else 0
+                out.add(key_int_of(4 if fam == socket.AF_INET else 6, addr, dst_len))
+    finally:
+        sock.close()
     return out
 
 
-def _covered(prefix: Prefix, routes: dict[Prefix, object]) -> bool:
-    """Whether a strictly shorter prefix of ``routes`` contains ``prefix``."""
-    for plen in range(prefix.prefixlen - 1, -1, -1):
-        if prefix.supernet(new_prefix=plen) in routes:
-            return True
-    return False
+def local_prefixes() -> set[Prefix]:
+    """`local_keys` as prefixes (``ip route show table local``, types local and broadcast)."""
+    return {int_prefix(k) for k in local_keys()}
 
 
 def _prefix_of(kb: bytes) -> Prefix:
-    key = (V4Key if len(kb) == 8 else V6Key).from_buffer_copy(kb)
-    return key_prefix(key)
+    return int_prefix(bytes_key_int(kb))
 
 
-__all__ = ["BpfSteerDataPlane", "GRACE_S"]
+__all__ = ["BpfSteerDataPlane", "GRACE_S", "key_bytes", "local_keys", "local_prefixes"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import struct
+import sys
+from array import array
 from ctypes import c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass
 from enum import Enum
@@ -148,6 +150,100 @@ def key_bytes(prefix: Prefix) -> bytes:
     if prefix._version == 4:
         return _V4.pack(prefix._prefixlen, prefix.network_address._ip.to_bytes(4, "big"))
     return _V6.pack(prefix._prefixlen, prefix.network_address._ip.to_bytes(16, "big"))
+
+
+# Integer keys: what the data plane's mirror of the tries is keyed by (an int hashes in C; an
+# ipaddress network's __hash__ is Python code, and 1M of them dominated a 1M-prefix apply).
+# IPv4 ``prefixlen << 56 | network number`` (the address shifted right by its host bits), IPv6
+# likewise with `V6_FLAG` above, so both families share one dict. The network number, not the
+# address, sits in the low bits: a dict indexes by the low bits of the hash (an int's hash is
+# the int), and the zero host bits of 1M /24 addresses made every lookup probe several slots.
+
+V6_FLAG = 1 << 168
+_M32 = (1 << 32) - 1
+_M128 = (1 << 128) - 1
+_LOW56 = (1 << 56) - 1
+_LOW152 = (1 << 152) - 1
+
+
+def key_int(prefix: Prefix) -> int:
+    """``prefix`` as an integer key (see above)."""
+    plen = prefix._prefixlen
+    if prefix._version == 4:
+        return (plen << 56) | (prefix.network_address._ip >> (32 - plen))
+    return V6_FLAG | (plen << 152) | (prefix.network_address._ip >> (128 - plen))
+
+
+def key_int_of(version: int, address: int, prefixlen: int) -> int:
+    """The integer key of ``address/prefixlen`` (host bits dropped)."""
+    if version == 4:
+        return (prefixlen << 56) | ((address & _M32) >> (32 - prefixlen))
+    return V6_FLAG | (prefixlen << 152) | ((address & _M128) >> (128 - prefixlen))
+
+
+def int_version(k: int) -> int:
+    return 4 if k < V6_FLAG else 6
+
+
+def int_prefixlen(k: int) -> int:
+    return k >> 56 if k < V6_FLAG else (k >> 152) & 0xFF
+
+
+def int_address(k: int) -> int:
+    if k < V6_FLAG:
+        return (k & _LOW56) << (32 - (k >> 56))
+    plen = (k >> 152) & 0xFF
+    return (k & _LOW152) << (128 - plen)
+
+
+def int_key_bytes(k: int) -> bytes:
+    """The trie key (as `key_bytes`) of an integer key."""
+    if k < V6_FLAG:
+        return _V4.pack(k >> 56, ((k & _LOW56) << (32 - (k >> 56))).to_bytes(4, "big"))
+    plen = (k >> 152) & 0xFF
+    return _V6.pack(plen, ((k & _LOW152) << (128 - plen)).to_bytes(16, "big"))
+
+
+def bytes_key_int(kb: bytes) -> int:
+    """The integer key of a raw trie key (8 bytes: IPv4, 20: IPv6); host bits are dropped."""
+    plen = int.from_bytes(kb[:4], "little")
+    if len(kb) == 8:
+        return (plen << 56) | (int.from_bytes(kb[4:], "big") >> (32 - plen))
+    return V6_FLAG | (plen << 152) | (int.from_bytes(kb[4:], "big") >> (128 - plen))
+
+
+def int_prefix(k: int) -> Prefix:
+    """The prefix of an integer key."""
+    if k < V6_FLAG:
+        return ipaddress.IPv4Network((int_address(k), k >> 56))
+    return ipaddress.IPv6Network((int_address(k), (k >> 152) & 0xFF))
+
+
+def supernet_keys(k: int):
+    """The integer keys of every strictly shorter prefix containing ``k``'s, longest first."""
+    if k < V6_FLAG:
+        plen, net, flag, shift = k >> 56, k & _LOW56, 0, 56
+    else:
+        plen, net, flag, shift = (k >> 152) & 0xFF, k & _LOW152, V6_FLAG, 152
+    for p in range(plen - 1, -1, -1):
+        yield flag | (p << shift) | (net >> (plen - p))
+
+
+def keys_blob(keys: list[int], version: int) -> bytes:
+    """Integer keys of one family packed back to back as trie keys (one buffer for a batch);
+    sorted keys come out in address order within each prefix length."""
+    if version == 6:
+        return b"".join([int_key_bytes(k) for k in keys])
+    # a trie key read as a big-endian u64 is ``prefixlen << 56 | address``
+    if keys and min(keys) >> 56 == max(keys) >> 56:  # one prefix length (1M /24s): one shift
+        head = keys[0] & ~_LOW56
+        shift = 32 - (head >> 56)
+        a = array("Q", [head | ((k ^ head) << shift) for k in keys])
+    else:
+        a = array("Q", [(k & ~_LOW56) | ((k & _LOW56) << (32 - (k >> 56))) for k in keys])
+    if sys.byteorder == "little":
+        a.byteswap()
+    return a.tobytes()
 
 
 def lpm_key(prefix: Prefix) -> V4Key | V6Key:

@@ -221,20 +221,30 @@ class SteerProgram:
             # In address order consecutive inserts walk the same trie nodes: 1M /24s go in
             # about twice as fast as in random order (cache misses dominate trie_update_elem).
             items = sorted(items, key=_address_order)
+        return self.write_routes_packed(version, b"".join(k for k, _ in items),
+                                        struct.pack(f"<{len(items)}I", *(g for _, g in items)))
+
+    def write_routes_packed(self, version: int, keys: bytes, values: bytes) -> int:
+        """`write_routes` for bulk callers: the keys packed back to back (in the order they are
+        to go in; address order is the fast one) and the u32 slots likewise."""
         m = self._trie(version)
         ksize = ctypes.sizeof(m.key_type)
+        total = len(keys) // ksize
+        if len(keys) != ksize * total or len(values) != 4 * total:
+            raise BpfError(f"routes_v{version}: {len(keys)} bytes of keys and {len(values)} of values "
+                           f"are not {total} entries of {ksize} + 4 bytes")
         opts = lb.opts(lb.bpf_map_batch_opts)
+        kbuf = ctypes.create_string_buffer(keys, len(keys) or 1)
+        vbuf = ctypes.create_string_buffer(values, len(values) or 1)
+        kbase, vbase = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
         done = 0
-        for start in range(0, len(items), BATCH):
-            chunk = items[start:start + BATCH]
-            keys = b"".join(k for k, _ in chunk)
-            values = struct.pack(f"<{len(chunk)}I", *(g for _, g in chunk))
-            if len(keys) != ksize * len(chunk):
-                raise BpfError(f"routes_v{version}: a key is not {ksize} bytes")
-            count = ctypes.c_uint32(len(chunk))
-            ret = lb.bpf_map_update_batch(m.fd, keys, values, ctypes.byref(count), ctypes.byref(opts))
-            lb.check_int(ret, f"map routes_v{version}: update_batch ({done + count.value} of {len(items)} stored)")
-            done += count.value
+        while done < total:
+            n = min(BATCH, total - done)
+            count = ctypes.c_uint32(n)
+            ret = lb.bpf_map_update_batch(m.fd, ctypes.c_void_p(kbase + done * ksize),
+                                          ctypes.c_void_p(vbase + done * 4), ctypes.byref(count), ctypes.byref(opts))
+            lb.check_int(ret, f"map routes_v{version}: update_batch ({done + count.value} of {total} stored)")
+            done += n
         return done
 
     def delete_routes(self, version: int, keys: Iterable[bytes]) -> int:
@@ -247,6 +257,13 @@ class SteerProgram:
             elif ret != -errno.ENOENT:
                 lb.check_int(ret, f"map routes_v{version}: delete")
         return n
+
+    def delete_routes_packed(self, version: int, keys: bytes) -> int:
+        """Delete many trie keys (packed back to back) with bpf_map_delete_batch; absent ones
+        are skipped. Returns how many were deleted."""
+        if not keys:
+            return 0
+        return self._trie(version).delete_batch(keys, missing_ok=True, batch_size=BATCH)
 
     def lookup_route(self, version: int, key: bytes) -> int | None:
         m = self._trie(version)

@@ -190,8 +190,7 @@ class FibDataPlane:
         failures += self.sock.send_batch(
             (nl.encode_nexthop(n, 0, delete=True), f"delete nexthop {n:#x}") for n in sorted(have.path_nexthops))
         left = nl.dump_route_nhids(self.sock, self.table, self.protocol)
-        failures += self.sock.send_batch((nl.encode_route(k, self.table, self.protocol, 0, delete=True),
-                                          f"delete route {prefix_of(k)}") for k in left)
+        failures += self.sock.send_routes(((k, 0) for k in left), self.table, self.protocol, delete=True)
         self._state = FibState()
         self._rules_ok = False
         failures = [f for f in failures if f.errno not in (errno.ENOENT, errno.ESRCH)]
@@ -273,16 +272,13 @@ class FibDataPlane:
                                unbalanced_timer=g.unbalanced_timer), f"group {gid:#x}")
             for gid, m in p.groups_put.items())
         evict = [] if self.owns_table else self._stash([k for k in p.routes_put if k not in have.routes])
-        encode = nl.encode_route
-        failures += sock.send_batch(
-            (encode(k, table, proto, n), f"route {prefix_of(k)} nhid {n:#x}") for k, n in p.routes_put.items())
+        failures += sock.send_routes(p.routes_put.items(), table, proto)
         failures += [f for f in sock.send_batch((nl.encode_route_delete_exact(r), f"evict {r.dst}") for r in evict)
                      if f.errno != errno.ESRCH]
         if p.routes_del:
             if self.owns_table:
-                failures += [f for f in sock.send_batch(
-                    (encode(k, table, proto, 0, delete=True), f"delete route {prefix_of(k)}") for k in p.routes_del)
-                    if f.errno != errno.ESRCH]
+                failures += [f for f in sock.send_routes(((k, 0) for k in p.routes_del), table, proto, delete=True)
+                             if f.errno != errno.ESRCH]
             else:
                 failures += self._restore(p.routes_del)
         failures += [f for f in sock.send_batch(
@@ -323,9 +319,8 @@ class FibDataPlane:
                                         for r in stashed)
         failures += self.sock.send_batch((nl.encode_route_delete_exact(r), f"unstash {r.dst}") for r in stashed)
         restored = {r.dst for r in stashed}
-        failures += self.sock.send_batch(
-            (nl.encode_route(k, RT_TABLE_MAIN, self.protocol, 0, delete=True), f"delete route {prefix_of(k)}")
-            for k in prefixes)   # ours where nothing was restored, or where the original's metric differs
+        # ours where nothing was restored, or where the original's metric differs
+        failures += self.sock.send_routes(((k, 0) for k in prefixes), RT_TABLE_MAIN, self.protocol, delete=True)
         if restored:
             _event("fib.restore", routes=len(restored))
         return [f for f in failures if f.errno != errno.ESRCH]

@@ -81,6 +81,7 @@ _NEXTHOP_GRP = struct.Struct("=IBBH")
 _ROUTE_HEAD = struct.Struct("=IHHII" "BBBBBBBBI" "HHI" "HHI" "HH")
 _ROUTE_DEL_HEAD = struct.Struct("=IHHII" "BBBBBBBBI" "HHI" "HH")
 BATCH = 256
+ROUTE_BATCH = 1024  # route messages per sendmsg in send_routes (~50-70 kB)
 
 
 def _align(n: int) -> int:
@@ -234,6 +235,64 @@ class RouteSocket:
                         ext = _extack(mv, off + 4 + _align(inner_len), end) if inner_len <= end - off - 4 else ""
                         errors.append(NetlinkError(whats.get(seq, f"message {seq}"), err, ext))
 
+    def send_routes(self, routes: Iterable[tuple[int, int]], table: int, protocol: int, *,
+                    delete: bool = False) -> list[NetlinkError]:
+        """`send_batch` for many routes of ours: ``(prefix key, nh_id)`` pairs (keys as
+        `fib_plan.key`), each an `encode_route` create-or-replace (or with ``delete`` an
+        RTM_DELROUTE, ``nh_id`` ignored), `ROUTE_BATCH` per sendmsg.
+
+        Written for 1M routes: a message is a cached head (everything but the destination, per
+        prefix length, family and nexthop) plus the address bytes; every message of one call
+        carries the same sequence number, and a refusal is told apart by the request the kernel
+        echoes in its error (rtnetlink copies the whole request unless NETLINK_CAP_ACK), so no
+        description is made for a route that went in.
+        """
+        seq = self.next_seq()
+        heads: dict[int, tuple[bytes, int]] = {}
+        errors: list[NetlinkError] = []
+        chunk: list[bytes] = []
+        append = chunk.append
+        for k, nh in routes:
+            hk = (k & 511) | (nh << 9)
+            h = heads.get(hk)
+            if h is None:
+                m = encode_route(k, table, protocol, nh, delete=delete)
+                size = 16 if k & 1 else 4
+                h = heads[hk] = (m[:8] + struct.pack("=I", seq) + m[12:len(m) - size], size)
+            append(h[0] + (k >> 9).to_bytes(h[1], "big"))
+            if len(chunk) == ROUTE_BATCH:
+                self._send_routes_chunk(chunk, seq, delete, errors)
+                chunk.clear()
+        if chunk:
+            self._send_routes_chunk(chunk, seq, delete, errors)
+        return errors
+
+    def _send_routes_chunk(self, chunk: list[bytes], seq: int, delete: bool, errors: list[NetlinkError]) -> None:
+        data = b"".join(chunk)
+        while True:
+            try:
+                self.sock.send(data)
+                break
+            except OSError as e:
+                if e.errno == _errno.ENOBUFS:
+                    continue
+                raise
+        while True:
+            try:
+                got = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            for kind, rseq, mv, off, end in messages(got):
+                if kind != NLMSG_ERROR or rseq != seq:
+                    continue
+                err = -struct.unpack_from("=i", mv, off)[0]
+                if not err:
+                    continue
+                inner = off + 4
+                inner_len = _NLMSGHDR.unpack_from(mv, inner)[0]
+                ext = _extack(mv, inner + _align(inner_len), end) if inner_len <= end - inner else ""
+                errors.append(NetlinkError(_echoed_route(mv, inner, min(inner + inner_len, end), delete), err, ext))
+
     def request(self, msg: bytes, what: str) -> None:
         """Send one message with ACK and raise `NetlinkError` if the kernel refuses it."""
         msg = msg[:6] + struct.pack("=H", struct.unpack_from("=H", msg, 6)[0] | NLM_F_ACK) + msg[8:]
@@ -274,6 +333,24 @@ class RouteSocket:
                         raise NetlinkError("dump", err)
                     return
                 yield kind, mv, off, end
+
+
+def _echoed_route(mv: memoryview, offset: int, end: int, delete: bool) -> str:
+    """What a route request echoed in an error was: ``route PFX nhid 0x…`` / ``delete route PFX``
+    (`send_routes`'s description of it, as `send_batch` callers write theirs)."""
+    if end - offset < 16 + RTMSG.size:
+        return "route (request not echoed)"
+    fam, dst_len = mv[offset + 16], mv[offset + 17]
+    a = parse_attrs(mv, offset + 16 + RTMSG.size, end)
+    raw = bytes(a.get(RTA_DST, b""))
+    if fam == socket.AF_INET6:
+        dst: object = ipaddress.IPv6Network((int.from_bytes(raw.ljust(16, b"\0"), "big"), dst_len))
+    else:
+        dst = ipaddress.IPv4Network((int.from_bytes(raw.ljust(4, b"\0"), "big"), dst_len))
+    if delete:
+        return f"delete route {dst}"
+    nh = attr_u32(a[RTA_NH_ID]) if RTA_NH_ID in a else 0
+    return f"route {dst} nhid {nh:#x}"
 
 
 def messages(data: bytes) -> Iterator[tuple[int, int, memoryview, int, int]]:
