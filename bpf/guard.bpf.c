@@ -23,7 +23,12 @@
  *      Checksums are not verified: the stack does that.
  *   6. port rules, first match in index order .......................... DROP_RULE / PASS_RULE
  *      Non-first fragments carry no ports: they match only rules for any port.
- *   7. TCP SYN (SYN without ACK) over its destination's SYN rate ............... DROP_SYN
+ *   7. TCP to a port protected by SYN cookies, on an interface that has them, and not in
+ *      conntrack (guard_syncookie.h): a SYN is answered with a SYN-ACK cookie .. TX_SYNCOOKIE
+ *      an ACK with a valid cookie goes on to netfilter's synproxy ............. PASS_COOKIE
+ *      anything else (a bad cookie, a stray RST/FIN/SYN-ACK) ................... DROP_COOKIE
+ *      (a flow conntrack knows: PASS).  Other TCP SYNs (SYN without ACK) over their
+ *      destination's SYN rate .................................................. DROP_SYN
  *   8. ........................................................................ PASS
  * Lengths are the whole frame's (all buffers of a multi-buffer frame); headers must lie in the
  * first buffer, else they count as truncated.  Ethernet padding after the IP packet is ignored.  Non-first fragments get steps 1-4 and
@@ -69,9 +74,14 @@ struct packet {
 	__u8 has_ports;  /* TCP/UDP header parsed (not a non-first fragment) */
 	__u8 syn;        /* TCP SYN without ACK */
 	__u8 malformed;  /* found by step 5 */
+	__u8 tcp_flags;  /* TCP: byte 13 of the header (CWR ECE URG ACK PSH RST SYN FIN) */
 	__u16 sport, dport;
+	__u32 l3, l4;    /* offsets of the IP and L4 headers in the frame */
+	__u32 tcp_len;   /* TCP: header length with options (data offset * 4) */
 	__u8 src[16], dst[16];
 };
+
+#include "guard_syncookie.h" /* step 7 on protected ports; needs struct packet */
 
 static __always_inline __u64 clock_now(const struct guard_settings *s)
 {
@@ -128,10 +138,15 @@ static __always_inline void emit(struct xdp_md *ctx, __u32 kind, __u32 verdict, 
 	bpf_ringbuf_submit(e, 0);
 }
 
+static __always_inline int verdict_drops(__u32 verdict)
+{
+	return (verdict >= GUARD_DROP_MALFORMED && verdict <= GUARD_DROP_SYN) || verdict == GUARD_DROP_COOKIE;
+}
+
 static __always_inline int finish(struct xdp_md *ctx, const struct guard_settings *s, __u32 verdict,
 				  __u32 rule_id, __u64 now, __u64 len, const struct packet *p)
 {
-	int drop = verdict >= GUARD_DROP_MALFORMED;
+	int drop = verdict_drops(verdict);
 
 	add_counter(&verdict_counters, verdict, len);
 	if (rule_id)
@@ -145,6 +160,8 @@ static __always_inline int finish(struct xdp_md *ctx, const struct guard_setting
 			emit(ctx, GUARD_EVENT_DROP, verdict, rule_id, now ? now : clock_now(s), len, p, p->src);
 		}
 	}
+	if (verdict == GUARD_TX_SYNCOOKIE)
+		return XDP_TX;
 	return drop ? XDP_DROP : XDP_PASS;
 }
 
@@ -255,6 +272,9 @@ static __always_inline void parse_l4(void *data, void *data_end, __u32 l4, __u32
 		p->dport = bpf_ntohs(th->dest);
 		p->has_ports = 1;
 		p->syn = th->syn && !th->ack;
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->l4 = l4;
+		p->tcp_len = th->doff * 4;
 	} else if (p->proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + l4;
 
@@ -379,7 +399,7 @@ int xdp_guard(struct xdp_md *ctx)
 	__u32 zero = 0, rule_id = 0, l3 = sizeof(*eth);
 	__u16 ethertype;
 	__u64 now = 0; /* read only once a rate needs it: steps 1-3 drop floods without the clock */
-	int i;
+	int i, verdict;
 
 	s = bpf_map_lookup_elem(&guard_settings, &zero);
 	if (!s)
@@ -429,6 +449,7 @@ int xdp_guard(struct xdp_md *ctx)
 	now = clock_now(s);
 
 	/* Step 5's parse comes first so that drop events carry ports; its verdict waits. */
+	p.l3 = l3;
 	if (p.family == GUARD_AF_INET)
 		check_ipv4(data, data_end, l3, len, &p);
 	else
@@ -461,6 +482,9 @@ int xdp_guard(struct xdp_md *ctx)
 	}
 
 	/* Step 7. */
+	verdict = syncookie_verdict(ctx, s, &p, now);
+	if (verdict != GUARD_VERDICT_COUNT)
+		return finish(ctx, s, verdict, 0, now, len, &p);
 	if (p.syn && s->syn_interval_ns && syn_over_limit(s, now, &p))
 		return finish(ctx, s, GUARD_DROP_SYN, 0, now, len, &p);
 

@@ -21,4 +21,9 @@ __attribute__((noinline)) int guard_abi_records(const struct guard_event *event)
 	return event != 0;
 }
 
+__attribute__((noinline)) int guard_abi_syncookies(enum guard_tscookie tscookie)
+{
+	return tscookie;
+}
+
 #endif /* GUARD_ABI_H */

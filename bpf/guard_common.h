@@ -37,6 +37,9 @@
 #ifndef GUARD_CAS_TRIES
 #define GUARD_CAS_TRIES 4 /* compare-and-swap attempts on a contended bucket */
 #endif
+#ifndef GUARD_MAX_COOKIE_IFACES
+#define GUARD_MAX_COOKIE_IFACES 256 /* interfaces on which SYN cookies answer for the protected ports */
+#endif
 #ifndef GUARD_HH_REPORT_NS
 #define GUARD_HH_REPORT_NS 1000000000ULL /* at most one heavy-hitter event per source per second */
 #endif
@@ -52,6 +55,8 @@ enum guard_limits {
 	GUARD_LIMIT_EXT_HEADERS = GUARD_MAX_EXT_HEADERS,
 	GUARD_LIMIT_CAS_TRIES = GUARD_CAS_TRIES,
 	GUARD_LIMIT_IPV6_SOURCE_PREFIX = 64, /* IPv6 sources are tracked per /64 (one host's share) */
+	GUARD_LIMIT_COOKIE_IFACES = GUARD_MAX_COOKIE_IFACES,
+	GUARD_LIMIT_COOKIE_PORT_WORDS = 2048, /* syncookie_ports: one bit per TCP port, 32 per word */
 };
 
 /* Why a packet got its verdict; index of verdict_counters.  The order of the checks is the
@@ -66,7 +71,23 @@ enum guard_verdict {
 	GUARD_DROP_RULE = 6,      /* a port rule with action drop matched */
 	GUARD_DROP_RATE = 7,      /* source over its token bucket */
 	GUARD_DROP_SYN = 8,       /* TCP SYN to a destination over its SYN rate */
-	GUARD_VERDICT_COUNT = 9,
+	/* SYN cookies (step 7 on a protected port, for packets conntrack does not know): */
+	GUARD_TX_SYNCOOKIE = 9,   /* a SYN answered in XDP by a SYN-ACK carrying a cookie (XDP_TX) */
+	GUARD_PASS_COOKIE = 10,   /* an ACK with a valid cookie: on to netfilter's synproxy */
+	GUARD_DROP_COOKIE = 11,   /* neither a SYN nor an ACK with a valid cookie (bad cookie, stray RST/FIN) */
+	GUARD_VERDICT_COUNT = 12,
+};
+
+/* What the SYN-ACK's TCP timestamp carries besides the time, as netfilter's synproxy encodes
+ * and decodes it (net/netfilter/nf_synproxy_core.c, synproxy_init_timestamp_cookie /
+ * synproxy_check_timestamp_cookie): a sequence-number cookie has no room for the client's
+ * window scale, SACK and ECN, so the echoed timestamp brings them back with the ACK. */
+enum guard_tscookie {
+	GUARD_TSCOOKIE_WSCALE_MASK = 0xf, /* the client's window scale; 0xf = the client sent none */
+	GUARD_TSCOOKIE_SACK = 1 << 4,     /* the client offered SACK */
+	GUARD_TSCOOKIE_ECN = 1 << 5,      /* the client asked for ECN (ECE and CWR on its SYN) */
+	GUARD_TSCOOKIE_BITS = 6,          /* low bits of the ms clock replaced by the above */
+	GUARD_TSCOOKIE_MAX_WSCALE = 14,   /* RFC 7323 §2.3 */
 };
 
 /* What a port rule does when it matches. */

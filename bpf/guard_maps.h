@@ -91,6 +91,22 @@ struct {
 	__type(value, struct guard_counter);
 } rule_counters SEC(".maps");
 
+/* TCP destination ports protected by SYN cookies: bit (port & 31) of word (port >> 5). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GUARD_LIMIT_COOKIE_PORT_WORDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} syncookie_ports SEC(".maps");
+
+/* Interfaces (ifindex → 1) on which the protected ports get SYN cookies. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GUARD_MAX_COOKIE_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+} syncookie_ifaces SEC(".maps");
+
 /* Drops seen since the last sampled drop event, per CPU (index 0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

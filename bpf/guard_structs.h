@@ -72,6 +72,14 @@ struct guard_settings {
 	__u64 clock_ns;            /* 0: bpf_ktime_get_ns(); else a frozen clock (tests) */
 	__u32 port_rule_count;     /* rules in port_rules[0..count) */
 	__u32 sample_every;        /* one drop event per N drops per CPU; 0 = none */
+	/* SYN cookies: what the SYN-ACK answered in XDP advertises (it must match the servers
+	 * behind, see README); cookie_enabled 0 = step 7 is the SYN limit only. */
+	__u16 cookie_mss4;         /* MSS option, IPv4 */
+	__u16 cookie_mss6;         /* MSS option, IPv6 */
+	__u8 cookie_wscale;        /* window scale option (sent only to a client that sent one) */
+	__u8 cookie_ttl;           /* IPv4 TTL / IPv6 hop limit */
+	__u8 cookie_enabled;
+	__u8 pad;
 };
 
 /* Packets and bytes (L2 frame length), per CPU: verdict_counters and rule_counters. */

@@ -61,7 +61,9 @@ class Settings(ctypes.Structure):
     _fields_ = [("source_interval_ns", c_uint64), ("source_tolerance_ns", c_uint64),
                 ("meter_interval_ns", c_uint64), ("meter_tolerance_ns", c_uint64),
                 ("syn_interval_ns", c_uint64), ("syn_tolerance_ns", c_uint64),
-                ("clock_ns", c_uint64), ("port_rule_count", c_uint32), ("sample_every", c_uint32)]
+                ("clock_ns", c_uint64), ("port_rule_count", c_uint32), ("sample_every", c_uint32),
+                ("cookie_mss4", c_uint16), ("cookie_mss6", c_uint16), ("cookie_wscale", c_uint8),
+                ("cookie_ttl", c_uint8), ("cookie_enabled", c_uint8), ("pad", c_uint8)]
 
 
 class Counter(ctypes.Structure):
@@ -85,6 +87,7 @@ MAP_TYPES: dict[str, tuple[type, type]] = {
     "port_rules": (c_uint32, PortRuleC), "guard_settings": (c_uint32, Settings),
     "verdict_counters": (c_uint32, Counter), "rule_counters": (c_uint32, Counter),
     "drop_sampler": (c_uint32, c_uint32),
+    "syncookie_ports": (c_uint32, c_uint32), "syncookie_ifaces": (c_uint32, c_uint32),
 }
 
 

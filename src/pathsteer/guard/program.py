@@ -30,7 +30,7 @@ from pathsteer.bpf import libbpf as lb
 from pathsteer.bpf.maps import Map
 from pathsteer.errors import BpfError
 from pathsteer.guard import abi
-from pathsteer.guard.rules import Network, PortRule, RuleSet, Verdict
+from pathsteer.guard.rules import Network, PortRule, RuleSet, SynCookies, Verdict
 
 BATCH = 4096
 DELETE_BATCH = 65536
@@ -75,6 +75,8 @@ class GuardProgram:
         kinds = btf.enum_values("guard_event_kind")
         self._kind_of = {kinds["GUARD_EVENT_DROP"]: "drop", kinds["GUARD_EVENT_HEAVY_HITTER"]: "heavy-hitter"}
         self.installed: dict[str, dict[Network, int]] = {"allow": {}, "deny": {}}
+        self._cookie_words: dict[int, int] = {}  # syncookie_ports as written (non-zero words)
+        self._cookie_ifaces: set[int] = set()
         self.attached: dict[int, int] = {}  # ifindex → prog id
 
     @classmethod
@@ -100,17 +102,41 @@ class GuardProgram:
     # --- rules ------------------------------------------------------------------------------
 
     def apply(self, rules: RuleSet, *, clock_ns: int = 0) -> None:
-        """Make the maps enforce ``rules``: port rules first, then the tries, then settings."""
+        """Make the maps enforce ``rules``: port rules first, then the tries, then the SYN-cookie
+        ports and interfaces, then settings."""
         self.write_port_rules(rules.port_rules)
         self.sync_cidrs("allow", rules.allow)
         self.sync_cidrs("deny", rules.deny)
+        self.write_syn_cookies(rules.syn_cookies)
         self.write_settings(rules, clock_ns=clock_ns)
 
     def write_settings(self, rules: RuleSet, *, clock_ns: int = 0) -> None:
-        lim = rules.limits
+        lim, sc = rules.limits, rules.syn_cookies
         self.maps["guard_settings"].update(0, abi.Settings(
             lim.source_interval_ns, lim.source_tolerance_ns, lim.meter_interval_ns, lim.meter_tolerance_ns,
-            lim.syn_interval_ns, lim.syn_tolerance_ns, clock_ns, len(rules.port_rules), lim.sample_every))
+            lim.syn_interval_ns, lim.syn_tolerance_ns, clock_ns, len(rules.port_rules), lim.sample_every,
+            sc.mss4 if sc else 0, sc.mss6 if sc else 0, sc.wscale if sc else 0, sc.ttl if sc else 0,
+            1 if sc else 0, 0))
+
+    def write_syn_cookies(self, cookies: SynCookies | None) -> None:
+        """The port bitmap and the interface set; words and interfaces no longer listed are
+        cleared. Written before the settings switch cookies on (and after they switch off:
+        an emptied bitmap protects nothing)."""
+        words = cookies.port_words() if cookies else {}
+        ports, ifaces = self.maps["syncookie_ports"], self.maps["syncookie_ifaces"]
+        limit = self.limits["GUARD_LIMIT_COOKIE_IFACES"]
+        wanted = cookies.ifindexes if cookies else frozenset()
+        if len(wanted) > limit:
+            raise BpfError(f"SYN cookies on {len(wanted)} interfaces; the guard holds at most {limit}")
+        for index in set(self._cookie_words) | set(words):
+            if self._cookie_words.get(index, 0) != words.get(index, 0):
+                ports.update(index, words.get(index, 0))
+        self._cookie_words = words
+        for ifindex in wanted:
+            ifaces.update(ifindex, 1)
+        for ifindex in self._cookie_ifaces - wanted:
+            ifaces.delete(ifindex)
+        self._cookie_ifaces = set(wanted)
 
     def set_clock(self, clock_ns: int) -> None:
         """Freeze the program's clock at ``clock_ns`` (0: the kernel's clock again). Tests."""

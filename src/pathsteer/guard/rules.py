@@ -30,6 +30,9 @@ class Verdict(Enum):
     DROP_RULE = "drop-rule"
     DROP_RATE = "drop-rate"
     DROP_SYN = "drop-syn"
+    TX_SYNCOOKIE = "tx-syncookie"
+    PASS_COOKIE = "pass-cookie"
+    DROP_COOKIE = "drop-cookie"
 
     @property
     def c_name(self) -> str:
@@ -38,6 +41,11 @@ class Verdict(Enum):
     @property
     def drops(self) -> bool:
         return self.name.startswith("DROP")
+
+    @property
+    def answers(self) -> bool:
+        """The frame goes back out of the interface it came in on (XDP_TX): a SYN-ACK cookie."""
+        return self is Verdict.TX_SYNCOOKIE
 
 
 class Action(Enum):
@@ -129,6 +137,30 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class SynCookies:
+    """``guard.syn_cookies`` as the program needs it (``struct guard_settings``' cookie fields,
+    maps ``syncookie_ports`` and ``syncookie_ifaces``)."""
+
+    ports: tuple[tuple[int, int], ...]  # inclusive TCP destination port ranges
+    ifindexes: frozenset[int]  # interfaces on which the ports are protected
+    mss4: int = 1460
+    mss6: int = 1440
+    wscale: int = 7
+    ttl: int = 64
+
+    def protects(self, port: int, ifindex: int) -> bool:
+        return ifindex in self.ifindexes and any(lo <= port <= hi for lo, hi in self.ports)
+
+    def port_words(self) -> dict[int, int]:
+        """The port bitmap: word index (port >> 5) → bits (1 << (port & 31)); only non-zero words."""
+        words: dict[int, int] = {}
+        for lo, hi in self.ports:
+            for port in range(lo, hi + 1):
+                words[port >> 5] = words.get(port >> 5, 0) | 1 << (port & 31)
+        return words
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """Everything the program enforces: CIDRs with their rule ids, port rules, limits."""
 
@@ -136,6 +168,7 @@ class RuleSet:
     deny: dict[Network, int] = field(default_factory=dict)
     port_rules: tuple[PortRule, ...] = ()
     limits: Limits = Limits()
+    syn_cookies: SynCookies | None = None
 
 
 def lookup(table: dict[Network, int], address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int | None:
