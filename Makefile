@@ -15,7 +15,7 @@ PREFIX      ?= /opt/pathsteer
 DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench install uninstall clean
+.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install uninstall clean
 
 all: venv bpf
 
@@ -58,6 +58,12 @@ demo: deps venv bpf
 
 bench: deps venv bpf
 	$(PY) -m bench $(BENCH)
+
+# Soak/chaos run (README "Soak"): a compressed day (1 minute = 1 simulated hour) per data plane;
+# default 30 minutes of each plane into soak-out/; e.g. SOAK_ARGS="--minutes 5 --plane bpf --seed 3".
+SOAK_ARGS ?=
+soak: deps venv bpf
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 # Production install: a self-contained virtualenv under $(PREFIX) and /usr/local/bin/pathsteer.
 install: deps bpf
