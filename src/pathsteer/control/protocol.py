@@ -38,6 +38,8 @@ class Request:
             raise ProtocolError("request is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise ProtocolError(f"request is not JSON ({exc.msg} at column {exc.colno})") from None
+        except (ValueError, RecursionError) as exc:  # an integer past 4300 digits; nesting too deep
+            raise ProtocolError(f"request is not usable JSON ({str(exc).split(';')[0]})") from None
         if not isinstance(data, dict):
             raise ProtocolError("request must be a JSON object with 'command' and 'args'")
         unknown = set(data) - {"id", "command", "args"}
