@@ -9,6 +9,7 @@ import ipaddress
 import pytest
 
 from pathsteer.config import ConfigError, load_config, parse_config
+from pathsteer.errors import UsageError
 from pathsteer.steering import build
 
 ISSUE_EXAMPLE = """
@@ -114,6 +115,9 @@ def changed(path: str, value) -> dict:
     ("dataplane.stale_after", "soon", "dataplane.stale_after: 'soon' is not a duration"),
     ("dataplane.reconcile_interval", "5s", "dataplane.reconcile_interval: '5s' must be between 50ms and 1s"),
     ("destinations", None, "destinations: missing (steering needs dataplane, paths and destinations"),
+    ("decision", {"min_samples": 0}, "decision.min_samples: 0: input should be greater than or equal to 1"),
+    ("decision", {"min_samples": "many"}, "decision.min_samples: 'many': input should be a valid integer"),
+    ("decision", {"min_samples": True}, "decision.min_samples: True must be a whole number of answered probes"),
 ])
 def test_bad_values_name_the_field(field, value, message):
     with pytest.raises(ConfigError) as info:
@@ -159,3 +163,20 @@ def test_path_ids_are_kept_across_a_reload():
     data["destinations"] = [{"prefix": "198.51.100.0/24", "paths": ["p2", "p4"]}]
     again = build.path_links(parse_config(data), first)
     assert [(link.name, link.id) for link in again] == [("p3", 3), ("p4", 1), ("p2", 2)]
+
+
+def test_min_samples_default_and_setting():
+    assert build.policy_params(parse_config(base())).min_samples == 5
+    assert build.policy_params(parse_config(changed("decision", {"min_samples": 20}))).min_samples == 20
+
+
+def test_min_samples_a_path_can_never_hold_is_refused():
+    """p1 keeps at most 10 probes × 2 targets in its window: 21 answers could never be reached."""
+    data = changed("decision", {"min_samples": 21})
+    data["paths"][0]["probe"]["window"] = 10
+    with pytest.raises(UsageError) as info:
+        build.policy_params(parse_config(data))
+    assert str(info.value) == ("decision.min_samples: 21 is more than paths[0] (p1) can ever have in its window "
+                               "(10 probes × 2 targets = 20)")
+    data["decision"]["min_samples"] = 20
+    assert build.policy_params(parse_config(data)).min_samples == 20

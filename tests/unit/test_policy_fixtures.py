@@ -27,12 +27,14 @@ def target(address: str, up: bool = True) -> TargetSnapshot:
 
 
 def path(name: str, rtt_ms: float | None = 20.0, *, state: PathState = PathState.UP, loss: float = 0.0,
-         jitter_ms: float = 0.5, failing: int = 0, targets: int = 3, p95_ms: float | None = None) -> PathSnapshot:
-    """A path whose EWMA and p50 are ``rtt_ms`` (p95 ``p95_ms`` or 1.2 × rtt)."""
+         jitter_ms: float = 0.5, failing: int = 0, targets: int = 3, p95_ms: float | None = None,
+         samples: int = 100) -> PathSnapshot:
+    """A path whose EWMA and p50 are ``rtt_ms`` (p95 ``p95_ms`` or 1.2 × rtt), from ``samples``
+    answered probes in its window."""
     rtt = RttStats() if rtt_ms is None else RttStats(
         ewma_s=rtt_ms / 1e3, min_s=rtt_ms / 1e3, avg_s=rtt_ms / 1e3, p50_s=rtt_ms / 1e3,
         p95_s=(p95_ms if p95_ms is not None else rtt_ms * 1.2) / 1e3, p99_s=rtt_ms * 1.3 / 1e3,
-        max_s=rtt_ms * 1.5 / 1e3, samples=100)
+        max_s=rtt_ms * 1.5 / 1e3, samples=samples)
     if state is PathState.UNKNOWN:
         return PathSnapshot(name, state, 0.0, RttStats(), None, None, 0, 2,
                             tuple(target(f"192.0.2.{i}") for i in range(targets)))
@@ -48,12 +50,12 @@ def snap(now: float, *paths: PathSnapshot) -> TelemetrySnapshot:
 def params(policy: PolicyKind = PolicyKind.LOWEST_LATENCY, paths: tuple[str, ...] = ("p1", "p2"), *,
            capacities: Mapping[str, int] | None = None, min_improvement: float = 0.10, hold_down_s: float = 1.0,
            sla: Sla = Sla(), weighted: WeightedParams = WeightedParams(), prefix=PREFIX,
-           **dest_kw) -> PolicyParams:
+           min_samples: int = 5, **dest_kw) -> PolicyParams:
     caps = capacities or {}
     return PolicyParams(
         paths=tuple(PathParams(n, caps.get(n)) for n in paths),
         destinations=(DestinationParams(prefix, policy, paths, Hysteresis(min_improvement, hold_down_s), sla,
-                                        weighted, **dest_kw),))
+                                        weighted, **dest_kw),), min_samples=min_samples)
 
 
 @dataclass(frozen=True)

@@ -95,10 +95,14 @@ def test_decisions_keep_their_promises(setup, steps):
 def _wants(d, new, current, policy, min_improvement) -> bool:
     """Whether, in decision ``d``, path ``new`` was winning over the ``current`` next hops."""
     r = d.route(PREFIX)
-    if r.nexthops != current:
-        return False
     tier = best_tier(r.candidates)
     cand = {c.path: c for c in r.candidates}
+    if policy is PolicyKind.WEIGHTED:
+        # A path waiting to join keeps its timer while others leave the set: it has to have
+        # been eligible (and out of the set) without a break.
+        return cand[new] in tier and new not in {nh.path for nh in r.nexthops}
+    if r.nexthops != current:
+        return False
     if cand[new] not in tier:
         return False
     if policy is PolicyKind.LOWEST_LATENCY:

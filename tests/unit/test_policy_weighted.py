@@ -115,7 +115,17 @@ def test_spill_over_when_a_path_passes_its_ceiling_after_hold_down():
                                "hold_down 1 s, this step at most 20%; p1 100 Mbit, utilization 97% > ceiling 90%")
     d(2.0, *up3(), load=load)
     assert weights(d) == {"p1": 30, "p2": 35, "p3": 35}
-    d(3.0, *up3(), load=load)  # the next step: wanted since 2.0, held for hold_down
+    d(3.0, *up3(), load=load)  # the load did not follow the change: no further step
+    assert weights(d) == {"p1": 30, "p2": 35, "p3": 35}
+    assert "held: the load has not followed the last change yet (p1 50%→30%, p2 25%→35%, p3 25%→35% 1.5 s " \
+           "ago: utilization moved 0% of the" in d.route().pending
+    # The load follows (p2 and p3 carry 35/25 of what they did), p1 is still past its ceiling:
+    # the next step is wanted from now on, and taken after hold_down.
+    followed = util(p1=0.92, p2=0.42, p3=0.42)
+    d(3.5, *up3(), load=followed)
+    assert weights(d) == {"p1": 30, "p2": 35, "p3": 35}
+    assert d.route().pending.endswith("for 0.0 s of hold_down 1 s")
+    d(4.5, *up3(), load=followed)
     assert weights(d)["p1"] < 30
 
 

@@ -229,12 +229,23 @@ class DecisionConfig(Section):
     startup_grace: Seconds = 5.0
     events_kept: int = Field(default=1000, ge=1, le=1_000_000)
     load_counters: bool = True  # attach per-path TC counters for utilization (weighted policy)
+    # Answered probes a path needs in its window before it can win on latency (become or
+    # displace the best, be the weighted policy's RTT reference); fewer: still used when it is
+    # the only eligible path.
+    min_samples: int = Field(default=5, ge=1, le=100_000)
 
     @field_validator("interval")
     @classmethod
     def _decide(cls, value: float) -> float:
         if not 0.005 <= value <= 1.0:
             raise ValueError("must be between 5ms and 1s")
+        return value
+
+    @field_validator("min_samples", mode="before")
+    @classmethod
+    def _count(cls, value):
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number of answered probes (1 or more)")
         return value
 
 

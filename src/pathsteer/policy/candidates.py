@@ -9,7 +9,7 @@ when no UP path is eligible. When no path is eligible, `least_bad` picks the one
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -60,10 +60,21 @@ class Candidate:
     eligibility: Eligibility
     why_not: str | None
     violations: int = 0  # SLA limits broken
+    samples: int = 0  # answered probes in the path's window
+    min_samples: int = 0  # what it needs to win on latency (`PolicyParams.min_samples`)
 
     @property
     def eligible(self) -> bool:
         return self.eligibility.eligible
+
+    @property
+    def enough_samples(self) -> bool:
+        """Whether the path's RTT rests on enough answered probes to win on latency."""
+        return self.samples >= self.min_samples
+
+    def samples_text(self) -> str:
+        """'2 of min 5 answered probes'."""
+        return f"{self.samples} of min {self.min_samples} answered probes"
 
     @property
     def tier(self) -> int:
@@ -147,19 +158,37 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
         snap = snapshots.get(name)
         if snap is None:
             out.append(Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
-                                 Eligibility.NO_DATA, "no telemetry for this path"))
+                                 Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples))
             continue
         rtt = path_rtt(snap.rtt, dest.rtt_statistic)
         breaches = _sla_breaches(dest, rtt, snap)
         eligibility, why_not = _judge(dest, pp, snap, rtt, breaches)
         out.append(Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
-                             eligibility, why_not, len(breaches)))
+                             eligibility, why_not, len(breaches), snap.rtt.samples, params.min_samples))
     return tuple(out)
 
 
 def rtt_key(c: Candidate) -> tuple[float, int]:
     """Lowest RTT first; unknown RTT last; ties by configured order."""
     return (c.rtt_s if c.rtt_s is not None else math.inf, c.order)
+
+
+def latency_best(tier: Iterable[Candidate]) -> tuple[Candidate, list[Candidate]]:
+    """The candidate of ``tier`` that wins on latency: the lowest RTT among those with enough
+    samples; when none has enough, the first in the configured order (an RTT on too few
+    probes decides nothing). Also returns the candidates with too few samples whose RTT is
+    lower than the winner's (what `explain` says was not chosen, and why)."""
+    tier = list(tier)
+    proven = [c for c in tier if c.enough_samples]
+    best = min(proven, key=rtt_key) if proven else min(tier, key=lambda c: c.order)
+    passed = [c for c in tier if not c.enough_samples and c is not best and c.rtt_s is not None
+              and (best.rtt_s is None or c.rtt_s < best.rtt_s)]
+    return best, passed
+
+
+def passed_text(passed: Iterable[Candidate]) -> str:
+    """'; p2 (rtt 5.0 ms) not chosen: 2 of min 5 answered probes' for each one passed over."""
+    return "".join(f"; {c.path} (rtt {ms(c.rtt_s)}) not chosen: {c.samples_text()}" for c in passed)
 
 
 def best_tier(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:

@@ -7,8 +7,10 @@ Per destination, in config order:
 2. Judge every path for the destination (`candidates.evaluate`).
 3. Until the prefix's choice has been made from telemetry (startup, adoption, new policy):
    keep the current next hops (the first configured path when there are none) while no path
-   has data, or while some paths still lack data and the current ones are in the best eligible tier, for at
-   most ``startup_grace_s``; then choose the best at once, without hysteresis.
+   has data, or while some paths still lack data — or, for the latency policies, have fewer
+   than ``min_samples`` answered probes — and the current ones are in the best eligible tier,
+   for at most ``startup_grace_s``; then choose the best at once, without hysteresis (a path
+   with too few probes cannot win on latency, `candidates.latency_best`).
 4. No path eligible: keep the least bad one. Otherwise the destination's policy decides.
 
 Next hops never come out empty. An `Event` is returned for each prefix whose next hops change.
@@ -65,7 +67,8 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
             candidates = judged[setup] = evaluate(dest, params, snapshots, load)
         carried = _carry(prev, dest, params)
         situation = (setup, None if carried is None else (
-            carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since))
+            carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since,
+            carried.shift))
         step = stepped.get(situation)
         if step is None:
             step = stepped[situation] = _decide_prefix(now, dest, candidates, carried, in_grace)
@@ -82,13 +85,14 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
         if moved and prev is not None and prev.config != dest:
             reason = f"config changed; {reason}"
         if (carried is prev and carried is not None and not moved and step.kind is None
-                and step.winning == carried.winning and step.rebalance_since == carried.rebalance_since):
+                and step.winning == carried.winning and step.rebalance_since == carried.rebalance_since
+                and step.shift == carried.shift):
             state = carried  # nothing new: keep the old object
         else:
             measured = (carried is not None and carried.measured) or step.kind not in (
                 None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
             state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning,
-                                step.rebalance_since)
+                                step.rebalance_since, step.shift)
         prefixes[dest.prefix] = state
         desired[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
         routes.append(RouteStatus(dest.prefix, dest.policy, step.nexthops, since, kind, reason, step.pending,
@@ -138,16 +142,26 @@ def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candid
                    carried: PrefixState | None, in_grace: bool) -> Step:
     usable = [c for c in candidates if c.eligibility is not Eligibility.NO_FAMILY]
     without_data = [c for c in usable if c.eligibility is Eligibility.NO_DATA]
+    # Paths whose RTT rests on too few probes: the latency policies wait for them too (failover
+    # goes by the order, not by RTT).
+    unproven = [] if dest.policy is PolicyKind.FAILOVER else [
+        c for c in usable if c.eligible and not c.enough_samples]
     initial, step = _POLICIES[dest.policy]
     if carried is None or not carried.measured:
         if len(without_data) == len(usable):
             return _startup(dest, candidates, carried)
-        if without_data and in_grace:
+        if (without_data or unproven) and in_grace:
             hops = carried.nexthops if carried is not None else (NextHop(usable[0].path),)
             current = {nh.path for nh in hops}
             tier = best_tier(candidates)
             if all(c in tier for c in usable if c.path in current):
-                waiting = f"waiting for telemetry of {', '.join(c.path for c in without_data)}"
+                waits = []
+                if without_data:
+                    waits.append(f"telemetry of {', '.join(c.path for c in without_data)}")
+                if unproven:
+                    waits.append(f"min {unproven[0].min_samples} answered probes of "
+                                 + ", ".join(f"{c.path} (so far {c.samples})" for c in unproven))
+                waiting = f"waiting for {' and '.join(waits)}"
                 if carried is not None:
                     return Step(hops, pending=waiting)
                 return Step(hops, ChangeKind.STARTUP, f"{waiting}: first configured path {usable[0].path}",
@@ -163,5 +177,5 @@ def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candid
         figures = "; ".join(f"{c.path} {c.figures()}" for c in candidates
                             if c.path in {nh.path for nh in out.nexthops})
         return Step(out.nexthops, ChangeKind.MEASURED, f"eligible again ({figures})", out.winning,
-                    out.rebalance_since, out.pending)
+                    out.rebalance_since, out.pending, out.shift)
     return out

@@ -9,7 +9,7 @@ one's by at least ``min_improvement`` (relative) and has done so, without a brea
 from __future__ import annotations
 
 from pathsteer.dataplane.routes import NextHop
-from pathsteer.policy.candidates import Candidate, best_tier, ms, rtt_key
+from pathsteer.policy.candidates import Candidate, best_tier, latency_best, ms, passed_text, rtt_key
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState
 from pathsteer.policy.step import Step, duration, find, held_for, pct, seconds, track
@@ -27,23 +27,40 @@ def improvement(current: Candidate, other: Candidate) -> float | None:
     return (current.rtt_s - other.rtt_s) / current.rtt_s
 
 
+def _chosen(best: Candidate, tier: tuple[Candidate, ...]) -> str:
+    """Why ``best`` (from `latency_best`) in words."""
+    if best.enough_samples:
+        return f"{best.path} has the lowest rtt ({ms(best.rtt_s)})"
+    if len(tier) == 1:
+        return f"{best.path}, the only eligible path (rtt {ms(best.rtt_s)}, {best.samples_text()})"
+    counts = ", ".join(f"{c.path} {c.samples}" for c in tier)
+    return (f"{best.path}, first in the order: no path has min {best.min_samples} answered probes to win on "
+            f"latency yet ({counts})")
+
+
 def initial(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...]) -> Step:
-    best = min(best_tier(candidates), key=rtt_key)
+    tier = best_tier(candidates)
+    best, passed = latency_best(tier)
     return Step((NextHop(best.path),), ChangeKind.MEASURED,
-                f"first measurement: {best.path} has the lowest rtt ({ms(best.rtt_s)})")
+                f"first measurement: {_chosen(best, tier)}{passed_text(passed)}")
 
 
 def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...], prev: PrefixState) -> Step:
     tier = best_tier(candidates)
-    best = min(tier, key=rtt_key)
+    best, passed = latency_best(tier)
     current = find(candidates, prev.nexthops[0].path)
     if current is None or current not in tier:
         why = "is not a candidate" if current is None else current.why_not
+        moved = f"{best.path} (rtt {ms(best.rtt_s)})" if best.enough_samples else _chosen(best, tier)
         return Step((NextHop(best.path),), ChangeKind.LEFT,
-                    f"{prev.nexthops[0].path} {why}; moved to {best.path} (rtt {ms(best.rtt_s)})")
+                    f"{prev.nexthops[0].path} {why}; moved to {moved}{passed_text(passed)}")
     h = dest.hysteresis
-    gains = {c.path: g for c in tier if c.path != current.path
-             and (g := improvement(current, c)) is not None and g >= h.min_improvement}
+    better = {c.path: g for c in tier if c.path != current.path
+              and (g := improvement(current, c)) is not None and g >= h.min_improvement}
+    # A path whose RTT rests on too few probes cannot displace the current one (nor start
+    # its hold_down): it has to win on enough samples first.
+    unproven = [c for c in tier if c.path in better and not c.enough_samples]
+    gains = {p: g for p, g in better.items() if p not in {c.path for c in unproven}}
     winning = track(now, prev, list(gains))
     by_path = {c.path: c for c in tier}
     ready = [by_path[p] for p, since in winning if held_for(now, since, h.hold_down_s)]
@@ -60,4 +77,8 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         path, since = min(winning, key=lambda w: rtt_key(by_path[w[0]]))
         pending = (f"{path} better than {current.path} by {pct(gains[path])} (min {pct(h.min_improvement)}) "
                    f"for {seconds(now - since)} of hold_down {duration(h.hold_down_s)}")
+    elif unproven:
+        c = min(unproven, key=rtt_key)
+        pending = (f"{c.path} better than {current.path} by {pct(better[c.path])} (min {pct(h.min_improvement)}), "
+                   f"not chosen: {c.samples_text()}")
     return Step(prev.nexthops, winning=winning, pending=pending)

@@ -144,12 +144,19 @@ class PolicyParams:
     """Everything `decide` needs from the config.
 
     ``startup_grace_s``: how long after a prefix's first decision the policy waits for paths
-    without data (state UNKNOWN, or absent from telemetry) before deciding without them.
+    without data (state UNKNOWN, or absent from telemetry), or with fewer than ``min_samples``,
+    before deciding without them.
+
+    ``min_samples``: answered probes a path needs in its window (`RttStats.samples`) before it
+    can win on latency: become or displace the best (lowest-latency), be the RTT the others
+    are measured against (weighted). A path with fewer is still used when no path has enough,
+    and when it is the only eligible one (never a blackhole).
     """
 
     paths: tuple[PathParams, ...]
     destinations: tuple[DestinationParams, ...]
     startup_grace_s: float = 5.0
+    min_samples: int = 5
 
     def __post_init__(self) -> None:
         names: dict[str, PathParams] = {}
@@ -174,6 +181,8 @@ class PolicyParams:
                 raise UsageError(f"{where}.paths: none of {list(d.paths)} has an IPv{d.prefix.version} gateway "
                                  f"for {d.prefix}")
         _nonneg(self.startup_grace_s, "startup_grace", optional=False)
+        if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) or self.min_samples < 1:
+            raise UsageError(f"min_samples: {self.min_samples!r} must be a whole number of answered probes (1 or more)")
 
     @cached_property
     def _by_name(self) -> dict[str, PathParams]:

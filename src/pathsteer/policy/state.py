@@ -29,11 +29,26 @@ class ChangeKind(Enum):
 
 
 @dataclass(frozen=True)
+class Shift:
+    """A load-driven weight change (weighted) that the measured load has not answered yet.
+
+    ``anchor``: the shares the data plane was last seen to carry (the weights before the
+    first unanswered change); ``utilization``: each path's measured utilization when that
+    change was made. Until the load moves the way the change asked, spill-over may not take
+    the weights further from ``anchor`` (see `pathsteer.policy.weighted`)."""
+
+    at: float
+    anchor: tuple[tuple[str, float], ...]
+    utilization: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
 class PrefixState:
     """One prefix's memory. ``winning``: challengers (path, since when they have been winning
     without a break) — better paths (lowest-latency), earlier eligible paths (failover), paths
     waiting to join (weighted). ``rebalance_since``: since when the weighted shares have wanted
-    to move by more than min_shift."""
+    to move by more than min_shift. ``shift``: the last weighted rebalance, while the measured
+    load has not answered it (None once it has, or when there was none)."""
 
     config: DestinationParams
     nexthops: tuple[NextHop, ...]
@@ -43,6 +58,7 @@ class PrefixState:
     measured: bool  # the choice was made from telemetry (False: startup or adopted placeholder)
     winning: tuple[tuple[str, float], ...] = ()
     rebalance_since: float | None = None
+    shift: Shift | None = None
 
     def winning_since(self, path: str) -> float | None:
         for name, since in self.winning:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pathsteer.dataplane.routes import NextHop
 from pathsteer.policy.candidates import Candidate
-from pathsteer.policy.state import ChangeKind, PrefixState
+from pathsteer.policy.state import ChangeKind, PrefixState, Shift
 
 EPSILON_S = 1e-9  # float slack when comparing a held time with hold_down
 
@@ -22,6 +22,7 @@ class Step:
     winning: tuple[tuple[str, float], ...] = ()
     rebalance_since: float | None = None
     pending: str | None = None
+    shift: Shift | None = None  # weighted: the last rebalance, while the load has not answered it
 
 
 def held_for(now: float, since: float, hold_down_s: float) -> bool:

@@ -27,6 +27,22 @@ nexthop groups and Maglev tables move about as many flows as the shares change):
   to for ``hold_down``, and then by at most ``max_step`` (the next step waits for the next
   ``hold_down``, after the load has answered the first).
 
+**The load must answer a change before spill-over goes further.** Spill-over integrates: it
+moves the shares from where they are, for as long as utilizations differ. That settles only if
+the data plane moves flows when the weights change. A resilient nexthop group (fib) keeps every
+busy flow where it is, so after a change the measured load stays as it was, and an integrator
+would keep shifting weight every ``hold_down`` until the floor (it took p1 from 50 % to 2 %).
+So every rebalance is remembered (`Shift`: the shares the data plane was last seen to carry,
+the *anchor*, and the utilizations then) until the measured load answers it: the paths'
+utilizations have moved at least `ANSWERED` (a third) of the way a forecast says they would
+(the forecast: all the traffic measured on a path scales with its share, a path rising at most
+to its capacity), by at least `NOISE` (2 points). Until then spill-over may move the shares
+toward the anchor but not further from it, so the weights stay within one step (``max_step``)
+of what the data plane really carries; once the load has answered (flows moved, in the bpf
+plane within a second; new flows followed, in fib), the loop goes on from there. The return
+toward the base shares is not held: its end point is fixed (the base shares), so it cannot
+wind up.
+
 Shares are written as whole weights summing to about 100 (one point per percent; the kernel
 takes 1..255), so an eligible path never gets weight 0.
 """
@@ -39,12 +55,14 @@ from collections.abc import Iterable, Mapping
 from pathsteer.dataplane.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier, ms
 from pathsteer.policy.params import DestinationParams
-from pathsteer.policy.state import ChangeKind, PrefixState
+from pathsteer.policy.state import ChangeKind, PrefixState, Shift
 from pathsteer.policy.step import EPSILON_S, Step, duration, held_for, pct, seconds, track
 
 WEIGHT_TOTAL = 100  # weights are percent points of the flows
 MIN_FACTOR = 0.1  # spill-over never cuts a share by more than 90 % in one step
 SPILL_GAIN = 3.0  # share × (1 + gain × (mean − utilization)): a path 10 points over the mean loses 30 %
+ANSWERED = 1 / 3  # the load answered a change once it moved a third of the forecast way...
+NOISE = 0.02  # ... and by at least 2 points of utilization (summed over the paths)
 
 
 def _capacities(paths: list[Candidate]) -> dict[str, float]:
@@ -76,7 +94,9 @@ def base_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str
     """Shares from capacity and latency alone, in the paths' order."""
     paths = list(paths)
     caps = _capacities(paths)
-    rtts = [c.rtt_s for c in paths if c.rtt_s is not None]
+    # The reference RTT comes from paths with enough answered probes; a path with too few is
+    # never favoured for its RTT (its factor is at most 1), only held back by it.
+    rtts = [c.rtt_s for c in paths if c.rtt_s is not None and c.enough_samples]
     best_rtt = min(rtts) if rtts else None
     scale = dest.weighted.latency_scale_s
     raw = {}
@@ -84,13 +104,16 @@ def base_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str
         latency = 1.0
         if scale is not None and c.rtt_s is not None and best_rtt is not None and c.rtt_s + scale > 0:
             latency = (best_rtt + scale) / (c.rtt_s + scale)
+            if not c.enough_samples:
+                latency = min(1.0, latency)
         raw[c.path] = caps[c.path] * latency
     return _normalise(raw)
 
 
 def load_target(dest: DestinationParams, paths: list[Candidate], current: Mapping[str, float]
-                ) -> tuple[dict[str, float], str]:
-    """Where load wants ``current`` to go (see the module docstring), and why in words."""
+                ) -> tuple[dict[str, float], str, bool]:
+    """Where load wants ``current`` to go (see the module docstring), why in words, and whether
+    that is spill-over (True) or the return toward the base shares."""
     ceiling = dest.weighted.utilization_ceiling
     caps = _capacities(paths)
     util = {c.path: c.utilization or 0.0 for c in paths}
@@ -103,7 +126,7 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
         target = _floored(_normalise({p: current[p] * factor[p] for p in current}),
                           {p: dest.weighted.min_free * base[p] for p in current})
         return target, (f"spill-over: {', '.join(f'{p} utilization {pct(util[p])}' for p in over)} > ceiling "
-                        f"{pct(ceiling)}, toward equal utilization (mean {pct(mean)})")
+                        f"{pct(ceiling)}, toward equal utilization (mean {pct(mean)})"), True
     room = 1.0  # how much of the way back to base keeps every path under its ceiling (forecast)
     for p in current:
         rise = (base[p] - current[p]) * carried / caps[p]
@@ -113,7 +136,44 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
     why = "no path past its ceiling: back toward the capacity and latency shares"
     if room < 1.0:
         why += f" ({pct(room)} of the way, to stay under the ceiling {pct(ceiling)})"
-    return target, why
+    return target, why, False
+
+
+def utilizations(paths: Iterable[Candidate]) -> dict[str, float]:
+    return {c.path: c.utilization or 0.0 for c in paths}
+
+
+def answer(shift: Shift, current: Mapping[str, float], util: Mapping[str, float]) -> tuple[float, float]:
+    """How far the measured load has moved since ``shift`` the way the change from its anchor
+    to ``current`` asked, and how far a forecast says it would (both summed over the paths, in
+    utilization). Forecast: all the traffic measured on a path scales with its share; a rising
+    path reaches at most its capacity (or what it already carried). Each path's own movement
+    counts at most as much as its forecast, either way, so one noisy path cannot answer alone."""
+    anchor, before = dict(shift.anchor), dict(shift.utilization)
+    moved = expected = 0.0
+    for p, share in current.items():
+        if p not in anchor or p not in before or anchor[p] <= 0:
+            continue
+        u0 = before[p]
+        forecast = u0 * share / anchor[p]
+        if forecast > u0:
+            forecast = min(forecast, max(u0, 1.0))
+        want = forecast - u0
+        if want == 0:
+            continue
+        got = util.get(p, 0.0) - u0
+        expected += abs(want)
+        moved += max(-abs(want), min(abs(want), got if want > 0 else -got))
+    return moved, expected
+
+
+def answered(shift: Shift, current: Mapping[str, float], util: Mapping[str, float]) -> bool:
+    moved, expected = answer(shift, current, util)
+    return expected < NOISE or moved >= max(ANSWERED * expected, NOISE)
+
+
+def _distance(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    return max(abs(a.get(p, 0.0) - b.get(p, 0.0)) for p in set(a) | set(b))
 
 
 def toward(current: Mapping[str, float], wanted: Mapping[str, float], max_step: float) -> dict[str, float]:
@@ -205,24 +265,41 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
                     f"shares {describe_moves(current, shares_of(hops))} ({describe_inputs(dest, members)})",
                     winning=tuple(w for w in winning if w[0] not in ready))
     members = [c for c in tier if c.path in in_set]
-    wanted, why = load_target(dest, members, current)
-    shift = max(abs(wanted[p] - current[p]) for p in wanted)
+    util = utilizations(members)
+    shift = prev.shift
+    if shift is not None and ({p for p, _ in shift.anchor} != set(current) or answered(shift, current, util)):
+        shift = None  # the load followed the last change (or the set changed): go on from here
+    wanted, why, spilling = load_target(dest, members, current)
+    moving = max(abs(wanted[p] - current[p]) for p in wanted)
     pending_join = None
     if winning:
         path, since = winning[0]
         pending_join = f"{path} joins after being eligible for hold_down {duration(h.hold_down_s)} " \
                        f"(so far {seconds(now - since)})"
-    if shift <= wp.min_shift + EPSILON_S:
-        return Step(prev.nexthops, winning=winning, pending=pending_join)
+    if moving <= wp.min_shift + EPSILON_S:
+        return Step(prev.nexthops, winning=winning, pending=pending_join, shift=shift)
     since = prev.rebalance_since if prev.rebalance_since is not None else now
+    hops = to_weights(toward(current, wanted, wp.max_step))
+    if shift is not None and spilling:
+        anchor = dict(shift.anchor)
+        if _distance(shares_of(hops), anchor) > _distance(current, anchor) + 0.5 / WEIGHT_TOTAL:
+            moved, expected = answer(shift, current, util)
+            pending = (f"rebalance to {describe_moves(current, wanted)} ({why}; shift {pct(moving)} > min "
+                       f"{pct(wp.min_shift)}) held: the load has not followed the last change yet "
+                       f"({describe_moves(anchor, current)} {seconds(now - shift.at)} ago: utilization moved "
+                       f"{pct(max(0.0, moved))} of the {pct(expected)} expected, needs {pct(ANSWERED)} of it)")
+            # Not wanted as a step we may take: hold_down counts again once the load has answered.
+            return Step(prev.nexthops, winning=winning, shift=shift,
+                        pending=pending if pending_join is None else f"{pending}; {pending_join}")
     if held_for(now, since, h.hold_down_s):
-        hops = to_weights(toward(current, wanted, wp.max_step))
-        capped = "" if shift <= wp.max_step else f", this step at most {pct(wp.max_step)}"
+        capped = "" if moving <= wp.max_step else f", this step at most {pct(wp.max_step)}"
+        if shift is None:
+            shift = Shift(now, tuple(current.items()), tuple(util.items()))
         return Step(hops, ChangeKind.REBALANCED,
-                    f"rebalanced: shares {describe_moves(current, shares_of(hops))} ({why}; shift {pct(shift)} > "
+                    f"rebalanced: shares {describe_moves(current, shares_of(hops))} ({why}; shift {pct(moving)} > "
                     f"min {pct(wp.min_shift)} for {seconds(now - since)}, hold_down {duration(h.hold_down_s)}"
-                    f"{capped}; {describe_inputs(dest, members)})", winning=winning)
-    pending = (f"rebalance to {describe_moves(current, wanted)} ({why}; shift {pct(shift)} > min "
+                    f"{capped}; {describe_inputs(dest, members)})", winning=winning, shift=shift)
+    pending = (f"rebalance to {describe_moves(current, wanted)} ({why}; shift {pct(moving)} > min "
                f"{pct(wp.min_shift)}) for {seconds(now - since)} of hold_down {duration(h.hold_down_s)}")
-    return Step(prev.nexthops, winning=winning, rebalance_since=since,
+    return Step(prev.nexthops, winning=winning, rebalance_since=since, shift=shift,
                 pending=pending if pending_join is None else f"{pending}; {pending_join}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathsteer.config import Config
 from pathsteer.config.steering import DataplaneConfig, PathConfig
 from pathsteer.dataplane.routes import PathLink
+from pathsteer.errors import UsageError
 from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttStatistic, Sla,
                               WeightedParams)
 from pathsteer.telemetry import PathProbeConfig, ProbeMethod, Thresholds, WindowConfig
@@ -25,7 +26,16 @@ def policy_params(config: Config) -> PolicyParams:
                                     latency_scale_s=w.latency_scale, min_shift=w.min_shift),
             rtt_statistic=RttStatistic(d.rtt)))
     grace = config.decision.startup_grace if config.decision else 5.0
-    return PolicyParams(paths, tuple(dests), startup_grace_s=grace)
+    min_samples = config.decision.min_samples if config.decision else 5
+    for i, p in enumerate(config.paths):
+        # A path that can never hold min_samples answers in its window would never win on
+        # latency: a target's window keeps `window` probes of the last `window_seconds`.
+        per_target = max(1, min(p.probe.window, int(p.probe.window_seconds / p.probe.interval + 1e-9)))
+        most = per_target * len(p.probe.targets)
+        if min_samples > most:
+            raise UsageError(f"decision.min_samples: {min_samples} is more than paths[{i}] ({p.name}) can ever have "
+                             f"in its window ({per_target} probes × {len(p.probe.targets)} targets = {most})")
+    return PolicyParams(paths, tuple(dests), startup_grace_s=grace, min_samples=min_samples)
 
 
 def probe_config(p: PathConfig) -> PathProbeConfig:

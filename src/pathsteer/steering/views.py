@@ -60,7 +60,8 @@ def path_view(p: PathSnapshot, clock: Clock, *, interface: str, gateway: str | N
 def candidate_view(c: Candidate) -> dict:
     return {"path": c.path, "order": c.order, "state": c.state.value, "eligibility": c.eligibility.value,
             "why_not": c.why_not, "rtt_ms": _ms(c.rtt_s), "loss_pct": c.loss_pct, "jitter_ms": _ms(c.jitter_s),
-            "utilization": c.utilization, "capacity_bps": c.capacity_bps}
+            "utilization": c.utilization, "capacity_bps": c.capacity_bps, "samples": c.samples,
+            "enough_samples": c.enough_samples}
 
 
 def route_view(r: RouteStatus, clock: Clock, *, candidates: bool = False) -> dict:
@@ -128,8 +129,13 @@ def explain_text(r: RouteStatus) -> str:
     lines = [f"{r.prefix} ({r.policy.value}) goes via {via}: {r.reason}"]
     for c in r.candidates:
         mark = "*" if c.path in {h.path for h in r.nexthops} else " "
-        lines.append(f" {mark} {c.path}: {c.state.value}, {c.figures()}"
-                     + (f"; {c.why_not}" if c.why_not else "; eligible"))
+        if c.why_not:
+            verdict = f"; {c.why_not}"
+        elif c.eligible and not c.enough_samples:
+            verdict = f"; eligible, {c.samples_text()}: cannot win on latency yet"
+        else:
+            verdict = "; eligible"
+        lines.append(f" {mark} {c.path}: {c.state.value}, {c.figures()}{verdict}")
     if r.pending:
         lines.append(f"pending: {r.pending}")
     return "\n".join(lines)
