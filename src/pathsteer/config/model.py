@@ -64,6 +64,28 @@ class PortRuleConfig(Section):
     action: Literal["drop", "pass"] = "drop"
 
 
+class SynCookiesConfig(Section):
+    """``guard.syn_cookies``: SYNs to ``ports`` answered in XDP with SYN-ACK cookies, netfilter's
+    synproxy behind (see pathsteer.guard.synproxy). The SYN-ACK speaks for the servers, so
+    ``mss``/``mss6``/``wscale`` must be what they would say."""
+
+    ports: list[PortRange] = Field(min_length=1)  # TCP destination ports: 80, 8000-8080
+    interfaces: list[InterfaceName] | None = None  # default: every guard interface
+    mss: int = Field(default=1460, ge=536, le=65495)  # IPv4 (MTU 1500 - 40)
+    mss6: int = Field(default=1440, ge=1220, le=65475)  # IPv6 (MTU 1500 - 60)
+    wscale: int = Field(default=7, ge=0, le=14)  # RFC 7323 §2.3: at most 14
+    ttl: int = Field(default=64, ge=1, le=255)
+    netfilter: Literal["managed", "external"] = "managed"  # managed: pathsteer sets synproxy up and tears it down
+
+    @field_validator("ports")
+    @classmethod
+    def _no_port_zero(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for lo, hi in value:
+            if lo == 0:
+                raise ValueError(f"includes port 0 ({lo}-{hi}): TCP port 0 is not a service")
+        return value
+
+
 class GuardConfig(Section):
     """``guard``: the XDP guard on ``interfaces``."""
 
@@ -77,6 +99,18 @@ class GuardConfig(Section):
     state_dir: str = DEFAULT_STATE_DIR
     xdp_mode: Literal["auto", "native", "generic"] = "auto"  # auto: native, generic on veth (see GuardProgram.attach)
     sample_drops: int = Field(default=1000, ge=0, le=1_000_000)  # one drop event per N drops per CPU; 0 = none
+    syn_cookies: SynCookiesConfig | None = None  # off unless configured (see README, Guard: SYN cookies)
+
+    @model_validator(mode="after")
+    def _cookie_interfaces(self) -> GuardConfig:
+        sc = self.syn_cookies
+        for i, name in enumerate(sc.interfaces or [] if sc else []):
+            if name in sc.interfaces[:i]:
+                raise ValueError(f".syn_cookies.interfaces[{i}]: {name!r} is listed twice")
+            if name not in self.interfaces:
+                raise ValueError(f".syn_cookies.interfaces[{i}]: {name!r} is not one of guard.interfaces "
+                                 f"({', '.join(self.interfaces)})")
+        return self
 
     @field_validator("interfaces")
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -26,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pathsteer.bpf import XdpMode
 from pathsteer.config.model import GuardConfig
 from pathsteer.control.server import Command, NoArgs
-from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.errors import PathsteerError, UnsupportedError, UsageError
 from pathsteer.guard.blocks import Block, BlockStore, Origin
 from pathsteer.guard.program import Event, GuardProgram
-from pathsteer.guard.rules import Action, Limits, Network, PortRule, RuleSet, lookup, parse_cidr
+from pathsteer.guard import synproxy
+from pathsteer.guard.rules import Action, Limits, Network, PortRule, RuleSet, SynCookies, lookup, parse_cidr
 
 log = logging.getLogger("pathsteer.guard")
 TICK_S = 0.2
@@ -88,6 +90,10 @@ class StatsArgs(BaseModel):
     top: int = Field(default=10, ge=0, le=1000)
 
 
+def _ports_text(ports: list[tuple[int, int]]) -> str:
+    return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ports)
+
+
 def check_interfaces(config: GuardConfig) -> None:
     for i, name in enumerate(config.interfaces):
         try:
@@ -113,13 +119,38 @@ class GuardService:
         self._ring = None
         self._tick: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.netfilter: synproxy.Netfilter | None = None  # managed synproxy table, while SYN cookies are on
 
     # --- lifecycle --------------------------------------------------------------------------
 
     @staticmethod
     def check(config: GuardConfig) -> None:
-        """What can be checked before anything is touched (beyond the config's own validation)."""
+        """What can be checked before anything is touched (beyond the config's own validation):
+        the interfaces exist; SYN cookies: conntrack is there and nft (managed) or the
+        operator's synproxy setup (external)."""
         check_interfaces(config)
+        sc = config.syn_cookies
+        if sc is None:
+            return
+        if sc.netfilter == "external":
+            synproxy.check_external()
+        else:
+            synproxy.read_tcp_loose()
+            if shutil.which("nft") is None:
+                raise UnsupportedError("guard.syn_cookies: nft not found (install nftables, or set "
+                                       "guard.syn_cookies.netfilter: external and set synproxy up yourself)")
+
+    def _netfilter_apply(self, config: GuardConfig) -> None:
+        """Make the managed synproxy table match ``config`` (installed, replaced or removed)."""
+        sc = config.syn_cookies
+        if sc is not None and sc.netfilter == "managed":
+            if self.netfilter is None:
+                self.netfilter = synproxy.Netfilter(config.state_dir)
+            self.netfilter.setup(sc.interfaces or config.interfaces, sc.ports, mss=sc.mss, mss6=sc.mss6,
+                                 wscale=sc.wscale)
+        elif self.netfilter is not None:
+            self.netfilter.teardown()
+            self.netfilter = None
 
     async def start(self) -> None:
         self.check(self.config)
@@ -135,6 +166,8 @@ class GuardService:
         self.program = self._factory()
         try:
             self.ids = RuleIds(self.program.limits["GUARD_LIMIT_RULES"])
+            # synproxy first: from the moment XDP answers SYNs, the ACKs must find it there
+            self._netfilter_apply(self.config)
             self.program.apply(self._ruleset(self.config))
             mode = None if self.config.xdp_mode == "auto" else XdpMode(self.config.xdp_mode)
             attached = self.program.attach(self.config.interfaces, mode)
@@ -144,8 +177,10 @@ class GuardService:
             self._teardown()
             raise
         self._tick = asyncio.create_task(self._ticker())
+        sc = self.config.syn_cookies
         event("guard.start", interfaces=",".join(attached), blocks=len(self.blocks),
-              deny=len(self.config.deny), allow=len(self.config.allow))
+              deny=len(self.config.deny), allow=len(self.config.allow),
+              syn_cookies=f"{_ports_text(sc.ports)}/{sc.netfilter}" if sc else "off")
 
     async def reload(self, config: GuardConfig) -> None:
         """Apply a new guard section; refused (nothing changed) if it cannot be applied: a failure
@@ -162,11 +197,16 @@ class GuardService:
         except BaseException:
             self._release_unused(self._ruleset(self.config))
             raise
+        cookies_on = config.syn_cookies is not None
         try:
+            if cookies_on:
+                self._netfilter_apply(config)  # before XDP answers SYNs for the new ports
             self.program.apply(rules)
         except BaseException as exc:
             self._roll_back(added, exc)
             raise
+        if not cookies_on:
+            self._netfilter_apply(config)  # after XDP stopped answering
         for name in old_ifaces - set(new_ifaces):
             self.program.detach(name)
         self.config = config
@@ -184,6 +224,7 @@ class GuardService:
                 log.error("guard.reload-rollback-failed interface=%s error=%r", name, str(err))
         old_rules = self._ruleset(self.config)
         try:
+            self._netfilter_apply(self.config)
             self.program.apply(old_rules)
         except PathsteerError as err:
             log.error("guard.reload-rollback-failed rules error=%r", str(err))
@@ -210,6 +251,12 @@ class GuardService:
             self.program.detach_all()
             self.program.close()
             self.program = None
+        if self.netfilter is not None:  # after the detach: no cookie ACK is left without synproxy
+            try:
+                self.netfilter.teardown()
+            except PathsteerError as err:
+                log.error("guard.synproxy-teardown-failed error=%r", str(err))
+            self.netfilter = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -233,7 +280,12 @@ class GuardService:
             per_source_pps=rl.per_source_pps if rl else None, burst=(rl.burst or rl.per_source_pps) if rl else None,
             syn_pps=sl.per_destination_pps if sl else None, syn_burst=(sl.burst or sl.per_destination_pps) if sl else None,
             threshold_pps=ab.threshold_pps if ab else None, sample_every=config.sample_drops)
-        return RuleSet(allow, deny, prules, limits)
+        sc = config.syn_cookies
+        cookies = None
+        if sc is not None:
+            cookies = SynCookies(tuple(sc.ports), frozenset(socket.if_nametoindex(n) for n in sc.interfaces or config.interfaces),
+                                 sc.mss, sc.mss6, sc.wscale, sc.ttl)
+        return RuleSet(allow, deny, prules, limits, cookies)
 
     def _release_unused(self, rules: RuleSet) -> None:
         """Give back the rule ids of rules a reload removed (their counters restart if reused)."""
@@ -368,7 +420,8 @@ class GuardService:
         return {
             "verdicts": {v.value: {"packets": t.packets, "bytes": t.bytes} for v, t in verdicts.items()},
             "dropped": sum(t.packets for v, t in verdicts.items() if v.drops),
-            "passed": sum(t.packets for v, t in verdicts.items() if not v.drops),
+            "passed": sum(t.packets for v, t in verdicts.items() if not v.drops and not v.answers),
+            "answered": sum(t.packets for v, t in verdicts.items() if v.answers),  # SYN-ACK cookies sent
             "rules": rules,
             "top_sources": [{"source": str(n), "packets": p, "rate_limited": d} for n, p, d in top],
             "heavy_hitter_events": self.heavy_hitters,
@@ -376,6 +429,10 @@ class GuardService:
                               "proto": e.proto, "dport": e.dport} for e in list(self.recent_drops)[-10:]],
             "interfaces": list(self.config.interfaces),
             "blocks": len(self.blocks),
+            "syn_cookies": None if self.config.syn_cookies is None else {
+                "ports": _ports_text(self.config.syn_cookies.ports),
+                "interfaces": list(self.config.syn_cookies.interfaces or self.config.interfaces),
+                "netfilter": self.config.syn_cookies.netfilter},
             "sources_tracked": self.program.source_count(),
             "sources_capacity": self.program.maps["sources"].max_entries,
         }

@@ -1,0 +1,287 @@
+"""syncookie: clients' TCP handshakes under a spoofed SYN flood, guard SYN cookies on vs the SYN limit alone.
+
+One lab (one path); the daemon (``pathsteer run``) runs the guard in the router namespace on
+r-a (attacker) and r-c (client). The client is *not* in ``allow``. The server runs a small echo
+service on PORT (IPv4 and IPv6). The attacker floods the server's port with hping3
+(``-S --rand-source``, every SYN from another spoofed address); meanwhile WORKERS client threads
+(half IPv4, half IPv6) connect to the server again and again: an attempt succeeds when the
+connection is open and one byte came back from the server within DEADLINE_S (so the handshake
+reached the server through synproxy, not only the guard's SYN-ACK).
+
+Two runs under the same flood, each with a fresh daemon:
+
+* ``on``: ``guard.syn_cookies: {ports: [PORT]}`` (netfilter managed) plus the same SYN limit;
+* ``off`` (the anchor): the SYN limit alone, ``syn_limit: {per_destination_pps: 2000}`` — what
+  the guard offered before: without an allow list, a client's SYN competes with the flood for
+  the destination's 2000 SYNs/s.
+
+Figures: connect success (%) on, with off as the anchor; the flood rate the guard absorbed
+(SYNs/s that met step 7: ``tx-syncookie`` on, ``drop-syn`` + passed SYNs off, from the guard's
+counters over the measured window) and the median handshake time of the successful
+attempts. ``BENCH_SYNCOOKIE_SECONDS`` (default 10) sets the window; ``BENCH_SYNCOOKIE_FLOOD``
+(default ``flood``) is ``flood`` (hping3 --flood) or a fixed interval in µs (``u10``).
+
+`run` is also what tests/lab/test_guard_syncookie_lab.py asserts on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench.harness import Figure
+from pathsteer import lab
+
+PORT = 8080
+SERVER, SERVER6 = "198.51.100.10", "2001:db8:100::10"
+WORKERS = 4
+DEADLINE_S = 2.0
+
+# The server's echo service: one byte back per connection, then close (threads: the flood
+# must not starve it of accept() calls).
+ECHO_SERVER = r"""
+import socket, sys, threading
+def serve(family, addr):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, int(sys.argv[1])))
+    s.listen(4096)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+def echo(c):
+    try:
+        c.settimeout(5)
+        b = c.recv(1)
+        if b:
+            c.sendall(b)
+    except OSError:
+        pass
+    finally:
+        c.close()
+threading.Thread(target=serve, args=(socket.AF_INET6, "::"), daemon=True).start()
+print("ready", flush=True)
+serve(socket.AF_INET, "0.0.0.0")
+"""
+
+# The clients: WORKERS threads, each connecting again and again until the end time.
+CLIENT = r"""
+import json, socket, sys, threading, time
+port, seconds, deadline, workers = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+targets = sys.argv[5:]
+end = time.monotonic() + seconds
+results = []
+lock = threading.Lock()
+def work(addr):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        ok = False
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(deadline)
+                s.connect((addr, port))
+                s.settimeout(max(0.01, deadline - (time.monotonic() - t0)))
+                s.sendall(b"x")
+                ok = s.recv(1) == b"x"
+        except OSError:
+            pass
+        took = time.monotonic() - t0
+        with lock:
+            results.append((addr, ok, took))
+        time.sleep(0.02)
+threads = [threading.Thread(target=work, args=(targets[i % len(targets)],)) for i in range(workers)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(results))
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run: the clients' attempts and what the guard counted meanwhile."""
+
+    cookies: bool
+    attempts: int
+    succeeded: int
+    attempts_v6: int
+    succeeded_v6: int
+    handshake_median_s: float
+    seconds: float
+    verdicts: dict[str, int]  # packets per verdict during the window
+
+    @property
+    def success_pct(self) -> float:
+        return 100.0 * self.succeeded / self.attempts if self.attempts else 0.0
+
+    @property
+    def flood_pps(self) -> float:
+        """SYNs per second the guard's step 7 dealt with (cookies sent, or SYNs limited)."""
+        v = self.verdicts
+        n = v.get("tx-syncookie", 0) if self.cookies else v.get("drop-syn", 0)
+        return n / self.seconds
+
+
+def guard_config(state_dir: str, cookies: bool) -> dict:
+    guard = {
+        "interfaces": ["r-a", "r-c"],
+        "syn_limit": {"per_destination_pps": 2000},
+        "state_dir": state_dir,
+        "sample_drops": 0,
+    }
+    if cookies:
+        guard["syn_cookies"] = {"ports": [PORT]}
+    return {"guard": guard}
+
+
+class Daemon:
+    """``pathsteer run`` in the router namespace; stopped (SIGTERM, then SIGKILL) by `stop`."""
+
+    def __init__(self, t: lab.Topology, config: dict, workdir: Path, socket_path: str) -> None:
+        self.t, self.socket, self.workdir = t, socket_path, workdir
+        self.config_path = workdir / "pathsteer.yaml"
+        self.log_path = workdir / "daemon.log"
+        self.config_path.write_text(yaml.safe_dump({"control": {"socket": socket_path}, **config}))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        with open(self.log_path, "a") as log:
+            self.proc = self.t.popen("router", [sys.executable, "-m", "pathsteer", "run", "--config",
+                                                str(self.config_path)], stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log()}")
+            if os.path.exists(self.socket) and self.cli("guard", "list").returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready in {timeout} s: {self.log()}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pathsteer", *args, "--socket", self.socket],
+                              capture_output=True, text=True, timeout=30)
+
+    def stats(self) -> dict:
+        proc = self.cli("guard", "stats", "--json", "--top", "0")
+        if proc.returncode != 0:
+            raise RuntimeError(f"guard stats: {proc.stderr.strip()}")
+        return json.loads(proc.stdout)
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def echo_server(t: lab.Topology):
+    proc = t.popen("server", [sys.executable, "-c", ECHO_SERVER, str(PORT)], stdout=subprocess.PIPE,
+                   stderr=subprocess.DEVNULL, text=True)
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("echo server did not start")
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def flood_argv(flood: str) -> list[str]:
+    rate = ["--flood"] if flood == "flood" else ["-i", flood]
+    return ["hping3", "-S", "--rand-source", *rate, "-p", str(PORT), SERVER]
+
+
+def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seconds: float = 10.0,
+        flood: str = "flood", workers: int = WORKERS) -> Result:
+    """One run: a fresh daemon, the flood, the clients for ``seconds``; everything stopped after.
+    The echo server must be running (`echo_server`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    d = Daemon(t, guard_config(str(workdir / "state"), cookies), workdir, socket_path)
+    gen = None
+    try:
+        d.start()
+        gen = t.popen("attacker", flood_argv(flood), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # the flood at full rate before the window opens
+        before, t0 = d.stats()["verdicts"], time.monotonic()
+        proc = t.run("client", [sys.executable, "-c", CLIENT, str(PORT), str(seconds), str(DEADLINE_S), str(workers),
+                                SERVER, SERVER6], timeout=seconds + 60)
+        after, t1 = d.stats()["verdicts"], time.monotonic()
+        if gen.poll() is not None:
+            raise RuntimeError(f"hping3 exited early ({gen.returncode})")
+    finally:
+        if gen is not None:
+            _kill(gen)
+        d.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+    rows = json.loads(proc.stdout)
+    v6 = [r for r in rows if ":" in r[0]]
+    took = sorted(r[2] for r in rows if r[1])
+    return Result(cookies, len(rows), sum(1 for r in rows if r[1]), len(v6), sum(1 for r in v6 if r[1]),
+                  took[len(took) // 2] if took else float("nan"), t1 - t0,
+                  {k: after[k]["packets"] - before[k]["packets"] for k in after})
+
+
+def main() -> list[Figure]:
+    seconds = float(os.environ.get("BENCH_SYNCOOKIE_SECONDS", "10"))
+    flood = os.environ.get("BENCH_SYNCOOKIE_FLOOD", "flood")
+    name = f"bs{secrets.token_hex(3)}"
+    t = lab.up(name, 1)
+    os.makedirs("/run/pathsteer/test", exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, echo_server(t):
+            off = run(t, False, Path(tmp) / "off", f"/run/pathsteer/test/{name}-off.sock", seconds=seconds, flood=flood)
+            on = run(t, True, Path(tmp) / "on", f"/run/pathsteer/test/{name}-on.sock", seconds=seconds, flood=flood)
+    finally:
+        with contextlib.suppress(Exception):
+            lab.down(name)
+    for r in (off, on):
+        print(f"# cookies {'on' if r.cookies else 'off'}: {r.succeeded}/{r.attempts} handshakes "
+              f"(IPv6 {r.succeeded_v6}/{r.attempts_v6}), median {r.handshake_median_s * 1000:.1f} ms; "
+              f"flood {r.flood_pps:,.0f} SYN/s; verdicts {json.dumps({k: v for k, v in r.verdicts.items() if v})}",
+              flush=True)
+    return [
+        Figure("client connect success under spoofed SYN flood, SYN cookies on", on.success_pct, "%",
+               "SYN limit only (cookies off)", off.success_pct, goal="value >= 99"),
+        Figure("spoofed SYN flood absorbed by the guard, cookies on (SYN-ACK cookies sent)", on.flood_pps, "SYN/s",
+               "cookies off (SYNs dropped by the SYN limit)", off.flood_pps),
+        Figure("client handshake + echo median, cookies on", on.handshake_median_s * 1000, "ms",
+               "cookies off", off.handshake_median_s * 1000),
+    ]
+
+
+if __name__ == "__main__":
+    for fig in main():
+        print(fig.line())
