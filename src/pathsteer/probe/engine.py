@@ -5,8 +5,9 @@ decision (answer or late, duplicate, foreign; failing; path state) is made by
 `pathsteer.telemetry` with the times the engine hands it. Each (path, target) pair has one
 `_Prober` with its own pinned socket. One coalescing tick does all the work: it reads the
 sockets that are ready (epoll), expires probes past their timeout, sends every probe due
-within a few milliseconds, and sleeps until the next thing is due. Sends are spread evenly
-over the interval so 64 paths do not fire at once. RTTs use kernel receive timestamps, so
+within a few milliseconds, and sleeps until the next thing is due. Paths' sends are spread
+evenly over the interval so 64 paths do not fire at once (a path's targets fire together, so
+a quorum of them fails at once). RTTs use kernel receive timestamps, so
 when a reply is read does not change what it measures.
 
     engine = ProbeEngine([PathProbeConfig(name="wan1", interface="eth1", gateway="192.0.2.1",
@@ -369,10 +370,14 @@ class ProbeEngine:
             self._slack = min(MAX_SLACK_S, min(c.interval_s for c in self.configs) / 4)
             self._poller = select.epoll()
             start = time.monotonic() + 0.01
-            n = len(self.probers)
-            for i, p in enumerate(self.probers):
+            # Paths are spread evenly over the interval; a path's targets probe together, so a
+            # path whose quorum is several targets is seen down when its first target is, not
+            # up to an interval later (its last target's probes would trail by that much).
+            slot = {id(path): i for i, path in enumerate(self.paths)}
+            n = len(self.paths)
+            for p in self.probers:
                 p.limit = count
-                p.next_at = start + p.cfg.interval_s * i / n  # spread evenly over the interval
+                p.next_at = start + p.cfg.interval_s * slot[id(p.path)] / n
                 heapq.heappush(self._sends, (p.next_at, next(self._order), p))
                 self._poller.register(p.sock.fileno(), select.EPOLLIN)
                 self._by_fd[p.sock.fileno()] = p
