@@ -216,12 +216,17 @@ class _Prober:
 class ProbeEngine:
     """Probes every target of every configured path until stopped (or ``count`` each)."""
 
-    def __init__(self, configs: Sequence[PathProbeConfig], *, on_state_change: StateCallback | None = None) -> None:
+    def __init__(self, configs: Sequence[PathProbeConfig], *, on_state_change: StateCallback | None = None,
+                 own_slots: bool = True) -> None:
+        """``own_slots``: this engine is the namespace's daemon engine: it sweeps the pins a
+        killed run left and pins path i at slot i (`pinning.SLOT_RANGE`). False (one-shot
+        runs beside a daemon): random free numbers, nothing swept."""
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise UsageError("path names must be unique")
         self.configs = tuple(configs)
         self.on_state_change = on_state_change
+        self.own_slots = own_slots
         now = time.monotonic()
         self.paths = [PathTracker(c, now) for c in self.configs]
         self.pins: list[pinning.Pin] = []
@@ -361,8 +366,13 @@ class ProbeEngine:
         self.loop = asyncio.get_running_loop()
         self._all_done = asyncio.Event()
         try:
-            for cfg, path in zip(self.configs, self.paths):
-                pin = _in_thread(pinning.install, cfg.interface, cfg.gateway, cfg.ip_version, table=cfg.table, mark=cfg.mark)
+            if self.own_slots:
+                swept = _in_thread(pinning.sweep)
+                if swept:
+                    log.info("probe.pins-swept count=%d", swept)
+            for i, (cfg, path) in enumerate(zip(self.configs, self.paths)):
+                pin = _in_thread(pinning.install, cfg.interface, cfg.gateway, cfg.ip_version, table=cfg.table,
+                                 mark=cfg.mark, slot=i if self.own_slots else None)
                 self.pins.append(pin)
                 for tracker in path.targets.values():
                     self.probers.append(_Prober(self, path, tracker, pin))

@@ -47,7 +47,7 @@ def config_of(req: ProbeRequest) -> PathProbeConfig:
 
 def measure(req: ProbeRequest) -> TargetSnapshot:
     """Send ``req.count`` probes; returns when each is answered or timed out, or on SIGTERM/SIGINT."""
-    engine = ProbeEngine([config_of(req)])
+    engine = ProbeEngine([config_of(req)], own_slots=False)  # may run beside a daemon: never sweep its pins
 
     async def main() -> TargetSnapshot:
         stop = asyncio.Event()

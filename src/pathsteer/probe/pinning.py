@@ -17,6 +17,13 @@ the interface, else on-link); with one we add the table.
 ``onlink`` makes any gateway acceptable to the kernel (RTNH_F_ONLINK); one nobody answers
 for is then a network condition (neighbour resolution fails, probes are lost and counted),
 not a configuration error.
+
+Numbers (documented, so a restart finds what a killed run left): rules at priority 9000 with
+protocol 83 (pathsteer's, as on its routes), table = mark. The daemon's probe engine owns
+``SLOT_RANGE``: path i of its config is pinned at table/mark 0x70730000 + i, and at start it
+sweeps every rule and table route of that range left by a run that was killed (one daemon
+per network namespace). One-shot runs (``pathsteer probe``) pick at random from
+``ONESHOT_RANGE`` and are never swept.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from dataclasses import dataclass
 from pathsteer.errors import PathsteerError, UsageError
 
 RULE_PRIORITY = 9000  # before main (32766); after local (0)
-AUTO_RANGE = (0x70730000, 0x7073FFFF)  # "ps" + 16 bits: tables and marks picked at start
+PIN_PROTOCOL = 83  # RTPROT_PATHSTEER, as on the data plane's routes (unassigned in rt_protos)
+SLOT_RANGE = (0x70730000, 0x70730FFF)  # "ps" + slot: the daemon's pins, path i at base + i
+ONESHOT_RANGE = (0x70731000, 0x7073FFFF)  # random picks of one-shot runs
 RTNH_F_ONLINK = 4  # include/uapi/linux/rtnetlink.h
 
 
@@ -73,9 +82,16 @@ def install(
     *,
     table: int | None = None,
     mark: int | None = None,
+    slot: int | None = None,
 ) -> Pin:
-    """Add the rule and route that pin probes through ``gateway`` on ``interface``."""
+    """Add the rule and route that pin probes through ``gateway`` on ``interface``: at
+    ``slot`` of the daemon's range, at ``table``/``mark``, or at a free random pick."""
     ifindex = interface_index(interface)
+    if slot is not None:
+        if not 0 <= slot <= SLOT_RANGE[1] - SLOT_RANGE[0]:
+            raise UsageError(f"paths: at most {SLOT_RANGE[1] - SLOT_RANGE[0] + 1} probed paths")
+        table = SLOT_RANGE[0] + slot if table is None else table
+        mark = SLOT_RANGE[0] + slot if mark is None else mark
     if gateway is None:
         return Pin(interface, ifindex, None, version, None, None)
     gw = ipaddress.ip_address(gateway)
@@ -88,7 +104,7 @@ def install(
         if table is None or mark is None:
             used = _used_tables_and_marks(ipr, family)
             while True:
-                pick = secrets.randbelow(AUTO_RANGE[1] - AUTO_RANGE[0]) + AUTO_RANGE[0]
+                pick = secrets.randbelow(ONESHOT_RANGE[1] - ONESHOT_RANGE[0]) + ONESHOT_RANGE[0]
                 if pick not in used:
                     break
             table = pick if table is None else table
@@ -103,8 +119,10 @@ def install(
                 gateway=str(gw),
                 oif=ifindex,
                 flags=RTNH_F_ONLINK,
+                proto=PIN_PROTOCOL,
             )
-            ipr.rule("add", family=family, table=table, fwmark=mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY)
+            ipr.rule("add", family=family, table=table, fwmark=mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY,
+                     protocol=PIN_PROTOCOL)
         except Exception as exc:  # pyroute2 raises NetlinkError (an OSError) with the errno
             remove(pin)
             code = getattr(exc, "code", 0)
@@ -133,12 +151,13 @@ def ensure(pin: Pin) -> bool:
         try:
             ipr.route(
                 "replace", family=family, dst="0.0.0.0/0" if pin.version == 4 else "::/0",
-                table=pin.table, gateway=pin.gateway, oif=pin.ifindex, flags=RTNH_F_ONLINK,
+                table=pin.table, gateway=pin.gateway, oif=pin.ifindex, flags=RTNH_F_ONLINK, proto=PIN_PROTOCOL,
             )
         except Exception:
             return False
         try:
-            ipr.rule("add", family=family, table=pin.table, fwmark=pin.mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY)
+            ipr.rule("add", family=family, table=pin.table, fwmark=pin.mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY,
+                     protocol=PIN_PROTOCOL)
         except Exception as exc:
             if getattr(exc, "code", 0) != errno.EEXIST:
                 return False
@@ -163,3 +182,49 @@ def remove(pin: Pin) -> None:
             )
         except Exception:
             pass
+
+
+def _in_slots(value: int | None) -> bool:
+    return value is not None and SLOT_RANGE[0] <= value <= SLOT_RANGE[1]
+
+
+def leftovers() -> list[tuple[int, int, int | None]]:
+    """(family, table, mark) of every daemon pin in this namespace: rules at our priority
+    whose table or mark is in ``SLOT_RANGE``, and tables of that range holding routes."""
+    from pyroute2 import IPRoute
+
+    found: set[tuple[int, int, int | None]] = set()
+    with IPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for rule in ipr.get_rules(family=family):
+                table = rule.get_attr("FRA_TABLE") or rule.get("table")
+                mark = rule.get_attr("FRA_FWMARK")
+                if rule.get_attr("FRA_PRIORITY") == RULE_PRIORITY and (_in_slots(table) or _in_slots(mark)):
+                    found.add((family, table, mark))
+            for route in ipr.get_routes(family=family):  # every table (a table filter would hide them)
+                table = route.get_attr("RTA_TABLE") or route.get("table")
+                if _in_slots(table):
+                    found.add((family, table, None))
+    return sorted(found, key=lambda f: (f[0], f[1], f[2] or 0))
+
+
+def sweep() -> int:
+    """Remove what a killed daemon left (every rule and table route of ``SLOT_RANGE``);
+    returns how many rules and tables were removed. Call before pinning at slots."""
+    from pyroute2 import IPRoute
+
+    removed = 0
+    with IPRoute() as ipr:
+        for family, table, mark in leftovers():
+            try:
+                if mark is not None:
+                    ipr.rule("del", family=family, table=table, fwmark=mark, fwmask=0xFFFFFFFF,
+                             priority=RULE_PRIORITY)
+                else:
+                    for route in ipr.get_routes(family=family, table=table):
+                        ipr.route("del", family=family, table=table, dst_len=route["dst_len"],
+                                  dst=route.get_attr("RTA_DST"))
+                removed += 1
+            except Exception:  # gone meanwhile, or refused: the next start tries again
+                pass
+    return removed
