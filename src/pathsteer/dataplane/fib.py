@@ -109,6 +109,7 @@ class FibDataPlane:
         self._state: FibState | None = None   # what we installed; None: read the kernel first
         self._rules_ok = False
         self._last_targets: tuple | None = None
+        self._synced: dict | None = None   # the targets the kernel was last found (or made) to hold
 
     def _targets(self, desired: Desired):
         """`targets`, reused while the daemon hands the same `Desired` again (reconcile every
@@ -133,6 +134,7 @@ class FibDataPlane:
     def adopt(self) -> Desired | None:
         state = self._read()
         self._state = state
+        self._synced = None
         if not state.routes:
             return None
         desired = desired_from(state, self.paths)
@@ -146,10 +148,12 @@ class FibDataPlane:
         have = self._state if self._state is not None else self._read()
         p = plan(want, have, self._by_id, self.group.buckets)
         if p.empty():
+            self._synced = want
             return
         t0 = time.perf_counter()
         failures = self._send(p, have)
         self._state = applied(have, p, self.group.buckets) if not failures else None
+        self._synced = want if not failures else None
         _event("fib.apply", put=len(p.routes_put), removed=len(p.routes_del), groups=len(p.groups_put),
                nexthops=len(p.path_nexthops), failed=len(failures), ms=round((time.perf_counter() - t0) * 1e3, 1))
         if failures:
@@ -159,14 +163,18 @@ class FibDataPlane:
     def reconcile(self, desired: Desired) -> list[str]:
         want = self._targets(desired)
         repaired = self._ensure_rules() if self.owns_table else []
-        have = self._known(want)
+        have, moved = self._known(want)
+        if not moved and want is self._synced:
+            return repaired   # nothing happened since the kernel was found to hold ``want``
         p = plan(want, have, self._by_id, self.group.buckets)
         if p.empty():
             self._state = have
+            self._synced = want
             return repaired
         lines = p.describe(have)
         failures = self._send(p, have)
         self._state = applied(have, p, self.group.buckets) if not failures else None
+        self._synced = want if not failures else None
         failed = {_ref(f.what) for f in failures}
         repaired += [line for line in lines if _ref(line) not in failed] + [f"failed: {f}" for f in failures]
         for line in repaired:
@@ -192,6 +200,7 @@ class FibDataPlane:
         left = nl.dump_route_nhids(self.sock, self.table, self.protocol)
         failures += self.sock.send_routes(((k, 0) for k in left), self.table, self.protocol, delete=True)
         self._state = FibState()
+        self._synced = None
         self._rules_ok = False
         failures = [f for f in failures if f.errno not in (errno.ENOENT, errno.ESRCH)]
         _event("fib.stop", routes=len(have.routes), ms=round((time.perf_counter() - t0) * 1e3, 1),
@@ -201,21 +210,24 @@ class FibDataPlane:
 
     # -- reading the kernel -------------------------------------------------------------------
 
-    def _known(self, want: dict) -> FibState:
+    def _known(self, want: dict) -> tuple[FibState, bool]:
         """What the kernel holds of ours: the cached state moved on by the route notifications
         since the last look, or (no notifications to trust, a nexthop/rule/link change, a
-        foreign route at a managed prefix, or ``full_every`` seconds gone by) a full read."""
+        foreign route at a managed prefix, or ``full_every`` seconds gone by) a full read.
+        Also whether it may differ from the last look (a notification of ours, a full read)."""
         now = time.monotonic()
         if self._monitor is None:
-            return self._read()
+            return self._read(), True
         events, other, overflow = self._monitor.drain()
         state = self._state
         full = state is None or other or overflow or now - self._last_full >= self.full_every
+        moved = False
         if not full:
             table, proto, routes = self.table, self.protocol, state.routes
             for e in events:
                 if e.table != table:
                     continue
+                moved = True
                 if e.protocol == proto:
                     if e.deleted:
                         routes.pop(e.key, None)
@@ -228,7 +240,8 @@ class FibDataPlane:
             self._monitor.drain()  # notifications older than the dump below: superseded by it
             state = self._read()
             self._last_full = now
-        return state
+            moved = True
+        return state, moved
 
     def _read(self) -> FibState:
         """Our routes (one filtered dump of the table) and our nexthop objects."""

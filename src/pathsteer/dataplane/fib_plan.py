@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from itertools import compress
 from dataclasses import dataclass, field
 
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
@@ -39,18 +40,31 @@ Key = int  # a prefix as one int (`key`): ints hash in C, ipaddress networks in 
 
 
 def key(prefix: Prefix) -> Key:
-    """``address << 9 | prefixlen << 1 | is_v6``: a dict key for 1M prefixes at C speed."""
-    return (prefix.network_address._ip << 9) | (prefix._prefixlen << 1) | (prefix.version == 6)
+    """``network number << 9 | prefixlen << 1 | is_v6``: a dict key for 1M prefixes at C speed.
+
+    The network number is the address without its host bits (``address >> (32 - prefixlen)``,
+    128 for IPv6): a dict indexes by the low bits of the hash, which for an int is the int, so
+    the address itself (eight zero bits in every /24) would crowd 1M keys into few slots."""
+    plen = prefix._prefixlen
+    if prefix._version == 4:
+        return ((prefix.network_address._ip >> (32 - plen)) << 9) | (plen << 1)
+    return ((prefix.network_address._ip >> (128 - plen)) << 9) | (plen << 1) | 1
 
 
 def key_of(address: int, prefixlen: int, v6: bool) -> Key:
-    return (address << 9) | (prefixlen << 1) | v6
+    """The key of ``address/prefixlen`` (host bits dropped)."""
+    return ((address >> ((128 if v6 else 32) - prefixlen)) << 9) | (prefixlen << 1) | v6
+
+
+def key_address(k: Key) -> int:
+    """The network address of a key."""
+    return (k >> 9) << (((128 if k & 1 else 32) - ((k >> 1) & 0xFF)))
 
 
 def prefix_of(k: Key) -> Prefix:
     if k & 1:
-        return ipaddress.IPv6Network((k >> 9, (k >> 1) & 0xFF))
-    return ipaddress.IPv4Network((k >> 9, (k >> 1) & 0xFF))
+        return ipaddress.IPv6Network((key_address(k), (k >> 1) & 0xFF))
+    return ipaddress.IPv4Network((key_address(k), (k >> 1) & 0xFF))
 
 
 def path_nh_id(path_id: int, version: int) -> int:
@@ -155,23 +169,36 @@ def targets(desired: Desired, nexthops: dict[tuple[str, int], PathNexthop]) -> d
     """Each prefix's target; raises `UsageError` (nothing touched yet) for what cannot be routed.
 
     Written for 1M prefixes: most share a few next-hop choices, so a choice is resolved once
-    per tuple object (by identity, then by value) and the loop body stays small.
+    per tuple object (by identity, then by value; a run of prefixes with the same tuple skips
+    even that) and the loop body stays small. Prefixes with the same choice get the same
+    target object (`plan` counts them by identity).
     """
     out: dict[Key, Target] = {}
     by_id: tuple[dict, dict] = ({}, {})                         # IPv4, IPv6: id(nexthops) → (nexthops, target)
     by_value: dict[tuple[tuple[NextHop, ...], int], Target] = {}
+    last_hops, last_target = [None, None], [None, None]         # per family: the last tuple, its target
     for prefix, intent in desired.routes.items():
         if intent.prefix is not prefix and intent.prefix != prefix:
             raise UsageError(f"routes[{prefix}]: intent is for {intent.prefix}")
         hops = intent.nexthops
-        v6 = prefix._version == 6
+        plen = prefix._prefixlen
+        if prefix._version == 4:
+            v6 = 0
+            k = ((prefix.network_address._ip >> (32 - plen)) << 9) | (plen << 1)
+        else:
+            v6 = 1
+            k = ((prefix.network_address._ip >> (128 - plen)) << 9) | (plen << 1) | 1
+        if hops is last_hops[v6]:
+            out[k] = last_target[v6]
+            continue
         hit = by_id[v6].get(id(hops))
         if hit is None or hit[0] is not hops:
             target = by_value.get((hops, v6))
             if target is None:
                 target = by_value[(hops, v6)] = _target(prefix, intent, nexthops)
             hit = by_id[v6][id(hops)] = (hops, target)
-        out[(prefix.network_address._ip << 9) | (prefix._prefixlen << 1) | v6] = hit[1]
+        last_hops[v6], last_target[v6] = hops, hit[1]
+        out[k] = hit[1]
     return out
 
 
@@ -202,9 +229,20 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
     it; others move to a group with their members, reused or new. A group with no user left is
     removed after the routes have moved. Path nexthops used by ``want`` are (re)set when missing
     or different; unused ones stay until stop.
+
+    Written for 1M prefixes: no Python loop per prefix. A prefix's fate depends only on its pair
+    (installed nexthop id, wanted target); the pairs are counted with `Counter` over C iterators
+    (targets by identity: `targets` hands out one object per choice), each distinct pair decided
+    once, and only the prefixes of pairs that change are picked out (``compress``).
     """
     p = Plan()
-    distinct = set(want.values())
+    routes = have.routes
+    groups = have.groups
+    keys, vals = want.keys(), want.values()
+    objs = dict(zip(map(id, vals), vals))                 # distinct target objects, first seen first
+    canon: dict[Target, Target] = {}
+    by_id = {i: canon.setdefault(t, t) for i, t in objs.items()}   # id → one target per value
+    distinct = list(canon)
     used = {t for t in distinct if type(t) is int}
     used |= {m for t in distinct if type(t) is not int for m, _w in t}
     for nh_id in sorted(used):
@@ -212,54 +250,65 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
         if have.path_nexthops.get(nh_id) != nh:
             p.path_nexthops.append(nh)
 
-    users: dict[int, list[Key]] = {}
-    if have.groups:
-        groups = have.groups
-        for prefix, nh_id in have.routes.items():
-            if nh_id in groups:
-                users.setdefault(nh_id, []).append(prefix)
     final: dict[int, Members] = {}
-    assign: dict[Key, Target] = dict(want)   # path nexthop ids as they are; members replaced by a group id
-    for gid in sorted(have.groups):
-        if have.group_buckets.get(gid, buckets) != buckets:
-            continue  # the bucket count cannot change in place: its users move to a new group
-        wishes = Counter(want[u] for u in users.get(gid, ()) if u in want and type(want[u]) is not int)
-        if not wishes:
-            continue
-        current = have.groups[gid]
-        best = max(wishes.items(), key=lambda kv: (kv[1], kv[0] == current))[0]
-        final[gid] = best
-        for u in users[gid]:
-            if want.get(u) == best:
-                assign[u] = gid
+    if groups:
+        # what the users of each group want, in the order they are installed (ties: first seen)
+        wishes_of: dict[int, dict[Members, int]] = {}
+        for (cur, tid), n in Counter(zip(routes.values(), map(id, map(want.get, routes.keys())))).items():
+            t = by_id.get(tid)
+            if cur not in groups or t is None or type(t) is int:
+                continue
+            w = wishes_of.setdefault(cur, {})
+            w[t] = w.get(t, 0) + n
+        for gid in sorted(groups):
+            if have.group_buckets.get(gid, buckets) != buckets:
+                continue  # the bucket count cannot change in place: its users move to a new group
+            wishes = wishes_of.get(gid)
+            if not wishes:
+                continue
+            current = groups[gid]
+            final[gid] = max(wishes.items(), key=lambda kv: (kv[1], kv[0] == current))[0]
+    kept = dict(final)                                    # group → the members its users keep it for
     by_members: dict[Members, int] = {}
     for gid, m in final.items():
         by_members.setdefault(m, gid)
-    taken = set(have.groups) | set(final)
+    taken = set(groups) | set(final)
     next_free = NH_GROUP_FIRST
-    if any(type(t) is not int for t in distinct):
-        for prefix, t in assign.items():
-            if type(t) is int:
-                continue
-            gid = by_members.get(t)
-            if gid is None:
-                while next_free in taken:
-                    next_free += 1
-                if next_free > NH_GROUP_LAST:
-                    raise UsageError(f"more than {NH_GROUP_LAST - NH_GROUP_FIRST + 1} distinct nexthop groups")
-                gid = next_free
-                taken.add(gid)
-                final[gid] = t
-                by_members[t] = gid
-            assign[prefix] = gid
+    for t in distinct:
+        if type(t) is int or t in by_members:
+            continue
+        while next_free in taken:
+            next_free += 1
+        if next_free > NH_GROUP_LAST:
+            raise UsageError(f"more than {NH_GROUP_LAST - NH_GROUP_FIRST + 1} distinct nexthop groups")
+        taken.add(next_free)
+        final[next_free] = t
+        by_members[t] = next_free
+
+    def assigned(cur: int | None, tid: int) -> int:
+        t = by_id[tid]
+        if type(t) is int:
+            return t
+        return cur if kept.get(cur) == t else by_members[t]  # type: ignore[arg-type]
+
     p.groups_put = {g: m for g, m in sorted(final.items())
-                    if have.groups.get(g) != m or have.group_buckets.get(g, buckets) != buckets}
-    routes = have.routes
-    if assign != routes:                     # compared in C: the steady state costs no Python loop
-        # Set difference of the items views, in C; the first apply keeps the caller's order.
-        p.routes_put = dict(assign.items() - routes.items()) if routes else assign  # type: ignore[assignment]
-        p.routes_del = sorted(routes.keys() - want.keys())
-    p.groups_del = sorted(g for g in have.groups if g not in final)
+                    if groups.get(g) != m or have.group_buckets.get(g, buckets) != buckets}
+    if not routes:   # the first apply: every prefix, in the caller's order
+        rule = {tid: assigned(None, tid) for tid in by_id}
+        p.routes_put = dict(zip(keys, map(rule.__getitem__, map(id, vals))))
+    else:
+        routes_get = routes.get
+        pairs = Counter(zip(map(routes_get, keys), map(id, vals)))
+        rule2 = {pair: assigned(*pair) for pair in pairs}
+        moving = {pair for pair, nh in rule2.items() if pair[0] != nh}
+        if moving:
+            picked = list(compress(keys, map(moving.__contains__, zip(map(routes_get, keys), map(id, vals)))))
+            p.routes_put = dict(zip(picked, map(rule2.__getitem__, zip(map(routes_get, picked),
+                                                                       map(id, map(want.__getitem__, picked))))))
+        installed = len(want) - sum(n for (cur, _t), n in pairs.items() if cur is None)
+        if installed != len(routes):
+            p.routes_del = sorted(routes.keys() - keys)
+    p.groups_del = sorted(g for g in groups if g not in final)
     return p
 
 

@@ -28,7 +28,7 @@ class RouteEvent:
     deleted: bool
     table: int
     protocol: int
-    key: int      # as fib_plan.key
+    key: int      # as fib_plan.key (network number << 9 | prefixlen << 1 | is_v6)
     nh_id: int    # 0: none
 
 
@@ -82,8 +82,9 @@ class MonitorSocket:
                     a = parse_attrs(mv, off + RTMSG.size, end)
                     table = attr_u32(a[RTA_TABLE]) if RTA_TABLE in a else t8
                     dst = int.from_bytes(a[RTA_DST], "big") if RTA_DST in a else 0
+                    v6 = fam == socket.AF_INET6
                     events.append(RouteEvent(kind == RTM_DELROUTE, table, proto,
-                                             (dst << 9) | (dst_len << 1) | (fam == socket.AF_INET6),
+                                             ((dst >> ((128 if v6 else 32) - dst_len)) << 9) | (dst_len << 1) | v6,
                                              attr_u32(a[RTA_NH_ID]) if RTA_NH_ID in a else 0))
                 elif kind in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_NEWRULE, RTM_DELRULE, RTM_DELLINK):
                     other = True

@@ -248,7 +248,7 @@ class RouteSocket:
         description is made for a route that went in.
         """
         seq = self.next_seq()
-        heads: dict[int, tuple[bytes, int]] = {}
+        heads: dict[int, tuple[bytes, int, int]] = {}
         errors: list[NetlinkError] = []
         chunk: list[bytes] = []
         append = chunk.append
@@ -258,8 +258,9 @@ class RouteSocket:
             if h is None:
                 m = encode_route(k, table, protocol, nh, delete=delete)
                 size = 16 if k & 1 else 4
-                h = heads[hk] = (m[:8] + struct.pack("=I", seq) + m[12:len(m) - size], size)
-            append(h[0] + (k >> 9).to_bytes(h[1], "big"))
+                h = heads[hk] = (m[:8] + struct.pack("=I", seq) + m[12:len(m) - size], size,
+                                 size * 8 - ((k >> 1) & 0xFF))
+            append(h[0] + ((k >> 9) << h[2]).to_bytes(h[1], "big"))
             if len(chunk) == ROUTE_BATCH:
                 self._send_routes_chunk(chunk, seq, delete, errors)
                 chunk.clear()
@@ -375,11 +376,11 @@ def encode_route(k: int, table: int, protocol: int, nh_id: int, *, delete: bool 
     """RTM_NEWROUTE of prefix key ``k`` (`fib_plan.key`) via nexthop ``nh_id``, create or
     replace (atomic per prefix); or with ``delete`` RTM_DELROUTE of the route of ``protocol``
     at that prefix (``nh_id`` ignored)."""
-    if k & 1:
-        family, dst = socket.AF_INET6, (k >> 9).to_bytes(16, "big")
-    else:
-        family, dst = socket.AF_INET, (k >> 9).to_bytes(4, "big")
     plen = (k >> 1) & 0xFF
+    if k & 1:
+        family, dst = socket.AF_INET6, ((k >> 9) << (128 - plen)).to_bytes(16, "big")
+    else:
+        family, dst = socket.AF_INET, ((k >> 9) << (32 - plen)).to_bytes(4, "big")
     t8 = RT_TABLE_COMPAT if table > 255 else table
     if delete:
         return _ROUTE_DEL_HEAD.pack(_ROUTE_DEL_HEAD.size + len(dst), RTM_DELROUTE, NLM_F_REQUEST, 0, 0,
@@ -515,9 +516,9 @@ def _dump_route_nhids(sock: RouteSocket, table: int, protocol: int) -> dict[int,
                         a += (alen + 3) & ~3
                     if tab == table:   # (a kernel without strict dump checking sends every table)
                         if fam == socket.AF_INET:
-                            out[(dst << 9) | (dst_len << 1)] = nh
+                            out[((dst >> (32 - dst_len)) << 9) | (dst_len << 1)] = nh
                         elif fam == socket.AF_INET6:
-                            out[(dst << 9) | (dst_len << 1) | 1] = nh
+                            out[((dst >> (128 - dst_len)) << 9) | (dst_len << 1) | 1] = nh
             offset = (end + 3) & ~3
 
 
