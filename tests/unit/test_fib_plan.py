@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pathsteer.dataplane import netlink_route as nl
 from pathsteer.dataplane.fib_plan import (
-    NH_GROUP_FIRST, NH_PATH_BASE, FibState, GroupParams, PathNexthop, applied, batch_lines, desired_from, is_group_id,
-    key, parse_path_nh_id, path_nexthops, path_nh_id, plan, prefix_of, targets)
+    NH_GROUP_FIRST, NH_GROUP_LAST, NH_PATH_BASE, FibState, GroupParams, PathNexthop, Plan, applied, batch_lines,
+    desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, path_nh_id, plan, prefix_of, targets)
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.errors import UsageError
 
@@ -227,3 +230,104 @@ def test_group_message_weights_are_stored_minus_one():
     res = nl.parse_attrs(a[nl.NHA_RES_GROUP], 0, len(a[nl.NHA_RES_GROUP]))
     assert struct.unpack("=H", res[nl.NHA_RES_GROUP_BUCKETS])[0] == 64
     assert struct.unpack("=I", res[nl.NHA_RES_GROUP_IDLE_TIMER])[0] == 150      # clock_t, USER_HZ 100
+
+
+# -- plan against the straightforward per-prefix algorithm it replaced (same answers) -----------
+
+def _reference_plan(want, have, want_nexthops, buckets):
+    """plan as first written: a Python loop per prefix (kept here as the specification)."""
+    p = Plan()
+    distinct = set(want.values())
+    used = {t for t in distinct if type(t) is int}
+    used |= {m for t in distinct if type(t) is not int for m, _w in t}
+    for nh_id in sorted(used):
+        if have.path_nexthops.get(nh_id) != want_nexthops[nh_id]:
+            p.path_nexthops.append(want_nexthops[nh_id])
+    users = {}
+    for prefix, nh_id in have.routes.items():
+        if nh_id in have.groups:
+            users.setdefault(nh_id, []).append(prefix)
+    final = {}
+    assign = dict(want)
+    for gid in sorted(have.groups):
+        if have.group_buckets.get(gid, buckets) != buckets:
+            continue
+        wishes = Counter(want[u] for u in users.get(gid, ()) if u in want and type(want[u]) is not int)
+        if not wishes:
+            continue
+        current = have.groups[gid]
+        best = max(wishes.items(), key=lambda kv: (kv[1], kv[0] == current))[0]
+        final[gid] = best
+        for u in users[gid]:
+            if want.get(u) == best:
+                assign[u] = gid
+    by_members = {}
+    for gid, m in final.items():
+        by_members.setdefault(m, gid)
+    taken = set(have.groups) | set(final)
+    next_free = NH_GROUP_FIRST
+    for prefix, t in assign.items():
+        if type(t) is int:
+            continue
+        gid = by_members.get(t)
+        if gid is None:
+            while next_free in taken:
+                next_free += 1
+            assert next_free <= NH_GROUP_LAST
+            gid = next_free
+            taken.add(gid)
+            final[gid] = t
+            by_members[t] = gid
+        assign[prefix] = gid
+    p.groups_put = {g: m for g, m in sorted(final.items())
+                    if have.groups.get(g) != m or have.group_buckets.get(g, buckets) != buckets}
+    if assign != have.routes:
+        p.routes_put = dict(assign.items() - have.routes.items()) if have.routes else assign
+        p.routes_del = sorted(have.routes.keys() - want.keys())
+    p.groups_del = sorted(g for g in have.groups if g not in final)
+    return p
+
+
+def _same_plan(a, b, ordered: bool):
+    assert a.path_nexthops == b.path_nexthops
+    assert a.groups_put == b.groups_put and list(a.groups_put) == list(b.groups_put)
+    assert a.routes_put == b.routes_put
+    if ordered:
+        assert list(a.routes_put) == list(b.routes_put)
+    assert a.routes_del == b.routes_del and a.groups_del == b.groups_del
+
+
+_UNIVERSE = [key(N(f"10.{i}.0.0/16")) for i in range(12)] + [key(N(f"2001:db8:{i}::/48")) for i in range(3)]
+_MEMBERS = [((P1, 1), (P2, 1)), ((P1, 2), (P2, 1)), ((P1, 1), (P2, 1), (P3, 1)), ((P2, 5), (P3, 1))]
+_TARGETS = st.sampled_from([P1, P2, P3] + _MEMBERS)
+_GIDS = [NH_GROUP_FIRST + i for i in range(4)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(want_items=st.lists(st.tuples(st.sampled_from(_UNIVERSE), _TARGETS), max_size=15),
+       have_items=st.lists(st.tuples(st.sampled_from(_UNIVERSE), st.sampled_from([P1, P2, 0] + _GIDS)), max_size=15),
+       groups=st.dictionaries(st.sampled_from(_GIDS), st.sampled_from(_MEMBERS), max_size=4),
+       odd_buckets=st.sets(st.sampled_from(_GIDS), max_size=2),
+       shared=st.booleans())
+def test_plan_answers_as_the_per_prefix_algorithm(want_items, have_items, groups, odd_buckets, shared):
+    # targets() hands out one object per choice; also check value-equal copies (shared=False)
+    pool = {t: t for t in [P1, P2, P3] + _MEMBERS}
+    want = {k: (pool[t] if shared else (tuple(list(t)) if type(t) is tuple else t)) for k, t in want_items}
+    have = FibState(dict(have_items), dict(groups), {g: (64 if g in odd_buckets else BUCKETS) for g in groups},
+                    {P1: BY_ID[P1]})
+    got = plan(want, have, BY_ID, BUCKETS)
+    ref = _reference_plan(want, have, BY_ID, BUCKETS)
+    _same_plan(got, ref, ordered=not have.routes)
+
+
+def test_plan_of_a_weight_change_over_many_prefixes_moves_no_route():
+    keys = [key(N(f"10.{i // 256}.{i % 256}.0/24")) for i in range(20_000)]
+    before = dict.fromkeys(keys, ((P1, 1), (P2, 1)))
+    _p, state = run_targets(before)
+    p = plan(dict.fromkeys(keys, ((P1, 3), (P2, 1))), state, BY_ID, BUCKETS)
+    assert p.groups_put == {NH_GROUP_FIRST: ((P1, 3), (P2, 1))} and not p.routes_put and not p.routes_del
+
+
+def run_targets(want):
+    p = plan(want, FibState(), BY_ID, BUCKETS)
+    return p, applied(FibState(), p, BUCKETS)
