@@ -58,10 +58,9 @@ class ControlServer:
             raise ValueError(f"control command {command.name} registered twice")
         self.commands[command.name] = command
 
-    def unregister(self, prefix: str) -> None:
-        """Remove the commands of one component (``guard.``) when it stops on a reload."""
-        for name in [n for n in self.commands if n.startswith(prefix)]:
-            del self.commands[name]
+    def unregister_command(self, name: str) -> None:
+        """Remove one command (a component's, when it stops on a reload); absent is fine."""
+        self.commands.pop(name, None)
 
     def _help(self, _args: NoArgs) -> dict:
         return {name: c.help for name, c in sorted(self.commands.items())}

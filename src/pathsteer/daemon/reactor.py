@@ -112,8 +112,11 @@ class Daemon:
         self.config_path = config_path
         self.config: Config | None = None
         self.components: dict[str, Component] = {}
+        self._commands: dict[str, list[str]] = {}  # component → the command names it registered
         self.server: ControlServer | None = None
         self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()  # one reload at a time (a SIGHUP storm queues, in order)
+        self._tasks: set[asyncio.Task] = set()  # SIGHUP reloads under way (referenced until done)
         self.stop_reason = ""
 
     # --- config -----------------------------------------------------------------------------
@@ -126,7 +129,14 @@ class Daemon:
         return config
 
     async def reload(self) -> dict:
-        """Load the file again; refused with a one-line error (and nothing changed) if bad."""
+        """Load the file again; refused with a one-line error (and nothing changed) if bad.
+        Reloads run one at a time, in the order they were asked for."""
+        async with self._reloading:
+            if self._stop.is_set():
+                raise UsageError("the daemon is stopping")
+            return await self._reload()
+
+    async def _reload(self) -> dict:
         try:
             new = self._load()
             if new.control.socket != self.config.control.socket:
@@ -134,30 +144,58 @@ class Daemon:
         except PathsteerError as exc:
             log.error("daemon.reload-refused error=%r", str(exc))
             raise
-        for spec in reversed(COMPONENTS):
-            if spec.name in self.components and not spec.wanted(new):
-                await self._stop_component(spec.name)
-        for spec in COMPONENTS:
-            if not spec.wanted(new):
-                continue
-            if spec.name in self.components:
-                await self.components[spec.name].reload(new)
-            else:
-                await self._start_component(spec, new)
+        old = self.config
+        done: list[tuple[str, ComponentSpec]] = []  # what changed, to undo if a later step fails
+        try:
+            for spec in reversed(COMPONENTS):
+                if spec.name in self.components and not spec.wanted(new):
+                    await self._stop_component(spec.name)
+                    done.append(("stopped", spec))
+            for spec in COMPONENTS:
+                if not spec.wanted(new):
+                    continue
+                if spec.name in self.components:
+                    await self.components[spec.name].reload(new)
+                    done.append(("reloaded", spec))
+                else:
+                    await self._start_component(spec, new)
+                    done.append(("started", spec))
+        except Exception as exc:
+            await self._undo(done, old)
+            log.error("daemon.reload-refused error=%r undone=%d", str(exc), len(done))
+            if isinstance(exc, PathsteerError):
+                raise
+            raise PathsteerError(f"reload failed and was undone: {exc}") from exc
         self.config = new
         log.info("daemon.reload components=%s", ",".join(self.components))
         return {"sections": new.sections, "components": list(self.components)}
+
+    async def _undo(self, done: list[tuple[str, ComponentSpec]], old: Config) -> None:
+        """Put every component a failed reload changed back on ``old``, last change first."""
+        for what, spec in reversed(done):
+            try:
+                if what == "reloaded":
+                    await self.components[spec.name].reload(old)
+                elif what == "started":
+                    await self._stop_component(spec.name)
+                else:
+                    await self._start_component(spec, old)
+            except Exception:  # noqa: BLE001 - undo the others all the same
+                log.exception("daemon.undo-failed component=%s step=%s", spec.name, what)
 
     async def _start_component(self, spec: ComponentSpec, config: Config) -> None:
         component = spec.build(config)
         await component.start()
         self.components[spec.name] = component
+        names = self._commands[spec.name] = []
         for command in component.commands():
             self.server.register(command)
+            names.append(command.name)
 
     async def _stop_component(self, name: str) -> None:
         component = self.components.pop(name)
-        self.server.unregister(f"{name}.")
+        for command in self._commands.pop(name, []):  # exactly what it registered (steering's are steer.*)
+            self.server.unregister_command(command)
         await component.stop()
 
     # --- run --------------------------------------------------------------------------------
@@ -172,14 +210,18 @@ class Daemon:
         self.server = ControlServer(self.config.control.socket)
         self.server.register(Command("daemon.status", NoArgs, self._status, "version, pid, sections"))
         self.server.register(Command("daemon.reload", NoArgs, lambda _a: self.reload(), "reload the config file"))
+        # Signals first: a SIGTERM while a component starts stops the daemon cleanly (after
+        # the start), and a SIGHUP then is a reload queued behind it, not the default (exit).
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self.server.start()
         try:
             for spec in COMPONENTS:
+                if self._stop.is_set():
+                    break
                 if spec.wanted(self.config):
                     await self._start_component(spec, self.config)
-            loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
-            loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
             log.info("daemon.ready pid=%d socket=%s components=%s", os.getpid(), self.config.control.socket,
                      ",".join(self.components))
             await self._stop.wait()
@@ -187,12 +229,19 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            async with self._reloading:  # a reload under way finishes first
+                pass
             for name in reversed(list(self.components)):
                 try:
                     await self._stop_component(name)
                 except Exception:  # noqa: BLE001 - stop the others all the same
                     log.exception("daemon.stop-failed component=%s", name)
             await self.server.close()
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload_quietly(), name="sighup-reload")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _reload_quietly(self) -> None:
         try:
