@@ -14,7 +14,7 @@ from pathsteer.errors import PathsteerError
 # Modules that add commands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
     "pathsteer.lab.cli",
-    "pathsteer.telemetry.cli",
+    "pathsteer.probe.cli",
     "pathsteer.daemon.cli",
     "pathsteer.guard.cli",
     "pathsteer.steering.cli",
