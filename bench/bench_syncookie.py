@@ -6,7 +6,9 @@ service on PORT (IPv4 and IPv6). The attacker floods the server's port with hpin
 (``-S --rand-source``, every SYN from another spoofed address); meanwhile WORKERS client threads
 (half IPv4, half IPv6) connect to the server again and again: an attempt succeeds when the
 connection is open and one byte came back from the server within DEADLINE_S (so the handshake
-reached the server through synproxy, not only the guard's SYN-ACK).
+reached the server through synproxy, not only the guard's SYN-ACK). hping3 speaks IPv4 only, so
+the flood and the figures are IPv4; one IPv6 worker shows IPv6 handshakes through synproxy
+(unflooded).
 
 Two runs under the same flood, each with a fresh daemon:
 
@@ -15,10 +17,11 @@ Two runs under the same flood, each with a fresh daemon:
   the guard offered before: without an allow list, a client's SYN competes with the flood for
   the destination's 2000 SYNs/s.
 
-Figures: connect success (%) on, with off as the anchor; the flood rate the guard absorbed
-(SYNs/s that met step 7: ``tx-syncookie`` on, ``drop-syn`` + passed SYNs off, from the guard's
-counters over the measured window) and the median handshake time of the successful
-attempts. ``BENCH_SYNCOOKIE_SECONDS`` (default 10) sets the window; ``BENCH_SYNCOOKIE_FLOOD``
+Figures: IPv4 connect success (%) on, with off as the anchor; the flood rate the guard
+absorbed (SYNs/s that met step 7: ``tx-syncookie`` on, ``drop-syn`` off, from the guard's
+counters over the measured window); the median handshake time of the successful IPv4
+attempts; and BPF_PROG_TEST_RUN ns/packet of a SYN answered with a SYN-ACK cookie, anchor a
+SYN dropped by the SYN limit. ``BENCH_SYNCOOKIE_SECONDS`` (default 10) sets the window; ``BENCH_SYNCOOKIE_FLOOD``
 (default ``flood``) is ``flood`` (hping3 --flood) or a fixed interval in µs (``u10``).
 
 `run` is also what tests/lab/test_guard_syncookie_lab.py asserts on.
@@ -45,7 +48,8 @@ from pathsteer import lab
 
 PORT = 8080
 SERVER, SERVER6 = "198.51.100.10", "2001:db8:100::10"
-WORKERS = 4
+WORKERS = 4  # IPv4 client threads
+WORKERS6 = 1  # IPv6
 DEADLINE_S = 2.0
 
 # The server's echo service: one byte back per connection, then close (threads: the flood
@@ -80,8 +84,8 @@ serve(socket.AF_INET, "0.0.0.0")
 # The clients: WORKERS threads, each connecting again and again until the end time.
 CLIENT = r"""
 import json, socket, sys, threading, time
-port, seconds, deadline, workers = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-targets = sys.argv[5:]
+port, seconds, deadline = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+targets = [addr for arg in sys.argv[4:] for n, addr in [arg.split("*")] for _ in range(int(n))]
 end = time.monotonic() + seconds
 results = []
 lock = threading.Lock()
@@ -103,7 +107,7 @@ def work(addr):
         with lock:
             results.append((addr, ok, took))
         time.sleep(0.02)
-threads = [threading.Thread(target=work, args=(targets[i % len(targets)],)) for i in range(workers)]
+threads = [threading.Thread(target=work, args=(addr,)) for addr in targets]
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(results))
@@ -115,11 +119,11 @@ class Result:
     """One run: the clients' attempts and what the guard counted meanwhile."""
 
     cookies: bool
-    attempts: int
+    attempts: int  # IPv4 (flooded)
     succeeded: int
     attempts_v6: int
     succeeded_v6: int
-    handshake_median_s: float
+    handshake_median_s: float  # IPv4, successful attempts
     seconds: float
     verdicts: dict[str, int]  # packets per verdict during the window
 
@@ -224,7 +228,7 @@ def flood_argv(flood: str) -> list[str]:
 
 
 def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seconds: float = 10.0,
-        flood: str = "flood", workers: int = WORKERS) -> Result:
+        flood: str = "flood", workers: int = WORKERS, workers6: int = WORKERS6) -> Result:
     """One run: a fresh daemon, the flood, the clients for ``seconds``; everything stopped after.
     The echo server must be running (`echo_server`)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -235,8 +239,8 @@ def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seco
         gen = t.popen("attacker", flood_argv(flood), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # the flood at full rate before the window opens
         before, t0 = d.stats()["verdicts"], time.monotonic()
-        proc = t.run("client", [sys.executable, "-c", CLIENT, str(PORT), str(seconds), str(DEADLINE_S), str(workers),
-                                SERVER, SERVER6], timeout=seconds + 60)
+        proc = t.run("client", [sys.executable, "-c", CLIENT, str(PORT), str(seconds), str(DEADLINE_S),
+                                f"{workers}*{SERVER}", f"{workers6}*{SERVER6}"], timeout=seconds + 60)
         after, t1 = d.stats()["verdicts"], time.monotonic()
         if gen.poll() is not None:
             raise RuntimeError(f"hping3 exited early ({gen.returncode})")
@@ -247,11 +251,41 @@ def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seco
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
     rows = json.loads(proc.stdout)
+    v4 = [r for r in rows if ":" not in r[0]]
     v6 = [r for r in rows if ":" in r[0]]
-    took = sorted(r[2] for r in rows if r[1])
-    return Result(cookies, len(rows), sum(1 for r in rows if r[1]), len(v6), sum(1 for r in v6 if r[1]),
+    took = sorted(r[2] for r in v4 if r[1])
+    return Result(cookies, len(v4), sum(1 for r in v4 if r[1]), len(v6), sum(1 for r in v6 if r[1]),
                   took[len(took) // 2] if took else float("nan"), t1 - t0,
                   {k: after[k]["packets"] - before[k]["packets"] for k in after})
+
+
+def testrun_ns() -> tuple[float, float]:
+    """BPF_PROG_TEST_RUN ns/packet: (a SYN to a protected port answered with a SYN-ACK cookie,
+    a SYN dropped by the SYN limit), in a namespace of their own."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from pathsteer.bpf.netns import in_netns
+    from pathsteer.guard.program import GuardProgram
+    from pathsteer.guard.rules import Limits, RuleSet, SynCookies
+
+    syn = bytes(Ether() / IP(src="203.0.113.5", dst=SERVER) / TCP(sport=40000, dport=PORT, flags="S", options=[
+        ("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP", None), ("WScale", 7)]))
+    ns = f"psbs{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        with in_netns(ns):
+            with GuardProgram.load() as prog:
+                limit = Limits.build(syn_pps=1, syn_burst=1)
+                prog.apply(RuleSet(limits=limit, syn_cookies=SynCookies(((PORT, PORT),), frozenset({1}))))
+                prog.program.test_run(syn)
+                cookie = min(prog.program.test_run(syn, repeat=100_000).duration_ns for _ in range(3))
+                prog.apply(RuleSet(limits=limit))
+                prog.program.test_run(syn)
+                limited = min(prog.program.test_run(syn, repeat=100_000).duration_ns for _ in range(3))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    return cookie, limited
 
 
 def main() -> list[Figure]:
@@ -267,18 +301,21 @@ def main() -> list[Figure]:
     finally:
         with contextlib.suppress(Exception):
             lab.down(name)
+    cookie_ns, limited_ns = testrun_ns()
     for r in (off, on):
-        print(f"# cookies {'on' if r.cookies else 'off'}: {r.succeeded}/{r.attempts} handshakes "
+        print(f"# cookies {'on' if r.cookies else 'off'}: IPv4 {r.succeeded}/{r.attempts} handshakes "
               f"(IPv6 {r.succeeded_v6}/{r.attempts_v6}), median {r.handshake_median_s * 1000:.1f} ms; "
               f"flood {r.flood_pps:,.0f} SYN/s; verdicts {json.dumps({k: v for k, v in r.verdicts.items() if v})}",
               flush=True)
     return [
-        Figure("client connect success under spoofed SYN flood, SYN cookies on", on.success_pct, "%",
+        Figure("client IPv4 connect success under spoofed SYN flood, SYN cookies on", on.success_pct, "%",
                "SYN limit only (cookies off)", off.success_pct, goal="value >= 99"),
         Figure("spoofed SYN flood absorbed by the guard, cookies on (SYN-ACK cookies sent)", on.flood_pps, "SYN/s",
                "cookies off (SYNs dropped by the SYN limit)", off.flood_pps),
-        Figure("client handshake + echo median, cookies on", on.handshake_median_s * 1000, "ms",
-               "cookies off", off.handshake_median_s * 1000),
+        Figure("client IPv4 handshake + echo median, cookies on", on.handshake_median_s * 1000, "ms",
+               "cookies off (successful attempts only)", off.handshake_median_s * 1000),
+        Figure("test_run SYN -> SYN-ACK cookie (XDP_TX)", cookie_ns, "ns/packet", "SYN dropped by the SYN limit",
+               limited_ns),
     ]
 
 

@@ -1,7 +1,8 @@
 """Property tests: random, truncated and crafted frames through BPF_PROG_TEST_RUN must get
 exactly the decisions of the pure-Python model (pathsteer.guard.model) — verdict, rule
-counters, heavy-hitter and sampled drop events — under random rule sets and a clock that
-moves by random steps (the program's frozen clock, guard_settings.clock_ns)."""
+counters, heavy-hitter and sampled drop events — under random rule sets (SYN cookies on some
+ports, on the test's interface or another) and a clock that moves by random steps (the
+program's frozen clock, guard_settings.clock_ns)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ipaddress
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
@@ -17,7 +19,8 @@ from scapy.packet import Raw
 
 from pathsteer.bpf import Btf
 from pathsteer.guard.model import GuardModel
-from pathsteer.guard.rules import Action, Limits, PortRule, RuleSet
+from pathsteer.guard.model import LOOPBACK_IFINDEX
+from pathsteer.guard.rules import Action, Limits, PortRule, RuleSet, SynCookies
 
 # Small address pools so that sources, CIDRs and destinations collide often.
 V4_POOL = [f"10.9.{a}.{b}" for a in (0, 1) for b in (1, 2, 129, 200)]
@@ -27,7 +30,7 @@ START = 5_000_000_000_000
 @pytest.fixture(scope="module")
 def xdp_actions():
     with Btf.from_file("/sys/kernel/btf/vmlinux") as vmlinux:
-        return {name: vmlinux.constant("xdp_action", name) for name in ("XDP_PASS", "XDP_DROP")}
+        return {name: vmlinux.constant("xdp_action", name) for name in ("XDP_PASS", "XDP_DROP", "XDP_TX")}
 
 def cidrs(pool, max_plen):
     return st.builds(lambda a, plen: ipaddress.ip_network(f"{a}/{plen}", strict=False),
@@ -54,15 +57,21 @@ def rulesets(draw):
         syn_pps=draw(st.sampled_from([None, 50])), syn_burst=draw(st.integers(1, 3)),
         threshold_pps=draw(st.sampled_from([None, 20, 5000])),
         sample_every=draw(st.sampled_from([0, 1, 3])))
-    return RuleSet(allow_d, deny_d, prules, limits)
+    cookies = draw(st.sampled_from([None, ((80, 80),), ((22, 22), (53, 80))]))
+    if cookies is not None:
+        ifindex = draw(st.sampled_from([LOOPBACK_IFINDEX, LOOPBACK_IFINDEX, 999]))
+        cookies = SynCookies(cookies, frozenset({ifindex}))
+    return RuleSet(allow_d, deny_d, prules, limits, cookies)
 
 @st.composite
 def l4(draw, v6: bool):
     kind = draw(st.sampled_from(["tcp", "udp", "icmp", "gre", "none"]))
-    sport, dport = draw(st.integers(0, 65535)), draw(st.sampled_from([22, 53, 80, 11211, 19, 0, 65535]))
+    sport, dport = draw(st.integers(0, 65535)), draw(st.sampled_from([22, 53, 80, 80, 80, 11211, 19, 0, 65535]))
     if kind == "tcp":
-        return TCP(sport=sport, dport=dport, flags=draw(st.sampled_from(["S", "SA", "A", "R", "F", ""])),
-                   dataofs=draw(st.sampled_from([None, None, 4, 6, 15])))
+        options = draw(st.sampled_from([[], [("MSS", 1460)], [("MSS", 1400), ("SAckOK", b""), ("Timestamp", (7, 0)),
+                                                              ("NOP", None), ("WScale", 9)], [("WScale", 15), ("EOL", None)]]))
+        return TCP(sport=sport, dport=dport, flags=draw(st.sampled_from(["S", "S", "S", "SA", "A", "A", "R", "F", "", "SEC", "PA"])),
+                   dataofs=draw(st.sampled_from([None, None, None, 4, 6, 15])), options=options)
     if kind == "udp":
         return UDP(sport=sport, dport=dport)
     if kind == "icmp":
@@ -127,6 +136,8 @@ def test_program_matches_model(guard, xdp_actions, rules, sequence):
     for rid in rule_ids:
         guard.reset_rule_counter(rid)
     expected_rules = dict.fromkeys(rule_ids, 0)
+    expected_verdicts = dict.fromkeys(guard.verdicts, 0)
+    verdicts_before = {v: t.packets for v, t in guard.verdict_totals().items()}
     events = []
     now = START
     with guard.event_reader(events.append) as ring:
@@ -136,8 +147,10 @@ def test_program_matches_model(guard, xdp_actions, rules, sequence):
             want = model.decide(frame, now)
             got = guard.program.test_run(frame).retval
             ring.consume()
-            assert got == xdp_actions["XDP_DROP" if want.verdict.drops else "XDP_PASS"], \
-                f"packet {i}: model says {want.verdict.value}; frame {frame.hex()}"
+            action = "XDP_DROP" if want.verdict.drops else "XDP_TX" if want.verdict.answers else "XDP_PASS"
+            assert got == xdp_actions[action], f"packet {i}: model says {want.verdict.value}; frame {frame.hex()}"
+            expected_verdicts[want.verdict] += 1
+            hypothesis_event(want.verdict.value)
             hh = [e for e in events if e.kind == "heavy-hitter"]
             drops = [e for e in events if e.kind == "drop"]
             assert [str(e.source) for e in hh] == ([str(want.heavy_hitter)] if want.heavy_hitter else []), f"packet {i}"
@@ -148,5 +161,77 @@ def test_program_matches_model(guard, xdp_actions, rules, sequence):
             if want.rule_id:
                 expected_rules[want.rule_id] += 1
     assert {r: t.packets for r, t in guard.rule_totals(rule_ids).items()} == expected_rules
+    assert {v: t.packets - verdicts_before[v] for v, t in guard.verdict_totals().items()} == expected_verdicts
     got_sources = {n: (s.packets, s.dropped) for n, s in guard.sources().items()}
     assert got_sources == {n: (s.packets, s.dropped) for n, s in model.sources.items()}
+
+
+# --- SYN cookies: TCP to a protected port, every flag combination ---------------------------
+
+@st.composite
+def tcp_frames(draw):
+    """TCP to port 80 (protected) or 81 (not), any flags and options, sometimes VLAN-tagged,
+    behind IPv6 extension headers or IPv4 options, sometimes cut short."""
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    if draw(st.integers(0, 4)) == 0:
+        eth = eth / Dot1Q(vlan=draw(st.integers(1, 4094)))
+    options = draw(st.lists(st.sampled_from([("MSS", 536), ("MSS", 9000), ("SAckOK", b""), ("Timestamp", (99, 0)),
+                                             ("WScale", 0), ("WScale", 14), ("WScale", 200), ("NOP", None)]),
+                            max_size=6))
+    tcp = TCP(sport=draw(st.integers(1, 65535)), dport=draw(st.sampled_from([80, 80, 80, 81])),
+              flags=draw(st.integers(0, 255)), seq=draw(st.integers(0, 2**32 - 1)),
+              ack=draw(st.integers(0, 2**32 - 1)), options=options) / Raw(b"d" * draw(st.sampled_from([0, 0, 10])))
+    if draw(st.booleans()):
+        ip = IPv6(src=draw(st.sampled_from(V6_POOL)), dst="2001:db8:100::10")
+        if draw(st.integers(0, 3)) == 0:
+            ip = ip / IPv6ExtHdrDestOpt()
+    else:
+        ip = IP(src=draw(st.sampled_from(V4_POOL)), dst="198.51.100.10")
+        if draw(st.integers(0, 3)) == 0:
+            ip.options = [b"\x01\x01\x01\x00"]  # NOPs and an end of list: IHL 6
+    data = bytes(eth / ip / tcp)
+    if draw(st.integers(0, 5)) == 0:
+        data = data[:draw(st.integers(14, len(data)))]
+    return data
+
+
+def check_synack(syn: bytes, out: bytes) -> None:
+    """The SYN-ACK the program made of ``syn``: addresses and ports swapped, ack = seq + 1,
+    SYN|ACK, valid checksums (scapy recomputes them and must get the same bytes)."""
+    a, b = Ether(syn), Ether(out)
+    ip_a = a[IP] if IP in a else a[IPv6]
+    ip_b = b[IP] if IP in b else b[IPv6]
+    assert (b.src, b.dst, ip_b.src, ip_b.dst) == (a.dst, a.src, ip_a.dst, ip_a.src)
+    assert (b[TCP].sport, b[TCP].dport, b[TCP].ack, b[TCP].flags & 0x12) == \
+        (a[TCP].dport, a[TCP].sport, (a[TCP].seq + 1) % 2**32, 0x12)
+    again = b.copy()
+    del again[TCP].chksum
+    if IP in again:
+        del again[IP].chksum
+    assert bytes(again) == out, "checksums"
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(allow=st.lists(networks, max_size=2), deny=st.lists(networks, max_size=2),
+       syn_pps=st.sampled_from([None, 5]), sequence=st.lists(tcp_frames(), min_size=1, max_size=20))
+def test_syncookie_verdicts_match_model(guard, xdp_actions, allow, deny, syn_pps, sequence):
+    for key in list(guard.maps["syn_dests"].keys()):
+        guard.maps["syn_dests"].delete(key)
+    rid = iter(range(1, 100))
+    allow_d = {n: next(rid) for n in allow}
+    rules = RuleSet(allow_d, {n: next(rid) for n in deny if n not in allow_d},
+                    limits=Limits.build(syn_pps=syn_pps, syn_burst=2),
+                    syn_cookies=SynCookies(((80, 80),), frozenset({LOOPBACK_IFINDEX})))
+    for kind in ("allow", "deny"):
+        guard.sync_cidrs(kind, {})
+    guard.apply(rules, clock_ns=START)
+    model = GuardModel.for_limits(rules, guard.limits)
+    for i, frame in enumerate(sequence):
+        want = model.decide(frame, START)
+        result = guard.program.test_run(frame)
+        action = "XDP_DROP" if want.verdict.drops else "XDP_TX" if want.verdict.answers else "XDP_PASS"
+        assert result.retval == xdp_actions[action], f"packet {i}: model says {want.verdict.value}; {frame.hex()}"
+        hypothesis_event(want.verdict.value)
+        if want.verdict.answers:
+            check_synack(frame, result.data_out)

@@ -6,13 +6,19 @@ and require the same verdict, rule id and state (tests/kernel/test_guard_propert
     decision = model.decide(frame_bytes, now_ns)   # Decision(verdict, rule_id, heavy_hitter)
 
 What the model leaves out: LRU eviction (tests use fewer sources than the map holds) and CAS
-contention (BPF_PROG_TEST_RUN runs one packet at a time).
+contention (BPF_PROG_TEST_RUN runs one packet at a time). SYN cookies: the model decides the
+verdict (a SYN to a protected port is answered, an ACK passes iff its cookie is valid) but not
+the SYN-ACK's bytes nor the cookie itself (the kernel's secret): ``cookie_valid`` says which
+ACKs carry a valid one (default: none, as a random ACK's chance is about 2^-24), and
+``known_flows`` which flows conntrack holds (default: none, as in BPF_PROG_TEST_RUN's fresh
+namespace).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pathsteer.guard.rules import (
@@ -26,6 +32,8 @@ MAX_VLAN_TAGS = 2  # GUARD_LIMIT_VLAN_TAGS
 MAX_EXT_HEADERS = 6  # GUARD_LIMIT_EXT_HEADERS
 HH_REPORT_NS = 1_000_000_000  # GUARD_HH_REPORT_NS
 TCP, UDP = 6, 17
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+LOOPBACK_IFINDEX = 1  # BPF_PROG_TEST_RUN's ingress device without a ctx: the namespace's lo
 HOPOPTS, ROUTING, FRAGMENT, AH, DSTOPTS = 0, 43, 44, 51, 60
 EXT_HEADERS = {HOPOPTS, ROUTING, FRAGMENT, AH, DSTOPTS}
 
@@ -39,6 +47,7 @@ class Packet:
     malformed: bool = False
     sport: int = 0
     dport: int = 0
+    tcp_flags: int = 0
     src: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     dst: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
@@ -91,6 +100,7 @@ def _parse_l4(frame: bytes, l4: int, l4_end: int, p: Packet) -> None:
         p.sport, p.dport = struct.unpack_from("!HH", frame, l4)
         flags = frame[l4 + 13]
         p.has_ports = True
+        p.tcp_flags = flags
         p.syn = bool(flags & 0x02) and not flags & 0x10
     elif p.proto == UDP:
         if l4 + 8 > len(frame) or l4 + 8 > l4_end:
@@ -160,6 +170,9 @@ class GuardModel:
     drops_since_sample: int = 0  # drop_sampler (one CPU: test_run runs on the caller's CPU)
     max_vlan_tags: int = MAX_VLAN_TAGS
     max_ext_headers: int = MAX_EXT_HEADERS
+    ifindex: int = LOOPBACK_IFINDEX  # the frames' ingress interface
+    known_flows: set[tuple] = field(default_factory=set)  # (src, sport, dst, dport) conntrack holds
+    cookie_valid: Callable[[Packet], bool] = lambda p: False
 
     @classmethod
     def for_limits(cls, rules: RuleSet, limits: dict[str, int]) -> GuardModel:
@@ -246,6 +259,16 @@ class GuardModel:
                 continue
             return Decision(Verdict.PASS_RULE if r.action is Action.PASS else Verdict.DROP_RULE, r.rule_id, heavy)
 
+        sc = self.rules.syn_cookies
+        if sc is not None and p.proto == TCP and p.has_ports and sc.protects(p.dport, self.ifindex):
+            if (p.src, p.sport, p.dst, p.dport) in self.known_flows or (p.dst, p.dport, p.src, p.sport) in self.known_flows:
+                return Decision(Verdict.PASS, 0, heavy)
+            flags = p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)
+            if flags == TCP_SYN:
+                return Decision(Verdict.TX_SYNCOOKIE, 0, heavy)
+            if flags == TCP_ACK and self.cookie_valid(p):
+                return Decision(Verdict.PASS_COOKIE, 0, heavy)
+            return Decision(Verdict.DROP_COOKIE, 0, heavy)
         if p.syn and limits.syn_interval_ns:
             st = self.syn_dests.setdefault(p.dst, SynState())
             st.syns += 1
