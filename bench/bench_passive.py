@@ -30,7 +30,7 @@ from scapy.packet import Raw
 from bench.harness import Figure, median_of
 from pathsteer.bpf import Btf, TcDirection, load_object
 from pathsteer.bpf.counters import Counters, Hook
-from pathsteer.telemetry.passive import PassiveRtt
+from pathsteer.bpf.passive import PassiveRtt
 from pathsteer.bpf import testrun
 
 REPEAT = 200_000

@@ -23,7 +23,8 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
 from pathsteer.bpf import Btf, TcDirection, ifindex_of
-from pathsteer.telemetry.passive import PassiveRtt, bucket_of
+from pathsteer.bpf.passive import PassiveRtt
+from pathsteer.telemetry.passive import bucket_of
 from pathsteer.bpf.testrun import skb_context
 
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 (uapi linux/pkt_cls.h) as test_run's __u32 retval

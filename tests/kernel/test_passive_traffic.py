@@ -13,7 +13,8 @@ import pytest
 from pathsteer.bpf import TcDirection, tc_program_id
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.errors import BpfError
-from pathsteer.telemetry.passive import TC_HANDLE, TC_PRIORITY, PassiveRtt, RttMeter
+from pathsteer.bpf.passive import TC_HANDLE, TC_PRIORITY, PassiveRtt
+from pathsteer.telemetry.passive import RttMeter
 
 SERVER = textwrap.dedent("""
     import socket, sys
@@ -112,7 +113,7 @@ def test_find_and_detach_from_another_invocation(attached, netns, server):
     exchange(netns, netns.peer_addr4, rounds=10)
     proc = run_in_other_invocation(netns, f"""
         import json
-        from pathsteer.telemetry.passive import PassiveRtt
+        from pathsteer.bpf.passive import PassiveRtt
         with PassiveRtt.find({netns.name!r}) as found:
             agg = found.aggregate({netns.name!r})
             print(json.dumps({{"samples": agg.samples, "sum_ns": agg.sum_ns,

@@ -27,7 +27,8 @@ from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.bpf.netns import in_netns
 from pathsteer.lab import measure
 from pathsteer.telemetry.load import LoadMeter, PathCapacity
-from pathsteer.telemetry.passive import PassiveRtt, RttMeter
+from pathsteer.bpf.passive import PassiveRtt
+from pathsteer.telemetry.passive import RttMeter
 
 PATH = "p2"
 

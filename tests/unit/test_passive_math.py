@@ -15,10 +15,8 @@ from hypothesis import strategies as st
 
 from pathsteer.bpf.build import BPF_SOURCE_DIR, compile_object
 from pathsteer.bpf.object import OBJECTS_DIR, BpfObject
-from pathsteer.telemetry.passive import (
-    FLOWS_MAP, RTT_MAP, TIMESTAMPS_MAP, PassiveFlow, PassiveFlowState, PassiveTsKey, RttAggregate, RttMeter, bucket_bounds, bucket_of, interval,
-    percentile_ns, rtt_agg_type,
-)
+from pathsteer.bpf.passive import FLOWS_MAP, RTT_MAP, TIMESTAMPS_MAP, PassiveFlow, PassiveFlowState, PassiveTsKey, rtt_agg_type
+from pathsteer.telemetry.passive import RttAggregate, RttMeter, bucket_bounds, bucket_of, interval, percentile_ns
 
 SUB, BUCKETS = 5, 1024  # the defaults of bpf/passive_common.h; the BTF tests below check them
 
