@@ -33,7 +33,7 @@ int main(void) {
 
 
 def test_option_struct_sizes_are_libbpf_1_1():
-    """The sizes PLATFORM.md measured; a libbpf with other sizes needs new mirrors."""
+    """The sizes docs/platform.md gives; a libbpf with other sizes needs new mirrors."""
     assert {cls.__name__: ctypes.sizeof(cls) for cls in lb.OPTS_SIZES} == {
         cls.__name__: size for cls, size in lb.OPTS_SIZES.items()}
     assert lb.OPTS_SIZES[lb.bpf_xdp_attach_opts] == 16

@@ -8,7 +8,7 @@ from it the maps, by the kernel's ids.
 
 TC: we create the clsact qdisc when missing (-EEXIST is fine) and add *our* filter at our own
 (handle, priority); we never call ``bpf_tc_hook_destroy``: on INGRESS it deletes every ingress
-filter, other tools' included, and on INGRESS|EGRESS the qdisc itself (PLATFORM.md).
+filter, other tools' included, and on INGRESS|EGRESS the qdisc itself (docs/platform.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Everything above this module speaks Python; this one speaks C. Rules it encodes:
   and ``-- END PROG LOAD LOG --``).
 * Option structs (``struct bpf_*_opts``) carry their own size in ``sz``; libbpf rejects a larger
   size whose tail it does not know with -EINVAL. The ctypes mirrors below are exactly 1.1's
-  layout, and `OPTS_SIZES` is what `tests/unit/test_bpf_libbpf.py` checks them against.
+  layout, and `OPTS_SIZES` is what `tests/unit/test_bpf_loader.py` checks them against.
 * Functions added after 1.1 are looked up with `optional` and may be None.
 * A ctypes callback object must stay referenced for as long as C may call it: the print
   callback is a module global, ring buffer callbacks live on their RingBuffer.
@@ -96,7 +96,7 @@ class bpf_map_batch_opts(ctypes.Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
 
 
-# What libbpf 1.1 expects in ``sz`` (PLATFORM.md; checked by a unit test against ctypes.sizeof).
+# What libbpf 1.1 expects in ``sz`` (docs/platform.md; checked by a unit test against ctypes.sizeof).
 OPTS_SIZES = {
     bpf_xdp_attach_opts: 16, bpf_xdp_query_opts: 32, bpf_tc_hook: 24, bpf_tc_opts: 32,
     bpf_test_run_opts: 80, bpf_map_batch_opts: 24,
@@ -189,7 +189,7 @@ bpf_tc_attach = _fn("bpf_tc_attach", c_int, POINTER(bpf_tc_hook), POINTER(bpf_tc
 bpf_tc_detach = _fn("bpf_tc_detach", c_int, POINTER(bpf_tc_hook), POINTER(bpf_tc_opts))
 bpf_tc_query = _fn("bpf_tc_query", c_int, POINTER(bpf_tc_hook), POINTER(bpf_tc_opts))
 # bpf_tc_hook_destroy is deliberately not bound: on INGRESS it removes every ingress filter,
-# other tools' too (PLATFORM.md). Detach our own filter with bpf_tc_detach instead.
+# other tools' too (docs/platform.md). Detach our own filter with bpf_tc_detach instead.
 
 ring_buffer__new = _fn("ring_buffer__new", c_void_p, c_int, SAMPLE_FN, c_void_p, c_void_p)
 ring_buffer__poll = _fn("ring_buffer__poll", c_int, c_void_p, c_int)

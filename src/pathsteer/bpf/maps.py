@@ -298,7 +298,7 @@ class Map(Generic[K, V]):
 
     def lookup_batch(self, batch_size: int = 256) -> list[tuple[K, V | list[V]]]:
         """Every entry through ``bpf_map_lookup_batch``, ``batch_size`` per syscall. The call
-        returns -ENOENT at the end of the map with ``count`` still filled in (PLATFORM.md)."""
+        returns -ENOENT at the end of the map with ``count`` still filled in (docs/platform.md)."""
         ksize = ctypes.sizeof(self.key_type)
         token_size = max(ksize, 8)  # hash maps use a u32 bucket cursor, arrays the key
         tokens = [(ctypes.c_uint8 * token_size)(), (ctypes.c_uint8 * token_size)()]

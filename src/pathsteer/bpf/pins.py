@@ -1,7 +1,7 @@
 """Pins under bpffs: ``/sys/fs/bpf/pathsteer/...``, mounting bpffs when it is not mounted.
 
 A pin keeps a map or program alive without a process and lets another process open it.
-Caveat (PLATFORM.md): ``ip netns exec`` gives every invocation a fresh /sys, so a pin made in
+Caveat (docs/platform.md): ``ip netns exec`` gives every invocation a fresh /sys, so a pin made in
 one invocation is invisible to the next; there, re-find attached programs by the kernel's ids
 instead (`pathsteer.bpf.attach.xdp_program_id`, `tc_program_id`, `Program.from_id`).
 """

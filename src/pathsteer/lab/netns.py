@@ -6,7 +6,7 @@ against the *opening* task's network namespace (net/sysctl_net.c), so a write do
 lands in the right namespace without spawning ``ip netns exec``.
 
 Child commands go through ``ip netns exec``, which also gives them a /sys of that namespace (it
-mounts a fresh sysfs in a private mount namespace: PLATFORM.md). /run is shared.
+mounts a fresh sysfs in a private mount namespace: docs/platform.md). /run is shared.
 """
 
 from __future__ import annotations
