@@ -81,6 +81,10 @@ _NEXTHOP_GRP = struct.Struct("=IBBH")
 _ROUTE_HEAD = struct.Struct("=IHHII" "BBBBBBBBI" "HHI" "HHI" "HH")
 _ROUTE_DEL_HEAD = struct.Struct("=IHHII" "BBBBBBBBI" "HHI" "HH")
 BATCH = 256
+# A dumped IPv4 route of ours as the kernel lays it out (rtnl_fill_info: RTA_TABLE, RTA_DST,
+# RTA_NH_ID, then the nexthop's own attributes): nlmsghdr, rtmsg (family, dst_len, protocol,
+# type), then the three attributes (length, type, value).
+_FAST4 = struct.Struct("=16xBBxxxBxB4x" "HHI" "HH4s" "HHI")
 ROUTE_BATCH = 1024  # route messages per sendmsg in send_routes (~50-70 kB)
 
 
@@ -460,14 +464,16 @@ def dump_route_nhids(sock: RouteSocket, table: int, protocol: int, attempts: int
 def _dump_route_nhids(sock: RouteSocket, table: int, protocol: int) -> dict[int, int]:
     """The fast form for our own routes: ``{prefix key: nh_id}`` (0: a route without nhid).
 
-    Keys as `fib_plan.key`. Written for 1M routes: one loop over the received buffers, the
-    attributes walked in place, no object made per route but its key.
+    Keys as `fib_plan.key`. Written for 1M routes: one loop over the received buffers, an IPv4
+    route in the kernel's usual layout read with one unpack (others: attributes walked in
+    place), no object made per route but its key.
     """
     body = RTMSG.pack(0, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
     body += attr(RTA_TABLE, struct.pack("=I", table))
     out: dict[int, int] = {}
     msghdr = struct.Struct("=IHHI").unpack_from            # nlmsghdr without its pid
     rtmsg = struct.Struct("=BBxxxBxB").unpack_from        # family, dst_len, protocol, type
+    fast4 = _FAST4.unpack_from
     u32 = struct.Struct("=I").unpack_from
     be32 = struct.Struct(">I").unpack_from
     nla = _NLATTR.unpack_from
@@ -499,6 +505,16 @@ def _dump_route_nhids(sock: RouteSocket, table: int, protocol: int) -> dict[int,
                 if kind != RTM_NEWROUTE:
                     offset = (end + 3) & ~3
                     continue
+                if length >= 52:
+                    # the layout the kernel dumps our IPv4 routes in (rtnl_fill_info / fib_dump_info:
+                    # RTA_TABLE, RTA_DST, RTA_NH_ID first): one unpack instead of walking attributes
+                    (fam, dst_len, proto, rtype, tl, tt, tab, dl, dt, dst, nl_, nt, nh) = fast4(data, offset)
+                    if (tt == RTA_TABLE and tl == 8 and dt == RTA_DST and dl == 8 and nt == RTA_NH_ID and nl_ == 8
+                            and fam == socket.AF_INET):
+                        if proto == protocol and rtype == RTN_UNICAST and tab == table:
+                            out[((from_bytes(dst, "big") >> (32 - dst_len)) << 9) | (dst_len << 1)] = nh
+                        offset = (end + 3) & ~3
+                        continue
                 fam, dst_len, proto, rtype = rtmsg(data, offset + 16)
                 if proto == protocol and rtype == RTN_UNICAST:
                     a = offset + 28
