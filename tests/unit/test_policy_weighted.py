@@ -268,3 +268,20 @@ def test_spill_over_leaves_a_busy_path_at_least_min_free_of_its_base_share():
     d = closed_loop(demand_bps=60 * MBIT, external={"p1": 99 * MBIT}, seconds=30.0)
     assert 0.05 <= d.route().shares()["p1"] <= 0.11  # min_free 0.1 × base 50 % (then min_shift stops it)
     assert [e for e in d.events if e.at > 10.0] == []
+
+
+def test_a_saturated_paths_rtt_is_its_queue_not_its_latency():
+    """p1 rejoins idle (4 ms) beside p2 and p3, saturated by our own flows (their queues: 60 ms).
+    Their RTT is left out of the latency factor: p1 joins with its capacity share, not 84 %."""
+    d = weighted(hold_down_s=1.0)
+    d(0.0, *up3(4.0, 4.0, 4.0))
+    d(1.0, path("p1", 4.0, **DOWN), path("p2", 60.0), path("p3", 60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
+    assert set(weights(d)) == {"p2", "p3"}
+    d(2.0, *up3(4.0, 60.0, 60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
+    d(3.0, *up3(4.0, 60.0, 60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
+    assert d.route().kind is ChangeKind.JOINED
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    # Unloaded, the same RTTs are latency: p1 gets more.
+    d2 = weighted()
+    d2(0.0, *up3(4.0, 60.0, 60.0))
+    assert weights(d2)["p1"] > 80

@@ -2,7 +2,9 @@
 
 **Base shares** come from capacity and latency: ``capacity × (best rtt + latency_scale) /
 (rtt + latency_scale)``, normalised (idle paths of 100/50/50 Mbit and equal RTT: 50/25/25).
-A prefix's first choice and a path that joins take their base shares.
+A prefix's first choice and a path that joins take their base shares. The RTT of a path past
+its utilization ceiling is left out (factor 1, not the reference): it is mostly its own queue;
+so is the RTT of a path with fewer than ``min_samples`` answered probes, except against it.
 
 **Load** then moves the shares, from where they are (the weights are the controller's state):
 
@@ -95,14 +97,19 @@ def base_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str
     paths = list(paths)
     caps = _capacities(paths)
     # The reference RTT comes from paths with enough answered probes; a path with too few is
-    # never favoured for its RTT (its factor is at most 1), only held back by it.
-    rtts = [c.rtt_s for c in paths if c.rtt_s is not None and c.enough_samples]
+    # never favoured for its RTT (its factor is at most 1), only held back by it. A path past
+    # its utilization ceiling has its RTT left out: that is mostly its own queue (our own
+    # traffic), not the path's latency — load is spill-over's business. (Counted, an idle path
+    # rejoining beside saturated ones took 84 % of the flows for its short queue.)
+    ceiling = dest.weighted.utilization_ceiling
+    measured = [c for c in paths if c.rtt_s is not None and (c.utilization is None or c.utilization <= ceiling)]
+    rtts = [c.rtt_s for c in measured if c.enough_samples]
     best_rtt = min(rtts) if rtts else None
     scale = dest.weighted.latency_scale_s
     raw = {}
     for c in paths:
         latency = 1.0
-        if scale is not None and c.rtt_s is not None and best_rtt is not None and c.rtt_s + scale > 0:
+        if scale is not None and c in measured and best_rtt is not None and c.rtt_s + scale > 0:
             latency = (best_rtt + scale) / (c.rtt_s + scale)
             if not c.enough_samples:
                 latency = min(1.0, latency)
