@@ -64,7 +64,7 @@ def default_budgets() -> so.Budgets:
 
 
 def daemon_config(t: lab.Topology, plane: str, socket_path: str, state_dir: str, paths: list[str],
-                  guard: bool = True) -> dict:
+                  guard: bool = True, guard_ingress: bool = False) -> dict:
     """Defaults everywhere except what the scenario needs: paths, destinations, mode, guard."""
     cfg_paths = [{"name": p.name, "interface": p.router_interface, "gateway": p.gateway, "gateway6": p.gateway6,
                   "probe": {"targets": ["198.51.100.9", "203.0.113.9"]}} for p in t.paths if p.name in paths]
@@ -78,7 +78,10 @@ def daemon_config(t: lab.Topology, plane: str, socket_path: str, state_dir: str,
         "destinations": [{"prefix": pfx, "paths": list(paths)} for pfx in PING_TARGETS],
     }
     if guard:
-        cfg["guard"] = {"interfaces": [t.attacker_interface, t.ingress_interface],
+        # on the attacker's interface; also on the client's (the README's example) only when asked:
+        # there, its generic-mode xdp.frags program stops the bpf plane from steering (see README)
+        interfaces = [t.attacker_interface] + ([t.ingress_interface] if guard_ingress else [])
+        cfg["guard"] = {"interfaces": interfaces,
                         "allow": ["10.200.0.0/24", "2001:db8:200::/64"],
                         "auto_block": {"threshold_pps": 20000, "ttl": "30s"},
                         "state_dir": state_dir}
@@ -171,8 +174,10 @@ class Reader(threading.Thread):
 class SoakRun:
     """One data plane: build, run the script, observe, tear down. `run()` returns the raw data."""
 
-    def __init__(self, plane: str, script: so.Script, outdir: str, budgets: so.Budgets, log=print) -> None:
+    def __init__(self, plane: str, script: so.Script, outdir: str, budgets: so.Budgets, log=print,
+                 guard_ingress: bool = False) -> None:
         self.plane = plane
+        self.guard_ingress = guard_ingress
         self.script = script
         self.outdir = outdir
         self.budgets = budgets
@@ -212,7 +217,7 @@ class SoakRun:
 
     def config(self, paths: list[str]) -> dict:
         return daemon_config(self.t, self.plane, self.socket, os.path.join(self.workdir, "state"), paths,
-                             guard=self.guard)
+                             guard=self.guard, guard_ingress=self.guard_ingress)
 
     def log_count(self, needle: str) -> int:
         return self.d.log().count(needle)
@@ -493,15 +498,30 @@ class SoakRun:
             p = self.procs.add(self.t.popen("attacker", ["hping3", "--flood", "--udp", "-p", "9", "-d", "32",
                                                           ATTACKER_TARGET], stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, start_new_session=True))
-            time.sleep(step.args.get("seconds", 2.0))
-            blocked = None
+            t0 = time.time()
+            blocked, after = None, None
+            while time.time() - t0 < 5.0:   # until the auto-block (measured: < 0.2 s), at most 5 s
+                try:
+                    blocked = [e for e in self.call("guard.list")["entries"] if e.get("origin") == "auto"]
+                except (PathsteerError, OSError, KeyError):
+                    blocked = None
+                if blocked and after is None:
+                    after = time.time() - t0
+                if after is not None and time.time() - t0 >= max(after + 1.0, step.args.get("seconds", 2.0)):
+                    break
+                time.sleep(0.1)
+            stats = None
             try:
-                blocked = [e["cidr"] for e in self.call("guard.list")["entries"] if e.get("origin") == "auto"]
-            except (PathsteerError, OSError, KeyError):
+                v = self.call("guard.stats")["verdicts"]
+                stats = {k: x.get("packets") for k, x in v.items() if x.get("packets")}
+            except (PathsteerError, OSError, KeyError, AttributeError):
                 pass
+            flooded = round(time.time() - t0, 2)
             self.procs.kill(p)
             if self.guard:
-                self.check("guard flood auto-blocked", bool(blocked) and self.d.alive(), blocked=blocked)
+                self.check("guard flood auto-blocked", bool(blocked) and self.d.alive(),
+                           blocked=[e.get("cidr") for e in blocked or []],
+                           block_after_s=None if after is None else round(after, 2), flood_s=flooded, verdicts=stats)
             else:
                 self.check("flood (no guard running)", self.d.alive(), skipped=True)
         elif a == so.CTL_GARBAGE:
@@ -705,6 +725,7 @@ class SoakRun:
             "counters": self.counters, "pings": {p: [x for _, x in r.lines] for p, r in self.pings.items()},
             "resources": self.resources, "tcp": self.tcp, "checks": self.checks, "crashes": self.crashes,
             "errors": self.errors, "notes": self.notes, "guard": self.guard, "lab": self.name,
+            "guard_interfaces": (self.config(self.paths_now).get("guard") or {}).get("interfaces"),
             "log": self.d.log(), "log_path": self.d.log_path,
         }
 
@@ -787,15 +808,20 @@ def analyse(raw: dict) -> dict:
                 if not any(e["prefix"] == p and e["to"] == v and -5 < t - (e["at"] - raw["wall0"]) < 5 for e in events):
                     unexplained_via.append({"t": round(t, 2), "prefix": p, "from": prev, "to": v})
             prev = v if v is not None else prev
-    # needless moves shortly after a chaos action: a verdict changed by it
+    # needless moves shortly after a chaos action (5 s; after kill -9, 5 s past the restart's
+    # startup grace) with no network step (drift aside) in between: a verdict the chaos changed.
+    # Each needless move also names the last step before it.
+    grace = 5.0 + 10.0
     chaos_moves = []
-    for st in script.steps:
-        if st.action == so.SET:
-            continue
-        for m in per_prefix:
-            for n in m.needless:
-                if 0 <= n["t"] - st.t <= 5.0 + (st.budget if st.action == so.KILL else 0):
-                    chaos_moves.append({"chaos": st.label, "chaos_t": round(st.t, 2), "prefix": m.prefix, **n})
+    for m in per_prefix:
+        for n in m.needless:
+            before = [st for st in script.steps if st.t <= n["t"] and st.label != "drift"]
+            if not before:
+                continue
+            st = before[-1]
+            n["after_step"] = f"{st.label} at {st.t:.1f}"
+            if st.action != so.SET and n["t"] - st.t <= (grace if st.action == so.KILL else 5.0):
+                chaos_moves.append({"chaos": st.label, "chaos_t": round(st.t, 2), "prefix": m.prefix, **n})
     res = so.resource_summary(raw["resources"], warmup_s=60.0)
     sim_h = script.sim_hours
     needless = sum(len(m.needless) for m in per_prefix)
@@ -995,8 +1021,8 @@ def report_of(raw: dict, outdir: str) -> dict:
     return report
 
 
-def run_plane(plane: str, script: so.Script, outdir: str, budgets: so.Budgets) -> dict:
-    r = SoakRun(plane, script, outdir, budgets)
+def run_plane(plane: str, script: so.Script, outdir: str, budgets: so.Budgets, guard_ingress: bool = False) -> dict:
+    r = SoakRun(plane, script, outdir, budgets, guard_ingress=guard_ingress)
     print(f"[{plane}] lab {r.name}: {script.seconds / 60:.1f} min, seed {script.seed}, "
           f"{len(script.steps)} steps, day from {script.start_hour:04.1f} h", flush=True)
     raw = r.run()
@@ -1012,6 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plane", choices=("fib", "bpf", "both"), default="both")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="soak-out", help="directory for soak-PLANE.json/.png and the daemon logs")
+    ap.add_argument("--guard-ingress", action="store_true",
+                    help="put the guard on the client's interface r-c too, not only on the attacker's r-a")
     ap.add_argument("--analyse", action="store_true",
                     help="do not run: recompute the report from DIR/work-PLANE/raw.json of an earlier run")
     args = ap.parse_args(argv)
@@ -1045,7 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for plane in planes:
             script = so.make_script(args.minutes * 60, args.seed, budgets=budgets)
-            reports.append(run_plane(plane, script, args.out, budgets))
+            reports.append(run_plane(plane, script, args.out, budgets, guard_ingress=args.guard_ingress))
     except KeyboardInterrupt:
         print("bench.soak: interrupted; everything torn down", file=sys.stderr)
         return 130
