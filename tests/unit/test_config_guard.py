@@ -55,6 +55,21 @@ def guard(**kw):
     ({"guard": {"interfaces": []}}, "guard.interfaces: []: list should have at least 1 item"),
     ({"guard": {"interfaces": ["r-a", "r-a"]}}, "guard.interfaces: ['r-a', 'r-a'] lists 'r-a' twice"),
     ({"guard": {"interfaces": ["a b"]}}, "guard.interfaces[0]: 'a b' is not an interface name"),
+    (guard(syn_cookies={}), "guard.syn_cookies.ports: missing (required)"),
+    (guard(syn_cookies={"ports": []}), "guard.syn_cookies.ports: []: list should have at least 1 item"),
+    (guard(syn_cookies={"ports": [80, "99999"]}), "guard.syn_cookies.ports[1]: '99999' is not a port range within 0-65535"),
+    (guard(syn_cookies={"ports": ["0-1024"]}), "guard.syn_cookies.ports: ['0-1024'] includes port 0 (0-1024)"),
+    (guard(syn_cookies={"ports": [80], "interfaces": ["r-x"]}),
+     "guard.syn_cookies.interfaces[0]: 'r-x' is not one of guard.interfaces (r-a)"),
+    (guard(syn_cookies={"ports": [80], "interfaces": ["r-a", "r-a"]}), "guard.syn_cookies.interfaces[1]: 'r-a' is listed twice"),
+    (guard(syn_cookies={"ports": [80], "mss": 100}), "guard.syn_cookies.mss: 100: input should be greater than or equal to 536"),
+    (guard(syn_cookies={"ports": [80], "mss6": 70000}), "guard.syn_cookies.mss6: 70000: input should be less than or equal to 65475"),
+    (guard(syn_cookies={"ports": [80], "wscale": 15}), "guard.syn_cookies.wscale: 15: input should be less than or equal to 14"),
+    (guard(syn_cookies={"ports": [80], "ttl": 0}), "guard.syn_cookies.ttl: 0: input should be greater than or equal to 1"),
+    (guard(syn_cookies={"ports": [80], "netfilter": "iptables"}),
+     "guard.syn_cookies.netfilter: 'iptables': input should be 'managed' or 'external'"),
+    (guard(syn_cookies={"ports": [80], "on": True}), "guard.syn_cookies.on: unknown field"),
+    (guard(syn_cookies="on"), "guard.syn_cookies: 'on': input should be a valid dictionary"),
     ({"control": {"socket": "x.sock"}, **guard()}, "control.socket: 'x.sock' must be an absolute path"),
     ({}, "nothing to run: the config needs a 'guard' section"),
     ({"steering": {}}, "steering: unknown field"),
@@ -90,3 +105,13 @@ def test_port_rules_and_defaults():
     assert (r[1].proto, r[1].action) == (47, "pass")
     assert r[2].dport == (1000, 2000)
     assert c.guard.rate_limit is None and c.guard.xdp_mode == "auto"
+
+
+def test_syn_cookies_off_by_default_and_defaults():
+    assert parse_config(guard()).guard.syn_cookies is None
+    sc = parse_config(guard(syn_cookies={"ports": [443, "8000-8080"]})).guard.syn_cookies
+    assert sc.ports == [(443, 443), (8000, 8080)]
+    assert (sc.interfaces, sc.mss, sc.mss6, sc.wscale, sc.ttl, sc.netfilter) == (None, 1460, 1440, 7, 64, "managed")
+    sc = parse_config({"guard": {"interfaces": ["r-a", "r-c"], "syn_cookies": {
+        "ports": [80], "interfaces": ["r-a"], "mss": 1400, "wscale": 9, "netfilter": "external"}}}).guard.syn_cookies
+    assert (sc.interfaces, sc.mss, sc.wscale, sc.netfilter) == (["r-a"], 1400, 9, "external")

@@ -1,0 +1,32 @@
+"""The managed synproxy ruleset (pure text) and the SYN-cookie port bitmap, without root."""
+
+from __future__ import annotations
+
+from pathsteer.guard.rules import SynCookies
+from pathsteer.guard.synproxy import TABLE, ruleset
+
+
+def test_ruleset_replaces_its_table_in_one_transaction():
+    text = ruleset(["r-a", "wan0"], [(80, 80), (8000, 8080)], mss=1460, mss6=1440, wscale=7)
+    lines = text.splitlines()
+    # create-if-missing, delete, create: nft -f applies the three atomically, so a table left
+    # by a crashed run is replaced and a fresh host gets one
+    assert lines[:3] == [f"table inet {TABLE}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
+    match = 'iifname { "r-a", "wan0" } tcp dport { 80, 8000-8080 }'
+    assert f"\t\t{match} tcp flags & (fin | syn | rst | ack) == syn notrack" in lines
+    for family, mss in (("ipv4", 1460), ("ipv6", 1440)):
+        rule = f"\t\t{match} ct state invalid,untracked meta nfproto {family} synproxy mss {mss} wscale 7 timestamp sack-perm"
+        assert lines.count(rule) == 2  # input and forward
+    assert lines.count(f"\t\t{match} ct state invalid drop") == 2
+    assert "type filter hook prerouting priority raw; policy accept;" in text
+    assert "type filter hook forward priority filter; policy accept;" in text
+
+
+def test_ruleset_other_table_name():
+    assert ruleset(["eth0"], [(443, 443)], mss=1400, mss6=1380, wscale=9, table="t2").startswith("table inet t2\n")
+
+
+def test_port_words():
+    sc = SynCookies(((80, 80), (30, 33), (65535, 65535)), frozenset({3}))
+    assert sc.port_words() == {0: 0b11 << 30, 1: 0b11, 2: 1 << (80 - 64), 2047: 1 << 31}
+    assert sc.protects(31, 3) and sc.protects(65535, 3) and not sc.protects(34, 3) and not sc.protects(80, 4)
