@@ -946,14 +946,16 @@ def plot(report: dict, path: str) -> None:
         ys.append(ys[-1])
         ax.plot(xs, ys, color=colors[p], label=f"{p} true RTT", lw=1.2)
         downs = [(s["t"], s["truth"]) for s in steps if s.get("path") == p and "truth" in s]
-        start = None
-        for t, tr in downs:
-            bad = tr["down"] or not tr["configured"]
-            if bad and start is None:
-                start = t
-            elif not bad and start is not None:
-                ax.axvspan(start, t, ymin=0, ymax=0.04, color=colors[p], alpha=0.6)
-                start = None
+        for key, lo, hatch in (("down", 0.0, None), ("removed", 0.045, "////")):
+            start = None
+            for t, tr in downs:
+                bad = tr["down"] if key == "down" else not tr["configured"]
+                if bad and start is None:
+                    start = t
+                elif not bad and start is not None:
+                    ax.axvspan(start, t, ymin=lo, ymax=lo + 0.04, color=colors[p], alpha=0.6, hatch=hatch,
+                               fill=hatch is None)
+                    start = None
         loss_start = None
         for t, tr in downs:
             if tr["loss_pct"] >= 5 and loss_start is None:
@@ -966,7 +968,7 @@ def plot(report: dict, path: str) -> None:
     ax.set_ylim(0, min(160, max(60, ax.get_ylim()[1])))
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     ax.set_title(f"pathsteer soak, {report['plane']} plane, seed {report['seed']}: {report['minutes']:.1f} min "
-                 f"(1 min = 1 simulated h); bars: down (bottom), heavy loss (top)")
+                 f"(1 min = 1 simulated h); bars: down, removed by reload (hatched), heavy loss (top)")
     ax = axes[1]
     prefixes = [m["prefix"] for m in report["prefixes"]]
     for k, pfx in enumerate(prefixes):
@@ -974,11 +976,16 @@ def plot(report: dict, path: str) -> None:
         for (t, v), nxt in zip(seg, seg[1:] + [[end, None]]):
             if v in colors:
                 ax.broken_barh([(t, nxt[0] - t)], (k - 0.4, 0.8), color=colors[v])
-        for n in next(m for m in report["prefixes"] if m["prefix"] == pfx)["needless"]:
+        pm = next(m for m in report["prefixes"] if m["prefix"] == pfx)
+        for a, b, kind in pm.get("misses", []):
+            ax.broken_barh([(a, b - a)], (k - 0.5, 0.12), color="red" if kind == "not-eligible" else "dimgray")
+        for n in pm["needless"]:
             ax.plot([n["t"]], [k], marker="x", color="black", ms=8)
     ax.set_yticks(range(len(prefixes)))
     ax.set_yticklabels(prefixes, fontsize=8)
     ax.set_ylabel("chosen path")
+    ax.set_title("chosen path per prefix (from status); strip below: packets off the best path (grey), "
+                 "off every eligible path (red); x: needless move", fontsize=9)
     ax = axes[2]
     kinds = {"kill": 0, "reload": 1, "bad_config": 2, "del_route": 3, "flood": 4, "ctl_garbage": 5}
     for s in steps:

@@ -587,9 +587,11 @@ def value_at(fn: tuple[list[float], list[object]], t: float, default=None):
     return values[i] if i >= 0 else default
 
 
-def carried_at(actual: list[tuple[float, float, dict[str, int]]], t: float) -> dict[str, int] | None:
-    """Per-path packet counts of the counter interval holding t (None: no interval covers t)."""
-    i = bisect.bisect_right([a[0] for a in actual], t) - 1
+def carried_at(actual: list[tuple[float, float, dict[str, int]]], t: float,
+               starts: list[float] | None = None) -> dict[str, int] | None:
+    """Per-path packet counts of the counter interval holding t (None: no interval covers t);
+    ``starts``: the intervals' start times, when the caller looks up many times."""
+    i = bisect.bisect_right(starts if starts is not None else [a[0] for a in actual], t) - 1
     if i < 0 or not (actual[i][0] <= t < actual[i][1]):
         return None
     return actual[i][2]
@@ -611,6 +613,7 @@ class PrefixMetrics:
     lost_outside: int              # lost outside cuts and outside paths with configured loss
     moves: int
     needless: list = field(default_factory=list)
+    misses: list = field(default_factory=list)     # [from, to, kind]: time off the eligible / best path
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -638,7 +641,17 @@ def prefix_metrics(oracle: Oracle, prefix: str, t0: float, t1: float,
     ``min_run_s`` long, the part of them inside no cut budget while some path was usable.
     """
     cfn = step_function(claimed)
+    actual = sorted(actual, key=lambda a: a[0])
+    starts = [a[0] for a in actual]
     n = el = be = el_c = be_c = agree = 0.0
+    misses: list[list] = []     # [from, to, "not-eligible" | "not-best"], merged
+
+    def miss(t: float, kind: str) -> None:
+        if misses and misses[-1][2] == kind and t - misses[-1][1] <= dt * 1.5:
+            misses[-1][1] = round(t + dt, 2)
+        else:
+            misses.append([round(t, 2), round(t + dt, 2), kind])
+
     t = t0
     while t < t1:
         elig, acc = oracle.eligible(t), oracle.accepted(t)
@@ -649,7 +662,7 @@ def prefix_metrics(oracle: Oracle, prefix: str, t0: float, t1: float,
             el_c += 1
         if via in acc or not usable:
             be_c += 1
-        carried = carried_at(actual, t)
+        carried = carried_at(actual, t, starts)
         if not carried:   # no packets (lost: blackhole time is counted apart) or no counter sample
             carried = {via: 1} if via else {}
         total = sum(carried.values())
@@ -658,9 +671,15 @@ def prefix_metrics(oracle: Oracle, prefix: str, t0: float, t1: float,
                 el += 1
                 be += 1
         else:
-            el += sum(v for p, v in carried.items() if p in elig) / total
-            be += sum(v for p, v in carried.items() if p in acc) / total
+            e = sum(v for p, v in carried.items() if p in elig) / total
+            b = sum(v for p, v in carried.items() if p in acc) / total
+            el += e
+            be += b
             agree += carried.get(via, 0) / total
+            if usable and e < 0.5:
+                miss(t, "not-eligible")
+            elif usable and b < 0.5:
+                miss(t, "not-best")
         t += dt
     n = max(n, 1)
     # losses
@@ -670,7 +689,7 @@ def prefix_metrics(oracle: Oracle, prefix: str, t0: float, t1: float,
     for s in lost:
         if oracle.loss_excused(s):
             continue
-        carried = carried_at(actual, s) or {}
+        carried = carried_at(actual, s, starts) or {}
         st = oracle.state(s)
         if any(st[p].loss_pct > 0 for p in carried if p in st):
             continue
@@ -699,7 +718,7 @@ def prefix_metrics(oracle: Oracle, prefix: str, t0: float, t1: float,
                          eligible_claimed_pct=100 * el_c / n, best_claimed_pct=100 * be_c / n,
                          agree_pct=100 * agree / n, blackhole_s=bh, blackhole_excused_s=bh_exc,
                          pings=len(in_range), lost=len(lost), lost_outside=lost_outside, moves=len(mv),
-                         needless=needless)
+                         needless=needless, misses=misses[:500])
 
 
 def slope_per_hour(samples: list[tuple[float, float]]) -> float | None:
