@@ -83,7 +83,7 @@ def daemon_config(t: lab.Topology, plane: str, socket_path: str, state_dir: str,
         interfaces = [t.attacker_interface] + ([t.ingress_interface] if guard_ingress else [])
         cfg["guard"] = {"interfaces": interfaces,
                         "allow": ["10.200.0.0/24", "2001:db8:200::/64"],
-                        "auto_block": {"threshold_pps": 20000, "ttl": "30s"},
+                        "auto_block": {"threshold_pps": 5000, "ttl": "30s"},   # hping3 makes 9-30k pps here
                         "state_dir": state_dir}
     return cfg
 
