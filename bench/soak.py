@@ -1040,10 +1040,15 @@ def run_plane(plane: str, script: so.Script, outdir: str, budgets: so.Budgets, g
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  python -m bench.soak --minutes 30 --plane both --out soak-out     # what `make soak` does
+  python -m bench.soak --minutes 5 --plane bpf --seed 3 --out /tmp/s
+  python -m bench.soak --analyse --plane both --out soak-out        # recompute the reports
+  make soak SOAK_ARGS="--minutes 10 --plane fib"
+""")
     ap.add_argument("--minutes", type=float, default=30.0, help="per data plane (1 minute = 1 simulated hour)")
-    ap.add_argument("--plane", choices=("fib", "bpf", "both"), default="both")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--plane", choices=("fib", "bpf", "both"), default="both", help="data plane(s), one after the other")
+    ap.add_argument("--seed", type=int, default=1, help="the script's seed: same seed, same day")
     ap.add_argument("--out", default="soak-out", help="directory for soak-PLANE.json/.png and the daemon logs")
     ap.add_argument("--guard-ingress", action="store_true",
                     help="put the guard on the client's interface r-c too, not only on the attacker's r-a")
