@@ -853,7 +853,7 @@ def analyse(raw: dict) -> dict:
             "fds_max": max((i["fds_max"] for i in res["instances"]), default=None),
             "cpu_pct": res["cpu_pct"],
         },
-        "resources": res, "tcp": raw["tcp"], "checks": raw["checks"], "crashes": raw["crashes"],
+        "resources": res, "resource_samples": _every(raw["resources"], 5.0), "tcp": raw["tcp"], "checks": raw["checks"], "crashes": raw["crashes"],
         "chaos_moves": chaos_moves, "events_missing": missing[:50], "via_without_event": unexplained_via[:50],
         "errors": raw["errors"], "notes": raw["notes"], "guard": raw["guard"], "script_kinds": script.kinds(),
         "steps": [s.to_json() for s in script.steps],
@@ -861,6 +861,16 @@ def analyse(raw: dict) -> dict:
     }
     report["goals"] = goal_verdicts(report["summary"])
     return report
+
+
+def _every(samples: list[dict], seconds: float) -> list[list]:
+    """[t, RSS MiB, fds] at most one per ``seconds`` (for the timeline)."""
+    out, last = [], -1e9
+    for x in samples:
+        if x["t"] - last >= seconds:
+            out.append([x["t"], round(x["rss_kb"] / 1024, 2), x["fds"]])
+            last = x["t"]
+    return out
 
 
 def script_budgets(b: so.Budgets) -> dict:
@@ -926,12 +936,11 @@ def plot(report: dict, path: str) -> None:
     paths = paths or ["p1", "p2", "p3", "p4"]
     colors = {p: c for p, c in zip(paths, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))}
     end = report["window"][1]
-    fig, axes = plt.subplots(3, 1, figsize=(15, 9), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.2]})
+    fig, axes = plt.subplots(4, 1, figsize=(15, 10.5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.2, 1]})
     ax = axes[0]
     init = report.get("initial", {})
     for p in paths:
         xs, ys = [0.0], [init.get(p, {}).get("rtt", float("nan"))]
-        cur = dict(init.get(p, {}))
         for s in steps:
             if s.get("path") != p or "truth" not in s:
                 continue
@@ -941,7 +950,6 @@ def plot(report: dict, path: str) -> None:
             v = float("nan") if tr["down"] or not tr["configured"] else so.BASE_RTT_MS + 2 * tr["delay_ms"]
             xs.append(s["t"])
             ys.append(v)
-            cur = tr
         xs.append(end)
         ys.append(ys[-1])
         ax.plot(xs, ys, color=colors[p], label=f"{p} true RTT", lw=1.2)
@@ -963,7 +971,6 @@ def plot(report: dict, path: str) -> None:
             elif tr["loss_pct"] < 5 and loss_start is not None:
                 ax.axvspan(loss_start, t, ymin=0.96, ymax=1.0, color=colors[p], alpha=0.6)
                 loss_start = None
-        _ = cur
     ax.set_ylabel("RTT ms (true)")
     ax.set_ylim(0, min(160, max(60, ax.get_ylim()[1])))
     ax.legend(loc="upper right", fontsize=8, ncol=4)
@@ -1000,7 +1007,19 @@ def plot(report: dict, path: str) -> None:
     ax.set_yticks(list(kinds.values()))
     ax.set_yticklabels(list(kinds), fontsize=8)
     ax.set_ylim(-0.7, len(kinds) - 0.3)
-    ax.set_xlabel("seconds (= simulated minutes); red: failed check, magenta: crash")
+    ax.set_title("chaos actions; red line: a failed check, magenta: a daemon crash", fontsize=9)
+    ax = axes[3]
+    samples = report.get("resource_samples", [])
+    if samples:
+        ax.plot([x[0] for x in samples], [x[1] for x in samples], color="tab:blue", lw=1, label="RSS MiB")
+        ax.set_ylabel("RSS MiB")
+        ax2 = ax.twinx()
+        ax2.plot([x[0] for x in samples], [x[2] for x in samples], color="tab:gray", lw=1, label="fds")
+        ax2.set_ylabel("fds")
+        ax.set_title(f"daemon RSS (blue) and open fds (grey); slope after warm-up "
+                     f"{report['summary']['rss_mib_per_h']} MiB/h, {report['summary']['fds_per_h']} fds/h",
+                     fontsize=9)
+    ax.set_xlabel("seconds (= simulated minutes)")
     ax.set_xlim(0, end)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
