@@ -207,3 +207,43 @@ def test_histogram_override_reaches_python(tmp_path):
         obj.check_map_types(RTT_MAP, ctypes.c_uint32, rtt_agg_type(512))
         with pytest.raises(Exception, match="bytes"):
             obj.check_map_types(RTT_MAP, ctypes.c_uint32, rtt_agg_type(1024))
+
+
+def _agg(values_ns: list[int]) -> RttAggregate:
+    return RttAggregate(samples=len(values_ns), sum_ns=sum(values_ns), min_ns=min(values_ns, default=0),
+                        max_ns=max(values_ns, default=0), hist=hist_of(values_ns))
+
+
+def test_passive_window_follows_a_slowdown_within_half_a_window():
+    """Reads every 100 ms, 20 samples each: 10 ms, then 80 ms from t = 2 s. The window's
+    median is the new RTT once more than half the window's samples are new."""
+    from pathsteer.telemetry.passive import PassiveWindow
+    w = PassiveWindow(SUB, window_s=1.0)
+    assert w.snapshot() is None
+    values: list[int] = []
+    seen_at = None
+    for i in range(40):
+        t = i * 0.1
+        values += [(10_000_000 if t < 2.0 else 80_000_000)] * 20
+        w.update(t, _agg(values))
+        snap = w.snapshot()
+        if i >= 1:
+            assert snap is not None and snap.samples > 0 and snap.window_s <= 1.0 + 1e-9
+        if snap is not None and t >= 2.0 and seen_at is None and snap.p50_s > 0.070:
+            seen_at = t
+    assert seen_at is not None and seen_at - 2.0 <= 0.6, seen_at
+    snap = w.snapshot()
+    assert snap.p50_s == pytest.approx(0.080, rel=0.04) and snap.total_samples == 800
+
+
+def test_passive_window_without_traffic_and_after_a_reset():
+    from pathsteer.telemetry.passive import PassiveWindow
+    w = PassiveWindow(SUB, window_s=1.0)
+    w.update(0.0, _agg([5_000_000] * 10))
+    w.update(0.5, _agg([5_000_000] * 10))  # no new samples
+    snap = w.snapshot()
+    assert snap.samples == 0 and snap.p50_s is None
+    w.update(1.0, _agg([7_000_000] * 3))  # fewer than before: the kernel's entry was reset
+    assert w.snapshot() is None
+    w.update(1.2, _agg([7_000_000] * 8))
+    assert w.snapshot().samples == 5

@@ -19,8 +19,11 @@ formula written there, and a kernel test checks that the program puts a sample i
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from pathsteer.telemetry.snapshot import PassiveSnapshot
 
 # --- the histogram (pure) -----------------------------------------------------------------------
 
@@ -178,3 +181,37 @@ class RttMeter:
         return out
 
 
+
+
+class PassiveWindow:
+    """A path's passive RTT over the last ``window_s`` (pure: give it the kernel's running
+    aggregate with the time it was read). The figures are those of the samples between the
+    read nearest ``window_s`` ago and the latest one, so a change of the path's RTT shows in
+    the median within about half a window."""
+
+    def __init__(self, sub_bits: int, window_s: float = 1.0) -> None:
+        self.sub_bits = sub_bits
+        self.window_s = window_s
+        self._reads: deque[tuple[float, RttAggregate]] = deque()
+
+    def update(self, now: float, aggregate: RttAggregate) -> None:
+        reads = self._reads
+        if reads and aggregate.samples < reads[-1][1].samples:
+            reads.clear()  # the kernel's entry was reset: start again
+        reads.append((now, aggregate))
+        while len(reads) > 2 and reads[1][0] <= now - self.window_s:
+            reads.popleft()  # keep one read at or before the window's start
+
+    def snapshot(self) -> PassiveSnapshot | None:
+        """None before two reads."""
+        if len(self._reads) < 2:
+            return None
+        (t0, before), (t1, after) = self._reads[0], self._reads[-1]
+        iv = interval(before, after, self.sub_bits)
+
+        def s(ns: float | None) -> float | None:
+            return None if ns is None else ns / 1e9
+
+        return PassiveSnapshot(window_s=t1 - t0, samples=iv.samples, min_s=s(iv.min_ns), mean_s=s(iv.mean_ns),
+                               p50_s=s(iv.p50_ns), p95_s=s(iv.p95_ns), max_s=s(iv.max_ns),
+                               total_samples=after.samples)

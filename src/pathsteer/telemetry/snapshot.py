@@ -43,7 +43,8 @@ class RttStats:
 class Counters:
     """Totals since the start (not windowed).
 
-    ``late``: an answer that came after its probe's timeout (the probe stays lost).
+    ``late``: an answer that came after its probe's timeout (counted in ``lost`` too; with
+    the adaptive timeout the window holds it as answered, see `TargetTracker`).
     ``duplicate``: a second answer to an already answered probe. ``foreign``: a reply that
     matches no probe we sent (unknown sequence number, wrong session token). None of the
     three is ever taken as an answer. ``errors``: sends the kernel refused and ICMP errors.
@@ -74,9 +75,26 @@ class TargetSnapshot:
 
 
 @dataclass(frozen=True)
+class PassiveSnapshot:
+    """Passive RTT of the path's real TCP traffic (``paths[].passive``) over the last
+    ``window_s``: figures of the samples taken then (None when there were none)."""
+
+    window_s: float
+    samples: int
+    min_s: float | None = None
+    mean_s: float | None = None
+    p50_s: float | None = None
+    p95_s: float | None = None
+    max_s: float | None = None
+    total_samples: int = 0  # since the program was attached
+
+
+@dataclass(frozen=True)
 class PathSnapshot:
     """One path. ``rtt`` and ``loss_pct`` pool the targets that are not failing (all of
-    them when every target fails); ``jitter_s`` is the median of their jitters."""
+    them when every target fails); ``jitter_s`` is the median of their jitters. ``passive``:
+    the RTT of real traffic, when the path is measured passively too (separate from the
+    probes' figures; the policy's ``rtt`` setting says which it uses)."""
 
     name: str
     state: PathState
@@ -87,6 +105,7 @@ class PathSnapshot:
     failing: int  # targets failing now
     quorum: int  # k: the path is down when failing >= k
     targets: tuple[TargetSnapshot, ...]
+    passive: PassiveSnapshot | None = None
 
     def target(self, address: str) -> TargetSnapshot:
         for t in self.targets:
