@@ -766,6 +766,28 @@ def parse_log_changes(log: str, wall0: float) -> list[dict]:
     return out
 
 
+def log_problems(log: str) -> dict[str, int]:
+    """Warnings and errors in the daemon's log by kind (``steer.load-unavailable``, tracebacks,
+    ...), apart from the refused reloads the script asked for."""
+    out: dict[str, int] = {}
+    for line in log.splitlines():
+        parts = line.split(" ", 2)
+        name = parts[1] if len(parts) >= 2 and parts[0][:4].isdigit() else None
+        if name is not None:
+            if name == "daemon.reload-refused" or not any(w in name for w in ("fail", "unavailable", "error",
+                                                                               "refused", "stopped")):
+                continue
+            key = name
+        elif line.startswith(("Traceback", "Unhandled exception")):
+            key = line.split(" (")[0]
+        elif line.startswith("pathsteer: error"):
+            key = "pathsteer: error"
+        else:
+            continue
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def analyse(raw: dict) -> dict:
     budgets = so.Budgets(**raw["budgets"])
     script = so.make_script(raw["seconds"], raw["seed"], budgets=budgets, warmup=raw["warmup"])
@@ -847,6 +869,7 @@ def analyse(raw: dict) -> dict:
             "via_without_event": len(unexplained_via),
             "checks": len(raw["checks"]), "checks_failed": sum(not c["ok"] for c in raw["checks"]),
             "crashes": len(raw["crashes"]), "chaos_moves": len(chaos_moves),
+            "log_problems": log_problems(raw["log"]),
             "rss_mib_per_h": (res["longest"] or {}).get("rss_mib_per_h"),
             "fds_per_h": (res["longest"] or {}).get("fds_per_h"),
             "rss_mib_max": max((i["rss_mib_max"] for i in res["instances"]), default=None),
@@ -910,6 +933,8 @@ def table(reports: list[dict]) -> str:
         ("chaos checks failed", lambda r: f"{r['summary']['checks_failed']} of {r['summary']['checks']}"),
         ("needless moves right after chaos", lambda r: f"{r['summary']['chaos_moves']}"),
         ("daemon crashes", lambda r: f"{r['summary']['crashes']}"),
+        ("log warnings/errors", lambda r: ", ".join(f"{k} ×{v}" for k, v in
+                                                    r["summary"].get("log_problems", {}).items()) or "none"),
         ("RSS max / slope", lambda r: f"{r['summary']['rss_mib_max']} MiB / {r['summary']['rss_mib_per_h']} MiB/h"),
         ("fds max / slope", lambda r: f"{r['summary']['fds_max']} / {r['summary']['fds_per_h']} per h"),
         ("daemon CPU", lambda r: f"{r['summary']['cpu_pct']} % of a core"),

@@ -60,3 +60,14 @@ def test_table_and_goals():
     assert [g for g, ok in goals.items() if not ok] == ["best within hysteresis >= 97 %"]
     out = soak.table([{"plane": "fib", "minutes": 5.0, "sim_hours": 4.75, "summary": summary, "goals": goals}])
     assert "96.00 %" in out and "fib: goals MISSED: best within hysteresis >= 97 %" in out
+
+
+def test_log_problems_counts_warnings_not_the_refused_reloads_asked_for():
+    log = ("2026-12-02T13:57:50.556+0000 steer.load-unavailable error='ifindex 4: a TC ingress filter'\n"
+           "2026-12-02T13:57:51.556+0000 steer.load-unavailable error='ifindex 4: a TC ingress filter'\n"
+           "2026-12-02T13:58:09.169+0000 daemon.reload-refused error='bad'\n"
+           "2026-12-02T13:58:10.000+0000 steer.change prefix=x from=p1 to=p2 reason='error in p1'\n"
+           "Unhandled exception in client_connected_cb\n"
+           "Traceback (most recent call last):\n")
+    assert soak.log_problems(log) == {"steer.load-unavailable": 2, "Unhandled exception in client_connected_cb": 1,
+                                      "Traceback": 1}
