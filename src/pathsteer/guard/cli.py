@@ -106,6 +106,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     print(f"passed {result['passed']}  dropped {result['dropped']}  blocks {result['blocks']}  "
           f"interfaces {','.join(result['interfaces'])}")
+    sc = result.get("syn_cookies")
+    if sc:
+        print(f"syn cookies: ports {sc['ports']} on {','.join(sc['interfaces'])} (netfilter {sc['netfilter']}), "
+              f"{result.get('answered', 0)} SYN-ACK cookies sent")
     _table([("VERDICT", "PACKETS", "BYTES")] +
            [(v, str(c["packets"]), str(c["bytes"])) for v, c in result["verdicts"].items()])
     if result["rules"]:
