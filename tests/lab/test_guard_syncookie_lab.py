@@ -127,3 +127,41 @@ def test_external_netfilter_not_set_up_is_refused_at_start(lab1, sockets, tmp_pa
     assert len(lines) == 1 and "nf_conntrack_tcp_loose=0" in lines[0], proc.stderr
     assert "xdp" not in lab1.run("router", ["ip", "-d", "link", "show", "dev", "r-a"]).stdout
 
+
+
+# A client that reconnects from the same source port: each connection's 4-tuple is still in
+# the router's conntrack (TIME_WAIT, 120 s) when the next one starts.
+SAME_PORT_CLIENT = r"""
+import socket, sys, time
+addr, port, sport, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+ok = 0
+for _ in range(n):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("", sport))
+            s.settimeout(3)
+            s.connect((addr, port))
+            s.sendall(b"x")
+            ok += s.recv(1) == b"x"
+            s.recv(1)  # the server closes first: the TIME_WAIT is the server's, not ours
+    except OSError as exc:
+        print(exc, file=sys.stderr)
+    time.sleep(0.2)
+print(ok)
+"""
+
+
+@pytest.mark.parametrize("server", [sc.SERVER, sc.SERVER6], ids=["IPv4", "IPv6"])
+def test_reused_four_tuple_connects_again(lab1, sockets, daemons, tmp_path, server):
+    d = sc.Daemon(lab1, sc.guard_config(str(tmp_path / "state"), True), tmp_path, sockets())
+    daemons.append(d)
+    d.start()
+    with sc.echo_server(lab1):
+        proc = lab1.run("client", [sys.executable, "-c", SAME_PORT_CLIENT, server, str(sc.PORT), "45123", "4"],
+                        check=False, timeout=60)
+    assert proc.stdout.strip() == "4", proc.stderr
+    verdicts = d.stats()["verdicts"]
+    # the first connection went through the cookie; the later ones met conntrack's old entry
+    assert verdicts["tx-syncookie"]["packets"] >= 1 and verdicts["pass-cookie"]["packets"] >= 1
