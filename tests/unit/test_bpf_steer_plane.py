@@ -52,6 +52,12 @@ class FakeProgram:
     def read_group(self, slot):
         return self.groups.get(slot, ([], []))
 
+    def group_image(self, members, ring):
+        return repr((list(members), list(ring))).encode()
+
+    def read_group_image(self, slot):
+        return self.group_image(*self.read_group(slot))
+
     def write_routes(self, version, items):
         for kb, g in items:
             self.ops.append(("route", kb, g))
@@ -217,6 +223,17 @@ def test_reconcile_repairs_a_deleted_route_and_a_detach(plane):
     assert kb in plane.fake.routes[4]
     assert "attached to r-c" in repaired
     assert any("203.0.113.0/24 restored" in r for r in repaired)
+    assert plane.reconcile(d) == []
+
+
+def test_reconcile_rewrites_a_table_changed_behind_our_back(plane):
+    d = routes(**D1)
+    plane.apply(d)
+    slot = plane.fake.routes[4][bpf_steer.key_bytes(ipaddress.ip_network("203.0.113.0/24"))]
+    members, ring = plane.fake.groups[slot]
+    plane.fake.groups[slot] = (members, [members[0][0]] * len(ring))
+    assert plane.reconcile(d) == [f"group slot {slot} rewritten"]
+    assert plane.fake.groups[slot] == (members, ring)
     assert plane.reconcile(d) == []
 
 

@@ -56,7 +56,8 @@ class _Group:
     key: GroupKey
     slot: int | None = None  # None: not written yet (or freed)
     refs: int = 0
-    ring: list[int] | None = field(default=None, repr=False)  # the table as built (reconcile compares)
+    ring: list[int] | None = field(default=None, repr=False)  # the table as built
+    image: bytes | None = field(default=None, repr=False)  # members + table as stored (reconcile compares)
 
 
 _UNSTEERED = _Group(())  # a prefix with no usable path: not in the tries (the kernel routes it)
@@ -379,8 +380,9 @@ class BpfSteerDataPlane:
         for key, g in self._groups.items():
             if g.ring is None:  # adopted: built on first check
                 g.ring = maglev.build(dict(key), self.prog.abi.ring_size)
-            members, ring = self.prog.read_group(g.slot)
-            if members != list(key) or ring != g.ring:
+            if g.image is None:
+                g.image = self.prog.group_image(list(key), g.ring)
+            if self.prog.read_group_image(g.slot) != g.image:  # raw bytes: no decoding per check
                 self.prog.write_group(g.slot, list(key), g.ring)
                 repaired.append(f"group slot {g.slot} rewritten")
         repaired += self._repair_routes()

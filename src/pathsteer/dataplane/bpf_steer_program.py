@@ -207,6 +207,20 @@ class SteerProgram:
     def ring_bytes(self, slot: int) -> bytes:
         return bytes(self.maps["ch_rings"].lookup(slot))
 
+    def group_image(self, members: Sequence[tuple[int, int]], ring: Sequence[int]) -> bytes:
+        """What `write_group` stores for ``members`` and ``ring``, as raw bytes (members, then
+        the ring): reconcile compares `read_group_image` against it instead of decoding."""
+        g = self.abi.group_type()
+        g.count = len(members)
+        for i, (pid, weight) in enumerate(members):
+            g.path[i], g.weight[i] = pid, weight
+        return bytes(g) + struct.pack(f"<{len(ring)}H", *ring)
+
+    def read_group_image(self, slot: int) -> bytes:
+        g = self.maps["group_members"].lookup(slot)
+        r = self.maps["ch_rings"].lookup(slot)
+        return (bytes(g) if g is not None else b"") + (bytes(r) if r is not None else b"")
+
     # --- routes ---------------------------------------------------------------------------
 
     def _trie(self, version: int) -> Map:
