@@ -137,3 +137,35 @@ def test_weights_stay_where_they_are_under_steady_balanced_load(moves_busy):
         d(k * TICK, *(path(n) for n in names), load=load)
     assert {nh.path: nh.weight for nh in d.route().nexthops} == {"p1": 50, "p2": 25, "p3": 25}
     assert len(d.events) == 1
+
+
+@pytest.mark.parametrize("moves_busy", [False, True])
+def test_a_capacity_change_while_every_path_is_full_reaches_the_new_capacity_shares(moves_busy):
+    """64 flows of 8 Mbit after the swap: every path past its ceiling (p1 about 500 %, p2 190 %,
+    p3 120 %). There is nowhere to spill over to; the weights go to the new capacity shares (within
+    min_shift) and stay, whether or not the data plane moves the flows."""
+    d, history = run(moves_busy=moves_busy, demand_bps=8 * MBIT)
+    final = history[-1][1]
+    rebalances = [e for e in d.events if e.kind is ChangeKind.REBALANCED]
+    print(moves_busy, final, [(round(e.at, 1), e.reason[:90]) for e in rebalances])
+    # One step of max_step (20 points); the 5 left are not more than min_shift.
+    assert all(abs(final[p] - w) <= 5 for p, w in {"p1": 25, "p2": 25, "p3": 50}.items()), final
+    assert [e for e in rebalances if e.at > 10.0] == []
+    assert "every path past its ceiling 90%" in rebalances[0].reason
+
+
+def test_full_paths_with_noisy_figures_keep_their_shares():
+    """Every path full of TCP (the counters see offered load: 95..135 %, a new draw every
+    second): moving flows between full paths would only follow the noise. Before, spill-over
+    walked the weights (50/25/25 → 49/42/9 in the lab, bpf, 64 flows)."""
+    names = ("p1", "p2", "p3")
+    rng = random.Random(3)
+    d = Driver(params(PolicyKind.WEIGHTED, names, capacities=BEFORE))
+    d(0.0, *(path(n) for n in names))
+    load: dict[str, Load] = {}
+    for k in range(1, 600):
+        if k % 10 == 1:
+            load = {p: Load(out_bps=rng.uniform(0.95, 1.35) * BEFORE[p]) for p in names}
+        d(k * TICK, *(path(n) for n in names), load=load)
+    assert {nh.path: nh.weight for nh in d.route().nexthops} == {"p1": 50, "p2": 25, "p3": 25}
+    assert len(d.events) == 1

@@ -8,7 +8,7 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
 
 **Load** then moves the shares, from where they are (the weights are the controller's state):
 
-* *spill-over*: while some path is past its ``utilization_ceiling``, each share is multiplied
+* *spill-over*: while some path (not every one) is past its ``utilization_ceiling``, each share is multiplied
   by ``1 + 3 × (mean utilization − its utilization)`` (mean over the paths, capacity-weighted):
   flows go from busier to idler paths until utilizations are equal — also when the busy path
   is full of someone else's traffic — but no share below ``min_free`` of its base share (the
@@ -17,6 +17,12 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
   only as far as a conservative forecast keeps every path under its ceiling (forecast: all
   the traffic now measured on the paths moves with the shares), so spill-over and return do
   not undo each other.
+* *full*: while every path is past its ceiling there is nowhere to spill over to (moving flows
+  between full paths trades one overload for another, after the noise of their offered-load
+  figures: ±10 points with 64 TCP flows). The shares go back toward the base shares as far as
+  the forecast keeps every path no fuller than the fullest is now (after a capacity change on
+  reload they reach the new capacity shares; after spill-over away from someone else's
+  traffic, that path is the fullest and nothing moves back).
 
 Flows stay put as far as possible, because every weight change moves some of them (resilient
 nexthop groups and Maglev tables move about as many flows as the shares change):
@@ -127,19 +133,31 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
     carried = math.fsum(util[p] * caps[p] for p in util)  # bit/s on these paths now
     over = [p for p in util if util[p] > ceiling]
     base = base_shares(dest, paths)
-    if over:
+    full = bool(over) and len(over) == len(util)
+    if over and not full:
         mean = carried / math.fsum(caps.values())
         factor = {p: max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current}
         target = _floored(_normalise({p: current[p] * factor[p] for p in current}),
                           {p: dest.weighted.min_free * base[p] for p in current})
         return target, (f"spill-over: {', '.join(f'{p} utilization {pct(util[p])}' for p in over)} > ceiling "
                         f"{pct(ceiling)}, toward equal utilization (mean {pct(mean)})"), True
-    room = 1.0  # how much of the way back to base keeps every path under its ceiling (forecast)
+    # Back toward base, as far as a forecast keeps every path under its ceiling — or, when every
+    # path is already past it (nowhere to spill over to: moving flows between full paths only
+    # trades one overload for another, after the noise of their offered-load figures), as far
+    # as no path gets fuller than the fullest is now.
+    limit = max(util.values()) if full else ceiling
+    room = 1.0
     for p in current:
         rise = (base[p] - current[p]) * carried / caps[p]
         if rise > 0:
-            room = min(room, max(0.0, (ceiling - util[p]) / rise))
+            room = min(room, max(0.0, (limit - util[p]) / rise))
     target = {p: current[p] + room * (base[p] - current[p]) for p in current}
+    if full:
+        why = (f"every path past its ceiling {pct(ceiling)} ({', '.join(f'{p} {pct(util[p])}' for p in over)}): "
+               f"nowhere to spill over to; back toward the capacity and latency shares")
+        if room < 1.0:
+            why += f" ({pct(room)} of the way, no path fuller than the fullest, {pct(limit)})"
+        return target, why, False
     why = "no path past its ceiling: back toward the capacity and latency shares"
     if room < 1.0:
         why += f" ({pct(room)} of the way, to stay under the ceiling {pct(ceiling)})"
