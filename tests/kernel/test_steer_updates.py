@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from pathsteer.bpf import Btf, ifindex_of, in_netns
+from pathsteer.dataplane import bpf_steer
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason, key_bytes
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
@@ -127,3 +128,28 @@ def test_adopt_by_kernel_ids_and_handover(plane):
     again.apply(got)  # nothing to change
     again.stop()
     assert BpfSteerDataPlane(list(plane.paths.values()), plane.ingress, 60).adopt() is None
+
+
+def test_an_address_added_inside_a_steered_prefix_is_marked_local_at_the_next_reconcile(plane, netns):
+    """The local table is read again only after a route notification of table local (no dump
+    per reconcile): an address added, then removed, shows up, then goes, in the trie."""
+    d = route(("p1", 1))
+    plane.apply(d)
+    mark = plane.prog.abi.group_local
+    local = ipaddress.ip_network("198.51.100.77/32")
+    entries = lambda: plane.prog.read_routes(4)  # noqa: E731 - exact keys (a lookup is longest-prefix)
+    assert key_bytes(local) not in entries()
+    calls = []
+    real = bpf_steer.local_keys
+    bpf_steer.local_keys = lambda: calls.append(1) or real()
+    try:
+        plane.reconcile(d)
+        assert calls == [], "nothing changed in table local: not read again"
+        netns.in_ns("ip", "addr", "add", "198.51.100.77/32", "dev", netns.name)
+        plane.reconcile(d)
+        assert calls and entries().get(key_bytes(local)) == mark
+        netns.in_ns("ip", "addr", "del", "198.51.100.77/32", "dev", netns.name)
+        plane.reconcile(d)
+        assert key_bytes(local) not in entries()
+    finally:
+        bpf_steer.local_keys = real

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathsteer.bpf import ifindex_of
 from pathsteer.dataplane import maglev
 from pathsteer.dataplane import netlink_route as nl
+from pathsteer.dataplane.netlink_monitor import LocalTableWatch
 from pathsteer.dataplane.bpf_steer_abi import (
     V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_version, key_bytes, key_int, key_int_of,
     keys_blob,    supernet_keys)
@@ -93,6 +94,7 @@ class BpfSteerDataPlane:
         self._window = 0
         self._local: set[int] = set()  # local-table entries inside steered prefixes (STEER_GROUP_LOCAL)
         self._local_seen: frozenset[int] | None = None  # the local table at the last _sync_local
+        self._local_watch: LocalTableWatch | None = None  # tells when to read the local table again
         self._synced: tuple[Desired, int] | None = None  # the Desired the tries hold (and its size)
 
     # --- views --------------------------------------------------------------------------------
@@ -342,8 +344,15 @@ class BpfSteerDataPlane:
     def _sync_local(self, routes_changed: bool = True) -> None:
         """Mirror the local routing table's entries that lie inside steered prefixes into the
         tries as STEER_GROUP_LOCAL (packets to the router itself stay with the kernel).
-        Nothing to do while neither the local table nor our routes changed."""
-        seen = frozenset(local_keys())
+        Nothing to do while neither the local table nor our routes changed: the table is read
+        again only when a route notification of table local came (or none could be trusted)."""
+        if self._local_watch is None:
+            self._local_watch = LocalTableWatch()  # first, so no change after the read is missed
+            seen = frozenset(local_keys())
+        elif self._local_seen is None or self._local_watch.changed():
+            seen = frozenset(local_keys())
+        else:
+            seen = self._local_seen
         if not routes_changed and seen == self._local_seen:
             return
         inst = self._inst
@@ -520,6 +529,14 @@ class BpfSteerDataPlane:
         self._inst = {}
         self._groups = {}
         self._synced = None
+        self._local = set()
+        self._close_watch()
+
+    def _close_watch(self) -> None:
+        if self._local_watch is not None:
+            self._local_watch.close()
+            self._local_watch = None
+        self._local_seen = None
 
     def close(self) -> None:
         """Close fds without detaching (what a crash leaves; tests and handover)."""
@@ -527,6 +544,7 @@ class BpfSteerDataPlane:
             self.prog.close()
             self.prog = None
         self._synced = None
+        self._close_watch()
 
     # --- observability ------------------------------------------------------------------------
 

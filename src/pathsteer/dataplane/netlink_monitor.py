@@ -90,3 +90,43 @@ class MonitorSocket:
                     other = True
                 elif kind == RTM_NEWLINK:
                     other = True   # up/down, carrier: nexthops and routes may have gone silently
+
+
+RT_TABLE_LOCAL = 255
+
+
+class LocalTableWatch:
+    """Whether the local routing table (255: the addresses the kernel delivers to itself) may
+    have changed since the last look: route notifications, non-blocking, in the namespace the
+    watch was made in. The bpf plane re-reads the local table only then, instead of every
+    reconcile (a router with 64 paths has hundreds of local entries)."""
+
+    def __init__(self, rcvbuf: int = 1 << 20) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind((0, 0))
+        for group in (RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE):
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def changed(self) -> bool:
+        """A local-table route came or went (or notifications were lost) since the last call."""
+        changed = False
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return changed
+            except OSError as e:
+                if e.errno == _errno.ENOBUFS:
+                    changed = True
+                    continue
+                raise
+            if changed:
+                continue  # the caller reads the table anyway: just empty the queue
+            for kind, _seq, mv, off, end in messages(data):
+                if kind in (RTM_NEWROUTE, RTM_DELROUTE) and end - off >= RTMSG.size and mv[off + 4] == RT_TABLE_LOCAL:
+                    changed = True
+                    break
