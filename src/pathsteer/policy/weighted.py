@@ -8,21 +8,22 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
 
 **Load** then moves the shares, from where they are (the weights are the controller's state):
 
-* *spill-over*: while some path (not every one) is past its ``utilization_ceiling``, each share is multiplied
-  by ``1 + 3 × (mean utilization − its utilization)`` (mean over the paths, capacity-weighted):
-  flows go from busier to idler paths until utilizations are equal — also when the busy path
-  is full of someone else's traffic — but no share below ``min_free`` of its base share (the
-  path keeps some flows). Saturated paths all at 100 % (elastic TCP) stay as they are.
+* *spill-over*: while some path (not every one) is past its ``utilization_ceiling``, each
+  share is multiplied by ``1 + 3 × (mean utilization − its utilization)`` (mean over the
+  paths, capacity-weighted): flows go from busier to idler paths until utilizations are equal
+  — also when the busy path is full of someone else's traffic — but no share below
+  ``min_free`` of its base share (the path keeps some flows).
 * *return*: while no path is past its ceiling, the shares go back toward the base shares, but
   only as far as a conservative forecast keeps every path under its ceiling (forecast: all
   the traffic now measured on the paths moves with the shares), so spill-over and return do
   not undo each other.
-* *full*: while every path is past its ceiling there is nowhere to spill over to (moving flows
-  between full paths trades one overload for another, after the noise of their offered-load
-  figures: ±10 points with 64 TCP flows). The shares go back toward the base shares as far as
-  the forecast keeps every path no fuller than the fullest is now (after a capacity change on
-  reload they reach the new capacity shares; after spill-over away from someone else's
-  traffic, that path is the fullest and nothing moves back).
+* *full*: while every path is past its ceiling (elastic TCP fills them all) there is nowhere
+  to spill over to (moving flows between full paths trades one overload for another, after
+  the noise of their offered-load figures: ±10 points with 64 TCP flows). The shares go back
+  toward the base shares as far as the forecast keeps every path no fuller than the fullest
+  is now (after a capacity change on reload they reach the new capacity shares; after
+  spill-over away from someone else's traffic, that path is the fullest and nothing moves
+  back).
 
 Flows stay put as far as possible, because every weight change moves some of them (resilient
 nexthop groups and Maglev tables move about as many flows as the shares change):
