@@ -287,3 +287,38 @@ def test_reconcile_without_notifications(ns):
     f.apply(des)
     ns.ip("route", "del", "198.51.100.0/24", "table", str(TABLE))
     assert f.reconcile(des) == ["route 198.51.100.0/24: missing, added via 0x50530002"]
+
+
+def _many(n: int) -> list[ipaddress.IPv4Network]:
+    return [ipaddress.IPv4Network((0x14000000 + i * 256, 24)) for i in range(n)]   # 20.0.0.0/24 ...
+
+
+def test_100k_routes_apply_and_an_unchanged_reconcile_are_quick(ns):
+    """Issue 11 at a tenth of the scale, generous bounds (the machine is shared): apply, the
+    daemon's reconcile with the Desired it applied (nothing notified: no plan), a weight change
+    of every route (the shared group changes in place, no route is rewritten), a refused route
+    is named from the kernel's echo of the request."""
+    import time
+    f = fib(ns)
+    nets = _many(100_000)
+    even = Desired({p: RouteIntent(p, (NextHop("p1"), NextHop("p2"))) for p in nets})
+    t0 = time.perf_counter()
+    f.apply(even)
+    assert time.perf_counter() - t0 < 10
+    assert f.reconcile(even) == []            # our own changes were notified: one look at the kernel
+    t0 = time.perf_counter()
+    assert f.reconcile(even) == []
+    assert time.perf_counter() - t0 < 0.5
+    group = set(f._state.routes.values())
+    skewed = Desired({p: RouteIntent(p, (NextHop("p1", 3), NextHop("p2"))) for p in nets})
+    t0 = time.perf_counter()
+    f.apply(skewed)
+    assert time.perf_counter() - t0 < 10
+    assert set(f._state.routes.values()) == group
+    assert ns.ipj("nexthop", "show", "id", str(min(group)))[0]["group"][0]["weight"] == 3
+    assert f.reconcile(skewed) == []
+    assert len(f._read().routes) == 100_000
+    # a route the kernel refuses, among good ones: the failure names it
+    failures = f.sock.send_routes([(k, path_nh_id(1, 4)) for k in list(f._state.routes)[:3]]
+                                  + [(next(iter(f._state.routes)), 0x7777)], TABLE, 83)
+    assert len(failures) == 1 and failures[0].what == f"route {nets[0]} nhid 0x7777"

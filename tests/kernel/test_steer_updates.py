@@ -153,3 +153,28 @@ def test_an_address_added_inside_a_steered_prefix_is_marked_local_at_the_next_re
         assert key_bytes(local) not in entries()
     finally:
         bpf_steer.local_keys = real
+
+
+def test_200k_prefixes_apply_and_an_unchanged_reconcile_are_quick(plane):
+    """Issue 11 at a fifth of the scale, generous bounds (the machine is shared): apply; the
+    daemon's reconcile with the Desired it applied (no diff); a new, equal Desired (a full diff
+    that writes nothing); every entry holds its group's slot."""
+    import time
+    nets = [ipaddress.IPv4Network((0x14000000 + i * 256, 24)) for i in range(200_000)]   # 20.0.0.0/24 ...
+    hops = (NextHop("p1", 1), NextHop("p2", 1))
+    d = Desired({NET: RouteIntent(NET, hops), **{p: RouteIntent(p, hops) for p in nets}})
+    t0 = time.perf_counter()
+    plane.apply(d)
+    assert time.perf_counter() - t0 < 8
+    t0 = time.perf_counter()
+    assert plane.reconcile(d) == []
+    assert time.perf_counter() - t0 < 1
+    again = Desired({p: RouteIntent(p, hops) for p in d.routes})
+    t0 = time.perf_counter()
+    assert plane.reconcile(again) == []
+    assert time.perf_counter() - t0 < 4
+    have = plane.prog.read_routes(4)
+    slot = have[key_bytes(NET)]
+    assert len(have) == 200_001 and all(have[key_bytes(p)] == slot for p in nets[::997])
+    plane.apply(route(("p1", 1)))            # 200k removed in one batch
+    assert list(plane.prog.read_routes(4)) == [key_bytes(NET)]
