@@ -244,7 +244,7 @@ static __always_inline __u32 synack_options(__u8 *opt, const struct guard_settin
  * Turns the SYN in the frame into the SYN-ACK: the IP header rebuilt without options or
  * extension headers, then the TCP header; the frame cut or grown to fit; MACs swapped.
  * Returns the verdict: TX_SYNCOOKIE, or PASS when the frame could not be resized (the frame is
- * still the SYN, and netfilter's synproxy answers it the same way), DROP_COOKIE when the
+ * still the SYN: the stack and the server get it as without cookies), DROP_COOKIE when the
  * kernel refused the cookie or a write failed half-way. */
 __attribute__((noinline)) int syncookie_synack(struct xdp_md *ctx, const struct guard_settings *s,
 					       const struct packet *p, __u64 now)
