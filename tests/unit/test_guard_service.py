@@ -267,3 +267,94 @@ def test_interface_missing_is_refused_before_anything(tmp_path):
     config = parse_config({"guard": {"interfaces": ["lo", "nope0"], "state_dir": str(tmp_path)}}).guard
     with pytest.raises(UsageError, match=r"guard.interfaces\[1\]: 'nope0' is not an interface"):
         GuardService.check(config)
+
+
+# --- SYN cookies: the order of netfilter and XDP ---------------------------------------------
+
+class FakeNetfilter:
+    """Records setup/teardown in one journal with the fake program's applies and detaches."""
+
+    def __init__(self, journal, state_dir):
+        self.journal = journal
+        self.fail_setup = False
+
+    def setup(self, interfaces, ports, *, mss, mss6, wscale):
+        if self.fail_setup:
+            from pathsteer.errors import PathsteerError
+            raise PathsteerError("nft refused")
+        self.journal.append(("nft-setup", tuple(interfaces), tuple(ports), mss, mss6, wscale))
+
+    def teardown(self):
+        self.journal.append(("nft-teardown",))
+
+
+@pytest.fixture
+def cookie_service(tmp_path, monkeypatch):
+    from pathsteer.guard import synproxy
+    journal = []
+    made = []
+    monkeypatch.setattr(synproxy, "Netfilter", lambda state_dir: made.append(FakeNetfilter(journal, state_dir)) or made[-1])
+    monkeypatch.setattr(GuardService, "check", staticmethod(lambda config: None))  # no host conntrack/nft here
+    prog = FakeProgram()
+    real_apply = prog.apply
+
+    def apply(rules, clock_ns=0):
+        journal.append(("apply", rules.syn_cookies is not None))
+        real_apply(rules, clock_ns)
+
+    prog.apply = apply
+    prog.detach_all = lambda: journal.append(("detach",))
+    prog.close = lambda: None
+    prog.detach = lambda name: None
+    prog.reset_rule_counter = lambda rid: None
+    config = parse_config({"guard": {"interfaces": ["lo"], "state_dir": str(tmp_path / "state"),
+                                     "syn_cookies": {"ports": [80, "8000-8080"], "mss": 1400}}}).guard
+    svc = GuardService(config, program_factory=lambda: prog)
+    loop = asyncio.new_event_loop()
+    svc.journal_, svc.loop_, svc.made_ = journal, loop, made
+    yield svc
+    if svc.program is not None:
+        loop.run_until_complete(svc.stop())
+    loop.close()
+
+
+def test_cookies_netfilter_before_xdp_and_after_detach(cookie_service):
+    svc = cookie_service
+    svc.loop_.run_until_complete(svc.start())
+    rules = svc.program.applied.syn_cookies
+    assert rules.ports == ((80, 80), (8000, 8080)) and rules.mss4 == 1400 and rules.ifindexes == {1}
+    assert svc.journal_ == [("nft-setup", ("lo",), ((80, 80), (8000, 8080)), 1400, 1440, 7), ("apply", True)]
+    assert svc.cmd_stats(StatsArgs(top=0))["syn_cookies"] == {"ports": "80,8000-8080", "interfaces": ["lo"],
+                                                              "netfilter": "managed"}
+    svc.journal_.clear()
+    svc.loop_.run_until_complete(svc.stop())
+    assert svc.journal_ == [("detach",), ("nft-teardown",)]
+
+
+def test_cookies_reload_off_then_on(cookie_service):
+    svc = cookie_service
+    svc.loop_.run_until_complete(svc.start())
+    on = svc.config
+    svc.journal_.clear()
+    svc.loop_.run_until_complete(svc.reload(on.model_copy(update={"syn_cookies": None})))
+    assert svc.journal_ == [("apply", False), ("nft-teardown",)]  # XDP stops answering first
+    svc.journal_.clear()
+    svc.loop_.run_until_complete(svc.reload(on))
+    assert [j[0] for j in svc.journal_] == ["nft-setup", "apply"]  # synproxy there before the first SYN-ACK
+
+
+def test_cookies_start_fails_cleanly_when_netfilter_refuses(cookie_service):
+    svc = cookie_service
+    from pathsteer.errors import PathsteerError
+    import pathsteer.guard.synproxy as synproxy
+    orig = synproxy.Netfilter
+
+    def refusing(state_dir):
+        nf = orig(state_dir)
+        nf.fail_setup = True
+        return nf
+
+    synproxy.Netfilter = refusing
+    with pytest.raises(PathsteerError, match="nft refused"):
+        svc.loop_.run_until_complete(svc.start())
+    assert ("apply", True) not in svc.journal_ and svc.program is None
