@@ -118,6 +118,12 @@ def changed(path: str, value) -> dict:
     ("decision", {"min_samples": 0}, "decision.min_samples: 0: input should be greater than or equal to 1"),
     ("decision", {"min_samples": "many"}, "decision.min_samples: 'many': input should be a valid integer"),
     ("decision", {"min_samples": True}, "decision.min_samples: True must be a whole number of answered probes"),
+    ("destinations.0.weighted", {"min_shift": "30%", "max_step": "10%"},
+     "destinations[0].weighted.max_step: 10% is below min_shift (30%)"),
+    ("destinations.0.weighted", {"min_shift": "60%"}, "destinations[0].weighted.min_shift: '60%' must be at most 50%"),
+    ("destinations.0.weighted", {"max_step": "0%"}, "destinations[0].weighted.max_step: '0%' must be at least 1%"),
+    ("destinations.0.weighted", {"utilization_ceiling": "0%"},
+     "destinations[0].weighted.utilization_ceiling: '0%' must be at least 1%"),
 ])
 def test_bad_values_name_the_field(field, value, message):
     with pytest.raises(ConfigError) as info:
@@ -180,3 +186,15 @@ def test_min_samples_a_path_can_never_hold_is_refused():
                                "(10 probes × 2 targets = 20)")
     data["decision"]["min_samples"] = 20
     assert build.policy_params(parse_config(data)).min_samples == 20
+
+
+def test_weighted_min_shift_above_the_default_step_is_accepted():
+    """min_shift 30% (accepted by the config) used to make the daemon refuse with an error about
+    weighted.max_step, a field the user could not set; max_step now follows it by default."""
+    data = changed("destinations.0.weighted", {"min_shift": "30%"})
+    data["destinations"][0]["policy"] = "weighted"
+    params = build.policy_params(parse_config(data, "c.yaml"))
+    assert params.destinations[0].weighted.min_shift == pytest.approx(0.30)
+    assert params.destinations[0].weighted.max_step == pytest.approx(0.30)
+    data["destinations"][0]["weighted"] = {"max_step": "40%"}
+    assert build.policy_params(parse_config(data, "c.yaml")).destinations[0].weighted.max_step == pytest.approx(0.40)

@@ -208,6 +208,39 @@ class WeightedConfig(Section):
     min_free: Fraction = 0.1
     latency_scale: Seconds | None = 0.010
     min_shift: Fraction = 0.05
+    max_step: Fraction | None = None  # default: 20%, or min_shift when that is more
+
+    @field_validator("utilization_ceiling")
+    @classmethod
+    def _ceiling(cls, value: float) -> float:
+        if value < 0.01:
+            raise ValueError("must be at least 1%")
+        return value
+
+    @field_validator("min_shift")
+    @classmethod
+    def _min_shift(cls, value: float) -> float:
+        if value > 0.5:
+            raise ValueError("must be at most 50%")
+        return value
+
+    @field_validator("max_step")
+    @classmethod
+    def _max_step(cls, value: float | None) -> float | None:
+        if value is not None and value < 0.01:
+            raise ValueError("must be at least 1%")
+        return value
+
+    @model_validator(mode="after")
+    def _steps(self) -> WeightedConfig:
+        if self.max_step is not None and self.max_step < self.min_shift:
+            raise ValueError(f".max_step: {self.max_step:.0%} is below min_shift ({self.min_shift:.0%}): a weight "
+                             f"change smaller than min_shift is never made")
+        return self
+
+    @property
+    def max_step_value(self) -> float:
+        return self.max_step if self.max_step is not None else max(0.20, self.min_shift)
 
 
 class DestinationConfig(Section):

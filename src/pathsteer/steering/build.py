@@ -23,7 +23,8 @@ def policy_params(config: Config) -> PolicyParams:
             hysteresis=Hysteresis(min_improvement=h.min_improvement, hold_down_s=h.hold_down),
             sla=Sla(max_rtt_s=s.max_rtt, max_loss_pct=s.max_loss, max_jitter_s=s.max_jitter),
             weighted=WeightedParams(utilization_ceiling=w.utilization_ceiling, min_free=w.min_free,
-                                    latency_scale_s=w.latency_scale, min_shift=w.min_shift),
+                                    latency_scale_s=w.latency_scale, min_shift=w.min_shift,
+                                    max_step=w.max_step_value),
             rtt_statistic=RttStatistic(d.rtt)))
     grace = config.decision.startup_grace if config.decision else 5.0
     min_samples = config.decision.min_samples if config.decision else 5
