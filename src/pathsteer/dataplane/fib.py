@@ -29,7 +29,10 @@ Reconcile: the kernel's route notifications (RTNLGRP_IPV4_ROUTE/IPV6_ROUTE) move
 state on, so a route deleted or changed by hand is repaired without reading 1M routes back;
 anything the notifications cannot tell exactly (a nexthop, rule or link change — IPv4 routes
 go silently with their nexthop or device —, a lost notification, someone else's route at a
-managed prefix) and every ``full_every`` seconds: one filtered dump of the table instead.
+managed prefix) and every ``full_every`` seconds: one filtered dump of the table instead (the
+periodic one at most every `FULL_BUDGET_FACTOR` times its last duration: a dump of 1M routes
+takes 1-2 s, and every 10 s would be a tenth of a core for a check of what notifications
+already tell).
 
 A crash leaves the kernel as it was: routes and nexthop objects do not belong to a process.
 """
@@ -56,6 +59,7 @@ log = logging.getLogger("pathsteer.fib")
 RESERVED_TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
 MAIN_RULE_PRIORITY = 32766
 V6_DEFAULT_METRIC = 1024  # IP6_RT_PRIO_USER: what a route without RTA_PRIORITY gets
+FULL_BUDGET_FACTOR = 20   # periodic full reads: at most 1/20 of the time (5 % of a core)
 
 
 def _ref(text: str) -> tuple[str, ...]:
@@ -106,6 +110,7 @@ class FibDataPlane:
             self._monitor = MonitorSocket() if watch else None
         self.full_every = full_every
         self._last_full = -float("inf")
+        self._last_full_s = 0.0   # how long the last full read took
         self._state: FibState | None = None   # what we installed; None: read the kernel first
         self._rules_ok = False
         self._last_targets: tuple | None = None
@@ -220,7 +225,8 @@ class FibDataPlane:
             return self._read(), True
         events, other, overflow = self._monitor.drain()
         state = self._state
-        full = state is None or other or overflow or now - self._last_full >= self.full_every
+        every = max(self.full_every, FULL_BUDGET_FACTOR * self._last_full_s)
+        full = state is None or other or overflow or now - self._last_full >= every
         moved = False
         if not full:
             table, proto, routes = self.table, self.protocol, state.routes
@@ -240,6 +246,7 @@ class FibDataPlane:
             self._monitor.drain()  # notifications older than the dump below: superseded by it
             state = self._read()
             self._last_full = now
+            self._last_full_s = time.monotonic() - now
             moved = True
         return state, moved
 
