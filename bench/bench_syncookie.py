@@ -6,9 +6,10 @@ service on PORT (IPv4 and IPv6). The attacker floods the server's port with hpin
 (``-S --rand-source``, every SYN from another spoofed address); meanwhile WORKERS client threads
 (half IPv4, half IPv6) connect to the server again and again: an attempt succeeds when the
 connection is open and one byte came back from the server within DEADLINE_S (so the handshake
-reached the server through synproxy, not only the guard's SYN-ACK). hping3 speaks IPv4 only, so
-the flood and the figures are IPv4; one IPv6 worker shows IPv6 handshakes through synproxy
-(unflooded).
+reached the server through synproxy, not only the guard's SYN-ACK). hping3 speaks IPv4 only;
+the same pair of runs is repeated with an IPv6 SYN flood from trafgen (random source in
+2001:db8::/32 and random port per packet, full speed) and the worker counts swapped (one IPv4,
+WORKERS IPv6).
 
 Two runs under the same flood, each with a fresh daemon:
 
@@ -17,13 +18,14 @@ Two runs under the same flood, each with a fresh daemon:
   the guard offered before: without an allow list, a client's SYN competes with the flood for
   the destination's 2000 SYNs/s.
 
-Figures: IPv4 connect success (%) on, with off as the anchor; the flood rate the guard
-absorbed (SYNs/s that met step 7: ``tx-syncookie`` on, ``drop-syn`` off, from the guard's
-counters over the measured window); the median handshake time of the successful IPv4
-attempts; and BPF_PROG_TEST_RUN ns/packet of a SYN answered with a SYN-ACK cookie, anchor a
-SYN dropped by the SYN limit — the median of single runs (timer included: ``repeat`` would run
-the program again on the SYN-ACK the first run left). ``BENCH_SYNCOOKIE_SECONDS`` (default 10) sets the window; ``BENCH_SYNCOOKIE_FLOOD``
-(default ``flood``) is ``flood`` (hping3 --flood) or a fixed interval in µs (``u10``).
+Figures, per flooded family: connect success (%) on, with off as the anchor; the flood rate
+the guard absorbed (SYNs/s that met step 7: ``tx-syncookie`` on, ``drop-syn`` off, from the
+guard's counters over the measured window); for IPv4 also the median handshake time of the
+successful attempts; and BPF_PROG_TEST_RUN ns/packet of a SYN answered with a SYN-ACK cookie,
+anchor a SYN dropped by the SYN limit — the median of single runs (timer included: ``repeat``
+would run the program again on the SYN-ACK the first run left). ``BENCH_SYNCOOKIE_SECONDS``
+(default 10) sets the window; ``BENCH_SYNCOOKIE_FLOOD`` (default ``flood``) is the IPv4 flood:
+``flood`` (hping3 --flood) or a fixed interval in µs (``u10``).
 
 `run` is also what tests/lab/test_guard_syncookie_lab.py asserts on.
 """
@@ -126,16 +128,20 @@ class Result:
     succeeded: int
     attempts_v6: int
     succeeded_v6: int
-    handshake_median_s: float  # IPv4, successful attempts
+    handshake_median_s: float  # the flooded family's successful attempts
     seconds: float
     verdicts: dict[str, int]  # packets per verdict during the window
     backlog_drops: int = 0  # packets the kernel dropped on full per-CPU backlogs meanwhile (softnet_stat)
-    failed_connect: int = 0  # IPv4 attempts that got no SYN-ACK within the deadline
-    failed_echo: int = 0  # IPv4 attempts connected, but no byte back from the server in time
+    failed_connect: int = 0  # the flooded family's attempts that got no SYN-ACK within the deadline
+    failed_echo: int = 0  # ... connected, but no byte back from the server in time
 
     @property
     def success_pct(self) -> float:
         return 100.0 * self.succeeded / self.attempts if self.attempts else 0.0
+
+    @property
+    def success6_pct(self) -> float:
+        return 100.0 * self.succeeded_v6 / self.attempts_v6 if self.attempts_v6 else 0.0
 
     @property
     def flood_pps(self) -> float:
@@ -237,7 +243,32 @@ def echo_server(t: lab.Topology):
         proc.wait()
 
 
-def flood_argv(flood: str) -> list[str]:
+def _bytes(text: str) -> str:
+    return ", ".join(f"0x{b:02x}" for b in bytes.fromhex(text))
+
+
+def trafgen6_conf(t: lab.Topology, path: Path) -> Path:
+    """An IPv6 SYN flood for trafgen (hping3 has no IPv6): to the server's PORT from a random
+    address in 2001:db8::/32 and a random port every packet, TCP checksum computed per packet."""
+    import ipaddress
+    router_mac = t.run("router", ["cat", "/sys/class/net/r-a/address"]).stdout.strip().replace(":", "")
+    own_mac = t.run("attacker", ["cat", "/sys/class/net/a-r/address"]).stdout.strip().replace(":", "")
+    dst = ipaddress.IPv6Address(SERVER6).packed.hex()
+    path.write_text(
+        "{ " + ", ".join([
+            _bytes(router_mac), _bytes(own_mac), "0x86, 0xdd",                   # Ethernet, 0..13
+            "0x60, 0x00, 0x00, 0x00", "c16(20)", "0x06", "0x40",                 # IPv6, 14..21
+            "0x20, 0x01, 0x0d, 0xb8", "drnd(12)", _bytes(dst),                   # 22..53
+            "drnd(2)", f"c16({PORT})", "drnd(4)", "c32(0)", "0x50, 0x02",      # TCP SYN, 54..
+            "c16(65535)", "csumtcp6(14, 54)", "c16(0)",
+        ]) + " }\n")
+    return path
+
+
+def flood_argv(flood: str, conf6: Path | None = None) -> list[str]:
+    """hping3 (IPv4: ``flood`` or an interval such as ``u10``) or trafgen (``ipv6``)."""
+    if flood == "ipv6":
+        return ["trafgen", "-o", "a-r", "-i", str(conf6), "-P", "1", "-C", "-Q"]
     rate = ["--flood"] if flood == "flood" else ["-i", flood]
     return ["hping3", "-S", "--rand-source", *rate, "-p", str(PORT), SERVER]
 
@@ -251,14 +282,15 @@ def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seco
     gen = None
     try:
         d.start()
-        gen = t.popen("attacker", flood_argv(flood), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf6 = trafgen6_conf(t, workdir / "syn6.cfg") if flood == "ipv6" else None
+        gen = t.popen("attacker", flood_argv(flood, conf6), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # the flood at full rate before the window opens
         before, t0, drops0 = d.stats()["verdicts"], time.monotonic(), backlog_drops()
         proc = t.run("client", [sys.executable, "-c", CLIENT, str(PORT), str(seconds), str(DEADLINE_S),
                                 f"{workers}*{SERVER}", f"{workers6}*{SERVER6}"], timeout=seconds + 60)
         after, t1, drops1 = d.stats()["verdicts"], time.monotonic(), backlog_drops()
         if gen.poll() is not None:
-            raise RuntimeError(f"hping3 exited early ({gen.returncode})")
+            raise RuntimeError(f"{flood_argv(flood, conf6)[0]} exited early ({gen.returncode})")
     finally:
         if gen is not None:
             _kill(gen)
@@ -268,11 +300,12 @@ def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seco
     rows = json.loads(proc.stdout)
     v4 = [r for r in rows if ":" not in r[0]]
     v6 = [r for r in rows if ":" in r[0]]
-    took = sorted(r[2] for r in v4 if r[1])
+    flooded = v6 if flood == "ipv6" else v4
+    took = sorted(r[2] for r in flooded if r[1])
     return Result(cookies, len(v4), sum(1 for r in v4 if r[1]), len(v6), sum(1 for r in v6 if r[1]),
                   took[len(took) // 2] if took else float("nan"), t1 - t0,
                   {k: after[k]["packets"] - before[k]["packets"] for k in after}, drops1 - drops0,
-                  sum(1 for r in v4 if r[3] == "connect"), sum(1 for r in v4 if r[3] == "echo"))
+                  sum(1 for r in flooded if r[3] == "connect"), sum(1 for r in flooded if r[3] == "echo"))
 
 
 def one_at_a_time(program, frame: bytes, runs: int = 20_000) -> float:
@@ -319,12 +352,15 @@ def main() -> list[Figure]:
         with tempfile.TemporaryDirectory() as tmp, echo_server(t):
             off = run(t, False, Path(tmp) / "off", f"/run/pathsteer/test/{name}-off.sock", seconds=seconds, flood=flood)
             on = run(t, True, Path(tmp) / "on", f"/run/pathsteer/test/{name}-on.sock", seconds=seconds, flood=flood)
+            six = dict(seconds=seconds, flood="ipv6", workers=1, workers6=WORKERS)
+            off6 = run(t, False, Path(tmp) / "off6", f"/run/pathsteer/test/{name}-off6.sock", **six)
+            on6 = run(t, True, Path(tmp) / "on6", f"/run/pathsteer/test/{name}-on6.sock", **six)
     finally:
         with contextlib.suppress(Exception):
             lab.down(name)
     cookie_ns, limited_ns = testrun_ns()
-    for r in (off, on):
-        print(f"# cookies {'on' if r.cookies else 'off'}: IPv4 {r.succeeded}/{r.attempts} handshakes "
+    for r, family in ((off, "IPv4"), (on, "IPv4"), (off6, "IPv6"), (on6, "IPv6")):
+        print(f"# {family} flood, cookies {'on' if r.cookies else 'off'}: IPv4 {r.succeeded}/{r.attempts} handshakes "
               f"(failed: {r.failed_connect} no SYN-ACK, {r.failed_echo} no echo) "
               f"(IPv6 {r.succeeded_v6}/{r.attempts_v6}), median {r.handshake_median_s * 1000:.1f} ms; "
               f"flood {r.flood_pps:,.0f} SYN/s; backlog drops {r.backlog_drops:,}; verdicts {json.dumps({k: v for k, v in r.verdicts.items() if v})}",
@@ -336,6 +372,10 @@ def main() -> list[Figure]:
                "cookies off (SYNs dropped by the SYN limit)", off.flood_pps),
         Figure("client IPv4 handshake + echo median, cookies on", on.handshake_median_s * 1000, "ms",
                "cookies off (successful attempts only)", off.handshake_median_s * 1000),
+        Figure("client IPv6 connect success under spoofed IPv6 SYN flood (trafgen), SYN cookies on", on6.success6_pct,
+               "%", "SYN limit only (cookies off)", off6.success6_pct, goal="value >= 99"),
+        Figure("spoofed IPv6 SYN flood absorbed by the guard, cookies on", on6.flood_pps, "SYN/s", "cookies off",
+               off6.flood_pps),
         Figure("test_run SYN -> SYN-ACK cookie (XDP_TX)", cookie_ns, "ns/packet", "SYN dropped by the SYN limit",
                limited_ns),
     ]

@@ -165,3 +165,19 @@ def test_reused_four_tuple_connects_again(lab1, sockets, daemons, tmp_path, serv
     verdicts = d.stats()["verdicts"]
     # the first connection went through the cookie; the later ones met conntrack's old entry
     assert verdicts["tx-syncookie"]["packets"] >= 1 and verdicts["pass-cookie"]["packets"] >= 1
+
+
+def test_spoofed_ipv6_syn_flood_clients_complete_handshakes_with_cookies(lab1, sockets, tmp_path):
+    """The same with an IPv6 flood from trafgen (hping3 has no IPv6) and IPv6 clients."""
+    six = dict(seconds=6, flood="ipv6", workers=1, workers6=sc.WORKERS)
+    with sc.echo_server(lab1):
+        off = sc.run(lab1, False, tmp_path / "off", sockets(), **six)
+        on = sc.run(lab1, True, tmp_path / "on", sockets(), **six)
+    report = (f"cookies on: {on.succeeded_v6}/{on.attempts_v6} IPv6 handshakes ({on.success6_pct:.1f}%), "
+              f"flood {on.flood_pps:,.0f} SYN/s answered; cookies off: {off.succeeded_v6}/{off.attempts_v6} "
+              f"({off.success6_pct:.1f}%), flood {off.flood_pps:,.0f} SYN/s limited")
+    print(report)
+    assert on.attempts_v6 >= 50 and on.success6_pct >= 97.0, report
+    assert on.success6_pct >= off.success6_pct, report
+    assert on.verdicts["pass-cookie"] >= on.succeeded_v6, report
+    assert on.flood_pps >= 5_000 and off.flood_pps >= 5_000, report
