@@ -19,6 +19,12 @@ A crash (no `stop`) leaves the program attached and the maps alive (the TC filte
 program, the program its maps): flows keep their paths until ``stale_after``, then the kernel
 routes them. A restart calls `adopt` within that time and picks everything up by the kernel's
 ids, also from a new ``ip netns exec`` where earlier pins are invisible.
+
+At 1M prefixes (issue 11): the mirror of the tries is keyed by integers (`key_int`), the diff
+is one small loop per prefix and the trie writes go in sorted, packed batches from a thread
+while the mirror is built; handed the `Desired` it applied last (the daemon's reconcile every
+second), apply skips the diff. The local routing table (entries marked STEER_GROUP_LOCAL) is
+read by rtnetlink, again only after a notification says it changed (`LocalTableWatch`).
 """
 
 from __future__ import annotations
@@ -35,11 +41,11 @@ from dataclasses import dataclass, field
 from pathsteer.bpf import ifindex_of
 from pathsteer.dataplane import maglev
 from pathsteer.dataplane import netlink_route as nl
-from pathsteer.dataplane.netlink_monitor import LocalTableWatch
 from pathsteer.dataplane.bpf_steer_abi import (
     V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_version, key_bytes, key_int, key_int_of,
-    keys_blob,    supernet_keys)
+    keys_blob, supernet_keys)
 from pathsteer.dataplane.bpf_steer_program import SteerProgram, Totals
+from pathsteer.dataplane.netlink_monitor import LocalTableWatch
 from pathsteer.dataplane.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
 from pathsteer.errors import BpfError, UsageError
 

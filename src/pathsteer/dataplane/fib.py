@@ -50,7 +50,7 @@ from pathsteer.dataplane import netlink_route as nl
 from pathsteer.dataplane.netlink_monitor import MonitorSocket
 from pathsteer.dataplane.fib_plan import (
     RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, Key, PathNexthop, Plan, applied,
-    desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, plan, prefix_of, targets)
+    desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, plan, targets)
 from pathsteer.dataplane.routes import Desired, PathLink
 from pathsteer.errors import PathsteerError, UsageError
 
