@@ -360,11 +360,13 @@ def main() -> list[Figure]:
             lab.down(name)
     cookie_ns, limited_ns = testrun_ns()
     for r, family in ((off, "IPv4"), (on, "IPv4"), (off6, "IPv6"), (on6, "IPv6")):
-        print(f"# {family} flood, cookies {'on' if r.cookies else 'off'}: IPv4 {r.succeeded}/{r.attempts} handshakes "
-              f"(failed: {r.failed_connect} no SYN-ACK, {r.failed_echo} no echo) "
-              f"(IPv6 {r.succeeded_v6}/{r.attempts_v6}), median {r.handshake_median_s * 1000:.1f} ms; "
-              f"flood {r.flood_pps:,.0f} SYN/s; backlog drops {r.backlog_drops:,}; verdicts {json.dumps({k: v for k, v in r.verdicts.items() if v})}",
-              flush=True)
+        hit = (r.succeeded, r.attempts) if family == "IPv4" else (r.succeeded_v6, r.attempts_v6)
+        other = (r.succeeded_v6, r.attempts_v6) if family == "IPv4" else (r.succeeded, r.attempts)
+        print(f"# {family} flood, cookies {'on' if r.cookies else 'off'}: {family} {hit[0]}/{hit[1]} handshakes "
+              f"(failed: {r.failed_connect} no SYN-ACK, {r.failed_echo} no echo), median "
+              f"{r.handshake_median_s * 1000:.1f} ms; the other family {other[0]}/{other[1]}; flood "
+              f"{r.flood_pps:,.0f} SYN/s; backlog drops {r.backlog_drops:,}; verdicts "
+              f"{json.dumps({k: v for k, v in r.verdicts.items() if v})}", flush=True)
     return [
         Figure("client IPv4 connect success under spoofed SYN flood, SYN cookies on", on.success_pct, "%",
                "SYN limit only (cookies off)", off.success_pct, goal="value >= 99"),
