@@ -57,7 +57,10 @@
 #define SYNACK_MAX_OPTIONS 20 /* MSS 4 + SACK-permitted/NOPs 2 + timestamp 10 + NOP, window scale 4 */
 
 /* The conntrack kfuncs (net/netfilter/nf_conntrack_bpf.c).  struct nf_conn is the kernel's:
- * preserve_access_index has libbpf relocate `status` against vmlinux BTF (CO-RE). */
+ * preserve_access_index has libbpf relocate `status` against vmlinux BTF (CO-RE).  Weak: on a
+ * kernel without them (conntrack a module not loaded, or not built) the object still loads, their
+ * addresses are 0 and step 7 leaves the ports alone; user space refuses syn_cookies there
+ * (pathsteer.guard.synproxy.conntrack_kfuncs_present). */
 struct nf_conn {
 	unsigned long status;
 } __attribute__((preserve_access_index));
@@ -76,8 +79,8 @@ struct guard_ct_opts {
 #define GUARD_CT_CURRENT_NETNS (-1) /* BPF_F_CURRENT_NETNS */
 
 extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *xdp_ctx, struct bpf_sock_tuple *bpf_tuple, __u32 tuple__sz,
-					 struct guard_ct_opts *opts, __u32 opts__sz) __ksym;
-extern void bpf_ct_release(struct nf_conn *ct) __ksym;
+					 struct guard_ct_opts *opts, __u32 opts__sz) __ksym __weak;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym __weak;
 
 /* The reply's TCP header and options, built on the stack. */
 struct synack_tcp {
@@ -392,6 +395,10 @@ static __always_inline int syncookie_verdict(struct xdp_md *ctx, const struct gu
 	__u8 flags = p->tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_ | TCP_FLAG_RST_ | TCP_FLAG_FIN_);
 
 	if (!s->cookie_enabled || p->proto != IPPROTO_TCP || !p->has_ports || !cookie_port(ctx, p->dport))
+		return GUARD_VERDICT_COUNT;
+	/* bpf_ksym_exists() of libbpf >= 1.2: an unresolved weak kfunc's address is 0, and the
+	 * verifier drops the calls behind this test as dead code */
+	if ((unsigned long)&bpf_xdp_ct_lookup == 0 || (unsigned long)&bpf_ct_release == 0)
 		return GUARD_VERDICT_COUNT;
 	if (conntrack_knows(ctx, p))
 		return GUARD_PASS;

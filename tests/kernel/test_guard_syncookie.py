@@ -228,3 +228,21 @@ def test_flow_conntrack_knows_passes(cookies, netns, xdp):
     finally:
         client.close()
         listener.close()
+
+
+def test_kernel_without_conntrack_kfuncs(netns, tmp_path, xdp):
+    """The guard compiled against kfunc names no kernel has (what a kernel without conntrack's
+    BPF kfuncs looks like to libbpf): it still loads and filters, and a SYN to a "protected"
+    port meets the SYN limit rather than a cookie (step 7's cookie part is off)."""
+    from pathsteer.bpf.build import BPF_SOURCE_DIR, compile_object
+    from pathsteer.bpf.object import load_object
+    from pathsteer.guard.program import GuardProgram
+    path = compile_object(BPF_SOURCE_DIR / "guard.bpf.c", tmp_path / "guard.bpf.o", defines={
+        "bpf_xdp_ct_lookup": "pathsteer_test_absent_ct_lookup", "bpf_ct_release": "pathsteer_test_absent_ct_release"})
+    prog = GuardProgram(load_object(path))
+    try:
+        prog.apply(RULES, clock_ns=NOW)
+        assert [run(prog, syn(IP(**V4), sport=p))[2] for p in (1, 2, 3)] == [Verdict.PASS, Verdict.PASS, Verdict.DROP_SYN]
+        assert run(prog, syn(IP(src="192.0.2.9", dst="198.51.100.10")))[2] is Verdict.DROP_DENY
+    finally:
+        prog.close()

@@ -29,3 +29,19 @@ def test_port_words():
     sc = SynCookies(((80, 80), (30, 33), (65535, 65535)), frozenset({3}))
     assert sc.port_words() == {0: 0b11 << 30, 1: 0b11, 2: 1 << (80 - 64), 2047: 1 << 31}
     assert sc.protects(31, 3) and sc.protects(65535, 3) and not sc.protects(34, 3) and not sc.protects(80, 4)
+
+
+def test_syn_cookies_refused_without_conntrack_kfuncs(monkeypatch, tmp_path):
+    import pytest
+
+    from pathsteer.config import parse_config
+    from pathsteer.errors import UnsupportedError
+    from pathsteer.guard import synproxy
+    from pathsteer.guard.service import GuardService
+    config = parse_config({"guard": {"interfaces": ["lo"], "state_dir": str(tmp_path),
+                                     "syn_cookies": {"ports": [80]}}}).guard
+    monkeypatch.setattr(synproxy, "conntrack_kfuncs_present", lambda: False)
+    with pytest.raises(UnsupportedError, match="guard.syn_cookies: the kernel has no bpf_xdp_ct_lookup") as info:
+        GuardService.check(config)
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)
+    GuardService.check(config.model_copy(update={"syn_cookies": None}))  # the guard without cookies: fine

@@ -132,6 +132,9 @@ class GuardService:
         sc = config.syn_cookies
         if sc is None:
             return
+        if not synproxy.conntrack_kfuncs_present():
+            raise UnsupportedError("guard.syn_cookies: the kernel has no bpf_xdp_ct_lookup (conntrack's BPF kfuncs: "
+                                   "CONFIG_NF_CONNTRACK with BTF; as a module, load nf_conntrack first)")
         if sc.netfilter == "external":
             synproxy.check_external()
         else:

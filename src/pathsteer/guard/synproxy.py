@@ -40,6 +40,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from pathsteer.bpf.btf import Btf
 from pathsteer.errors import PathsteerError, UnsupportedError
 
 TABLE = "pathsteer_synproxy"
@@ -84,6 +85,24 @@ def _nft(script: str | None, *args: str) -> subprocess.CompletedProcess:
         raise UnsupportedError("guard.syn_cookies: nft not found (install nftables, or set "
                                "guard.syn_cookies.netfilter: external and set synproxy up yourself)")
     return subprocess.run([nft, *args], input=script, capture_output=True, text=True, check=False, timeout=30)
+
+
+KIND_FUNC = 12  # BTF_KIND_FUNC (uapi linux/btf.h)
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+CONNTRACK_MODULE_BTF = "/sys/kernel/btf/nf_conntrack"
+
+
+def conntrack_kfuncs_present() -> bool:
+    """Does the kernel offer bpf_xdp_ct_lookup (built in: vmlinux BTF; a module: its BTF is
+    there once nf_conntrack is loaded)? Without it the guard's cookie step stays off."""
+    if Path(CONNTRACK_MODULE_BTF).exists():
+        return True
+    try:
+        with Btf.from_file(VMLINUX_BTF) as vmlinux:
+            vmlinux.find("bpf_xdp_ct_lookup", KIND_FUNC)
+            return True
+    except PathsteerError:
+        return False
 
 
 def read_tcp_loose() -> int:
