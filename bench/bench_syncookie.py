@@ -21,7 +21,8 @@ Two runs under the same flood, each with a fresh daemon:
 Figures, per flooded family: connect success (%) on, with off as the anchor; the flood rate
 the guard absorbed (SYNs/s that met step 7: ``tx-syncookie`` on, ``drop-syn`` off, from the
 guard's counters over the measured window); for IPv4 also the median handshake time of the
-successful attempts; and BPF_PROG_TEST_RUN ns/packet of a SYN answered with a SYN-ACK cookie,
+successful attempts; an established flow's iperf3 throughput (no flood) to a protected port,
+anchor the same port unprotected; and BPF_PROG_TEST_RUN ns/packet of a SYN answered with a SYN-ACK cookie,
 anchor a SYN dropped by the SYN limit — the median of single runs (timer included: ``repeat``
 would run the program again on the SYN-ACK the first run left). ``BENCH_SYNCOOKIE_SECONDS``
 (default 10) sets the window; ``BENCH_SYNCOOKIE_FLOOD`` (default ``flood``) is the IPv4 flood:
@@ -160,7 +161,7 @@ def backlog_drops() -> int:
         return sum(int(line.split()[1], 16) for line in f if line.strip())
 
 
-def guard_config(state_dir: str, cookies: bool) -> dict:
+def guard_config(state_dir: str, cookies: bool, ports: tuple[int, ...] = (PORT,)) -> dict:
     guard = {
         "interfaces": ["r-a", "r-c"],
         "syn_limit": {"per_destination_pps": 2000},
@@ -168,7 +169,7 @@ def guard_config(state_dir: str, cookies: bool) -> dict:
         "sample_drops": 0,
     }
     if cookies:
-        guard["syn_cookies"] = {"ports": [PORT]}
+        guard["syn_cookies"] = {"ports": list(ports)}
     return {"guard": guard}
 
 
@@ -308,6 +309,23 @@ def run(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str, *, seco
                   sum(1 for r in flooded if r[3] == "connect"), sum(1 for r in flooded if r[3] == "echo"))
 
 
+def throughput_mbps(t: lab.Topology, cookies: bool, workdir: Path, socket_path: str) -> float:
+    """iperf3 (2 streams, 3 s, no flood) from the client to the server's 5201 with the guard on
+    and that port protected or not: what the conntrack lookup per packet in XDP and synproxy's
+    sequence-number translation cost an established flow."""
+    from pathsteer.lab import measure
+    workdir.mkdir(parents=True, exist_ok=True)
+    d = Daemon(t, guard_config(str(workdir / "state"), cookies, ports=(5201,)), workdir, socket_path)
+    try:
+        d.start()
+        with measure.IperfServer(t):
+            return measure.iperf3_bps(t, SERVER, seconds=3, streams=2) / 1e6
+    finally:
+        d.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+
+
 def one_at_a_time(program, frame: bytes, runs: int = 20_000) -> float:
     """Median ns of single BPF_PROG_TEST_RUN runs: with ``repeat`` the kernel runs the program
     again on the frame the last run left, and a SYN turned into a SYN-ACK is no SYN any more."""
@@ -355,6 +373,8 @@ def main() -> list[Figure]:
             six = dict(seconds=seconds, flood="ipv6", workers=1, workers6=WORKERS)
             off6 = run(t, False, Path(tmp) / "off6", f"/run/pathsteer/test/{name}-off6.sock", **six)
             on6 = run(t, True, Path(tmp) / "on6", f"/run/pathsteer/test/{name}-on6.sock", **six)
+            tput_off = throughput_mbps(t, False, Path(tmp) / "tput-off", f"/run/pathsteer/test/{name}-t0.sock")
+            tput_on = throughput_mbps(t, True, Path(tmp) / "tput-on", f"/run/pathsteer/test/{name}-t1.sock")
     finally:
         with contextlib.suppress(Exception):
             lab.down(name)
@@ -380,6 +400,8 @@ def main() -> list[Figure]:
                off6.flood_pps),
         Figure("test_run SYN -> SYN-ACK cookie (XDP_TX)", cookie_ns, "ns/packet", "SYN dropped by the SYN limit",
                limited_ns),
+        Figure("client iperf3 to a protected port (synproxy, conntrack lookup in XDP)", tput_on, "Mbit/s",
+               "the port not protected", tput_off),
     ]
 
 
