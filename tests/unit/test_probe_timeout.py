@@ -16,33 +16,38 @@ INTERVAL = 0.020
 
 
 def simulate(rtt_at, seconds: float, *, interval: float = INTERVAL, timeout_s: float | None = None,
-             tick: float = 0.0005):
-    """Probe one target every ``interval``; ``rtt_at(t)`` gives the round trip of a probe sent
-    at t (None: lost). Expiry runs every ``tick`` like the engine's wake-ups. Returns the path
-    tracker and a list of (time, path state) changes."""
-    cfg = PathProbeConfig(name="p", interface="eth0", targets=("192.0.2.1",), interval_s=interval,
+             tick: float = 0.0005, targets: tuple[str, ...] = ("192.0.2.1",)):
+    """Probe ``targets`` (in phase, as the engine does a path's) every ``interval``;
+    ``rtt_at(t)`` gives the round trip of a probe sent at t (None: lost). Expiry runs every
+    ``tick`` like the engine's wake-ups. Returns the path tracker and a list of (time, path
+    state) changes."""
+    cfg = PathProbeConfig(name="p", interface="eth0", targets=targets, interval_s=interval,
                           timeout_s=timeout_s, window=WindowConfig(count=100, seconds=60.0))
     path = PathTracker(cfg, 0.0)
-    target = path.targets["192.0.2.1"]
-    events: list[tuple[float, int, str, int]] = []  # (time, order, kind, seq)
+    events: list[tuple[float, int, str, int, str]] = []  # (time, order, kind, seq, target)
     n_sends = int(seconds / interval)
+    order = 0
     for seq in range(1, n_sends + 1):
-        heapq.heappush(events, (seq * interval, 2 * seq, "send", seq))
+        for address in targets:
+            order += 2
+            heapq.heappush(events, (seq * interval, order, "send", seq, address))
     changes = [(0.0, path.state)]
     now, next_tick = 0.0, 0.0
     while events:
-        at, _, kind, seq = heapq.heappop(events)
+        at, order, kind, seq, address = heapq.heappop(events)
         while next_tick < at:  # the engine's expiry wake-ups between events
             now = next_tick
-            target.expire(now)
+            for target in path.targets.values():
+                target.expire(now)
             _track(path, now, changes)
             next_tick += tick
         now = at
+        target = path.targets[address]
         if kind == "send":
             target.on_sent(seq, now)
             rtt = rtt_at(now)
             if rtt is not None:
-                heapq.heappush(events, (now + rtt, 2 * seq + 1, "reply", seq))
+                heapq.heappush(events, (now + rtt, order + 1, "reply", seq, address))
         else:
             target.on_reply(seq, now)
         _track(path, now, changes)
@@ -165,3 +170,26 @@ def test_config_errors_name_the_field(probe, message):
         parse_config(_paths(probe))
     text = str(e.value)
     assert message in text and "\n" not in text, text
+
+
+@pytest.mark.parametrize("interval", [0.020, 1.0])
+def test_a_slowdown_degrades_nothing_while_its_late_answers_come(interval):
+    """Probes that outlive the old timeout are presumed lost (for the down count) but enter
+    the loss window only once surely lost, so the state machine never sees a loss the late
+    answers redeem a moment later (two targets at 1 s: 2 of 12 would have been 17 %)."""
+    path, changes = simulate(lambda t: 0.010 if t < 5.0 else 0.080, 9.0, interval=interval,
+                             targets=("192.0.2.1", "192.0.2.2"))
+    assert [s for _, s in changes] == [PathState.UNKNOWN, PathState.UP], changes
+    assert path.snapshot(9.0).loss_pct == 0.0
+
+
+def test_real_loss_still_counts_once_a_later_probe_is_answered_or_the_ceiling_passes():
+    lost = {3.0, 4.0}  # two probes of a 1 s stream are dropped
+    path, _ = simulate(lambda t: None if round(t, 3) in lost else 0.010, 10.0, interval=1.0)
+    t = path.targets["192.0.2.1"]
+    snap = path.snapshot(10.0)
+    assert t.lost == 2
+    assert snap.loss_pct == pytest.approx(100 * 2 / 10, abs=0.01)
+    dead, _ = simulate(lambda t: 0.010 if t < 3.0 else None, 6.0, interval=1.0)
+    # sent at 3, 4 (expired, presumed), 5 and 6: those older than the 2 s ceiling are counted
+    assert dead.targets["192.0.2.1"].window.lost >= 1

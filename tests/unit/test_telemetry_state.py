@@ -142,3 +142,17 @@ def test_thresholds_reject_inverted_hysteresis():
         Thresholds(degraded_loss_pct=1, recover_loss_pct=5)
     with pytest.raises(UsageError):
         Thresholds(degraded_rtt_s=0.05, recover_rtt_s=0.1)
+
+
+def test_one_lost_probe_in_a_small_window_does_not_degrade_a_path():
+    """At start or at a 1 s interval the window is small: 1 lost of 4 is "25 %" but no
+    evidence; two lost probes are (the path then degrades at 5 %)."""
+    from pathsteer.telemetry.state import PathFigures, next_path_state
+    th = Thresholds(hold_s=0.0)
+    one = PathFigures(failing=0, quorum=1, resolved=True, loss_pct=25.0, rtt_ewma_s=0.01, jitter_s=0.0, lost=1)
+    assert next_path_state(PathState.UP, 0.0, one, th, 1.0)[0] is PathState.UP
+    two = PathFigures(failing=0, quorum=1, resolved=True, loss_pct=20.0, rtt_ewma_s=0.01, jitter_s=0.0, lost=2)
+    assert next_path_state(PathState.UP, 0.0, two, th, 1.0)[0] is PathState.DEGRADED
+    # once degraded, it recovers by the loss figure alone (hysteresis as before)
+    back = PathFigures(failing=0, quorum=1, resolved=True, loss_pct=3.0, rtt_ewma_s=0.01, jitter_s=0.0, lost=1)
+    assert next_path_state(PathState.DEGRADED, 0.0, back, th, 1.0)[0] is PathState.DEGRADED

@@ -64,6 +64,7 @@ class PathTracker:
             loss_pct=100.0 * lost / resolved if resolved else None,
             rtt_ewma_s=_median(ewmas),
             jitter_s=_median(jitters),
+            lost=lost,
         )
 
     def _check_resolved(self) -> bool:

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathsteer.telemetry.config import Thresholds
 from pathsteer.telemetry.snapshot import PathState
 
+# Loss makes a path DEGRADED only with at least this many lost probes in its window: one lost
+# probe in a small window (at start, or at a 1 s interval: 1 of 4 is "25 %") is no evidence.
+MIN_LOST_TO_DEGRADE = 2
+
 
 @dataclass(frozen=True)
 class PathFigures:
@@ -22,6 +26,7 @@ class PathFigures:
     loss_pct: float | None
     rtt_ewma_s: float | None
     jitter_s: float | None
+    lost: int = MIN_LOST_TO_DEGRADE  # lost probes behind loss_pct (the default: enough)
 
 
 def _at_or_above(value: float | None, limit: float | None) -> bool:
@@ -42,7 +47,7 @@ def is_degraded(current: PathState, f: PathFigures, th: Thresholds) -> bool:
             or _above(f.jitter_s, th.recover_jitter_s)
         )
     return (
-        _at_or_above(f.loss_pct, th.degraded_loss_pct)
+        (_at_or_above(f.loss_pct, th.degraded_loss_pct) and f.lost >= MIN_LOST_TO_DEGRADE)
         or _at_or_above(f.rtt_ewma_s, th.degraded_rtt_s)
         or _at_or_above(f.jitter_s, th.degraded_jitter_s)
     )

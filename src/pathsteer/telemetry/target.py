@@ -65,7 +65,7 @@ class ProbeTimeout:
     flight. There is no back-off on a loss, which would slow the detection of a dead path.
     """
 
-    __slots__ = ("fixed_s", "_cfg", "srtt_s", "rttvar_s", "value")
+    __slots__ = ("fixed_s", "_cfg", "srtt_s", "rttvar_s", "value", "max_s")
 
     def __init__(self, fixed_s: float | None, adaptive: AdaptiveTimeout) -> None:
         self.fixed_s = fixed_s
@@ -73,6 +73,7 @@ class ProbeTimeout:
         self.srtt_s: float | None = None
         self.rttvar_s: float | None = None
         self.value = fixed_s if fixed_s is not None else min(adaptive.initial_s, adaptive.max_s)
+        self.max_s = fixed_s if fixed_s is not None else adaptive.max_s  # the longest a probe is waited for
 
     @property
     def adaptive(self) -> bool:
@@ -118,6 +119,7 @@ class TargetTracker:
         self._th = thresholds
         self.window = ProbeWindow(window.count, window.seconds)
         self._pending: dict[int, float] = {}  # seq -> sent_at, in send order
+        self._presumed: dict[int, float] = {}  # expired, not yet in the window (adaptive): seq -> sent_at
         self._resolved = _SeqMemory(SEQ_MEMORY)
         self.state = TargetState.UNKNOWN
         self.since = now
@@ -150,7 +152,7 @@ class TargetTracker:
                 self.duplicate += 1
                 return ReplyKind.DUPLICATE
             if was == _EXPIRED:
-                self._late(self._resolved.sent_at(seq), received_at, rtt_s)
+                self._late(seq, self._resolved.sent_at(seq), received_at, rtt_s)
                 return ReplyKind.LATE
             self.foreign += 1
             return ReplyKind.FOREIGN
@@ -158,7 +160,7 @@ class TargetTracker:
             # Past its deadline but not yet expired by the prober: lost, and the reply is late.
             del self._pending[seq]
             self._lose(seq, sent_at)
-            self._late(sent_at, received_at, rtt_s)
+            self._late(seq, sent_at, received_at, rtt_s)
             return ReplyKind.LATE
         del self._pending[seq]
         self.timer.sample(received_at - sent_at)
@@ -186,6 +188,8 @@ class TargetTracker:
             del self._pending[seq]
             self._lose(seq, sent_at)
             n += 1
+        if self._presumed:
+            self._settle(now - self.timer.max_s)
         return n
 
     def expire_all(self) -> int:
@@ -194,11 +198,12 @@ class TargetTracker:
         for seq, sent_at in list(self._pending.items()):
             self._lose(seq, sent_at)
         self._pending.clear()
+        self._settle(float("inf"))
         return n
 
     # -- accounting ---------------------------------------------------------------------
 
-    def _late(self, sent_at: float, received_at: float, rtt_s: float | None) -> None:
+    def _late(self, seq: int, sent_at: float, received_at: float, rtt_s: float | None) -> None:
         """A reply after its probe was counted lost. With a fixed timeout it stays lost (the
         user's definition of loss). With the adaptive one the timeout was pathsteer's guess,
         and the reply proves it wrong: the timer learns the longer round trip, the run of
@@ -210,11 +215,28 @@ class TargetTracker:
         if not self.timer.adaptive:
             return
         self.consecutive_lost = 0
-        self.window.revise(sent_at, max(0.0, elapsed if rtt_s is None else rtt_s))
+        if self._presumed.pop(seq, None) is not None:
+            self.window.add(sent_at, max(0.0, elapsed if rtt_s is None else rtt_s))
+
+    def _settle(self, before: float) -> None:
+        """Probes presumed lost (adaptive timeout: expired, but a late answer may still come)
+        that were sent before ``before`` are lost for the window: a probe sent after them was
+        answered (probes do not overtake each other), or they are older than the timer's
+        ceiling. Until then the window's loss does not count them, so a path that slowed down
+        is not DEGRADED by the probes its late answers are about to redeem."""
+        presumed = self._presumed
+        while presumed:
+            seq, sent_at = next(iter(presumed.items()))
+            if sent_at >= before:
+                break
+            del presumed[seq]
+            self.window.add(sent_at, None)
 
     def _answer(self, seq: int, sent_at: float, rtt: float, now: float) -> None:
         self._resolved.put(seq, _ANSWERED, sent_at)
         self.answered += 1
+        if self._presumed:
+            self._settle(sent_at)
         self.window.add(sent_at, rtt)
         self.ewma_s = rtt if self.ewma_s is None else self.ewma_s + self._alpha * (rtt - self.ewma_s)
         if self._last_rtt is not None:
@@ -232,7 +254,10 @@ class TargetTracker:
     def _lose(self, seq: int, sent_at: float) -> None:
         self._resolved.put(seq, _EXPIRED, sent_at)
         self.lost += 1
-        self.window.add(sent_at, None)
+        if self.timer.adaptive:
+            self._presumed[seq] = sent_at  # the window learns of it once it is surely lost
+        else:
+            self.window.add(sent_at, None)
         self.consecutive_answered = 0
         self.consecutive_lost += 1
         if self.state is not TargetState.DOWN and self.consecutive_lost >= self._th.target_down_after_lost:

@@ -56,20 +56,6 @@ class ProbeWindow:
         while len(self._entries) > self.max_count:
             self._pop()
 
-    def revise(self, sent_at: float, rtt_s: float) -> bool:
-        """A probe first held as lost was answered after all: it becomes an answer with
-        ``rtt_s``. False when it is no longer in the window. Newest first (it is recent)."""
-        entries = self._entries
-        for i in range(len(entries) - 1, -1, -1):
-            at, rtt = entries[i]
-            if at == sent_at and rtt is None:
-                entries[i] = (at, rtt_s)
-                self._lost -= 1
-                return True
-            if at < sent_at - 60.0:  # entries are roughly in send order: far past it, stop
-                break
-        return False
-
     def trim(self, now: float) -> None:
         horizon = now - self.max_age_s
         while self._entries and self._entries[0][0] < horizon:
