@@ -251,15 +251,22 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
             p.path_nexthops.append(nh)
 
     final: dict[int, Members] = {}
+    routes_get = routes.get
+    # (installed nexthop, wanted target) of every wanted prefix, in the caller's order
+    pairs = Counter(zip(map(routes_get, keys), map(id, vals))) if routes else Counter()
     if groups:
-        # what the users of each group want, in the order they are installed (ties: first seen)
-        wishes_of: dict[int, dict[Members, int]] = {}
-        for (cur, tid), n in Counter(zip(routes.values(), map(id, map(want.get, routes.keys())))).items():
-            t = by_id.get(tid)
-            if cur not in groups or t is None or type(t) is int:
-                continue
-            w = wishes_of.setdefault(cur, {})
-            w[t] = w.get(t, 0) + n
+        def wishes_by(counted) -> dict[int, dict[Members, int]]:
+            """What the users of each group want: members → how many, first seen first."""
+            out: dict[int, dict[Members, int]] = {}
+            for (cur, tid), n in counted.items():
+                t = by_id.get(tid)
+                if cur not in groups or t is None or type(t) is int:
+                    continue
+                w = out.setdefault(cur, {})
+                w[t] = w.get(t, 0) + n
+            return out
+        wishes_of = wishes_by(pairs)
+        in_have_order = None
         for gid in sorted(groups):
             if have.group_buckets.get(gid, buckets) != buckets:
                 continue  # the bucket count cannot change in place: its users move to a new group
@@ -267,6 +274,14 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
             if not wishes:
                 continue
             current = groups[gid]
+            rank = {t: (n, t == current) for t, n in wishes.items()}
+            top = max(rank.values())
+            if sum(r == top for r in rank.values()) > 1:
+                # a tie: the first seen among the group's users in the kernel's order wins
+                # (as it always did); counted again in that order, only for ties
+                if in_have_order is None:
+                    in_have_order = wishes_by(Counter(zip(routes.values(), map(id, map(want.get, routes.keys())))))
+                wishes = in_have_order[gid]
             final[gid] = max(wishes.items(), key=lambda kv: (kv[1], kv[0] == current))[0]
     kept = dict(final)                                    # group → the members its users keep it for
     by_members: dict[Members, int] = {}
@@ -297,8 +312,6 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
         rule = {tid: assigned(None, tid) for tid in by_id}
         p.routes_put = dict(zip(keys, map(rule.__getitem__, map(id, vals))))
     else:
-        routes_get = routes.get
-        pairs = Counter(zip(map(routes_get, keys), map(id, vals)))
         rule2 = {pair: assigned(*pair) for pair in pairs}
         moving = {pair for pair, nh in rule2.items() if pair[0] != nh}
         if moving:
