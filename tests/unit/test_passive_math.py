@@ -247,3 +247,19 @@ def test_passive_window_without_traffic_and_after_a_reset():
     assert w.snapshot() is None
     w.update(1.2, _agg([7_000_000] * 8))
     assert w.snapshot().samples == 5
+
+
+def test_passive_window_remembers_the_last_busy_second_for_its_memory():
+    from pathsteer.telemetry.passive import PassiveWindow
+    w = PassiveWindow(SUB, window_s=1.0, memory_s=30.0)
+    values = [80_000_000] * 50
+    w.update(0.0, _agg([]))
+    w.update(1.0, _agg(values))  # a busy second at 80 ms
+    assert w.snapshot().p50_s == pytest.approx(0.080, rel=0.04) and w.snapshot().age_s == 0.0
+    for t in range(2, 40):  # then the traffic left the path
+        w.update(float(t), _agg(values))
+        snap = w.snapshot()
+        if t - 1 <= 30:
+            assert snap.age_s == pytest.approx(t - 1.0) and snap.p50_s == pytest.approx(0.080, rel=0.04), (t, snap)
+        else:
+            assert snap.samples == 0 and snap.p50_s is None and snap.age_s == 0.0

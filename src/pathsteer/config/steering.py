@@ -161,6 +161,7 @@ class PathConfig(Section):
     gateway: IpAddress | None = None
     gateway6: IpAddress | None = None
     capacity: Rate | None = None
+    passive: bool = False  # also measure the RTT of real TCP traffic on interface (TC, eBPF)
     probe: ProbeConfig
 
     @field_validator("gateway")
@@ -252,7 +253,9 @@ class DestinationConfig(Section):
     hysteresis: HysteresisConfig = HysteresisConfig()
     sla: SlaConfig = SlaConfig()
     weighted: WeightedConfig = WeightedConfig()
-    rtt: Literal["robust", "ewma", "p50"] = "robust"
+    # The probes' statistic (robust | ewma | p50; "active" is robust), or real traffic's RTT
+    # (passive: only it; best: it when the path carried traffic in the last second, else the probes').
+    rtt: Literal["robust", "ewma", "p50", "active", "passive", "best"] = "robust"
 
 
 class DecisionConfig(Section):
@@ -311,6 +314,9 @@ def check_steering(dataplane: DataplaneConfig | None, paths: list[PathConfig] | 
                 raise ValueError(f"{where}.paths[{j}]: unknown path {name!r} (paths: {', '.join(names)})")
             if name in d.paths[:j]:
                 raise ValueError(f"{where}.paths[{j}]: {name!r} is listed twice")
+        if d.rtt in ("passive", "best") and not any(paths[names[n]].passive for n in d.paths):
+            raise ValueError(f"{where}.rtt: {d.rtt!r} needs passive measurement on one of its paths "
+                             f"(paths[].passive: true on one of {', '.join(d.paths)})")
         family = [n for n in d.paths if (paths[names[n]].gateway if d.prefix.version == 4
                                          else paths[names[n]].gateway6) is not None]
         if not family:

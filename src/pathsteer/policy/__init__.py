@@ -19,11 +19,11 @@ with `PolicyState.adopt` from what the data plane found installed.
 from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, path_rtt
 from pathsteer.policy.decide import decide
 from pathsteer.policy.params import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams,
-                                     RttStatistic, Sla, WeightedParams)
+                                     RttSource, RttStatistic, Sla, WeightedParams)
 from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteStatus
 
 __all__ = [
     "Candidate", "ChangeKind", "Decision", "DestinationParams", "Eligibility", "Event", "Hysteresis",
     "LoadFigures", "PathParams", "PolicyKind", "PolicyParams", "PolicyState", "PrefixState", "RouteStatus",
-    "RttStatistic", "Sla", "WeightedParams", "decide", "path_rtt",
+    "RttSource", "RttStatistic", "Sla", "WeightedParams", "decide", "path_rtt",
 ]

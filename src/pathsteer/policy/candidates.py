@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from pathsteer.policy.params import DestinationParams, PathParams, PolicyParams, RttStatistic
+from pathsteer.policy.params import DestinationParams, PathParams, PolicyParams, RttSource, RttStatistic
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, RttStats, TelemetrySnapshot
 
 
@@ -60,8 +60,9 @@ class Candidate:
     eligibility: Eligibility
     why_not: str | None
     violations: int = 0  # SLA limits broken
-    samples: int = 0  # answered probes in the path's window
+    samples: int = 0  # answered probes in the path's window (passive: RTT samples in the last second)
     min_samples: int = 0  # what it needs to win on latency (`PolicyParams.min_samples`)
+    rtt_source: str = "active"  # where ``rtt_s`` comes from: "active" (probes) or "passive" (real traffic)
 
     @property
     def eligible(self) -> bool:
@@ -73,15 +74,22 @@ class Candidate:
         return self.samples >= self.min_samples
 
     def samples_text(self) -> str:
-        """'2 of min 5 answered probes'."""
-        return f"{self.samples} of min {self.min_samples} answered probes"
+        """'2 of min 5 answered probes' (or '... passive RTT samples')."""
+        what = "passive RTT samples" if self.rtt_source == "passive" else "answered probes"
+        return f"{self.samples} of min {self.min_samples} {what}"
 
     @property
     def tier(self) -> int:
         return 0 if self.eligibility is Eligibility.ELIGIBLE else 1
 
+    @property
+    def rtt_word(self) -> str:
+        """'rtt', or 'passive rtt' when the figure is real traffic's."""
+        return "passive rtt" if self.rtt_source == "passive" else "rtt"
+
     def figures(self) -> str:
-        return figures_text(self.rtt_s, self.loss_pct, self.jitter_s)
+        text = figures_text(self.rtt_s, self.loss_pct, self.jitter_s)
+        return text.replace("rtt ", f"{self.rtt_word} ", 1)
 
 
 def ms(seconds: float | None) -> str:
@@ -115,6 +123,18 @@ def path_rtt(rtt: RttStats, statistic: RttStatistic) -> float | None:
     return min(values) if values else None
 
 
+def measured_rtt(snap: PathSnapshot, dest: DestinationParams) -> tuple[float | None, int, str]:
+    """(RTT, the samples behind it, "active" | "passive"): what ``dest`` compares for this path
+    (`RttSource`). Passive: the median of the path's real TCP traffic over the last second."""
+    if dest.rtt_source is not RttSource.ACTIVE:
+        passive = snap.passive
+        if passive is not None and passive.samples and passive.p50_s is not None:
+            return passive.p50_s, passive.samples, "passive"
+        if dest.rtt_source is RttSource.PASSIVE:
+            return None, 0, "passive"
+    return path_rtt(snap.rtt, dest.rtt_statistic), snap.rtt.samples, "active"
+
+
 def _sla_breaches(dest: DestinationParams, rtt_s: float | None, p: PathSnapshot) -> list[str]:
     sla, out = dest.sla, []
     if sla.max_rtt_s is not None and rtt_s is not None and rtt_s > sla.max_rtt_s:
@@ -133,7 +153,7 @@ def _utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | 
 
 
 def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: float | None,
-           breaches: list[str]) -> tuple[Eligibility, str | None]:
+           breaches: list[str], source: str = "active") -> tuple[Eligibility, str | None]:
     if not pp.carries(dest.prefix):
         return Eligibility.NO_FAMILY, f"no IPv{dest.prefix.version} gateway"
     if snap.state is PathState.DOWN:
@@ -143,7 +163,10 @@ def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: flo
     if breaches:
         return Eligibility.SLA, "breaks sla: " + ", ".join(breaches)
     if snap.state is PathState.DEGRADED:
-        return Eligibility.DEGRADED, f"degraded ({figures_text(rtt, snap.loss_pct, snap.jitter_s)})"
+        figures = figures_text(rtt, snap.loss_pct, snap.jitter_s)
+        if source == "passive":
+            figures = figures.replace("rtt ", "passive rtt ", 1)
+        return Eligibility.DEGRADED, f"degraded ({figures})"
     return Eligibility.ELIGIBLE, None
 
 
@@ -160,11 +183,11 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
             out.append(Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
                                  Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples))
             continue
-        rtt = path_rtt(snap.rtt, dest.rtt_statistic)
+        rtt, samples, source = measured_rtt(snap, dest)
         breaches = _sla_breaches(dest, rtt, snap)
-        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches)
+        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source)
         out.append(Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
-                             eligibility, why_not, len(breaches), snap.rtt.samples, params.min_samples))
+                             eligibility, why_not, len(breaches), samples, params.min_samples, source))
     return tuple(out)
 
 
@@ -188,7 +211,7 @@ def latency_best(tier: Iterable[Candidate]) -> tuple[Candidate, list[Candidate]]
 
 def passed_text(passed: Iterable[Candidate]) -> str:
     """'; p2 (rtt 5.0 ms) not chosen: 2 of min 5 answered probes' for each one passed over."""
-    return "".join(f"; {c.path} (rtt {ms(c.rtt_s)}) not chosen: {c.samples_text()}" for c in passed)
+    return "".join(f"; {c.path} ({c.rtt_word} {ms(c.rtt_s)}) not chosen: {c.samples_text()}" for c in passed)
 
 
 def best_tier(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:

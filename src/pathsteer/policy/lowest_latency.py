@@ -32,7 +32,7 @@ def _chosen(best: Candidate, tier: tuple[Candidate, ...]) -> str:
     if best.enough_samples:
         return f"{best.path} has the lowest rtt ({ms(best.rtt_s)})"
     if len(tier) == 1:
-        return f"{best.path}, the only eligible path (rtt {ms(best.rtt_s)}, {best.samples_text()})"
+        return f"{best.path}, the only eligible path ({best.rtt_word} {ms(best.rtt_s)}, {best.samples_text()})"
     counts = ", ".join(f"{c.path} {c.samples}" for c in tier)
     return (f"{best.path}, first in the order: no path has min {best.min_samples} answered probes to win on "
             f"latency yet ({counts})")
@@ -51,7 +51,7 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     current = find(candidates, prev.nexthops[0].path)
     if current is None or current not in tier:
         why = "is not a candidate" if current is None else current.why_not
-        moved = f"{best.path} (rtt {ms(best.rtt_s)})" if best.enough_samples else _chosen(best, tier)
+        moved = f"{best.path} ({best.rtt_word} {ms(best.rtt_s)})" if best.enough_samples else _chosen(best, tier)
         return Step((NextHop(best.path),), ChangeKind.LEFT,
                     f"{prev.nexthops[0].path} {why}; moved to {moved}{passed_text(passed)}")
     h = dest.hysteresis
@@ -70,7 +70,7 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         held = now - since if since is not None else 0.0
         return Step((NextHop(target.path),), ChangeKind.BETTER,
                     f"{target.path} better than {current.path} by {pct(gains[target.path])} "
-                    f"(rtt {ms(target.rtt_s)} vs {ms(current.rtt_s)}, min {pct(h.min_improvement)}) "
+                    f"({target.rtt_word} {ms(target.rtt_s)} vs {_their(current, target)}, min {pct(h.min_improvement)}) "
                     f"for {seconds(held)} (hold_down {duration(h.hold_down_s)})")
     pending = None
     if winning:
@@ -82,3 +82,10 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         pending = (f"{c.path} better than {current.path} by {pct(better[c.path])} (min {pct(h.min_improvement)}), "
                    f"not chosen: {c.samples_text()}")
     return Step(prev.nexthops, winning=winning, pending=pending)
+
+
+def _their(current: Candidate, target: Candidate) -> str:
+    """The current path's RTT, named when it comes from another source than the target's."""
+    if current.rtt_source == target.rtt_source:
+        return ms(current.rtt_s)
+    return f"{current.rtt_word} {ms(current.rtt_s)}"

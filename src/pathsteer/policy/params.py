@@ -35,6 +35,21 @@ class RttStatistic(Enum):
     P50 = "p50"
 
 
+class RttSource(Enum):
+    """Where the RTT a policy compares comes from (see `pathsteer.policy.candidates.measured_rtt`).
+
+    ACTIVE (default): the probes (``rtt_statistic`` of their window). PASSIVE: the path's real
+    TCP traffic over the last second (``paths[].passive``); a path without such samples has no
+    RTT to compare (it is still used in its configured order). BEST: the passive figure when
+    the path carried traffic in the last second, else the probes' — real traffic informs the
+    choice when probes are sparse, and an idle path is still compared.
+    """
+
+    ACTIVE = "active"
+    PASSIVE = "passive"
+    BEST = "best"
+
+
 def _fraction(value: float, name: str, *, low: float = 0.0, high: float = 1.0) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not low <= value <= high:
@@ -116,6 +131,7 @@ class DestinationParams:
     sla: Sla = field(default_factory=Sla)
     weighted: WeightedParams = field(default_factory=WeightedParams)
     rtt_statistic: RttStatistic = RttStatistic.ROBUST
+    rtt_source: RttSource = RttSource.ACTIVE
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,7 @@ class PolicyParams:
         (same family): `decide` judges and decides each such group once per call."""
         ids: dict[tuple, int] = {}
         return tuple(ids.setdefault((d.paths, d.policy, d.hysteresis, d.sla, d.weighted, d.rtt_statistic,
-                                     d.prefix.version), len(ids)) for d in self.destinations)
+                                     d.rtt_source, d.prefix.version), len(ids)) for d in self.destinations)
 
     def destination(self, prefix: Prefix) -> DestinationParams:
         for d in self.destinations:

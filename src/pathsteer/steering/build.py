@@ -7,9 +7,12 @@ from pathsteer.config import Config
 from pathsteer.config.steering import DataplaneConfig, PathConfig
 from pathsteer.dataplane.routes import PathLink
 from pathsteer.errors import UsageError
-from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttStatistic, Sla,
-                              WeightedParams)
+from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttSource,
+                              RttStatistic, Sla, WeightedParams)
 from pathsteer.telemetry import PathProbeConfig, ProbeMethod, Thresholds, WindowConfig
+
+
+SOURCES = {s.value for s in RttSource}  # destinations[].rtt values naming a source (else a statistic)
 
 
 def policy_params(config: Config) -> PolicyParams:
@@ -25,7 +28,8 @@ def policy_params(config: Config) -> PolicyParams:
             weighted=WeightedParams(utilization_ceiling=w.utilization_ceiling, min_free=w.min_free,
                                     latency_scale_s=w.latency_scale, min_shift=w.min_shift,
                                     max_step=w.max_step_value),
-            rtt_statistic=RttStatistic(d.rtt)))
+            rtt_statistic=RttStatistic.ROBUST if d.rtt in SOURCES else RttStatistic(d.rtt),
+            rtt_source=RttSource(d.rtt) if d.rtt in SOURCES else RttSource.ACTIVE))
     grace = config.decision.startup_grace if config.decision else 5.0
     min_samples = config.decision.min_samples if config.decision else 5
     for i, p in enumerate(config.paths):

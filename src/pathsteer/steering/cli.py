@@ -64,14 +64,25 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _passive_text(p: dict) -> str:
+    """'12.31 (250)': real traffic's median RTT over the last second and its sample count."""
+    passive = p.get("passive")
+    if not passive:
+        return "-"
+    return f"{_num(passive.get('rtt_p50_ms'), '{:.2f}')} ({passive.get('samples', 0)})"
+
+
 def path_rows(status: dict) -> list[list[str]]:
+    passive = any(p.get("passive") for p in status["paths"])
     return [[p["name"], p["state"], _num(p.get("rtt_ms"), "{:.2f}"), _num(p.get("loss_pct")),
              _num(p.get("jitter_ms"), "{:.2f}"),
              _num(None if p.get("utilization") is None else p["utilization"] * 100, "{:.0f}%")]
+            + ([_passive_text(p)] if passive else [])
             for p in status["paths"]]
 
 
 PATH_HEADER = ["PATH", "STATE", "RTT ms", "LOSS %", "JITTER ms", "UTIL"]
+PASSIVE_HEADER = "PASSIVE ms (n)"  # a column of its own when a path is measured passively
 ROUTE_HEADER = ["PREFIX", "POLICY", "VIA", "SINCE", "REASON"]
 
 
@@ -96,7 +107,8 @@ def render_status(status: dict) -> str:
         head += f" (table {dp.get('table')})"
     elif dp.get("mode") == "bpf":
         head += f" (ingress {', '.join(dp.get('ingress', []))}, stale_after {dp.get('stale_after_s')} s)"
-    return "\n".join([head, "", table(path_rows(status), PATH_HEADER), "",
+    header = PATH_HEADER + ([PASSIVE_HEADER] if any(p.get("passive") for p in status["paths"]) else [])
+    return "\n".join([head, "", table(path_rows(status), header), "",
                       table(route_rows(status), ROUTE_HEADER)])
 
 

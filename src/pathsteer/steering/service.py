@@ -11,13 +11,16 @@ Loops, all on the daemon's asyncio loop:
   engine's callback), so a path that goes down is left in the same tick;
 - reconcile: every ``dataplane.reconcile_interval`` (≤ 1 s), repairs outside changes;
 - heartbeat: every ``dataplane.heartbeat_interval`` (bpf: keeps the program from failing open);
-- load: per-path counters sampled once a second (utilization for the weighted policy).
+- load: per-path counters sampled once a second (utilization for the weighted policy);
+- passive: the passive RTT of paths with ``passive: true`` read every 200 ms (figures over the
+  last second join the paths' telemetry as ``PathSnapshot.passive``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -35,6 +38,8 @@ from pathsteer.telemetry import PathState, TelemetrySnapshot
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
+PASSIVE_INTERVAL_S = 0.2  # passive RTT reads; its figures cover the last PASSIVE_WINDOW_S
+PASSIVE_WINDOW_S = 1.0
 DECIDE_BUDGET_FACTOR = 5  # periodic decisions wait at least 5x the last one's duration
 # Multipath hashing of forwarded packets: the kernel's default (0) hashes on addresses only,
 # so every flow between two hosts takes one next hop; 1 hashes on the 5-tuple (L4).
@@ -77,6 +82,9 @@ class SteeringService:
         self.load: dict[str, Any] = {}
         self.load_meter = None
         self._counters = None
+        self._passive = None  # pathsteer.bpf.passive.PassiveRtt, when a path has passive: true
+        self._passive_windows: dict[str, Any] = {}  # path name → telemetry.passive.PassiveWindow
+        self._passive_interfaces: dict[str, str] = {}
         keep = config.decision.events_kept if config.decision else 1000
         self.events: collections.deque[dict] = collections.deque(maxlen=keep)
         self.started_wall = time.time()
@@ -117,10 +125,12 @@ class SteeringService:
         try:
             self._hash_flows()
             self._start_load()
+            self._start_passive()
             await self._start_engine()
         except BaseException:
             # Nothing was applied yet: undo our own attachments, leave what was adopted as it is.
             await self._stop_engine()
+            self._stop_passive()
             self._stop_load()
             self._restore_sysctls()
             close = getattr(self.dataplane, "close", None)
@@ -134,6 +144,7 @@ class SteeringService:
                        asyncio.create_task(self._heartbeat_loop(), name="steer-heartbeat")]
         if self.load_meter is not None:
             self._tasks.append(asyncio.create_task(self._load_loop(), name="steer-load"))
+        self._tasks.append(asyncio.create_task(self._passive_loop(), name="steer-passive"))
         event("steer.start", mode=self.dp_config.mode, paths=len(self.config.paths),
               prefixes=len(self.config.destinations), adopted=len(adopted.routes) if adopted else 0)
 
@@ -208,6 +219,67 @@ class SteeringService:
         self._counters = None
         self.load_meter = None
 
+    def _start_passive(self) -> None:
+        """Attach the passive RTT programs to the interfaces of the paths with ``passive: true``.
+        Refused at start (the user asked for it); on reload the same."""
+        wanted = {p.name: p.interface for p in self.config.paths if p.passive}
+        if not wanted:
+            return
+        from pathsteer.bpf.passive import PassiveRtt
+        from pathsteer.telemetry.passive import PassiveWindow
+        rtt = PassiveRtt.load()
+        try:
+            for interface in sorted(set(wanted.values())):
+                rtt.attach(interface)
+        except BaseException:
+            for interface in sorted(set(wanted.values())):
+                try:
+                    rtt.detach(interface)
+                except Exception:  # noqa: BLE001
+                    pass
+            rtt.close()
+            raise
+        self._passive = rtt
+        self._passive_interfaces = wanted
+        self._passive_windows = {name: PassiveWindow(rtt.sub_bits, PASSIVE_WINDOW_S) for name in wanted}
+        self._read_passive()
+        event("steer.passive", paths=",".join(wanted), interfaces=",".join(sorted(set(wanted.values()))))
+
+    def _stop_passive(self) -> None:
+        rtt, self._passive = self._passive, None
+        if rtt is None:
+            return
+        for interface in sorted(set(self._passive_interfaces.values())):
+            try:
+                rtt.detach(interface)
+            except Exception:  # noqa: BLE001 - an interface gone meanwhile
+                pass
+        rtt.close()
+        self._passive_interfaces, self._passive_windows = {}, {}
+
+    def _read_passive(self) -> None:
+        if self._passive is None:
+            return
+        now = self.clock()
+        for name, aggregate in self._passive.aggregates(self._passive_interfaces).items():
+            self._passive_windows[name].update(now, aggregate)
+
+    def _with_passive(self, snap: TelemetrySnapshot) -> TelemetrySnapshot:
+        """The probes' snapshot with each passive path's figures of the last second."""
+        if not self._passive_windows:
+            return snap
+        paths = tuple(dataclasses.replace(p, passive=self._passive_windows[p.name].snapshot())
+                      if p.name in self._passive_windows else p for p in snap.paths)
+        return dataclasses.replace(snap, paths=paths)
+
+    async def _passive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PASSIVE_INTERVAL_S)
+            try:
+                self._read_passive()
+            except Exception as exc:  # noqa: BLE001 - the probes' figures still count
+                log.warning("steer.passive-read-failed error=%r", str(exc))
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
@@ -218,6 +290,7 @@ class SteeringService:
                 pass
         self._tasks = []
         await self._stop_engine()
+        self._stop_passive()
         self._stop_load()
         self._restore_sysctls()
         if self.dataplane is not None:
@@ -264,6 +337,9 @@ class SteeringService:
         keep = config.decision.events_kept if config.decision else 1000
         if keep != self.events.maxlen:
             self.events = collections.deque(self.events, maxlen=keep)
+        if {p.name: p.interface for p in config.paths if p.passive} != self._passive_interfaces:
+            self._stop_passive()
+            self._start_passive()
         if probes_changed:
             # New probes start without data: keep the current routes until they have some.
             await self._stop_engine()
@@ -315,6 +391,7 @@ class SteeringService:
         t0 = time.perf_counter()
         now = self.clock()
         snap = self.engine.snapshot() if self.engine is not None else TelemetrySnapshot(now, ())
+        snap = self._with_passive(snap)
         decision = decide(now, snap, self.load, self.params, self.state)
         t1 = time.perf_counter()
         self.telemetry, self.decision, self.state = snap, decision, decision.state

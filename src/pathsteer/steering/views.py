@@ -54,14 +54,22 @@ def path_view(p: PathSnapshot, clock: Clock, *, interface: str, gateway: str | N
         "loss_pct": None if p.loss_pct is None else round(p.loss_pct, 3), "jitter_ms": _ms(p.jitter_s),
         "failing_targets": p.failing, "targets": len(p.targets), "capacity_bps": capacity_bps,
         "utilization": None if utilization is None else round(utilization, 4), "load": load,
+        "passive": passive_view(p.passive) if p.passive is not None else None,
     }
+
+
+def passive_view(p) -> dict:
+    """The passive RTT of real traffic over the last ``window_s`` (separate from the probes')."""
+    return {"window_s": round(p.window_s, 3), "samples": p.samples, "rtt_p50_ms": _ms(p.p50_s),
+            "rtt_mean_ms": _ms(p.mean_s), "rtt_min_ms": _ms(p.min_s), "rtt_p95_ms": _ms(p.p95_s),
+            "total_samples": p.total_samples, "age_s": round(p.age_s, 3)}
 
 
 def candidate_view(c: Candidate) -> dict:
     return {"path": c.path, "order": c.order, "state": c.state.value, "eligibility": c.eligibility.value,
             "why_not": c.why_not, "rtt_ms": _ms(c.rtt_s), "loss_pct": c.loss_pct, "jitter_ms": _ms(c.jitter_s),
             "utilization": c.utilization, "capacity_bps": c.capacity_bps, "samples": c.samples,
-            "enough_samples": c.enough_samples}
+            "enough_samples": c.enough_samples, "rtt_source": c.rtt_source}
 
 
 def route_view(r: RouteStatus, clock: Clock, *, candidates: bool = False) -> dict:

@@ -19,6 +19,7 @@ formula written there, and a kernel test checks that the program puts a sample i
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,12 +188,18 @@ class PassiveWindow:
     """A path's passive RTT over the last ``window_s`` (pure: give it the kernel's running
     aggregate with the time it was read). The figures are those of the samples between the
     read nearest ``window_s`` ago and the latest one, so a change of the path's RTT shows in
-    the median within about half a window."""
+    the median within about half a window.
 
-    def __init__(self, sub_bits: int, window_s: float = 1.0) -> None:
+    When the last window had no traffic, the figures of the last one that had are given, with
+    their age, for ``memory_s``: a path traffic left because real traffic found it slow keeps
+    that figure while its (sparser) probes catch up, instead of looking fast again on them."""
+
+    def __init__(self, sub_bits: int, window_s: float = 1.0, memory_s: float = 30.0) -> None:
         self.sub_bits = sub_bits
         self.window_s = window_s
+        self.memory_s = memory_s
         self._reads: deque[tuple[float, RttAggregate]] = deque()
+        self._busy: tuple[float, PassiveSnapshot] | None = None  # the last window with samples
 
     def update(self, now: float, aggregate: RttAggregate) -> None:
         reads = self._reads
@@ -212,6 +219,13 @@ class PassiveWindow:
         def s(ns: float | None) -> float | None:
             return None if ns is None else ns / 1e9
 
-        return PassiveSnapshot(window_s=t1 - t0, samples=iv.samples, min_s=s(iv.min_ns), mean_s=s(iv.mean_ns),
+        snap = PassiveSnapshot(window_s=t1 - t0, samples=iv.samples, min_s=s(iv.min_ns), mean_s=s(iv.mean_ns),
                                p50_s=s(iv.p50_ns), p95_s=s(iv.p95_ns), max_s=s(iv.max_ns),
                                total_samples=after.samples)
+        if iv.samples:
+            self._busy = (t1, snap)
+            return snap
+        if self._busy is not None and t1 - self._busy[0] <= self.memory_s:
+            at, busy = self._busy
+            return dataclasses.replace(busy, age_s=t1 - at, total_samples=after.samples)
+        return snap

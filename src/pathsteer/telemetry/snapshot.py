@@ -77,7 +77,9 @@ class TargetSnapshot:
 @dataclass(frozen=True)
 class PassiveSnapshot:
     """Passive RTT of the path's real TCP traffic (``paths[].passive``) over the last
-    ``window_s``: figures of the samples taken then (None when there were none)."""
+    ``window_s``: figures of the samples taken then (None when there were none). When the path
+    carried no traffic in the last window, the figures of its last busy window, ``age_s`` old
+    (up to the memory of `pathsteer.telemetry.passive.PassiveWindow`, 30 s by default)."""
 
     window_s: float
     samples: int
@@ -87,6 +89,7 @@ class PassiveSnapshot:
     p95_s: float | None = None
     max_s: float | None = None
     total_samples: int = 0  # since the program was attached
+    age_s: float = 0.0  # how old these figures are (0: the last window had traffic)
 
 
 @dataclass(frozen=True)
