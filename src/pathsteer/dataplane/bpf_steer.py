@@ -100,7 +100,7 @@ class BpfSteerDataPlane:
         self._window = 0
         self._local: set[int] = set()  # local-table entries inside steered prefixes (STEER_GROUP_LOCAL)
         self._local_seen: frozenset[int] | None = None  # the local table at the last _sync_local
-        self._local_watch: LocalTableWatch | None = None  # tells when to read the local table again
+        self._local_watch: LocalTableWatch | None | bool = None  # tells when to read the local table again
         self._synced: tuple[Desired, int] | None = None  # the Desired the tries hold (and its size)
 
     # --- views --------------------------------------------------------------------------------
@@ -353,9 +353,13 @@ class BpfSteerDataPlane:
         Nothing to do while neither the local table nor our routes changed: the table is read
         again only when a route notification of table local came (or none could be trusted)."""
         if self._local_watch is None:
-            self._local_watch = LocalTableWatch()  # first, so no change after the read is missed
+            try:
+                self._local_watch = LocalTableWatch()  # first, so no change after the read is missed
+            except OSError as exc:  # no notifications to be had: read the table every time
+                log.warning("bpf.local_watch_unavailable error=%s", exc)
+                self._local_watch = False
             seen = frozenset(local_keys())
-        elif self._local_seen is None or self._local_watch.changed():
+        elif self._local_watch is False or self._local_seen is None or self._local_watch.changed():
             seen = frozenset(local_keys())
         else:
             seen = self._local_seen
@@ -539,9 +543,9 @@ class BpfSteerDataPlane:
         self._close_watch()
 
     def _close_watch(self) -> None:
-        if self._local_watch is not None:
+        if self._local_watch:
             self._local_watch.close()
-            self._local_watch = None
+        self._local_watch = None
         self._local_seen = None
 
     def close(self) -> None:
