@@ -690,9 +690,10 @@ class SoakRun:
                              f"{sum(not c['ok'] for c in self.checks)}")
                     next_report += 60.0
                 if step.action == so.SET:
+                    at = self.rel()   # the change takes effect during the call: its start is its time
                     self.apply_truth(step.path, truth[step.path], step.truth)
                     truth[step.path] = step.truth
-                    self.applied.append((i, self.rel()))
+                    self.applied.append((i, at))
                 else:
                     q.put((i, step))
             delay = self.script.seconds - self.rel()
