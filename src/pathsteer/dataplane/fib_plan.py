@@ -251,9 +251,10 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
             p.path_nexthops.append(nh)
 
     final: dict[int, Members] = {}
-    routes_get = routes.get
-    # (installed nexthop, wanted target) of every wanted prefix, in the caller's order
-    pairs = Counter(zip(map(routes_get, keys), map(id, vals))) if routes else Counter()
+    # (installed nexthop, wanted target) of every wanted prefix, in the caller's order; the
+    # installed nexthops are looked up once (1M lookups in a dict of 1M: the expensive part)
+    curs = list(map(routes.get, keys)) if routes else []
+    pairs = Counter(zip(curs, map(id, vals))) if routes else Counter()
     if groups:
         def wishes_by(counted) -> dict[int, dict[Members, int]]:
             """What the users of each group want: members → how many, first seen first."""
@@ -315,9 +316,9 @@ def plan(want: dict[Key, Target], have: FibState, want_nexthops: dict[int, PathN
         rule2 = {pair: assigned(*pair) for pair in pairs}
         moving = {pair for pair, nh in rule2.items() if pair[0] != nh}
         if moving:
-            picked = list(compress(keys, map(moving.__contains__, zip(map(routes_get, keys), map(id, vals)))))
-            p.routes_put = dict(zip(picked, map(rule2.__getitem__, zip(map(routes_get, picked),
-                                                                       map(id, map(want.__getitem__, picked))))))
+            mask = list(map(moving.__contains__, zip(curs, map(id, vals))))
+            p.routes_put = dict(zip(compress(keys, mask),
+                                    map(rule2.__getitem__, compress(zip(curs, map(id, vals)), mask))))
         installed = len(want) - sum(n for (cur, _t), n in pairs.items() if cur is None)
         if installed != len(routes):
             p.routes_del = sorted(routes.keys() - keys)
