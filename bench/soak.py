@@ -962,7 +962,9 @@ def plot(report: dict, path: str) -> None:
     paths = paths or ["p1", "p2", "p3", "p4"]
     colors = {p: c for p, c in zip(paths, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))}
     end = report["window"][1]
-    fig, axes = plt.subplots(4, 1, figsize=(15, 10.5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.2, 1]})
+    long_run = end > 600
+    fig, axes = plt.subplots(4, 1, figsize=(22 if long_run else 15, 10.5), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 2, 1.2, 1]})
     ax = axes[0]
     init = report.get("initial", {})
     for p in paths:
@@ -999,7 +1001,7 @@ def plot(report: dict, path: str) -> None:
                 loss_start = None
     ax.set_ylabel("RTT ms (true)")
     ax.set_ylim(0, min(160, max(60, ax.get_ylim()[1])))
-    ax.legend(loc="upper right", fontsize=8, ncol=4)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.93), fontsize=8, ncol=4)
     ax.set_title(f"pathsteer soak, {report['plane']} plane, seed {report['seed']}: {report['minutes']:.1f} min "
                  f"(1 min = 1 simulated h); bars: down, removed by reload (hatched), heavy loss (top)")
     ax = axes[1]
@@ -1048,7 +1050,7 @@ def plot(report: dict, path: str) -> None:
     ax.set_xlabel("seconds (= simulated minutes)")
     ax.set_xlim(0, end)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100 if long_run else 90)
     plt.close(fig)
 
 
