@@ -79,7 +79,7 @@ def test_a_path_slowed_from_10_to_80ms_is_left_for_its_latency(daemon, mode):
     d.wait_via(PREFIX, "p2", timeout=5)
     time.sleep(1.0)
     change = [e for e in d.changes() if e["prefix"] == PREFIX][-1]
-    assert (change["from"], change["to"], change["kind"]) == ("p1", "p2", "better"), change
+    assert (change["from"], change["to"], change["kind"]) == ("p1", "p2", "better"), change["reason"]
     assert not change["reason"].startswith("p1 down"), change
     assert not _went_down(d, "p1"), _went_down(d, "p1")
     p1 = _path(d, "p1")

@@ -84,7 +84,7 @@ class ProbeConfig(Section):
     method: Literal["icmp", "udp"] = "icmp"
     interval: Seconds = 1.0
     timeout: Seconds | None = None  # fixed; absent: adaptive per target (SRTT + max(4 RTTVAR, timeout_slack))
-    timeout_slack: Seconds | None = None  # adaptive: least wait beyond the smoothed RTT (32ms)
+    timeout_slack: Seconds | None = None  # adaptive: least wait beyond the smoothed RTT (40ms)
     timeout_max: Seconds | None = None  # adaptive: the ceiling (2s)
     port: int = Field(default=862, ge=1, le=65535)  # udp (TWAMP-light)
     quorum: int | None = Field(default=None, ge=1)

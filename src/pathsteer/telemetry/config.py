@@ -63,7 +63,7 @@ class WindowConfig:
             raise UsageError(f"ewma alpha: {self.ewma_alpha!r} must be in (0, 1]")
 
 
-DEFAULT_TIMEOUT_MIN_SLACK_S = 0.032
+DEFAULT_TIMEOUT_MIN_SLACK_S = 0.040
 DEFAULT_TIMEOUT_MAX_S = 2.0
 DEFAULT_TIMEOUT_INITIAL_S = 1.0
 
