@@ -17,30 +17,38 @@ GOOD = "control: {{socket: {sock}}}\nguard: {{interfaces: [lo], deny: [{deny}], 
 
 
 class FakeComponent:
+    """The component contract with a guard section: check → plan, start, commit(plan), stop."""
+
     name = "guard"
     log: list[str] = []
+    checked: list = []
 
-    def __init__(self, config) -> None:
-        self.config = config
+    def __init__(self, section) -> None:
+        self.section = section
+
+    def check(self, section):
+        self.checked.append(section)
+        return section
 
     async def start(self) -> None:
-        self.log.append(f"start {self.config.guard.deny[0]}")
+        self.log.append(f"start {self.section.deny[0]}")
 
-    async def reload(self, config) -> None:
-        self.log.append(f"reload {config.guard.deny[0]}")
+    async def commit(self, plan) -> None:
+        self.log.append(f"reload {plan.deny[0]}")
+        self.section = plan
 
     async def stop(self) -> None:
         self.log.append("stop")
 
     def commands(self):
-        return [Command("guard.ping", NoArgs, lambda _a: {"deny": str(self.config.guard.deny[0])})]
+        return [Command("guard.ping", NoArgs, lambda _a: {"deny": str(self.section.deny[0])})]
 
 
 @pytest.fixture
 def fake_components(monkeypatch):
     FakeComponent.log = []
-    checked = []
-    spec = reactor.ComponentSpec("guard", ("guard",), FakeComponent, lambda c: checked.append(c))
+    FakeComponent.checked = checked = []
+    spec = reactor.ComponentSpec("guard", lambda c: c.guard, FakeComponent)
     monkeypatch.setattr(reactor, "COMPONENTS", [spec])
     return checked
 

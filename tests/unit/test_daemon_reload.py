@@ -1,6 +1,8 @@
-"""The reactor's reload with two fake components: a component's commands go with it exactly
-(steering's are ``steer.*``), a reload that fails half-way is undone, reloads run one at a
-time, and signals are handled from before the components start."""
+"""The reactor's two-phase reload with two fake components that keep the component contract
+(built from their section; check → plan; start; commit(plan); stop; commands in their own
+namespace): a component removed and added back by reload, a check that fails touches nothing,
+a commit that fails is undone, reloads run one at a time, signals are handled from before the
+components start."""
 
 from __future__ import annotations
 
@@ -23,57 +25,65 @@ LOG: list[str] = []
 
 class Fake:
     name = "?"
-    prefix = "?"
-    fail_reload_with: str | None = None
+    fail_check_with: str | None = None
+    fail_commit_with: str | None = None
     start_delay = 0.0
 
-    def __init__(self, config) -> None:
-        self.config = config
+    def __init__(self, section) -> None:
+        self.section = section
 
-    def _what(self, config) -> str:
+    def _what(self, section) -> str:
         raise NotImplementedError
 
+    def check(self, section):
+        what = self._what(section)
+        LOG.append(f"{self.name} check {what}")
+        if what == type(self).fail_check_with:
+            raise PathsteerError(f"{self.name}: {what} is refused")
+        return section
+
     async def start(self) -> None:
-        LOG.append(f"{self.name} start {self._what(self.config)}")
+        LOG.append(f"{self.name} start {self._what(self.section)}")
         await asyncio.sleep(self.start_delay)
 
-    async def reload(self, config) -> None:
-        LOG.append(f"{self.name} reload {self._what(config)}")
-        if type(self).fail_reload_with and self._what(config) == type(self).fail_reload_with:
-            raise PathsteerError(f"{self.name}: cannot use {self._what(config)}")
-        await asyncio.sleep(0.02)  # a reload takes time: others must wait for it
-        LOG.append(f"{self.name} reloaded {self._what(config)}")
-        self.config = config
+    async def commit(self, plan) -> None:
+        LOG.append(f"{self.name} reload {self._what(plan)}")
+        if self._what(plan) == type(self).fail_commit_with:
+            raise PathsteerError(f"{self.name}: cannot use {self._what(plan)}")
+        await asyncio.sleep(0.02)  # a commit takes time: others must wait for it
+        LOG.append(f"{self.name} reloaded {self._what(plan)}")
+        self.section = plan
 
     async def stop(self) -> None:
         LOG.append(f"{self.name} stop")
 
     def commands(self):
-        return [Command(f"{self.prefix}.ping", NoArgs, lambda _a: {"what": self._what(self.config)})]
+        return [Command(f"{self.name}.ping", NoArgs, lambda _a: {"what": self._what(self.section)})]
 
 
 class FakeGuard(Fake):
-    name, prefix = "guard", "guard"
+    name = "guard"
 
-    def _what(self, config) -> str:
-        return str(config.guard.deny[0])
+    def _what(self, section) -> str:
+        return str(section.deny[0])
 
 
 class FakeSteering(Fake):
-    name, prefix = "steering", "steer"  # like the real one: component "steering", commands "steer.*"
+    name = "steer"  # like the real one: component and command namespace "steer"
 
-    def _what(self, config) -> str:
-        return str(config.destinations[0].prefix)
+    def _what(self, section) -> str:
+        return str(section.destinations[0].prefix)
 
 
 @pytest.fixture
 def daemon(tmp_path, monkeypatch):
     LOG.clear()
-    FakeGuard.fail_reload_with = FakeSteering.fail_reload_with = None
-    FakeGuard.start_delay = FakeSteering.start_delay = 0.0
+    for fake in (FakeGuard, FakeSteering):
+        fake.fail_check_with = fake.fail_commit_with = None
+        fake.start_delay = 0.0
     monkeypatch.setattr(reactor, "COMPONENTS", [
-        reactor.ComponentSpec("guard", ("guard",), FakeGuard, lambda c: None),
-        reactor.ComponentSpec("steering", ("paths", "destinations"), FakeSteering, lambda c: None),
+        reactor.ComponentSpec("guard", lambda c: c.guard, FakeGuard),
+        reactor.ComponentSpec("steer", lambda c: c.steering, FakeSteering),
     ])
     sock = str(tmp_path / "d.sock")
     path = tmp_path / "c.yaml"
@@ -116,7 +126,7 @@ def test_a_component_removed_and_added_back_by_reload_takes_its_own_commands(dae
         with pytest.raises(UsageError, match="unknown command 'steer.ping'"):
             await call("steer.ping")
         write(prefix="203.0.113.0/24")  # and added back: was "steer.ping registered twice"
-        assert (await call("daemon.reload"))["components"] == ["guard", "steering"]
+        assert (await call("daemon.reload"))["components"] == ["guard", "steer"]
         assert await call("steer.ping") == {"what": "203.0.113.0/24"}
         write(deny=None)  # the guard removed, then back
         await call("daemon.reload")
@@ -125,26 +135,42 @@ def test_a_component_removed_and_added_back_by_reload_takes_its_own_commands(dae
         assert await call("guard.ping") == {"what": "192.0.2.0/24"}
 
     run(drive)
-    assert LOG.count("steering stop") == 2 and LOG.count("guard stop") == 2
+    assert LOG.count("steer stop") == 2 and LOG.count("guard stop") == 2
 
 
-def test_a_reload_whose_second_component_fails_leaves_everything_on_the_old_config(daemon):
+def test_a_reload_whose_second_component_fails_its_check_touches_nothing(daemon):
     d, write, run = daemon
-    FakeSteering.fail_reload_with = "203.0.113.0/24"
+    FakeSteering.fail_check_with = "203.0.113.0/24"
 
     async def drive(call):
         write(deny="198.18.0.0/15", prefix="203.0.113.0/24")
-        with pytest.raises(PathsteerError, match="steering: cannot use 203.0.113.0/24"):
+        with pytest.raises(PathsteerError, match="steer: 203.0.113.0/24 is refused"):
+            await call("daemon.reload")
+        assert await call("guard.ping") == {"what": "192.0.2.0/24"}  # never committed
+        assert await call("steer.ping") == {"what": "198.51.100.0/24"}
+        assert d.config.guard.deny[0].compressed == "192.0.2.0/24"
+
+    run(drive)
+    assert not [line for line in LOG if " reload" in line], LOG  # phase two never began
+
+
+def test_a_reload_whose_second_component_fails_its_commit_leaves_everything_on_the_old_config(daemon):
+    d, write, run = daemon
+    FakeSteering.fail_commit_with = "203.0.113.0/24"
+
+    async def drive(call):
+        write(deny="198.18.0.0/15", prefix="203.0.113.0/24")
+        with pytest.raises(PathsteerError, match="steer: cannot use 203.0.113.0/24"):
             await call("daemon.reload")
         assert await call("guard.ping") == {"what": "192.0.2.0/24"}  # the guard was put back
         assert await call("steer.ping") == {"what": "198.51.100.0/24"}
         assert d.config.guard.deny[0].compressed == "192.0.2.0/24"
 
     run(drive)
-    assert LOG[:5] == ["guard start 192.0.2.0/24", "steering start 198.51.100.0/24",
-                       "guard reload 198.18.0.0/15", "guard reloaded 198.18.0.0/15",
-                       "steering reload 203.0.113.0/24"]
-    assert LOG[5:7] == ["guard reload 192.0.2.0/24", "guard reloaded 192.0.2.0/24"]
+    commits = [line for line in LOG if " reload" in line]
+    assert commits == ["guard reload 198.18.0.0/15", "guard reloaded 198.18.0.0/15",
+                       "steer reload 203.0.113.0/24",
+                       "guard reload 192.0.2.0/24", "guard reloaded 192.0.2.0/24"], LOG
 
 
 def test_a_sighup_storm_reloads_one_at_a_time(daemon):
@@ -166,7 +192,7 @@ def test_a_sighup_storm_reloads_one_at_a_time(daemon):
     reloads = [line for line in LOG if " reload" in line]
     # 5 reloads × 2 components, each step finished before the next began: never interleaved
     assert reloads == ["guard reload 198.18.0.0/15", "guard reloaded 198.18.0.0/15",
-                       "steering reload 198.51.100.0/24", "steering reloaded 198.51.100.0/24"] * 5
+                       "steer reload 198.51.100.0/24", "steer reloaded 198.51.100.0/24"] * 5
 
 
 def test_sigterm_while_a_component_starts_stops_the_daemon_cleanly(daemon):
@@ -181,4 +207,4 @@ def test_sigterm_while_a_component_starts_stops_the_daemon_cleanly(daemon):
 
     asyncio.run(main())
     assert d.stop_reason == "SIGTERM"
-    assert LOG == ["guard start 192.0.2.0/24", "guard stop"]  # steering never started
+    assert [line for line in LOG if " check" not in line] == ["guard start 192.0.2.0/24", "guard stop"]

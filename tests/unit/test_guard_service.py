@@ -239,7 +239,7 @@ def test_failed_reload_detaches_what_it_attached_and_restores_the_rules(service,
     old_ids = dict(service.ids.items())
     cfg = before.model_copy(update={"interfaces": ["lo", "eth-new"], "allow": [N("10.9.0.0/16")],
                                     "deny": [N("198.18.0.0/15")]})
-    monkeypatch.setattr(GuardService, "check", staticmethod(lambda config: None))  # no eth-new here
+    monkeypatch.setattr(GuardService, "validate", staticmethod(lambda config: None))  # no eth-new here
     prog.fail_apply_on = N("198.18.0.0/15")
     with pytest.raises(Exception, match="deny trie full"):
         service.loop_.run_until_complete(service.reload(cfg))
@@ -266,7 +266,7 @@ def test_stats_shape(service):
 def test_interface_missing_is_refused_before_anything(tmp_path):
     config = parse_config({"guard": {"interfaces": ["lo", "nope0"], "state_dir": str(tmp_path)}}).guard
     with pytest.raises(UsageError, match=r"guard.interfaces\[1\]: 'nope0' is not an interface"):
-        GuardService.check(config)
+        GuardService.validate(config)
 
 
 # --- SYN cookies: the order of netfilter and XDP ---------------------------------------------
@@ -294,7 +294,7 @@ def cookie_service(tmp_path, monkeypatch):
     journal = []
     made = []
     monkeypatch.setattr(synproxy, "Netfilter", lambda state_dir: made.append(FakeNetfilter(journal, state_dir)) or made[-1])
-    monkeypatch.setattr(GuardService, "check", staticmethod(lambda config: None))  # no host conntrack/nft here
+    monkeypatch.setattr(GuardService, "validate", staticmethod(lambda config: None))  # no host conntrack/nft here
     prog = FakeProgram()
     real_apply = prog.apply
 

@@ -42,6 +42,6 @@ def test_syn_cookies_refused_without_conntrack_kfuncs(monkeypatch, tmp_path):
                                      "syn_cookies": {"ports": [80]}}}).guard
     monkeypatch.setattr(synproxy, "conntrack_kfuncs_present", lambda: False)
     with pytest.raises(UnsupportedError, match="guard.syn_cookies: the kernel has no bpf_xdp_ct_lookup") as info:
-        GuardService.check(config)
+        GuardService.validate(config)
     assert info.value.exit_code == 2 and "\n" not in str(info.value)
-    GuardService.check(config.model_copy(update={"syn_cookies": None}))  # the guard without cookies: fine
+    GuardService.validate(config.model_copy(update={"syn_cookies": None}))  # the guard without cookies: fine

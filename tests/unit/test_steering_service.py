@@ -206,3 +206,44 @@ def test_a_probe_engine_that_fails_at_start_fails_the_start_and_applies_nothing(
             await s.start()
         assert plane.applied == [] and not plane.stopped
     asyncio.run(main())
+
+
+def test_a_slow_apply_does_not_stall_the_loop():
+    """decide and apply run in a worker thread: while a data plane takes 0.6 s to apply (a big
+    FIB), the loop still serves the others (the guard's auto-block, the probes' sends)."""
+    import time
+
+    class SlowPlane(FakePlane):
+        slow = False
+
+        def apply(self, desired):
+            if self.slow:
+                time.sleep(0.6)
+            super().apply(desired)
+
+    async def main():
+        plane = SlowPlane()
+        s = service(plane)
+        await s.start()
+        s.engine.set(path("p1", 10), path("p2", 30))
+        await settle()
+        gaps, last = [], time.monotonic()
+
+        async def ticker():
+            nonlocal last
+            for _ in range(80):
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        plane.slow = True
+        tick = asyncio.ensure_future(ticker())
+        s.engine.set(path("p1", None, state=PathState.DOWN, failing=3), path("p2", 30))  # an apply is due
+        await tick
+        plane.slow = False
+        await settle(0.7)
+        assert plane.via() == "p2"
+        assert max(gaps) < 0.3, max(gaps)
+        await s.stop()
+    asyncio.run(main())

@@ -9,7 +9,7 @@ Sections: ``control`` (the control socket) and ``guard`` now; steering adds ``da
 """
 
 from pathsteer.config.load import ConfigError, format_validation_error, load_config, parse_config
-from pathsteer.config.model import DEFAULT_SOCKET, Config, ControlConfig, GuardConfig
+from pathsteer.config.model import DEFAULT_SOCKET, Config, ControlConfig, GuardConfig, SteeringSection
 
-__all__ = ["DEFAULT_SOCKET", "Config", "ConfigError", "ControlConfig", "GuardConfig", "format_validation_error",
+__all__ = ["DEFAULT_SOCKET", "Config", "ConfigError", "ControlConfig", "GuardConfig", "SteeringSection", "format_validation_error",
            "load_config", "parse_config"]

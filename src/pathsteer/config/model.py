@@ -8,6 +8,7 @@ least one of guard or steering to run.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -130,6 +131,17 @@ class GuardConfig(Section):
         return value
 
 
+@dataclass(frozen=True)
+class SteeringSection:
+    """Steering's section of the file: its ``dataplane``, ``paths``, ``destinations`` and
+    ``decision`` keys (top-level in the YAML, one section to the daemon)."""
+
+    dataplane: DataplaneConfig | None
+    paths: list[PathConfig]
+    destinations: list[DestinationConfig]
+    decision: DecisionConfig | None
+
+
 class Config(Section):
     """The whole file. ``control`` always exists (defaults); the others are optional."""
 
@@ -151,6 +163,13 @@ class Config(Section):
     @property
     def steers(self) -> bool:
         return self.paths is not None
+
+    @property
+    def steering(self) -> SteeringSection | None:
+        """The steering component's section (None when the file does not steer)."""
+        if self.paths is None:
+            return None
+        return SteeringSection(self.dataplane, self.paths, self.destinations, self.decision)
 
     @property
     def sections(self) -> list[str]:

@@ -2,16 +2,18 @@
 
 ::
 
-    load_config ─► components (guard, steering) ──────────────► ControlServer (JSON lines)
-        ▲                 ▲ start / reload / stop                    │ commands
+    load_config ─► components (guard, steer) ─────────────────► ControlServer (JSON lines)
+        ▲                 ▲ check → start / check → commit / stop    │ commands <name>.<verb>
         │ SIGHUP, "reload"│                                          ▼
     reactor (asyncio): owns SIGTERM/SIGINT (clean stop: components stop in reverse order,
-    detaching what they attached), SIGHUP (reload: a bad config is refused, the running one stays)
+    detaching what they attached), SIGHUP (reload in two phases: every component checks its
+    new section, touching nothing, then all commit; a refusal changes nothing)
 
-A component is anything with ``name``, ``start()``, ``reload(config)``, ``stop()`` and
-``commands()``; `COMPONENTS` lists a `ComponentSpec` per component (the config sections that
-switch it on, a factory taking the whole config, a pre-flight check); steering is
-``ComponentSpec("steering", ("dataplane", "paths", "destinations"), build, check)``.
+The component contract is `Component`: built from its own config section, named for its
+command namespace, ``check(section) → plan``, ``start()``, ``commit(plan)``, ``stop()``,
+``commands()``. `COMPONENTS` lists a `ComponentSpec` per component: its name, how to pick its
+section from the config (None: it does not run) and how to build it, e.g.
+``ComponentSpec("steer", lambda c: c.steering, SteeringService)``.
 """
 
 from pathsteer.daemon.reactor import COMPONENTS, Component, ComponentSpec, Daemon

@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathsteer.daemon.reactor import Daemon, setup_logging
     daemon = Daemon(args.config)
     if args.check:
-        config = daemon._load()
+        config = daemon.check()
         print(json.dumps({"ok": True, "sections": config.sections}))
         return 0
     require_root("pathsteer run")

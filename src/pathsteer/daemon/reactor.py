@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pathsteer import __version__
 from pathsteer.config import Config, load_config
@@ -20,72 +21,50 @@ log = logging.getLogger("pathsteer.daemon")
 
 
 class Component(Protocol):
-    """A part of the daemon. It is given the whole `Config` (a component may read several
-    sections: steering needs ``dataplane``, ``paths`` and ``destinations``)."""
+    """A part of the daemon (steering, guard; later the API, gateways, BGP): the contract.
+
+    A component is built from its own section of the config (``ComponentSpec.section``),
+    touching nothing. Its ``name`` is its command namespace: every command it registers is
+    ``<name>.<verb>``. A reload runs in two phases over every component: ``check(section)``
+    validates the new section against the running system and returns a plan, touching
+    nothing (raise `PathsteerError` to refuse); only when every component's check passed,
+    ``commit(plan)`` applies each (a commit that fails puts its own component back as it was
+    and raises; the daemon then commits the old sections again on those already changed).
+    ``start`` runs once after a successful check, ``stop`` once at the end."""
 
     name: str
 
+    def check(self, section: Any) -> Any: ...
     async def start(self) -> None: ...
-    async def reload(self, config: Config) -> None: ...  # raise PathsteerError to refuse
+    async def commit(self, plan: Any) -> None: ...
     async def stop(self) -> None: ...
-    def commands(self) -> list[Command]: ...  # named "<name>.<verb>"
+    def commands(self) -> list[Command]: ...
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """How the daemon makes a component: it runs when any of ``sections`` is in the config;
-    ``check`` runs on every load and reload before anything is touched."""
+    """How the daemon makes a component: ``section`` picks its section from the config (None:
+    the component does not run), ``build`` constructs it from that section (touching nothing)."""
 
     name: str
-    sections: tuple[str, ...]
-    build: Callable[[Config], Component]
-    check: Callable[[Config], None]
-
-    def wanted(self, config: Config) -> bool:
-        return any(getattr(config, s, None) is not None for s in self.sections)
+    section: Callable[[Config], Any]
+    build: Callable[[Any], Component]
 
 
-class _GuardAdapter:
-    """GuardService takes its own section; the daemon hands components the whole config."""
-
-    name = "guard"
-
-    def __init__(self, config: Config) -> None:
-        from pathsteer.guard.service import GuardService
-        self.service = GuardService(config.guard)
-
-    async def start(self) -> None:
-        await self.service.start()
-
-    async def reload(self, config: Config) -> None:
-        await self.service.reload(config.guard)
-
-    async def stop(self) -> None:
-        await self.service.stop()
-
-    def commands(self) -> list[Command]:
-        return self.service.commands()
-
-
-def _guard_check(config: Config) -> None:
+def _guard(section) -> Component:
     from pathsteer.guard.service import GuardService
-    GuardService.check(config.guard)
+    return GuardService(section)
 
 
-def _steering_build(config: Config) -> Component:
+def _steer(section) -> Component:
     from pathsteer.steering.service import SteeringService
-    return SteeringService(config)
-
-
-def _steering_check(config: Config) -> None:
-    from pathsteer.steering.service import SteeringService
-    SteeringService.check(config)
+    return SteeringService(section)
 
 
 # Start order; stop is the reverse.
 COMPONENTS: list[ComponentSpec] = [
-    ComponentSpec("guard", ("guard",), _GuardAdapter, _guard_check),
-    ComponentSpec("steering", ("dataplane", "paths", "destinations"), _steering_build, _steering_check),
+    ComponentSpec("guard", lambda c: c.guard, _guard),
+    ComponentSpec("steer", lambda c: c.steering, _steer),
 ]
 
 
@@ -118,15 +97,32 @@ class Daemon:
         self._reloading = asyncio.Lock()  # one reload at a time (a SIGHUP storm queues, in order)
         self._tasks: set[asyncio.Task] = set()  # SIGHUP reloads under way (referenced until done)
         self.stop_reason = ""
+        self._ready = False  # every component of the config has started
 
     # --- config -----------------------------------------------------------------------------
 
     def _load(self) -> Config:
-        config = load_config(self.config_path)
-        for spec in COMPONENTS:
-            if spec.wanted(config):
-                spec.check(config)
+        return load_config(self.config_path)
+
+    def check(self) -> Config:
+        """``pathsteer run --check``: the file loaded and every component's check passed
+        (the system looked at, nothing touched)."""
+        config = self._load()
+        self._check_all(config)
         return config
+
+    def _check_all(self, config: Config) -> dict[str, tuple[Component, Any, bool]]:
+        """Phase one: every component's new section checked (a new component built first);
+        {name: (component, plan, already running)}. Raises before anything is touched."""
+        plans = {}
+        for spec in COMPONENTS:
+            section = spec.section(config)
+            if section is None:
+                continue
+            running = self.components.get(spec.name)
+            component = running if running is not None else spec.build(section)
+            plans[spec.name] = (component, component.check(section), running is not None)
+        return plans
 
     async def reload(self) -> dict:
         """Load the file again; refused with a one-line error (and nothing changed) if bad.
@@ -141,24 +137,26 @@ class Daemon:
             new = self._load()
             if new.control.socket != self.config.control.socket:
                 raise UsageError("control.socket cannot change on reload (restart the daemon)")
+            plans = self._check_all(new)  # phase one: all checked, nothing touched
         except PathsteerError as exc:
             log.error("daemon.reload-refused error=%r", str(exc))
             raise
         old = self.config
         done: list[tuple[str, ComponentSpec]] = []  # what changed, to undo if a later step fails
-        try:
+        try:  # phase two: commit all
             for spec in reversed(COMPONENTS):
-                if spec.name in self.components and not spec.wanted(new):
+                if spec.name in self.components and spec.name not in plans:
                     await self._stop_component(spec.name)
                     done.append(("stopped", spec))
             for spec in COMPONENTS:
-                if not spec.wanted(new):
+                if spec.name not in plans:
                     continue
-                if spec.name in self.components:
-                    await self.components[spec.name].reload(new)
-                    done.append(("reloaded", spec))
+                component, plan, running = plans[spec.name]
+                if running:
+                    await component.commit(plan)
+                    done.append(("committed", spec))
                 else:
-                    await self._start_component(spec, new)
+                    await self._start_component(spec, component)
                     done.append(("started", spec))
         except Exception as exc:
             await self._undo(done, old)
@@ -174,23 +172,43 @@ class Daemon:
         """Put every component a failed reload changed back on ``old``, last change first."""
         for what, spec in reversed(done):
             try:
-                if what == "reloaded":
-                    await self.components[spec.name].reload(old)
+                if what == "committed":
+                    component = self.components[spec.name]
+                    await component.commit(component.check(spec.section(old)))
                 elif what == "started":
                     await self._stop_component(spec.name)
                 else:
-                    await self._start_component(spec, old)
+                    component = spec.build(spec.section(old))
+                    component.check(spec.section(old))
+                    await self._start_component(spec, component)
             except Exception:  # noqa: BLE001 - undo the others all the same
                 log.exception("daemon.undo-failed component=%s step=%s", spec.name, what)
 
-    async def _start_component(self, spec: ComponentSpec, config: Config) -> None:
-        component = spec.build(config)
-        await component.start()
-        self.components[spec.name] = component
+    async def _start_component(self, spec: ComponentSpec, component: Component) -> None:
+        """Start ``component``; its commands answer "starting" until it has (a client that
+        asks meanwhile is told so, not that the command does not exist)."""
+        commands = component.commands()
+        for command in commands:
+            if not command.name.startswith(f"{spec.name}."):
+                raise PathsteerError(f"component {spec.name}: command {command.name} is outside its namespace")
         names = self._commands[spec.name] = []
-        for command in component.commands():
-            self.server.register(command)
+        for command in commands:
+            self.server.register(dataclasses.replace(command, handler=self._gate(spec.name, command.handler)))
             names.append(command.name)
+        try:
+            await component.start()
+        except BaseException:
+            for name in self._commands.pop(spec.name, []):
+                self.server.unregister_command(name)
+            raise
+        self.components[spec.name] = component
+
+    def _gate(self, name: str, handler):
+        def gated(args):
+            if name not in self.components:
+                raise PathsteerError(f"{name} is starting; ask again in a moment")
+            return handler(args)
+        return gated
 
     async def _stop_component(self, name: str) -> None:
         component = self.components.pop(name)
@@ -205,7 +223,8 @@ class Daemon:
         self._stop.set()
 
     async def run(self) -> None:
-        self.config = self._load()  # nothing touched before the whole config is valid
+        self.config = self._load()
+        plans = self._check_all(self.config)  # nothing touched before every component's check passed
         loop = asyncio.get_running_loop()
         self.server = ControlServer(self.config.control.socket)
         self.server.register(Command("daemon.status", NoArgs, self._status, "version, pid, sections"))
@@ -220,8 +239,9 @@ class Daemon:
             for spec in COMPONENTS:
                 if self._stop.is_set():
                     break
-                if spec.wanted(self.config):
-                    await self._start_component(spec, self.config)
+                if spec.name in plans:
+                    await self._start_component(spec, plans[spec.name][0])
+            self._ready = not self._stop.is_set()
             log.info("daemon.ready pid=%d socket=%s components=%s", os.getpid(), self.config.control.socket,
                      ",".join(self.components))
             await self._stop.wait()
@@ -251,4 +271,4 @@ class Daemon:
 
     def _status(self, _args: NoArgs) -> dict:
         return {"version": __version__, "pid": os.getpid(), "config": self.config_path,
-                "sections": list(self.components)}
+                "sections": list(self.components), "ready": self._ready}

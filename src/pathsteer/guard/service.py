@@ -124,7 +124,7 @@ class GuardService:
     # --- lifecycle --------------------------------------------------------------------------
 
     @staticmethod
-    def check(config: GuardConfig) -> None:
+    def validate(config: GuardConfig) -> None:
         """What can be checked before anything is touched (beyond the config's own validation):
         the interfaces exist; SYN cookies: conntrack is there and nft (managed) or the
         operator's synproxy setup (external)."""
@@ -155,8 +155,21 @@ class GuardService:
             self.netfilter.teardown()
             self.netfilter = None
 
+    def check(self, config: GuardConfig) -> GuardConfig:
+        """Phase one of a reload: ``config`` checked (the system, the rule slots it needs);
+        nothing touched. The plan is the checked section itself."""
+        if config.state_dir != self.config.state_dir:
+            raise UsageError("guard.state_dir cannot change on reload (restart the daemon)")
+        self.validate(config)
+        if self.ids is not None:  # running: the new rules must fit the program's slots
+            try:
+                self._ruleset(config)
+            finally:
+                self._release_unused(self._ruleset(self.config))
+        return config
+
     async def start(self) -> None:
-        self.check(self.config)
+        self.validate(self.config)
         self._loop = asyncio.get_running_loop()
         self.store = BlockStore(self.config.state_dir)
         now = self.clock()
@@ -186,11 +199,12 @@ class GuardService:
               syn_cookies=f"{_ports_text(sc.ports)}/{sc.netfilter}" if sc else "off")
 
     async def reload(self, config: GuardConfig) -> None:
-        """Apply a new guard section; refused (nothing changed) if it cannot be applied: a failure
-        after attaching newly listed interfaces detaches them and re-applies the running rules."""
-        if config.state_dir != self.config.state_dir:
-            raise UsageError("guard.state_dir cannot change on reload (restart the daemon)")
-        self.check(config)
+        """Check and commit a new guard section (refused, nothing changed, if it cannot be used)."""
+        await self.commit(self.check(config))
+
+    async def commit(self, config: GuardConfig) -> None:
+        """Phase two: apply a checked section. A failure after attaching newly listed
+        interfaces detaches them and re-applies the running rules (nothing half-applied)."""
         rules = self._ruleset(config)
         old_ifaces, new_ifaces = set(self.config.interfaces), list(config.interfaces)
         added = [i for i in new_ifaces if i not in old_ifaces]

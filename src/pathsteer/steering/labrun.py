@@ -45,10 +45,11 @@ class LabDaemon:
             if self.proc.poll() is not None:
                 raise PathsteerError(f"pathsteer run exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                self.call("daemon.status")
-                return self
+                if self.call("daemon.status").get("ready"):
+                    return self
             except PathsteerError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise PathsteerError(f"pathsteer run did not answer on {self.socket} within {timeout:g} s: {self.log_tail()}")
 
     def call(self, command: str, args: dict | None = None, timeout: float = 5.0):

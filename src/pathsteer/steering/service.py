@@ -1,11 +1,14 @@
 """The steering component: probes → telemetry (+ load) → policy.decide → data plane.
 
-Lifecycle (driven by pathsteer.daemon): ``check`` (config + system, nothing touched) →
-``start`` (adopt what an earlier run left, start probing, first decision) → ``reload`` →
-``stop`` (the data plane restores what it replaced). A crash (kill -9) runs no ``stop``: the
+Lifecycle (the daemon's component contract, `pathsteer.daemon.reactor.Component`): ``check``
+(config + system, nothing touched; returns a plan) → ``start`` (adopt what an earlier run left,
+start probing, first decision) → ``commit(plan)`` on a reload → ``stop`` (the data plane
+restores what it replaced). A crash (kill -9) runs no ``stop``: the
 kernel keeps the last routes (fib) or the attached program until ``stale_after`` (bpf).
 
-Loops, all on the daemon's asyncio loop:
+Loops, all on the daemon's asyncio loop; the work that can take long (``decide`` over many
+prefixes, a data plane's ``apply`` and ``reconcile``) runs in a worker thread, one data-plane
+call at a time, so a big FIB apply does not stall the probes' sends or the guard:
 
 - decide: every ``decision.interval`` and at once when a path changes state (the
   engine's callback), so a path that goes down is left in the same tick;
@@ -62,8 +65,20 @@ class EventsArgs(BaseModel):
     prefix: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class SteeringPlan:
+    """A checked steering config and what committing it changes."""
+
+    config: Config
+    params: PolicyParams
+    links: list
+    dataplane_changed: bool  # another mode, table or ingress: the plane is replaced
+    links_changed: bool  # other paths: the plane is handed over (the new one adopts)
+    probes_changed: bool  # the probes restart
+
+
 class SteeringService:
-    name = "steering"
+    name = "steer"  # its commands are steer.*
 
     def __init__(self, config: Config, *, dataplane_factory=build.make_dataplane,
                  engine_factory=ProbeEngine, clock=time.monotonic) -> None:
@@ -91,6 +106,9 @@ class SteeringService:
         self.stats = {"decisions": 0, "applies": 0, "apply_errors": 0, "reconciles": 0, "repairs": 0,
                       "decide_ms_last": 0.0, "apply_ms_last": 0.0}
         self._wake = asyncio.Event()
+        self._step_lock = asyncio.Lock()  # one decision at a time; a reload holds it throughout
+        self._plane_lock = asyncio.Lock()  # one data-plane call at a time (apply, reconcile, heartbeat)
+        self._plane_call: asyncio.Future | None = None  # the data-plane call running in a worker thread
         self._engine_stop: asyncio.Event | None = None
         self._engine_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
@@ -101,18 +119,27 @@ class SteeringService:
     # --- lifecycle --------------------------------------------------------------------------
 
     @staticmethod
-    def check(config: Config) -> None:
+    def validate(config: Config) -> None:
         """Everything that can be checked before anything is touched."""
         build.policy_params(config)  # policy-level rules (raises UsageError naming the field)
         build.probe_configs(config)  # PathProbeConfig validates on construction
         preflight.check(config)
+
+    def check(self, config: Config) -> SteeringPlan:
+        """Phase one of a reload: ``config`` checked and what it changes worked out; nothing
+        touched (raises UsageError naming the field when it cannot be used)."""
+        self.validate(config)
+        links = build.path_links(config, self.links)
+        return SteeringPlan(config, build.policy_params(config), links,
+                            build.dataplane_config(config) != build.dataplane_config(self.config),
+                            links != self.links, build.probe_configs(config) != build.probe_configs(self.config))
 
     @property
     def dp_config(self):
         return build.dataplane_config(self.config)
 
     async def start(self) -> None:
-        self.check(self.config)
+        self.validate(self.config)
         self.links = build.path_links(self.config)
         self.dataplane = self._dp_factory(self.config, self.links)
         now = self.clock()
@@ -138,7 +165,7 @@ class SteeringService:
                 close()
             self.dataplane = None
             raise
-        self._step()  # first decision at once (startup: adopted or first configured paths)
+        await self._step()  # first decision at once (startup: adopted or first configured paths)
         self._tasks = [asyncio.create_task(self._decide_loop(), name="steer-decide"),
                        asyncio.create_task(self._reconcile_loop(), name="steer-reconcile"),
                        asyncio.create_task(self._heartbeat_loop(), name="steer-heartbeat")]
@@ -289,6 +316,8 @@ class SteeringService:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self._tasks = []
+        if self._plane_call is not None:  # a cancelled task's thread still runs: let it finish
+            await asyncio.wait([self._plane_call])
         await self._stop_engine()
         self._stop_passive()
         self._stop_load()
@@ -307,14 +336,20 @@ class SteeringService:
         event("steer.stop", mode=self.dp_config.mode)
 
     async def reload(self, config: Config) -> None:
-        """Apply a new config; refused (nothing changed) when it cannot be applied."""
-        self.check(config)
-        params = build.policy_params(config)
-        old = self.config
-        links = build.path_links(config, self.links)
-        dp_changed = build.dataplane_config(config) != build.dataplane_config(old)
-        links_changed = links != self.links
-        probes_changed = build.probe_configs(config) != build.probe_configs(old)
+        """Check and commit a new config (refused, nothing changed, when it cannot be used)."""
+        await self.commit(self.check(config))
+
+    async def commit(self, plan: SteeringPlan) -> None:
+        """Phase two: make the running service what ``plan`` says."""
+        async with self._step_lock:  # no decision in flight on the old params
+            async with self._plane_lock:  # nor a data-plane call on the plane about to change
+                if self._plane_call is not None:
+                    await asyncio.wait([self._plane_call])
+            await self._commit(plan)
+
+    async def _commit(self, plan: SteeringPlan) -> None:
+        config, params, links = plan.config, plan.params, plan.links
+        dp_changed, links_changed, probes_changed = plan.dataplane_changed, plan.links_changed, plan.probes_changed
         if dp_changed or links_changed:
             new_dp = self._dp_factory(config, links)
             if dp_changed:
@@ -349,7 +384,7 @@ class SteeringService:
             self._start_load()
             await self._start_engine()
         self._force_apply = True
-        self._step()
+        await self._step_locked()
         event("steer.reload", paths=len(config.paths), prefixes=len(config.destinations),
               probes_restarted="yes" if probes_changed else "no",
               dataplane="replaced" if dp_changed else "handed-over" if links_changed else "kept")
@@ -371,7 +406,7 @@ class SteeringService:
                 pass
             self._wake.clear()
             try:
-                self._step()
+                await self._step()
             except Exception:  # noqa: BLE001 - the loop must go on
                 log.exception("steer.decide-failed")
             if self._engine_task is not None and self._engine_task.done():
@@ -386,13 +421,17 @@ class SteeringService:
             log.error("steer.probe-restart-failed error=%r", str(exc))
             await asyncio.sleep(1.0)
 
-    def _step(self) -> Decision:
+    async def _step(self) -> Decision:
         """One decision, applied; returns it."""
+        async with self._step_lock:
+            return await self._step_locked()
+
+    async def _step_locked(self) -> Decision:
         t0 = time.perf_counter()
         now = self.clock()
         snap = self.engine.snapshot() if self.engine is not None else TelemetrySnapshot(now, ())
         snap = self._with_passive(snap)
-        decision = decide(now, snap, self.load, self.params, self.state)
+        decision = await asyncio.to_thread(decide, now, snap, self.load, self.params, self.state)
         t1 = time.perf_counter()
         self.telemetry, self.decision, self.state = snap, decision, decision.state
         self.stats["decisions"] += 1
@@ -404,13 +443,25 @@ class SteeringService:
             event("steer.change", prefix=v["prefix"], policy=v["policy"], kind=v["kind"], **{"from": v["from"]},
                   to=v["to"], reason=repr(v["reason"]))
         if decision.events or self._force_apply:
-            self._apply(decision.desired)
+            await self._apply(decision.desired)
         return decision
 
-    def _apply(self, desired: Desired) -> None:
+    async def _in_plane(self, fn, *args):
+        """Run a data-plane call in a worker thread, one at a time. A cancelled caller leaves
+        it running to its end (`stop` waits for it)."""
+        async with self._plane_lock:
+            call = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+            self._plane_call = call
+            try:
+                return await asyncio.shield(call)
+            finally:
+                if call.done():
+                    self._plane_call = None
+
+    async def _apply(self, desired: Desired) -> None:
         t0 = time.perf_counter()
         try:
-            self.dataplane.apply(desired)
+            await self._in_plane(self.dataplane.apply, desired)
         except PathsteerError as exc:
             self.stats["apply_errors"] += 1
             self._force_apply = True  # retried on the next tick
@@ -430,7 +481,7 @@ class SteeringService:
             if self.applied is None or self.dataplane is None:
                 continue
             try:
-                repaired = self.dataplane.reconcile(self.applied)
+                repaired = await self._in_plane(self.dataplane.reconcile, self.applied)
                 self.stats["reconciles"] += 1
                 if repaired:
                     self.stats["repairs"] += len(repaired)
@@ -443,7 +494,8 @@ class SteeringService:
             await asyncio.sleep(self.dp_config.heartbeat_interval)
             try:
                 if self.dataplane is not None:
-                    self.dataplane.heartbeat()
+                    async with self._plane_lock:  # quick (a map write): on the loop, between calls
+                        self.dataplane.heartbeat()
             except Exception as exc:  # noqa: BLE001
                 log.error("steer.heartbeat-failed error=%r", str(exc))
 
