@@ -165,7 +165,7 @@ static __always_inline int finish(struct xdp_md *ctx, const struct guard_setting
 	return drop ? XDP_DROP : XDP_PASS;
 }
 
-/* 0 when the source is in `trie` (rule id in *rule_id). */
+/* 1 when the source is in the trie (its rule id in *rule_id), 0 when it is not. */
 static __always_inline int lpm_match(void *v4, void *v6, const struct packet *p, __u32 *rule_id)
 {
 	struct cidr_rule *r;

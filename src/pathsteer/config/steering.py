@@ -331,16 +331,5 @@ def check_steering(dataplane: DataplaneConfig | None, paths: list[PathConfig] | 
     # route is allowed; duplicates were refused above.
 
 
-def probe_targets_in_destinations(paths: list[PathConfig], destinations: list[DestinationConfig]) -> list[str]:
-    """Probe targets inside steered prefixes: fine (probes are pinned), reported for the log."""
-    out = []
-    for p in paths:
-        for t in p.probe.targets:
-            for d in destinations:
-                if t.version == d.prefix.version and t in d.prefix:
-                    out.append(f"{p.name}:{t}")
-    return out
-
-
 __all__ = ["DataplaneConfig", "DestinationConfig", "HysteresisConfig", "PathConfig", "ProbeConfig", "SlaConfig",
            "DecisionConfig", "WeightedConfig", "check_steering"]

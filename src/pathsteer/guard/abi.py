@@ -114,11 +114,6 @@ def lpm_key(net: Network) -> LpmV4Key | LpmV6Key:
     return LpmV6Key(net.prefixlen, (c_uint8 * 16)(*raw))
 
 
-def key_network(key: LpmV4Key | LpmV6Key) -> Network:
-    raw = bytes(key.addr)
-    return ipaddress.ip_network((raw, key.prefixlen)) if len(raw) == 4 else ipaddress.IPv6Network((raw, key.prefixlen))
-
-
 def addr_key_network(key: AddrKey, families: dict[str, int]) -> Network:
     """A `sources` key as the network it tracks (/32, IPv6 /64)."""
     raw = bytes(key.addr)
