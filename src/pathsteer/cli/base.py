@@ -50,3 +50,10 @@ def require_root(what: str) -> None:
     """Raise `NotRootError` unless running with euid 0."""
     if os.geteuid() != 0:
         raise NotRootError(what)
+
+
+def add_socket_option(p: argparse.ArgumentParser) -> None:
+    """``--socket PATH``: the daemon's control socket (every client command has it)."""
+    from pathsteer.config.model import DEFAULT_SOCKET
+    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                   help=f"the daemon's control socket (default {DEFAULT_SOCKET})")

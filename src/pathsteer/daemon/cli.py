@@ -6,8 +6,7 @@ import argparse
 import asyncio
 import json
 
-from pathsteer.cli.base import add_command, require_root
-from pathsteer.config.model import DEFAULT_SOCKET
+from pathsteer.cli.base import add_command, add_socket_option, require_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "reload", handler=cmd_reload,
         help="make the running daemon read its config again (refused if the new one is bad)",
         examples=["pathsteer reload", "pathsteer reload --socket /run/pathsteer/lab.sock"])
-    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help=f"control socket (default {DEFAULT_SOCKET})")
+    add_socket_option(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ import logging
 import socket
 import time
 
+from pathsteer import logs
 from pathsteer.bpf.netns import in_netns
 from pathsteer.dataplane import netlink_route as nl
 from pathsteer.dataplane.netlink_monitor import MonitorSocket
@@ -68,7 +69,7 @@ def _ref(text: str) -> tuple[str, ...]:
 
 
 def _event(name: str, **fields: object) -> None:
-    log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items()))
+    logs.event(log, name, **fields)
 
 
 class FibDataPlane:

@@ -6,17 +6,14 @@ import argparse
 import datetime
 import json
 
-from pathsteer.cli.base import add_command
-from pathsteer.config.model import DEFAULT_SOCKET
+from pathsteer.cli.base import add_command, add_socket_option
 from pathsteer.control.client import ControlClient
 from pathsteer.errors import UsageError
 from pathsteer.guard.rules import parse_cidr
 from pathsteer.units import format_duration, parse_duration
 
 
-def _socket(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
-                   help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+_socket = add_socket_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:

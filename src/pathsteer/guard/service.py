@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pathsteer import logs
 from pathsteer.bpf import XdpMode
 from pathsteer.config.model import GuardConfig
 from pathsteer.control.server import Command, NoArgs
@@ -39,7 +40,7 @@ TICK_S = 0.2
 
 def event(name: str, **fields: object) -> None:
     """A structured log line: ``guard.block cidr=192.0.2.0/24 origin=manual``."""
-    log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items()))
+    logs.event(log, name, **fields)
 
 
 class RuleIds:

@@ -7,12 +7,11 @@ import argparse
 import json
 import time
 
-from pathsteer.cli.base import add_command
-from pathsteer.config.model import DEFAULT_SOCKET
+from pathsteer.cli.base import add_command, add_socket_option
 
 
 def _socket(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help=f"control socket (default {DEFAULT_SOCKET})")
+    add_socket_option(p)
     p.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
 
 

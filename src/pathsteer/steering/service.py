@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pathsteer import logs
 from pathsteer.config import Config
 from pathsteer.control.server import Command, NoArgs
 from pathsteer.dataplane.routes import Desired
@@ -51,7 +52,7 @@ HASH_POLICY_SYSCTLS = ("/proc/sys/net/ipv4/fib_multipath_hash_policy", "/proc/sy
 
 def event(name: str, **fields: object) -> None:
     """A structured log line: ``steer.change prefix=198.51.100.0/24 from=p1 to=p2 reason='...'``."""
-    log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items()))
+    logs.event(log, name, **fields)
 
 
 class ExplainArgs(BaseModel):
