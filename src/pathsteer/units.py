@@ -1,4 +1,4 @@
-"""Parsers for the units users write: durations, percentages, rates.
+"""Parsers for the units users write: durations, percentages, rates, CIDRs, port ranges.
 
 Each parser takes the text and the name of the field it came from, so its error names both:
 ``--delay: '10xs' is not a duration (examples: 10ms, 1.5s, 250us)``.
@@ -6,10 +6,14 @@ Each parser takes the text and the name of the field it came from, so its error 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 
 from pathsteer.errors import UsageError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PROTOCOLS = {"any": 0, "icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}  # the names a rule's protocol may take
 
 _NUMBER = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _DURATION_RE = re.compile(_NUMBER + r"\s*(us|µs|ms|s|m|h)?")
@@ -79,3 +83,34 @@ def format_duration(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:g}ms"
     return f"{seconds:g}s"
+
+
+def parse_cidr(text: object, field_name: str) -> Network:
+    """``10.0.0.0/8`` or ``2001:db8::/32`` (a bare address is a /32 or /128). Host bits set
+    are refused: ``10.0.0.1/8`` is probably a typo, and would be silently widened."""
+    if not isinstance(text, str):
+        raise UsageError(f"{field_name}: {text!r} is not a CIDR (examples: 192.0.2.0/24, 2001:db8::/48)")
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        detail = " (host bits set)" if "host bits" in str(exc) else ""
+        raise UsageError(f"{field_name}: {text!r} is not a CIDR{detail} (examples: 192.0.2.0/24, 2001:db8::/48)") from None
+
+
+def parse_port_range(text: object, field_name: str) -> tuple[int, int]:
+    """``53``, ``1000-2000``, ``any`` (or None) → inclusive (low, high)."""
+    if text is None or text == "any":
+        return (0, 65535)
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        if isinstance(text, int):
+            low = high = text
+        else:
+            lo, _, hi = str(text).partition("-")
+            low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise UsageError(f"{field_name}: {text!r} is not a port or port range (examples: 53, 1000-2000, any)") from None
+    if not 0 <= low <= high <= 65535:
+        raise UsageError(f"{field_name}: {text!r} is not a port range within 0-65535")
+    return (low, high)

@@ -56,3 +56,14 @@ def test_rate_rejects(text):
 @given(st.floats(min_value=1e-6, max_value=1e5, allow_nan=False))
 def test_format_then_parse_roundtrips(seconds):
     assert parse_duration(format_duration(seconds), "f") == pytest.approx(seconds, rel=1e-5)
+
+
+def test_config_does_not_import_the_guard():
+    """The config layer parses CIDRs and port ranges with `pathsteer.units`; it imports no
+    component (the guard imports the config, not the other way round)."""
+    import subprocess
+    import sys
+    code = ("import sys, pathsteer.config; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pathsteer.guard', 'pathsteer.steering'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -10,8 +10,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 
 from pathsteer.errors import UsageError
-from pathsteer.guard.rules import PROTOCOLS, Network, parse_cidr, parse_port_range
-from pathsteer.units import parse_duration, parse_percent, parse_rate
+from pathsteer.units import PROTOCOLS, Network, parse_cidr, parse_duration, parse_percent, parse_port_range, parse_rate
 
 IFNAME_RE = re.compile(r"[^\s/]{1,15}")
 

@@ -10,11 +10,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
 
-from pathsteer.errors import UsageError
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from pathsteer.units import PROTOCOLS, Network, parse_cidr, parse_port_range  # noqa: F401 - guard's vocabulary
+
 NS_PER_S = 1_000_000_000
-PROTOCOLS = {"any": 0, "icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 
 
 class Verdict(Enum):
@@ -57,37 +56,6 @@ class Action(Enum):
     @property
     def c_name(self) -> str:
         return f"GUARD_ACTION_{self.name}"
-
-
-def parse_cidr(text: object, field_name: str) -> Network:
-    """``10.0.0.0/8`` or ``2001:db8::/32`` (a bare address is a /32 or /128). Host bits set
-    are refused: ``10.0.0.1/8`` is probably a typo, and would be silently widened."""
-    if not isinstance(text, str):
-        raise UsageError(f"{field_name}: {text!r} is not a CIDR (examples: 192.0.2.0/24, 2001:db8::/48)")
-    try:
-        return ipaddress.ip_network(text.strip(), strict=True)
-    except ValueError as exc:
-        detail = " (host bits set)" if "host bits" in str(exc) else ""
-        raise UsageError(f"{field_name}: {text!r} is not a CIDR{detail} (examples: 192.0.2.0/24, 2001:db8::/48)") from None
-
-
-def parse_port_range(text: object, field_name: str) -> tuple[int, int]:
-    """``53``, ``1000-2000``, ``any`` (or None) → inclusive (low, high)."""
-    if text is None or text == "any":
-        return (0, 65535)
-    try:
-        if isinstance(text, bool):
-            raise ValueError
-        if isinstance(text, int):
-            low = high = text
-        else:
-            lo, _, hi = str(text).partition("-")
-            low, high = int(lo), int(hi or lo)
-    except ValueError:
-        raise UsageError(f"{field_name}: {text!r} is not a port or port range (examples: 53, 1000-2000, any)") from None
-    if not 0 <= low <= high <= 65535:
-        raise UsageError(f"{field_name}: {text!r} is not a port range within 0-65535")
-    return (low, high)
 
 
 def gcra(pps: int, burst: int) -> tuple[int, int]:
