@@ -628,6 +628,31 @@ def dump_rules(sock: RouteSocket, family: int) -> list[RuleMsg]:
     return out
 
 
+# -- addresses -------------------------------------------------------------------------------------
+
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+
+
+def dump_addresses(sock: RouteSocket, index: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    """The addresses of interface ``index`` with their subnets (``ip addr show dev``), both
+    families. IFA_LOCAL is the local address (IFA_ADDRESS is the peer on point-to-point links)."""
+    out = []
+    for kind, mv, off, end in sock.dump(_header(RTM_GETADDR, NLM_F_DUMP, _IFADDRMSG.pack(0, 0, 0, 0, 0))):
+        if kind != RTM_NEWADDR:
+            continue
+        family, plen, _flags, _scope, idx = _IFADDRMSG.unpack_from(mv, off)
+        if idx != index:
+            continue
+        a = parse_attrs(mv, off + _IFADDRMSG.size, end)
+        raw = a.get(IFA_LOCAL, a.get(IFA_ADDRESS))
+        if raw is None:
+            continue
+        out.append(ipaddress.ip_interface((bytes(raw), plen)))
+    return out
+
+
 def ifindex(name: str) -> int:
     """The index of interface ``name`` in the calling thread's namespace (if_nametoindex(3))."""
     try:

@@ -5,9 +5,7 @@ subnet of its path's interface (or link-local). Errors name the field: ``paths[1
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
-import subprocess
 
 from pathsteer.config import Config
 from pathsteer.errors import UsageError
@@ -22,18 +20,17 @@ def interface_exists(name: str) -> bool:
 
 
 def interface_networks(name: str) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
-    """The addresses (with their subnets) of ``name``, from ``ip -j addr show dev``."""
-    out = subprocess.run(["ip", "-j", "addr", "show", "dev", name], capture_output=True, text=True, timeout=5)
-    if out.returncode != 0:
+    """The addresses (with their subnets) of ``name``, dumped over rtnetlink."""
+    from pathsteer.dataplane import netlink_route as nl
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
         return []
-    nets = []
-    for link in json.loads(out.stdout or "[]"):
-        for a in link.get("addr_info", []):
-            try:
-                nets.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
-            except (KeyError, ValueError):
-                continue
-    return nets
+    sock = nl.RouteSocket()
+    try:
+        return nl.dump_addresses(sock, index)
+    finally:
+        sock.close()
 
 
 def gateway_reachable(gateway, networks) -> bool:
