@@ -196,3 +196,14 @@ def test_real_loss_still_counts_once_a_later_probe_is_answered_or_the_ceiling_pa
     dead, _ = simulate(lambda t: 0.010 if t < 3.0 else None, 6.0, interval=1.0)
     # sent at 3, 4 (expired, presumed), 5 and 6: those older than the 2 s ceiling are counted
     assert dead.targets["192.0.2.1"].window.lost >= 1
+
+
+def test_a_path_back_from_a_cut_is_up_not_degraded_by_the_outages_lost_probes():
+    """The soak's finding: the probes lost while a path was down stayed in its 60 s window and
+    kept it DEGRADED up to a minute after it was back."""
+    path, changes = simulate(lambda t: None if 3.0 <= t < 5.0 else 0.010, 8.0)
+    states = [s for _, s in changes]
+    assert states == [PathState.UNKNOWN, PathState.UP, PathState.DOWN, PathState.UP], changes
+    back = [at for at, s in changes if s is PathState.UP][-1]
+    assert back - 5.0 < 0.7, back  # up_after answers (5 × 20 ms) and the hold (0.5 s)
+    assert path.snapshot(8.0).loss_pct == 0.0

@@ -56,6 +56,13 @@ class ProbeWindow:
         while len(self._entries) > self.max_count:
             self._pop()
 
+    def forget_lost(self) -> None:
+        """Drop the lost entries (an outage's probes, once the target is back: they tell of
+        the outage, which the down state reported, not of the path's loss now)."""
+        if self._lost:
+            self._entries = deque(e for e in self._entries if e[1] is not None)
+            self._lost = 0
+
     def trim(self, now: float) -> None:
         horizon = now - self.max_age_s
         while self._entries and self._entries[0][0] < horizon:
