@@ -118,3 +118,15 @@ def test_one_counters_one_namespace(counters, netns):
     with in_netns(netns.peer_ns), pytest.raises(UsageError, match="another network namespace"):
         counters.attach(netns.peer, [Hook.TC_INGRESS])
     assert counters.detach(netns.name) == [Hook.TC_INGRESS]
+
+
+def test_counters_left_by_an_earlier_run_are_taken_over(counters, netns):
+    """A killed run leaves its counter filters attached; the next run's Counters replaces
+    them in the slot (the daemon's load figures work again after kill -9 and restart)."""
+    counters.attach(netns.name, [Hook.TC_INGRESS, Hook.TC_EGRESS])
+    old = tc_program_id(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+    with Counters.load() as again:
+        again.attach(netns.name, [Hook.TC_INGRESS, Hook.TC_EGRESS])
+        now = tc_program_id(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+        assert now == again.programs[Hook.TC_INGRESS].id != old
+        assert again.detach(netns.name) == [Hook.TC_INGRESS, Hook.TC_EGRESS]

@@ -156,6 +156,8 @@ class Counters:
     def attach(self, interface: str | int, hooks: Iterable[Hook] = (Hook.TC_INGRESS, Hook.TC_EGRESS),
                xdp_mode: XdpMode | None = None) -> list[XdpAttachment | TcAttachment]:
         """Attach at each hook; on a failure the hooks attached by this call are detached again.
+        A counter program of the same name already in our TC slot (left by a run that was
+        killed, or by a Counters object not closed) is replaced; anyone else's is refused.
 
         The key is the ifindex, which is only unique within a network namespace: one Counters
         attaches in one namespace (the calling thread's; see pathsteer.bpf.netns.in_netns)."""
@@ -170,7 +172,9 @@ class Counters:
                 if hook is Hook.XDP:
                     done.append(attach_xdp(prog, interface, xdp_mode))
                 else:
-                    done.append(attach_tc(prog, interface, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY))
+                    there = tc_program_id(interface, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+                    done.append(attach_tc(prog, interface, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY,
+                                          replace=bool(there) and there != prog.id and _named(there, hook.program)))
         except BaseException:
             for att in done:
                 if isinstance(att, XdpAttachment):
@@ -242,3 +246,12 @@ class Counters:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _named(prog_id: int, name: str) -> bool:
+    """Whether program ``prog_id`` is called ``name`` (a counter program of an earlier run)."""
+    try:
+        with Program.from_id(prog_id) as prog:
+            return prog.name == name
+    except Exception:  # noqa: BLE001 - gone meanwhile: nothing to take over
+        return False

@@ -98,6 +98,7 @@ class SteeringService:
         self.load: dict[str, Any] = {}
         self.load_meter = None
         self._counters = None
+        self._counted: list[str] = []  # interfaces the counters were attached to
         self._passive = None  # pathsteer.bpf.passive.PassiveRtt, when a path has passive: true
         self._passive_windows: dict[str, Any] = {}  # path name → telemetry.passive.PassiveWindow
         self._passive_interfaces: dict[str, str] = {}
@@ -222,13 +223,15 @@ class SteeringService:
     def _start_load(self) -> None:
         if self.config.decision is not None and not self.config.decision.load_counters:
             return
+        counters = None
         try:
             from pathsteer.bpf.counters import Counters, Hook
             from pathsteer.telemetry.load import LoadMeter, PathCapacity
             counters = Counters.load()
+            self._counters, self._counted = counters, []
             for p in self.config.paths:
                 counters.attach(p.interface, [Hook.TC_INGRESS, Hook.TC_EGRESS])
-            self._counters = counters
+                self._counted.append(p.interface)
             self.load_meter = LoadMeter({p.name: PathCapacity(p.interface, p.capacity or 0)
                                          for p in self.config.paths}, counters)
             self.load_meter.sample()
@@ -237,14 +240,16 @@ class SteeringService:
             self._stop_load()
 
     def _stop_load(self) -> None:
+        """Detach the counters from every interface they were attached to (those of the paths
+        they were started with, not of a new config) and close them (no fd left behind)."""
         if self._counters is not None:
-            for p in self.config.paths:
+            for interface in self._counted:
                 try:
-                    self._counters.detach(p.interface)
-                except Exception:  # noqa: BLE001
+                    self._counters.detach(interface)
+                except Exception:  # noqa: BLE001 - an interface gone meanwhile
                     pass
             self._counters.close()
-        self._counters = None
+        self._counters, self._counted = None, []
         self.load_meter = None
 
     def _start_passive(self) -> None:
