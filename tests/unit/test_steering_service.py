@@ -72,7 +72,9 @@ class FakeEngine:
 
     current: dict = {}
 
-    def __init__(self, configs, on_state_change=None):
+    paths = ()
+
+    def __init__(self, configs, on_state_change=None, previous=()):
         self.on_state_change = on_state_change
         self.clock = 0.0
 

@@ -217,10 +217,12 @@ class ProbeEngine:
     """Probes every target of every configured path until stopped (or ``count`` each)."""
 
     def __init__(self, configs: Sequence[PathProbeConfig], *, on_state_change: StateCallback | None = None,
-                 own_slots: bool = True) -> None:
+                 own_slots: bool = True, previous: Sequence[PathTracker] = ()) -> None:
         """``own_slots``: this engine is the namespace's daemon engine: it sweeps the pins a
         killed run left and pins path i at slot i (`pinning.SLOT_RANGE`). False (one-shot
-        runs beside a daemon): random free numbers, nothing swept."""
+        runs beside a daemon): random free numbers, nothing swept. ``previous``: the trackers
+        of an engine this one replaces (a reload): a path whose probe config is the same keeps
+        its measurements and state, so a reload that changes other paths costs it nothing."""
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise UsageError("path names must be unique")
@@ -228,7 +230,8 @@ class ProbeEngine:
         self.on_state_change = on_state_change
         self.own_slots = own_slots
         now = time.monotonic()
-        self.paths = [PathTracker(c, now) for c in self.configs]
+        kept = {p.config: p for p in previous}
+        self.paths = [kept[c].handed_over() if c in kept else PathTracker(c, now) for c in self.configs]
         self.pins: list[pinning.Pin] = []
         self.probers: list[_Prober] = []
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]

@@ -178,7 +178,10 @@ class SteeringService:
               prefixes=len(self.config.destinations), adopted=len(adopted.routes) if adopted else 0)
 
     async def _start_engine(self) -> None:
-        self.engine = self._engine_factory(build.probe_configs(self.config), on_state_change=self._on_path_state)
+        # A restart after a reload keeps the measurements of the paths whose probes did not change.
+        previous = self.engine.paths if self.engine is not None else ()
+        self.engine = self._engine_factory(build.probe_configs(self.config), on_state_change=self._on_path_state,
+                                           previous=previous)
         self._engine_stop = asyncio.Event()
         self._engine_task = asyncio.create_task(self.engine.run(stop=self._engine_stop), name="steer-probe")
         await asyncio.sleep(0.05)  # pins go in first: a failure there is a start failure

@@ -38,6 +38,13 @@ class PathTracker:
         self.state = PathState.UNKNOWN
         self.since = now
 
+    def handed_over(self) -> PathTracker:
+        """This tracker, for a new engine (a reload): the measurements and the state stay, the
+        probes in flight are forgotten (the new engine numbers its probes afresh)."""
+        for t in self._all:
+            t.handed_over()
+        return self
+
     @property
     def name(self) -> str:
         return self.config.name

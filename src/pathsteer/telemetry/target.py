@@ -192,6 +192,13 @@ class TargetTracker:
             self._settle(now - self.timer.max_s)
         return n
 
+    def handed_over(self) -> None:
+        """A new prober takes over (a reload): forget the probes in flight and the sequence
+        numbers seen; every figure, the timer and the state stay."""
+        self._pending.clear()
+        self._presumed.clear()
+        self._resolved = _SeqMemory(SEQ_MEMORY)
+
     def expire_all(self) -> int:
         """Give up on every pending probe (the run is over)."""
         n = len(self._pending)
