@@ -30,6 +30,7 @@ read by rtnetlink, again only after a notification says it changed (`LocalTableW
 from __future__ import annotations
 
 import collections
+import ctypes
 import itertools
 import logging
 import socket
@@ -55,6 +56,7 @@ GRACE_S = 1.0  # a freed group slot is reused only this long after the last rout
 FULL_CHECK_LIMIT = 100_000  # reconcile compares whole tries up to this many routes ...
 WINDOW = 20_000  # ... and beyond that this many prefixes per call, round robin
 
+TRIM_ABOVE = 100_000  # after an apply writing this many entries, free heap goes back to the kernel
 GroupKey = tuple[tuple[int, int], ...]  # ((path id, weight), ...) sorted by path id
 
 
@@ -319,11 +321,13 @@ class BpfSteerDataPlane:
                             for k in keys:
                                 del mirror[k]
                         else:
-                            mirror.update(dict.fromkeys(keys, g))
-            else:  # first apply: one dict straight from the sorted keys
+                            mirror.update(zip(keys, itertools.repeat(g)))
+            elif len(batches) == 1:  # first apply, one group: the dict straight from the keys
+                mirror = dict.fromkeys(batches[0][2], batches[0][1])
+            else:
                 mirror = {}
                 for _v, g, keys in batches:
-                    mirror.update(dict.fromkeys(keys, g))
+                    mirror.update(zip(keys, itertools.repeat(g)))
             lost = collections.Counter(olds)
             for k in removed:
                 lost[mirror.pop(k)] += 1
@@ -345,6 +349,8 @@ class BpfSteerDataPlane:
                 self._drop(g)
         log.info("bpf.apply changed=%d removed=%d groups=%d diff_ms=%.1f write_ms=%.1f", kernel.written, len(gone),
                  len(self._groups), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+        if kernel.written + len(gone) >= TRIM_ABOVE:
+            _trim_heap()
         return True
 
     def _sync_local(self, routes_changed: bool = True) -> None:
@@ -571,6 +577,15 @@ class BpfSteerDataPlane:
     def path_of(self, prefix: Prefix) -> GroupKey | None:
         g = self._inst.get(key_int(prefix))
         return g.key if g is not None else None
+
+
+def _trim_heap() -> None:
+    """glibc's malloc_trim(0): the batch buffers of a 1M apply (tens of MiB, much of it in the
+    writer thread's arena) are freed but kept by malloc; hand them back (-20 MiB of RSS at 1M)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class _KernelWrites(threading.Thread):
