@@ -14,7 +14,7 @@ import pytest
 
 from pathsteer.dataplane.fib import FibDataPlane
 from pathsteer.dataplane.fib_plan import NH_GROUP_FIRST, STASH_TABLE, GroupParams, path_nh_id
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.errors import UsageError
 
 N = ipaddress.ip_network

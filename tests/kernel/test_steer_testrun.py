@@ -24,7 +24,7 @@ from pathsteer.bpf import Btf, ifindex_of
 from pathsteer.dataplane import maglev
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason, flow_hash, flow_words
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.bpf.testrun import skb_context
 
 TC_ACT_UNSPEC = 0xFFFFFFFF  # -1 as test_run's u32 retval: "next filter / kernel routing"

@@ -14,7 +14,7 @@ from pathsteer.bpf import Btf, ifindex_of, in_netns
 from pathsteer.dataplane import bpf_steer
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason, key_bytes
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.errors import BpfError
 from pathsteer.bpf.testrun import skb_context
 

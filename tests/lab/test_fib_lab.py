@@ -15,7 +15,7 @@ import pytest
 
 from pathsteer import lab
 from pathsteer.dataplane.fib import FibDataPlane
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.lab import measure
 
 SERVER, SERVER6 = "198.51.100.10", "2001:db8:100::10"

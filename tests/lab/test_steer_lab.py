@@ -21,7 +21,7 @@ from pathsteer import lab
 from pathsteer.bpf import in_netns
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.lab import measure
 
 pytestmark = pytest.mark.lab
@@ -107,7 +107,7 @@ def test_fail_open_after_stale_after(steer_lab):
 RUNNER = textwrap.dedent("""
     import ipaddress, json, sys, time
     from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
-    from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+    from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
     spec = json.loads(sys.argv[1])
     paths = [PathLink(p["name"], p["id"], p["interface"], ipaddress.ip_address(p["gw"]),
                       ipaddress.ip_address(p["gw6"])) for p in spec["paths"]]

@@ -11,7 +11,7 @@ import pytest
 from pathsteer.bpf import BpfObject
 from pathsteer.dataplane import bpf_steer
 from pathsteer.dataplane.bpf_steer_abi import Abi, OBJECT, State, key_int
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 
 
 class FakeProgram:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
+from pathsteer.routes import Desired, NextHop, RouteIntent
 from pathsteer.errors import UsageError
 from pathsteer.policy import (ChangeKind, DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams,
                               PolicyState, Sla, decide)

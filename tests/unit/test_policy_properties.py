@@ -9,7 +9,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
+from pathsteer.routes import Desired, NextHop, RouteIntent
 from pathsteer.policy import ChangeKind, PolicyKind, PolicyState, Sla, decide
 from pathsteer.policy.candidates import best_tier
 from pathsteer.policy.lowest_latency import improvement

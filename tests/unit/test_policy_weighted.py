@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pathsteer.dataplane.routes import NextHop
+from pathsteer.routes import NextHop
 from pathsteer.policy import ChangeKind, PolicyKind, WeightedParams
 from pathsteer.policy.weighted import shares_of, to_weights
 from pathsteer.telemetry.snapshot import PathState

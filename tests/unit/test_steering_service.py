@@ -11,7 +11,7 @@ import pytest
 
 from pathsteer.config import parse_config
 from pathsteer.control.server import NoArgs
-from pathsteer.dataplane.routes import Desired, NextHop, RouteIntent
+from pathsteer.routes import Desired, NextHop, RouteIntent
 from pathsteer.errors import PathsteerError
 from pathsteer.steering import preflight
 from pathsteer.steering.service import EventsArgs, ExplainArgs, SteeringService
@@ -62,6 +62,12 @@ class FakePlane:
 
     def stop(self):
         self.stopped = True
+
+    def close(self):
+        pass
+
+    def path_totals(self):
+        return {}
 
     def via(self) -> str:
         return ",".join(nh.path for nh in self.applied[-1].routes[PREFIX].nexthops)
@@ -249,3 +255,16 @@ def test_a_slow_apply_does_not_stall_the_loop():
         assert max(gaps) < 0.3, max(gaps)
         await s.stop()
     asyncio.run(main())
+
+
+def test_both_data_planes_keep_the_whole_dataplane_protocol():
+    """The daemon calls every method of `DataPlane` without probing for it (no getattr)."""
+    import inspect
+
+    from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
+    from pathsteer.dataplane.fib import FibDataPlane
+    from pathsteer.routes import DataPlane
+    wanted = {n for n, v in vars(DataPlane).items() if inspect.isfunction(v) and not n.startswith("_")}
+    assert wanted == {"adopt", "apply", "reconcile", "heartbeat", "path_totals", "stop", "close"}
+    for plane in (FibDataPlane, BpfSteerDataPlane, FakePlane):
+        assert wanted <= {n for n in dir(plane) if callable(getattr(plane, n))}, plane

@@ -67,3 +67,15 @@ def test_config_does_not_import_the_guard():
             "print(sorted(m for m in sys.modules if m.startswith(('pathsteer.guard', 'pathsteer.steering'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_the_pure_layers_import_no_kernel_side():
+    """policy and telemetry are pure: they import neither the data planes nor the BPF layer,
+    the probes or the daemon's components (the route contract is pathsteer.routes)."""
+    import subprocess
+    import sys
+    code = ("import sys, pathsteer.policy, pathsteer.telemetry, pathsteer.telemetry.passive; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pathsteer.dataplane', 'pathsteer.bpf', "
+            "'pathsteer.probe', 'pathsteer.steering', 'pathsteer.guard'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

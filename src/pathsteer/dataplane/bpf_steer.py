@@ -47,7 +47,7 @@ from pathsteer.dataplane.bpf_steer_abi import (
     keys_blob, supernet_keys)
 from pathsteer.dataplane.bpf_steer_program import SteerProgram, Totals
 from pathsteer.dataplane.netlink_monitor import LocalTableWatch
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
 from pathsteer.errors import BpfError, UsageError
 
 log = logging.getLogger("pathsteer.dataplane.bpf")
@@ -73,7 +73,7 @@ _UNSTEERED = _Group(())  # a prefix with no usable path: not in the tries (the k
 
 
 class BpfSteerDataPlane:
-    """The DataPlane protocol (pathsteer.dataplane.routes) over steer.bpf.o.
+    """The DataPlane protocol (pathsteer.routes) over steer.bpf.o.
 
     ``paths``: every path a route may name (ids are the BPF path ids); ``ingress``: the
     interfaces whose incoming traffic is steered (in the calling thread's network namespace);

@@ -52,7 +52,7 @@ from pathsteer.dataplane.netlink_monitor import MonitorSocket
 from pathsteer.dataplane.fib_plan import (
     RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, Key, PathNexthop, Plan, applied,
     desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, plan, targets)
-from pathsteer.dataplane.routes import Desired, PathLink
+from pathsteer.routes import Desired, PathLink
 from pathsteer.errors import PathsteerError, UsageError
 
 log = logging.getLogger("pathsteer.fib")
@@ -190,6 +190,10 @@ class FibDataPlane:
     def heartbeat(self) -> None:
         """Nothing to do: kernel routes do not go stale (only the bpf plane fails open)."""
 
+
+    def path_totals(self) -> dict:
+        """None of its own: the kernel forwards; per-path load comes from the TC counters."""
+        return {}
     def stop(self) -> None:
         """Remove rules, routes, groups and nexthops of ours; restore what main had."""
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from collections import Counter
 from itertools import compress
 from dataclasses import dataclass, field
 
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
 from pathsteer.errors import UsageError
 
 RTPROT_PATHSTEER = 83

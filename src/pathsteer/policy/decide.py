@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from pathsteer.dataplane.routes import Desired, NextHop, Prefix, RouteIntent
+from pathsteer.routes import Desired, NextHop, Prefix, RouteIntent
 from pathsteer.policy import failover, lowest_latency, weighted
 from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, best_tier, evaluate, least_bad
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams

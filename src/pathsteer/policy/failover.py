@@ -6,7 +6,7 @@ earlier path only when that path has been eligible, without a break, for ``hold_
 
 from __future__ import annotations
 
-from pathsteer.dataplane.routes import NextHop
+from pathsteer.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState

@@ -8,7 +8,7 @@ one's by at least ``min_improvement`` (relative) and has done so, without a brea
 
 from __future__ import annotations
 
-from pathsteer.dataplane.routes import NextHop
+from pathsteer.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier, latency_best, ms, passed_text, rtt_key
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState

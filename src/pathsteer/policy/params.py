@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from enum import Enum
 
-from pathsteer.dataplane.routes import Prefix
+from pathsteer.routes import Prefix
 from pathsteer.errors import UsageError
 
 

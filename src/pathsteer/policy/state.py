@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from pathsteer.dataplane.routes import Desired, NextHop, Prefix
+from pathsteer.routes import Desired, NextHop, Prefix
 from pathsteer.policy.candidates import Candidate
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pathsteer.dataplane.routes import NextHop
+from pathsteer.routes import NextHop
 from pathsteer.policy.candidates import Candidate
 from pathsteer.policy.state import ChangeKind, PrefixState, Shift
 

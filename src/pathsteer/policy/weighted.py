@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from pathsteer.dataplane.routes import NextHop
+from pathsteer.routes import NextHop
 from pathsteer.policy.candidates import Candidate, best_tier, ms
 from pathsteer.policy.params import DestinationParams
 from pathsteer.policy.state import ChangeKind, PrefixState, Shift

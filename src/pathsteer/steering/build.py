@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathsteer.config import Config
 from pathsteer.config.steering import DataplaneConfig, PathConfig
-from pathsteer.dataplane.routes import PathLink
+from pathsteer.routes import PathLink
 from pathsteer.errors import UsageError
 from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttSource,
                               RttStatistic, Sla, WeightedParams)

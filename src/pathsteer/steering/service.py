@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pathsteer import logs
 from pathsteer.config import Config
 from pathsteer.control.server import Command, NoArgs
-from pathsteer.dataplane.routes import Desired
+from pathsteer.routes import DataPlane, Desired
 from pathsteer.errors import PathsteerError, UsageError
 from pathsteer.policy import Decision, PolicyParams, PolicyState, decide
 from pathsteer.probe.engine import ProbeEngine
@@ -88,7 +88,7 @@ class SteeringService:
         self._dp_factory = dataplane_factory
         self._engine_factory = engine_factory
         self.clock = clock
-        self.dataplane = None
+        self.dataplane: DataPlane | None = None
         self.links = build.path_links(config)
         self.engine: ProbeEngine | None = None
         self.state = PolicyState()
@@ -162,9 +162,7 @@ class SteeringService:
             self._stop_passive()
             self._stop_load()
             self._restore_sysctls()
-            close = getattr(self.dataplane, "close", None)
-            if close is not None:
-                close()
+            self.dataplane.close()
             self.dataplane = None
             raise
         await self._step()  # first decision at once (startup: adopted or first configured paths)
@@ -335,12 +333,10 @@ class SteeringService:
             try:
                 self.dataplane.stop()
             finally:
-                close = getattr(self.dataplane, "close", None)
-                if close is not None:
-                    try:
-                        close()
-                    except Exception:  # noqa: BLE001
-                        pass
+                try:
+                    self.dataplane.close()
+                except Exception:  # noqa: BLE001
+                    pass
                 self.dataplane = None
         event("steer.stop", mode=self.dp_config.mode)
 
@@ -368,9 +364,7 @@ class SteeringService:
             else:
                 # Same plane, other paths: hand over without restoring; the new plane adopts
                 # what the old one installed (path ids are kept, so nothing moves).
-                close = getattr(self.dataplane, "close", None)
-                if close is not None:
-                    close()
+                self.dataplane.close()
             self.dataplane = new_dp
             self.applied = new_dp.adopt()
             self.links = links
@@ -537,11 +531,11 @@ class SteeringService:
         dp = self.dp_config
         info = {"mode": dp.mode, "table": dp.table if dp.table is not None else "main",
                 "ingress": list(dp.ingress), "stale_after_s": dp.stale_after, **self.stats}
-        totals = getattr(self.dataplane, "path_totals", None)
-        if totals is not None:
+        if self.dataplane is not None:
             try:
-                info["path_totals"] = {n: {"packets": t.packets, "bytes": t.bytes} for n, t in totals().items()}
-            except Exception:  # noqa: BLE001
+                info["path_totals"] = {n: {"packets": t.packets, "bytes": t.bytes}
+                                       for n, t in self.dataplane.path_totals().items()}
+            except Exception:  # noqa: BLE001 - status answers without them
                 pass
         return views.status(self.decision, self.telemetry, self._clock(), self._path_info(), info, self.load)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from pathsteer.dataplane.routes import NextHop
+from pathsteer.routes import NextHop
 from pathsteer.policy import Candidate, Decision, Event, RouteStatus
 from pathsteer.policy.candidates import path_rtt
 from pathsteer.policy.params import RttStatistic

@@ -255,10 +255,12 @@ class TargetTracker:
         if self.state is TargetState.UNKNOWN:
             self._set_state(TargetState.UP, now)
         elif self.state is TargetState.DOWN and self.consecutive_answered >= self._th.target_up_after_answered:
-            # Back from an outage: its lost probes told of the outage (reported as down), not
-            # of the path's loss now; kept, they would hold the path DEGRADED for a window.
-            self._presumed.clear()
-            self.window.forget_lost()
+            if self.timer.adaptive:
+                # Back from an outage: its lost probes told of the outage (reported as down), not
+                # of the path's loss now; kept, they would hold the path DEGRADED for a window.
+                # (A fixed timeout keeps the user's literal loss accounting.)
+                self._presumed.clear()
+                self.window.forget_lost()
             self._set_state(TargetState.UP, now)
 
     def _lose(self, seq: int, sent_at: float) -> None:

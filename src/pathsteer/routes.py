@@ -1,8 +1,9 @@
 """What the decision hands the data planes: routes per destination prefix, as plain data.
 
 The policy (``pathsteer.policy``) computes a `Desired` from telemetry; a data plane
-(``fib`` or ``bpf``) makes the kernel match it. Neither side knows how the other works:
-this module is the whole contract between them.
+(``pathsteer.dataplane``: ``fib`` or ``bpf``) makes the kernel match it. Neither side knows how
+the other works and neither imports the other: both import this module, the whole contract
+between them (`DataPlane` is what the daemon needs of a plane).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Desired:
 
 
 class DataPlane(Protocol):
-    """What the daemon needs of a data plane (`fib` or `bpf`)."""
+    """What the daemon needs of a data plane (`fib` or `bpf`): all of it, no optional parts."""
 
     def adopt(self) -> Desired | None:
         """Find what an earlier run left installed (by kernel state, not pins); None if nothing."""
@@ -72,5 +73,13 @@ class DataPlane(Protocol):
     def heartbeat(self) -> None:
         """Tell the kernel side the control plane is alive (bpf: stale_after fail-open)."""
 
+    def path_totals(self) -> dict:
+        """Packets and bytes the plane itself steered over each path, {path name: Totals}
+        (bpf: its per-path counters; fib: none of its own, {})."""
+
     def stop(self) -> None:
         """Clean stop: remove what pathsteer installed and restore what it replaced."""
+
+    def close(self) -> None:
+        """Let go without restoring (a hand-over to the next plane, or after stop): fds closed,
+        what is installed stays."""
