@@ -39,7 +39,7 @@ import uuid
 from bench.harness import Figure
 from pathsteer.dataplane.fib import FibDataPlane
 from pathsteer.dataplane.fib_plan import RTPROT_PATHSTEER, path_nh_id
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 
 TABLE = 200
 SIZES = tuple(int(s) for s in os.environ.get("BENCH_FIB_SIZES", "100000,1000000").split(","))

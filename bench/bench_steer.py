@@ -37,7 +37,7 @@ from pathsteer.bpf import in_netns
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import key_bytes
-from pathsteer.dataplane.routes import Desired, NextHop, PathLink, RouteIntent
+from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 from pathsteer.lab import measure
 
 REPEAT = 200_000
