@@ -207,3 +207,16 @@ def test_a_path_back_from_a_cut_is_up_not_degraded_by_the_outages_lost_probes():
     back = [at for at, s in changes if s is PathState.UP][-1]
     assert back - 5.0 < 0.7, back  # up_after answers (5 × 20 ms) and the hold (0.5 s)
     assert path.snapshot(8.0).loss_pct == 0.0
+
+
+def test_a_blip_after_a_restart_does_not_hold_a_path_degraded():
+    """The soak's finding: a daemon restarted 23 s before a 2 s blip (probes every second, the
+    default) had 2 lost of 23 in its window, "8.7 %", and held its best path DEGRADED for a
+    minute. A fresh window is judged as if it held MIN_PROBES_JUDGED probes; heavy loss still
+    degrades it."""
+    two = ("192.0.2.1", "192.0.2.2")
+    path, changes = simulate(lambda t: None if 23.5 <= t < 25.5 else 0.010, 40.0, interval=1.0, targets=two)
+    assert [s for _, s in changes] == [PathState.UNKNOWN, PathState.UP], changes
+    lossy, changes = simulate(lambda t: None if t > 10 and int(t) % 3 == 0 else 0.010, 30.0, interval=1.0,
+                              targets=two)  # a third of the probes lost
+    assert PathState.DEGRADED in [s for _, s in changes], changes

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pathsteer.telemetry.config import PathProbeConfig
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, TelemetrySnapshot
-from pathsteer.telemetry.state import PathFigures, next_path_state
+from pathsteer.telemetry.state import MIN_PROBES_JUDGED, PathFigures, next_path_state
 from pathsteer.telemetry.target import TargetTracker
 from pathsteer.telemetry.window import rtt_stats
 
@@ -69,6 +69,8 @@ class PathTracker:
             quorum=self._quorum,
             resolved=self._resolved or self._check_resolved(),
             loss_pct=100.0 * lost / resolved if resolved else None,
+            judged_loss_pct=100.0 * lost / max(resolved, len(live) * min(self.config.window.count, MIN_PROBES_JUDGED))
+            if resolved else None,
             rtt_ewma_s=_median(ewmas),
             jitter_s=_median(jitters),
             lost=lost,

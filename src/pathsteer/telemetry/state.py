@@ -14,6 +14,10 @@ from pathsteer.telemetry.snapshot import PathState
 # Loss makes a path DEGRADED only with at least this many lost probes in its window: one lost
 # probe in a small window (at start, or at a 1 s interval: 1 of 4 is "25 %") is no evidence.
 MIN_LOST_TO_DEGRADE = 2
+# ... and a window is judged as if it held at least this many probes per target (or its size,
+# when smaller): after a restart, 2 probes lost in a 2 s blip among the first 23 are not 8.7 %
+# of loss that holds the path DEGRADED until they age out of the window.
+MIN_PROBES_JUDGED = 50
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class PathFigures:
     rtt_ewma_s: float | None
     jitter_s: float | None
     lost: int = MIN_LOST_TO_DEGRADE  # lost probes behind loss_pct (the default: enough)
+    judged_loss_pct: float | None = None  # loss over at least MIN_PROBES_JUDGED probes (None: loss_pct)
 
 
 def _at_or_above(value: float | None, limit: float | None) -> bool:
@@ -40,14 +45,15 @@ def _above(value: float | None, limit: float | None) -> bool:
 def is_degraded(current: PathState, f: PathFigures, th: Thresholds) -> bool:
     """Degraded by the enter thresholds, or, while already degraded, until every figure is
     back at or below its recover threshold (hysteresis)."""
+    loss = f.loss_pct if f.judged_loss_pct is None else f.judged_loss_pct
     if current is PathState.DEGRADED:
         return (
-            _above(f.loss_pct, th.recover_loss_pct)
+            _above(loss, th.recover_loss_pct)
             or _above(f.rtt_ewma_s, th.recover_rtt_s)
             or _above(f.jitter_s, th.recover_jitter_s)
         )
     return (
-        (_at_or_above(f.loss_pct, th.degraded_loss_pct) and f.lost >= MIN_LOST_TO_DEGRADE)
+        (_at_or_above(loss, th.degraded_loss_pct) and f.lost >= MIN_LOST_TO_DEGRADE)
         or _at_or_above(f.rtt_ewma_s, th.degraded_rtt_s)
         or _at_or_above(f.jitter_s, th.degraded_jitter_s)
     )
