@@ -158,9 +158,10 @@ def test_a_weight_change_moves_no_more_flows_than_the_share_change_plus_5_points
         assert new != old, "the weights changed"
         assert len(common) >= 32
         assert moved <= change + 0.05
-        # No drift: p1 (new base share 25 %) stays far from its floor, and 25 s after the reload
-        # every share is within 15 points of the new capacity shares 25/25/50.
-        assert lowest >= 0.15
+        # No drift: p1 (new base share 25 %) stays far from its floor (the drift took it to 2-3 %;
+        # a loaded machine's momentary dip reached 14 %), and 25 s after the reload every share is
+        # within 15 points of the new capacity shares 25/25/50.
+        assert lowest >= 0.10
         assert all(abs(final.get(n, 0) - w) <= 0.15 for n, w in {"p1": 0.25, "p2": 0.25, "p3": 0.5}.items()), final
     finally:
         d.kill()
