@@ -35,3 +35,22 @@ def lab_factory(unique_name):
 @pytest.fixture
 def lab3(lab_factory) -> lab.Topology:
     return lab_factory(3)
+
+
+@pytest.fixture
+def steer_daemon(lab3, tmp_path):
+    """``(lab, start)``: ``start(**lab_config kwargs)`` runs ``pathsteer run`` in the lab's
+    router with that config; every daemon started is killed at teardown."""
+    from pathsteer.steering.labconfig import lab_config
+    from pathsteer.steering.labrun import LabDaemon
+    made: list[LabDaemon] = []
+
+    def start(**kw) -> LabDaemon:
+        d = LabDaemon(lab3, lab_config(lab3, socket=f"/run/pathsteer/{lab3.name}-steer.sock", **kw),
+                      str(tmp_path)).start()
+        made.append(d)
+        return d
+
+    yield lab3, start
+    for d in made:
+        d.kill()

@@ -15,7 +15,6 @@ import pytest
 
 from pathsteer import lab
 from pathsteer.lab import measure
-from pathsteer.steering.labconfig import lab_config
 from pathsteer.steering.labrun import LabDaemon, delivered_over
 
 pytestmark = pytest.mark.lab
@@ -26,22 +25,17 @@ INTERVAL_S = 0.020
 
 
 @pytest.fixture
-def daemon(lab3, tmp_path):
-    made: list[LabDaemon] = []
+def daemon(steer_daemon):
+    t, start_any = steer_daemon
 
-    def start(**kw) -> LabDaemon:
-        sock = f"/run/pathsteer/{lab3.name}-steer.sock"
+    def start(**kw):
         # Probe settings as a user leaves them: only the interval (and targets) written.
-        cfg = lab_config(lab3, socket=sock, interval="20ms", timeout=None, hold=None, **kw)
-        for p in cfg["paths"]:
+        d = start_any(interval="20ms", timeout=None, hold=None, **kw)
+        for p in d.config["paths"]:
             assert set(p["probe"]) == {"targets", "method", "interval"}, p["probe"]
-        d = LabDaemon(lab3, cfg, str(tmp_path)).start()
-        made.append(d)
         return d
 
-    yield lab3, start
-    for d in made:
-        d.kill()
+    return t, start
 
 
 def _went_down(d: LabDaemon, path: str) -> list[str]:

@@ -12,8 +12,7 @@ import pytest
 
 from pathsteer import lab
 from pathsteer.lab import measure
-from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon, delivered_over
+from pathsteer.steering.labrun import delivered_over
 
 pytestmark = pytest.mark.lab
 
@@ -24,18 +23,8 @@ STREAM_INTERVAL_S = 0.002
 
 
 @pytest.fixture
-def daemon(lab3, tmp_path):
-    made: list[LabDaemon] = []
-
-    def start(**kw) -> LabDaemon:
-        sock = f"/run/pathsteer/{lab3.name}-steer.sock"
-        d = LabDaemon(lab3, lab_config(lab3, socket=sock, **kw), str(tmp_path)).start()
-        made.append(d)
-        return d
-
-    yield lab3, start
-    for d in made:
-        d.kill()
+def daemon(steer_daemon):
+    return steer_daemon
 
 
 @pytest.mark.parametrize("mode", ["fib", "bpf"])
