@@ -379,9 +379,16 @@ class SteeringService:
             self._stop_passive()
             self._start_passive()
         if probes_changed:
-            # New probes start without data: keep the current routes until they have some.
+            # Paths whose probes are unchanged keep their measurements (the new engine takes
+            # their trackers over), so the policy keeps its state; only when a path that now
+            # carries traffic starts without data are the current routes kept until it has some.
+            kept = {c.name for c in build.probe_configs(config)} & {
+                p.name for p in self.engine.paths if p.config in set(build.probe_configs(config))} \
+                if self.engine is not None else set()
             await self._stop_engine()
-            if self.decision is not None:
+            in_use = {h.path for r in self.decision.desired.routes.values() for h in r.nexthops} \
+                if self.decision is not None else set()
+            if self.decision is not None and not in_use <= kept:
                 self.state = PolicyState.adopt(self.decision.desired, params, self.clock())
             self._stop_load()
             self._start_load()
