@@ -285,3 +285,36 @@ def test_a_saturated_paths_rtt_is_its_queue_not_its_latency():
     d2 = weighted()
     d2(0.0, *up3(4.0, 60.0, 60.0))
     assert weights(d2)["p1"] > 80
+
+
+def test_a_path_degraded_by_its_own_load_stays_in_the_set_and_leaves_when_idle():
+    """Fails before the congestion rule: TCP fills a link until its queue drops, and the probes
+    in that queue see the same loss. The lab (p3 at 98 % of 100 Mbit, probe loss 5 %) took p3
+    out, and p1, p2 went to 116 % and 172 %: a flap made of our own traffic."""
+    lossy = dict(state=PathState.DEGRADED, loss=5.0)
+    d = weighted()
+    d(0.0, *up3(), load=util(p1=0.98, p2=0.98, p3=0.98))
+    d(1.0, path("p1"), path("p2"), path("p3", **lossy), load=util(p1=0.98, p2=0.98, p3=0.98))
+    assert set(weights(d)) == {"p1", "p2", "p3"}
+    c = d.route().candidates[2]
+    assert c.eligible and c.tier == 0 and "its own load" in c.why_not
+    # spill-over lowered its load to 75 %: still congested (from 70 %), still in
+    d(2.0, path("p1"), path("p2"), path("p3", **lossy), load=util(p1=0.9, p2=0.9, p3=0.75))
+    assert "p3" in weights(d)
+    # the same loss on an idle path is the path's own fault: second tier, out of the set
+    d(3.0, path("p1"), path("p2"), path("p3", **lossy), load=util(p1=0.5, p2=0.5, p3=0.1))
+    assert set(weights(d)) == {"p1", "p2"}
+    assert d.route().candidates[2].tier == 1
+
+
+def test_a_congested_path_still_leaves_on_its_sla_and_when_down():
+    from pathsteer.policy import Sla
+    d = weighted(sla=Sla(max_loss_pct=2.0))
+    full = util(p1=0.98, p2=0.98, p3=0.98)
+    d(0.0, *up3(), load=full)
+    d(1.0, path("p1"), path("p2"), path("p3", state=PathState.DEGRADED, loss=5.0), load=full)
+    assert "p3" not in weights(d)
+    d = weighted()
+    d(0.0, *up3(), load=full)
+    d(1.0, path("p1"), path("p2"), path("p3", **DOWN), load=full)
+    assert "p3" not in weights(d)

@@ -4,6 +4,14 @@ A path is *eligible* when it is UP (tier 0) or DEGRADED (tier 1) and keeps the d
 SLA; policies choose from the best tier present, so a DEGRADED path carries traffic only
 when no UP path is eligible. When no path is eligible, `least_bad` picks the one to keep
 (pathsteer never blackholes a prefix).
+
+A DEGRADED path that is *congested* — its measured load at least `congested_at` of its
+capacity — stays in tier 0: TCP fills any link until its queue drops packets, and the probes
+in that queue see the same loss and delay, so a full link looks degraded by its own traffic.
+Taking it out moved its whole load onto the others (the lab: p3 at 98 % of 100 Mbit with 5 %
+probe loss left the weighted set and p1, p2 went to 116 % and 172 %), after which it looked
+fine again: a flap made of our own traffic. The destination's explicit SLA (``max_loss``,
+``max_rtt``, ``max_jitter``) and DOWN still take a congested path out.
 """
 
 from __future__ import annotations
@@ -152,8 +160,19 @@ def _utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | 
     return max(load.in_bps, load.out_bps) / capacity_bps
 
 
+CONGESTED_BAND = 0.2  # a path is congested from (its weighted.utilization_ceiling − this) up
+
+
+def congested_at(dest: DestinationParams) -> float:
+    """The utilization from which a DEGRADED path counts as congested, not failing: 20 points
+    below the ceiling (70 % by default), so a path whose share spill-over has just lowered does
+    not leave the set while the loss its queue caused is still in the probe window."""
+    return max(0.0, dest.weighted.utilization_ceiling - CONGESTED_BAND)
+
+
 def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: float | None,
-           breaches: list[str], source: str = "active") -> tuple[Eligibility, str | None]:
+           breaches: list[str], source: str = "active",
+           utilization: float | None = None) -> tuple[Eligibility, str | None]:
     if not pp.carries(dest.prefix):
         return Eligibility.NO_FAMILY, f"no IPv{dest.prefix.version} gateway"
     if snap.state is PathState.DOWN:
@@ -166,6 +185,9 @@ def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: flo
         figures = figures_text(rtt, snap.loss_pct, snap.jitter_s)
         if source == "passive":
             figures = figures.replace("rtt ", "passive rtt ", 1)
+        if utilization is not None and utilization >= congested_at(dest):
+            return Eligibility.ELIGIBLE, (f"degraded ({figures}) at utilization {utilization * 100:.0f}% "
+                                          f"(congested from {congested_at(dest) * 100:.0f}%): its own load, kept")
         return Eligibility.DEGRADED, f"degraded ({figures})"
     return Eligibility.ELIGIBLE, None
 
@@ -185,7 +207,7 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
             continue
         rtt, samples, source = measured_rtt(snap, dest)
         breaches = _sla_breaches(dest, rtt, snap)
-        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source)
+        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util)
         out.append(Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
                              eligibility, why_not, len(breaches), samples, params.min_samples, source))
     return tuple(out)
