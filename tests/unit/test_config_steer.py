@@ -7,6 +7,7 @@ import copy
 import ipaddress
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pathsteer.config import ConfigError, load_config, parse_config
 from pathsteer.errors import UsageError
@@ -180,10 +181,11 @@ def test_min_samples_a_path_can_never_hold_is_refused():
     """p1 keeps at most 10 probes × 2 targets in its window: 21 answers could never be reached."""
     data = changed("decision", {"min_samples": 21})
     data["paths"][0]["probe"]["window"] = 10
+    # refused by the config itself (before: only when the daemon built its policy params)
     with pytest.raises(UsageError) as info:
-        build.policy_params(parse_config(data))
-    assert str(info.value) == ("decision.min_samples: 21 is more than paths[0] (p1) can ever have in its window "
-                               "(10 probes × 2 targets = 20)")
+        parse_config(data)
+    assert str(info.value).endswith("decision.min_samples: 21 is more than paths[0] (p1) can ever have in its "
+                                    "window (10 probes × 2 targets = 20)"), str(info.value)
     data["decision"]["min_samples"] = 20
     assert build.policy_params(parse_config(data)).min_samples == 20
 
@@ -198,3 +200,37 @@ def test_weighted_min_shift_above_the_default_step_is_accepted():
     assert params.destinations[0].weighted.max_step == pytest.approx(0.30)
     data["destinations"][0]["weighted"] = {"max_step": "40%"}
     assert build.policy_params(parse_config(data, "c.yaml")).destinations[0].weighted.max_step == pytest.approx(0.40)
+
+
+_probe_values = {
+    "interval": st.sampled_from(["5ms", "10ms", "20ms", "1s", "0ms"]),
+    "timeout": st.sampled_from([None, "0ms", "1ms", "50ms", "3s"]),
+    "timeout_slack": st.sampled_from([None, "0ms", "1ms", "40ms", "5s"]),
+    "timeout_max": st.sampled_from([None, "0ms", "10ms", "2s"]),
+    "quorum": st.sampled_from([None, 0, 1, 2, 3]),
+    "down_after": st.sampled_from([0, 1, 3, 101]),
+    "up_after": st.sampled_from([0, 1, 5]),
+    "hold": st.sampled_from(["0s", "0.5s", "-1s"]),
+    "degraded_loss": st.sampled_from(["0%", "1%", "5%", "100%", "101%"]),
+    "recover_loss": st.sampled_from(["0%", "2%", "50%"]),
+    "window": st.sampled_from([0, 1, 4, 100]),
+    "window_seconds": st.sampled_from(["0s", "0.01s", "1s", "60s"]),
+    "port": st.sampled_from([0, 1, 862, 65536]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional=_probe_values), st.sampled_from([1, 5, 50]))
+def test_what_the_config_accepts_the_parts_take_without_checking_again(probe, min_samples):
+    """User input is validated once, in the config (field paths): whatever it accepts builds
+    into the params classes, whose own checks are invariants that must then never fire; what
+    it refuses is a one-line UsageError naming a field."""
+    data = changed("decision", {"min_samples": min_samples})
+    data["paths"][0]["probe"].update({k: v for k, v in probe.items() if v is not None})
+    try:
+        config = parse_config(data)
+    except UsageError as exc:
+        assert "\n" not in str(exc) and ("paths[0]" in str(exc) or "decision" in str(exc)), str(exc)
+        return
+    build.probe_configs(config)
+    build.policy_params(config)

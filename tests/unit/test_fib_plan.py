@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pathsteer.dataplane import netlink_route as nl
+from pathsteer import netlink as nl
 from pathsteer.dataplane.fib_plan import (
     NH_GROUP_FIRST, NH_GROUP_LAST, NH_PATH_BASE, FibState, GroupParams, PathNexthop, Plan, applied, batch_lines,
     desired_from, is_group_id, key, parse_path_nh_id, path_nexthops, path_nh_id, plan, prefix_of, targets)

@@ -46,7 +46,7 @@ def test_samples_out_of_order_are_refused():
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "100mbit"])
 def test_capacity_must_be_whole_bits_per_second(bad):
-    with pytest.raises(UsageError, match="capacity"):
+    with pytest.raises(ValueError, match="capacity"):
         PathCapacity("r-p1", bad)
 
 

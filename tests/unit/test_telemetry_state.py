@@ -123,7 +123,7 @@ def test_path_snapshot_is_frozen_and_typed():
 @pytest.mark.parametrize(
     "kwargs, text",
     [
-        (dict(interval_s=0.005), "5 ms is below the 10 ms minimum"),
+        (dict(interval_s=0.005), "0.005 s is below the 10 ms minimum"),
         (dict(targets=("nope",)), "'nope' is not an IPv4 or IPv6 address"),
         (dict(gateway="2001:db8::1"), "gateway 2001:db8::1 is IPv6"),
         (dict(quorum=3), "quorum: 3 must be between 1 and 1"),
@@ -131,16 +131,19 @@ def test_path_snapshot_is_frozen_and_typed():
         (dict(timeout_s=0), "timeout: 0 must be more than 0"),
     ],
 )
-def test_config_rejects_bad_values(kwargs, text):
+def test_config_asserts_its_invariants(kwargs, text):
+    """User input is validated by the config and the probe CLI (field paths, UsageError); a
+    params object built wrong is a bug in its caller: ValueError, not a usage error."""
     base = dict(name="p", interface="eth0", targets=("192.0.2.1",))
-    with pytest.raises(UsageError, match=text):
+    with pytest.raises(ValueError, match=text) as e:
         PathProbeConfig(**{**base, **kwargs})
+    assert not isinstance(e.value, UsageError)
 
 
 def test_thresholds_reject_inverted_hysteresis():
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         Thresholds(degraded_loss_pct=1, recover_loss_pct=5)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         Thresholds(degraded_rtt_s=0.05, recover_rtt_s=0.1)
 
 

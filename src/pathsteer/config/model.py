@@ -154,7 +154,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
-        check_steering(self.dataplane, self.paths, self.destinations)
+        check_steering(self.dataplane, self.paths, self.destinations, self.decision)
         if self.guard is None and self.paths is None:
             raise ValueError("nothing to run: the config needs a 'guard' section or steering "
                              "('dataplane', 'paths', 'destinations')")

@@ -285,8 +285,11 @@ class DecisionConfig(Section):
         return value
 
 
+MAX_PATHS = 4096  # probe pins: table/mark 0x70730000 + path index (pathsteer.probe.pinning.SLOT_RANGE)
+
+
 def check_steering(dataplane: DataplaneConfig | None, paths: list[PathConfig] | None,
-                   destinations: list[DestinationConfig] | None) -> None:
+                   destinations: list[DestinationConfig] | None, decision: DecisionConfig | None = None) -> None:
     """Cross-section rules; raises ValueError with ``field: message``."""
     present = [n for n, v in (("dataplane", dataplane), ("paths", paths), ("destinations", destinations))
                if v is not None]
@@ -298,6 +301,17 @@ def check_steering(dataplane: DataplaneConfig | None, paths: list[PathConfig] | 
                          f"found only {', '.join(present)})")
     if not paths:
         raise ValueError("paths: needs at least one path")
+    if len(paths) > MAX_PATHS:
+        raise ValueError(f"paths: {len(paths)} paths; at most {MAX_PATHS}")
+    min_samples = decision.min_samples if decision is not None else DecisionConfig().min_samples
+    for i, p in enumerate(paths):
+        # A path that can never hold min_samples answers in its window would never win on
+        # latency: a target's window keeps `window` probes of the last `window_seconds`.
+        per_target = max(1, min(p.probe.window, int(p.probe.window_seconds / p.probe.interval + 1e-9)))
+        most = per_target * len(p.probe.targets)
+        if min_samples > most:
+            raise ValueError(f"decision.min_samples: {min_samples} is more than paths[{i}] ({p.name}) can ever "
+                             f"have in its window ({per_target} probes × {len(p.probe.targets)} targets = {most})")
     names: dict[str, int] = {}
     for i, p in enumerate(paths):
         if p.name in names:

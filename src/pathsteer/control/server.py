@@ -31,8 +31,14 @@ from pathsteer.errors import PathsteerError, UsageError
 log = logging.getLogger("pathsteer.control")
 
 
-class NoArgs(BaseModel):
+class Args(BaseModel):
+    """The base of every command's arguments: an unknown argument is refused, by name."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class NoArgs(Args):
+    pass
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from pathsteer.bpf import ifindex_of
 from pathsteer.dataplane import maglev
-from pathsteer.dataplane import netlink_route as nl
+from pathsteer import netlink as nl
 from pathsteer.dataplane.bpf_steer_abi import (
     V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_version, key_bytes, key_int, key_int_of,
     keys_blob, supernet_keys)

@@ -47,7 +47,7 @@ import time
 
 from pathsteer import logs
 from pathsteer.bpf.netns import in_netns
-from pathsteer.dataplane import netlink_route as nl
+from pathsteer import netlink as nl
 from pathsteer.dataplane.netlink_monitor import MonitorSocket
 from pathsteer.dataplane.fib_plan import (
     RT_TABLE_MAIN, RTPROT_PATHSTEER, STASH_TABLE, FibState, GroupParams, Key, PathNexthop, Plan, applied,

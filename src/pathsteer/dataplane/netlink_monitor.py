@@ -1,6 +1,6 @@
 """rtnetlink change notifications for the fib data plane's reconcile: routes, and the rest.
 
-A separate socket from `netlink_route.RouteSocket` (whose answers must not mix with
+A separate socket from `pathsteer.netlink.RouteSocket` (whose answers must not mix with
 multicast), non-blocking, subscribed to the route, rule, nexthop and link groups.
 """
 
@@ -11,7 +11,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from pathsteer.dataplane.netlink_route import (
+from pathsteer.netlink import (
     RTA_DST, RTA_NH_ID, RTA_TABLE, RTM_DELNEXTHOP, RTM_DELROUTE, RTM_DELRULE, RTM_NEWNEXTHOP, RTM_NEWROUTE,
     RTM_NEWRULE, RTMSG, RTN_UNICAST, SOL_NETLINK, attr_u32, messages, parse_attrs)
 

@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pathsteer import logs
 from pathsteer.bpf import XdpMode
 from pathsteer.config.model import GuardConfig
-from pathsteer.control.server import Command, NoArgs
+from pathsteer.control.server import Args, Command, NoArgs
 from pathsteer.errors import PathsteerError, UnsupportedError, UsageError
 from pathsteer.guard.blocks import Block, BlockStore, Origin
 from pathsteer.guard.program import Event, GuardProgram
@@ -74,20 +74,17 @@ class RuleIds:
         return list(self._ids.items())
 
 
-class BlockArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BlockArgs(Args):
     cidr: str
     ttl: float | None = Field(default=None, gt=0)  # seconds; None = until unblocked
     reason: str = Field(default="", max_length=200)
 
 
-class UnblockArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UnblockArgs(Args):
     cidr: str
 
 
-class StatsArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StatsArgs(Args):
     top: int = Field(default=10, ge=0, le=1000)
 
 

@@ -11,12 +11,35 @@ probe was answered (like ping), 0 otherwise.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import math
 
 from pathsteer.cli.base import add_command, require_root
 from pathsteer.errors import UsageError
-from pathsteer.telemetry.config import TWAMP_PORT, ProbeMethod, check_interval, check_port, parse_address
+from pathsteer.telemetry.config import MIN_INTERVAL_S, TWAMP_PORT, ProbeMethod
 from pathsteer.units import parse_duration
+
+
+def check_interval(value: float, field_name: str = "--interval") -> float:
+    """``value`` in seconds if it is at least 10 ms; `UsageError` naming it otherwise."""
+    if not math.isfinite(value) or value < MIN_INTERVAL_S:
+        raise UsageError(f"{field_name}: {value * 1e3:g} ms is below the 10 ms minimum")
+    return value
+
+
+def check_port(value: int, field_name: str = "--port") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise UsageError(f"{field_name}: {value!r} is not a port (1-65535)")
+    return value
+
+
+def parse_address(text: str, field_name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4 or IPv6 literal; host names are not resolved (a probe target must be exact)."""
+    try:
+        return ipaddress.ip_address(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise UsageError(f"{field_name}: {text!r} is not an IPv4 or IPv6 address") from None
 
 
 def _int(text: str, field: str, minimum: int) -> int:

@@ -25,11 +25,9 @@ import itertools
 import logging
 import secrets
 import select
-import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pathsteer.errors import UsageError
 from pathsteer.probe import icmp, pinning, sockets, twamp
 from pathsteer.telemetry import (
     PathProbeConfig,
@@ -49,27 +47,6 @@ MAX_SLACK_S = 0.005  # a probe may leave this much early to share a wake-up (int
 MAX_IDLE_S = 0.05  # replies are read at least this often when nothing else is due (and by snapshot())
 EXPIRY_SLACK_S = 0.0005  # fire just after a deadline, so the probe is surely past it
 REPIN_INTERVAL_S = 1.0  # how often a failing path's pin is checked and put back
-
-
-def _in_thread(fn, *args, **kwargs):
-    """Call ``fn`` in a helper thread and wait for it. pyroute2's synchronous IPRoute runs
-    its own event loop and refuses to start inside a running one (ours); this blocks the
-    loop for the few milliseconds a rule and a route take, at start and stop only."""
-    result: list = []
-
-    def call() -> None:
-        try:
-            result.append((True, fn(*args, **kwargs)))
-        except BaseException as exc:  # handed back to the caller's thread
-            result.append((False, exc))
-
-    t = threading.Thread(target=call, name="pathsteer-pin")
-    t.start()
-    t.join()
-    ok, value = result[0]
-    if not ok:
-        raise value
-    return value
 
 
 def _unwrap(counter: int, wire: int, bits: int) -> int:
@@ -225,7 +202,7 @@ class ProbeEngine:
         its measurements and state, so a reload that changes other paths costs it nothing."""
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
-            raise UsageError("path names must be unique")
+            raise ValueError("path names must be unique")
         self.configs = tuple(configs)
         self.on_state_change = on_state_change
         self.own_slots = own_slots
@@ -358,7 +335,7 @@ class ProbeEngine:
                 if errors != errors_seen.get(i, 0) or any(t.failing for t in path.targets.values()):
                     errors_seen[i] = errors
                     try:
-                        if not await self.loop.run_in_executor(None, pinning.ensure, pin):
+                        if not pinning.ensure(pin):
                             log.debug("probe.repin_failed path=%s", path.name)
                     except Exception as exc:  # keep probing; try again next round
                         log.warning("probe.repin_error path=%s error=%s", path.name, exc)
@@ -370,12 +347,12 @@ class ProbeEngine:
         self._all_done = asyncio.Event()
         try:
             if self.own_slots:
-                swept = _in_thread(pinning.sweep)
+                swept = pinning.sweep(max(pinning.SWEEP_SLOTS, len(self.configs)))
                 if swept:
                     log.info("probe.pins-swept count=%d", swept)
             for i, (cfg, path) in enumerate(zip(self.configs, self.paths)):
-                pin = _in_thread(pinning.install, cfg.interface, cfg.gateway, cfg.ip_version, table=cfg.table,
-                                 mark=cfg.mark, slot=i if self.own_slots else None)
+                pin = pinning.install(cfg.interface, cfg.gateway, cfg.ip_version, table=cfg.table,
+                                      mark=cfg.mark, slot=i if self.own_slots else None)
                 self.pins.append(pin)
                 for tracker in path.targets.values():
                     self.probers.append(_Prober(self, path, tracker, pin))
@@ -417,7 +394,7 @@ class ProbeEngine:
             for p in self.probers:
                 p.close()
             for pin in self.pins:
-                _in_thread(pinning.remove, pin)
+                pinning.remove(pin)
             self.probers.clear()
             self.pins.clear()
             self._sends.clear()

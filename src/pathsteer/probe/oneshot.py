@@ -7,6 +7,7 @@ engine once with ``count`` probes and an unbounded window, so every probe counts
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 from dataclasses import dataclass
 
@@ -74,11 +75,6 @@ def strict_rp_filter(interface: str) -> bool:
     return bool(values) and max(values) == 1
 
 
-# NUD states (include/uapi/linux/neighbour.h)
-_NUD = {0x01: "incomplete", 0x02: "reachable", 0x04: "stale", 0x08: "delay", 0x10: "probe",
-        0x20: "failed", 0x40: "noarp", 0x80: "permanent"}
-
-
 def gateway_neighbour(req: ProbeRequest) -> str | None:
     """The kernel's neighbour state of the gateway on the interface after the run
     (``incomplete``/``failed``: nobody answered ARP or neighbour solicitation), or None."""
@@ -87,15 +83,16 @@ def gateway_neighbour(req: ProbeRequest) -> str | None:
     try:
         import socket
 
-        from pyroute2 import IPRoute
+        from pathsteer import netlink as nl
 
-        with IPRoute() as ipr:
-            for n in ipr.get_neighbours(ifindex=socket.if_nametoindex(req.interface)):
-                if n.get_attr("NDA_DST") == req.gateway:
-                    return _NUD.get(n["state"], str(n["state"]))
+        sock = nl.RouteSocket()
+        try:
+            states = nl.dump_neighbours(sock, socket.if_nametoindex(req.interface))
+        finally:
+            sock.close()
+        return states.get(str(ipaddress.ip_address(req.gateway)))
     except Exception:  # a report, not a measurement: never fail the run over it
         return None
-    return None
 
 
 def hint(req: ProbeRequest, r: dict) -> str | None:

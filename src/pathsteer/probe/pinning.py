@@ -24,6 +24,9 @@ protocol 83 (pathsteer's, as on its routes), table = mark. The daemon's probe en
 sweeps every rule and table route of that range left by a run that was killed (one daemon
 per network namespace). One-shot runs (``pathsteer probe``) pick at random from
 ``ONESHOT_RANGE`` and are never swept.
+
+Everything goes through `pathsteer.netlink` (one short-lived NETLINK_ROUTE socket per call,
+synchronous and sub-millisecond: callable from the daemon's event loop).
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import secrets
 import socket
 from dataclasses import dataclass
 
+from pathsteer import netlink as nl
 from pathsteer.errors import PathsteerError, UsageError
 
 RULE_PRIORITY = 9000  # before main (32766); after local (0)
 PIN_PROTOCOL = 83  # RTPROT_PATHSTEER, as on the data plane's routes (unassigned in rt_protos)
 SLOT_RANGE = (0x70730000, 0x70730FFF)  # "ps" + slot: the daemon's pins, path i at base + i
+MAX_PATHS = SLOT_RANGE[1] - SLOT_RANGE[0] + 1  # 4096 (the config refuses more: paths)
 ONESHOT_RANGE = (0x70731000, 0x7073FFFF)  # random picks of one-shot runs
-RTNH_F_ONLINK = 4  # include/uapi/linux/rtnetlink.h
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,28 @@ def _family(version: int) -> int:
     return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
-def _used_tables_and_marks(ipr, family: int) -> set[int]:
+def _used_tables_and_marks(sock: nl.RouteSocket, family: int) -> set[int]:
     used: set[int] = set()
-    for rule in ipr.get_rules(family=family):
-        used.add(rule.get("table") or 0)
-        used.add(rule.get_attr("FRA_TABLE") or 0)
-        used.add(rule.get_attr("FRA_FWMARK") or 0)
+    for rule in nl.dump_rules(sock, family):
+        used.add(rule.table)
+        used.add(rule.fwmark or 0)
     return used
+
+
+def _rule(pin: Pin, *, delete: bool = False) -> bytes:
+    return nl.encode_rule(_family(pin.version), RULE_PRIORITY, pin.table, PIN_PROTOCOL, fwmark=pin.mark,
+                          delete=delete)
+
+
+def _put(sock: nl.RouteSocket, pin: Pin) -> None:
+    """The table route (replaced) and the rule (kept when it is there) of ``pin``."""
+    sock.request(nl.encode_gateway_route(_family(pin.version), pin.table, PIN_PROTOCOL, pin.gateway, pin.ifindex),
+                 f"pin route table {pin.table} via {pin.gateway}")
+    try:
+        sock.request(_rule(pin), f"pin rule fwmark {pin.mark:#x} lookup {pin.table}")
+    except nl.NetlinkError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
 
 
 def install(
@@ -89,20 +108,19 @@ def install(
     ifindex = interface_index(interface)
     if slot is not None:
         if not 0 <= slot <= SLOT_RANGE[1] - SLOT_RANGE[0]:
-            raise UsageError(f"paths: at most {SLOT_RANGE[1] - SLOT_RANGE[0] + 1} probed paths")
+            raise ValueError(f"slot {slot}: at most {SLOT_RANGE[1] - SLOT_RANGE[0] + 1} probed paths")
         table = SLOT_RANGE[0] + slot if table is None else table
         mark = SLOT_RANGE[0] + slot if mark is None else mark
     if gateway is None:
         return Pin(interface, ifindex, None, version, None, None)
     gw = ipaddress.ip_address(gateway)
     if gw.version != version:
-        raise UsageError(f"--gateway: {gateway} is IPv{gw.version}; the target is IPv{version}")
-    from pyroute2 import IPRoute  # imported here: the CLI stays quick when it is not needed
-
+        raise ValueError(f"gateway {gateway} is IPv{gw.version}; the target is IPv{version}")
     family = _family(version)
-    with IPRoute() as ipr:
+    sock = nl.RouteSocket()
+    try:
         if table is None or mark is None:
-            used = _used_tables_and_marks(ipr, family)
+            used = _used_tables_and_marks(sock, family)
             while True:
                 pick = secrets.randbelow(ONESHOT_RANGE[1] - ONESHOT_RANGE[0]) + ONESHOT_RANGE[0]
                 if pick not in used:
@@ -111,26 +129,14 @@ def install(
             mark = pick if mark is None else mark
         pin = Pin(interface, ifindex, str(gw), version, table, mark)
         try:
-            ipr.route(
-                "replace",
-                family=family,
-                dst="0.0.0.0/0" if version == 4 else "::/0",
-                table=table,
-                gateway=str(gw),
-                oif=ifindex,
-                flags=RTNH_F_ONLINK,
-                proto=PIN_PROTOCOL,
-            )
-            ipr.rule("add", family=family, table=table, fwmark=mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY,
-                     protocol=PIN_PROTOCOL)
-        except Exception as exc:  # pyroute2 raises NetlinkError (an OSError) with the errno
-            remove(pin)
-            code = getattr(exc, "code", 0)
-            if code == errno.EPERM:
+            _put(sock, pin)
+        except nl.NetlinkError as exc:
+            _remove(sock, pin)
+            if exc.errno == errno.EPERM:
                 raise UsageError("pinning a probe to a gateway needs root (CAP_NET_ADMIN)") from None
-            raise PathsteerError(
-                f"cannot pin to {gateway} on {interface}: {exc}"
-            ) from None
+            raise PathsteerError(f"cannot pin to {gateway} on {interface}: {exc}") from None
+    finally:
+        sock.close()
     return pin
 
 
@@ -144,87 +150,97 @@ def ensure(pin: Pin) -> bool:
     later."""
     if pin.table is None:
         return True
-    from pyroute2 import IPRoute
-
-    family = _family(pin.version)
-    with IPRoute() as ipr:
-        try:
-            ipr.route(
-                "replace", family=family, dst="0.0.0.0/0" if pin.version == 4 else "::/0",
-                table=pin.table, gateway=pin.gateway, oif=pin.ifindex, flags=RTNH_F_ONLINK, proto=PIN_PROTOCOL,
-            )
-        except Exception:
-            return False
-        try:
-            ipr.rule("add", family=family, table=pin.table, fwmark=pin.mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY,
-                     protocol=PIN_PROTOCOL)
-        except Exception as exc:
-            if getattr(exc, "code", 0) != errno.EEXIST:
-                return False
+    sock = nl.RouteSocket()
+    try:
+        _put(sock, pin)
+    except nl.NetlinkError:
+        return False
+    finally:
+        sock.close()
     return True
+
+
+def _remove(sock: nl.RouteSocket, pin: Pin) -> None:
+    family = _family(pin.version)
+    try:
+        sock.request(_rule(pin, delete=True), "pin rule")
+    except nl.NetlinkError:
+        pass
+    for route in nl.dump_routes(sock, pin.table, family=family):
+        try:
+            sock.request(nl.encode_route_delete_exact(route), "pin route")
+        except nl.NetlinkError:
+            pass
 
 
 def remove(pin: Pin) -> None:
     """Delete the rule and table route of ``pin`` (missing ones are fine)."""
     if pin.table is None:
         return
-    from pyroute2 import IPRoute
-
-    family = _family(pin.version)
-    with IPRoute() as ipr:
-        try:
-            ipr.rule("del", family=family, table=pin.table, fwmark=pin.mark, fwmask=0xFFFFFFFF, priority=RULE_PRIORITY)
-        except Exception:
-            pass
-        try:
-            ipr.route(
-                "del", family=family, dst="0.0.0.0/0" if pin.version == 4 else "::/0", table=pin.table
-            )
-        except Exception:
-            pass
+    sock = nl.RouteSocket()
+    try:
+        _remove(sock, pin)
+    finally:
+        sock.close()
 
 
 def _in_slots(value: int | None) -> bool:
     return value is not None and SLOT_RANGE[0] <= value <= SLOT_RANGE[1]
 
 
-def leftovers() -> list[tuple[int, int, int | None]]:
-    """(family, table, mark) of every daemon pin in this namespace: rules at our priority
-    whose table or mark is in ``SLOT_RANGE``, and tables of that range holding routes."""
-    from pyroute2 import IPRoute
+SWEEP_SLOTS = 256  # tables looked into beyond those a rule names: slots 0..255 (or as many as paths)
 
-    found: set[tuple[int, int, int | None]] = set()
-    with IPRoute() as ipr:
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for rule in ipr.get_rules(family=family):
-                table = rule.get_attr("FRA_TABLE") or rule.get("table")
-                mark = rule.get_attr("FRA_FWMARK")
-                if rule.get_attr("FRA_PRIORITY") == RULE_PRIORITY and (_in_slots(table) or _in_slots(mark)):
-                    found.add((family, table, mark))
-            for route in ipr.get_routes(family=family):  # every table (a table filter would hide them)
-                table = route.get_attr("RTA_TABLE") or route.get("table")
-                if _in_slots(table):
-                    found.add((family, table, None))
+
+def _leftovers(sock: nl.RouteSocket, slots: int = SWEEP_SLOTS) -> tuple[list[nl.RuleMsg], list[nl.RouteMsg]]:
+    """Our rules, and the routes of the slot tables they name or that the first ``slots`` slots
+    use: one dump per table (the kernel filters by table; a dump of every table would walk
+    a million data-plane routes in Python)."""
+    rules, routes = [], []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        mine = [r for r in nl.dump_rules(sock, family)
+                if r.priority == RULE_PRIORITY and (_in_slots(r.table) or _in_slots(r.fwmark))]
+        rules += mine
+        tables = {r.table for r in mine if _in_slots(r.table)}
+        tables |= set(range(SLOT_RANGE[0], min(SLOT_RANGE[0] + slots, SLOT_RANGE[1] + 1)))
+        for table in sorted(tables):
+            routes += nl.dump_routes(sock, table, family=family)
+    return rules, routes
+
+
+def leftovers(slots: int = SWEEP_SLOTS) -> list[tuple[int, int, int | None]]:
+    """(family, table, mark) of every daemon pin in this namespace: rules at our priority
+    whose table or mark is in ``SLOT_RANGE``, and the tables of that range holding routes
+    (those the rules name and the first ``slots``)."""
+    sock = nl.RouteSocket()
+    try:
+        rules, routes = _leftovers(sock, slots)
+    finally:
+        sock.close()
+    found = {(r.family, r.table, r.fwmark) for r in rules} | {(r.family, r.table, None) for r in routes}
     return sorted(found, key=lambda f: (f[0], f[1], f[2] or 0))
 
 
-def sweep() -> int:
-    """Remove what a killed daemon left (every rule and table route of ``SLOT_RANGE``);
-    returns how many rules and tables were removed. Call before pinning at slots."""
-    from pyroute2 import IPRoute
-
+def sweep(slots: int = SWEEP_SLOTS) -> int:
+    """Remove what a killed daemon left (the rules and table routes `leftovers` finds);
+    returns how many rules and routes were removed. Call before pinning at slots."""
     removed = 0
-    with IPRoute() as ipr:
-        for family, table, mark in leftovers():
+    sock = nl.RouteSocket()
+    try:
+        rules, routes = _leftovers(sock, slots)
+        for rule in rules:
             try:
-                if mark is not None:
-                    ipr.rule("del", family=family, table=table, fwmark=mark, fwmask=0xFFFFFFFF,
-                             priority=RULE_PRIORITY)
-                else:
-                    for route in ipr.get_routes(family=family, table=table):
-                        ipr.route("del", family=family, table=table, dst_len=route["dst_len"],
-                                  dst=route.get_attr("RTA_DST"))
+                sock.request(nl.encode_rule(rule.family, rule.priority, rule.table, rule.protocol,
+                                            fwmark=rule.fwmark, fwmask=rule.fwmask if rule.fwmask is not None
+                                            else 0xFFFFFFFF, delete=True), "pin rule")
                 removed += 1
-            except Exception:  # gone meanwhile, or refused: the next start tries again
+            except nl.NetlinkError:  # gone meanwhile, or refused: the next start tries again
                 pass
+        for route in routes:
+            try:
+                sock.request(nl.encode_route_delete_exact(route), "pin route")
+                removed += 1
+            except nl.NetlinkError:
+                pass
+    finally:
+        sock.close()
     return removed

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathsteer.config import Config
 from pathsteer.config.steering import DataplaneConfig, PathConfig
 from pathsteer.routes import PathLink
-from pathsteer.errors import UsageError
 from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttSource,
                               RttStatistic, Sla, WeightedParams)
 from pathsteer.telemetry import PathProbeConfig, ProbeMethod, Thresholds, WindowConfig
@@ -32,14 +31,6 @@ def policy_params(config: Config) -> PolicyParams:
             rtt_source=RttSource(d.rtt) if d.rtt in SOURCES else RttSource.ACTIVE))
     grace = config.decision.startup_grace if config.decision else 5.0
     min_samples = config.decision.min_samples if config.decision else 5
-    for i, p in enumerate(config.paths):
-        # A path that can never hold min_samples answers in its window would never win on
-        # latency: a target's window keeps `window` probes of the last `window_seconds`.
-        per_target = max(1, min(p.probe.window, int(p.probe.window_seconds / p.probe.interval + 1e-9)))
-        most = per_target * len(p.probe.targets)
-        if min_samples > most:
-            raise UsageError(f"decision.min_samples: {min_samples} is more than paths[{i}] ({p.name}) can ever have "
-                             f"in its window ({per_target} probes × {len(p.probe.targets)} targets = {most})")
     return PolicyParams(paths, tuple(dests), startup_grace_s=grace, min_samples=min_samples)
 
 

@@ -21,7 +21,7 @@ def interface_exists(name: str) -> bool:
 
 def interface_networks(name: str) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
     """The addresses (with their subnets) of ``name``, dumped over rtnetlink."""
-    from pathsteer.dataplane import netlink_route as nl
+    from pathsteer import netlink as nl
     try:
         index = socket.if_nametoindex(name)
     except OSError:

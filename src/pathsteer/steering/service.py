@@ -28,11 +28,11 @@ import logging
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pathsteer import logs
 from pathsteer.config import Config
-from pathsteer.control.server import Command, NoArgs
+from pathsteer.control.server import Args, Command, NoArgs
 from pathsteer.routes import DataPlane, Desired
 from pathsteer.errors import PathsteerError, UsageError
 from pathsteer.policy import Decision, PolicyParams, PolicyState, decide
@@ -55,13 +55,11 @@ def event(name: str, **fields: object) -> None:
     logs.event(log, name, **fields)
 
 
-class ExplainArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExplainArgs(Args):
     address: str
 
 
-class EventsArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EventsArgs(Args):
     limit: int = Field(default=100, ge=0, le=1_000_000)
     prefix: str | None = None
 

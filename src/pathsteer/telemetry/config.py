@@ -1,7 +1,9 @@
 """What a path's probes are: targets, method, cadence, windows, thresholds, pinning.
 
-Plain frozen dataclasses validated on construction; a bad value raises `UsageError`
-naming the field and the value, so the CLI and a config loader report it in one line.
+Plain frozen dataclasses. User input is validated where it is read — the config
+(`pathsteer.config`, errors naming the field path) and `pathsteer probe`'s arguments
+(`pathsteer.probe.cli`) — so construction only asserts invariants: a violation raises
+`ValueError`, a bug in the caller, never an operator's mistake.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from pathsteer.errors import UsageError
 
 MIN_INTERVAL_S = 0.010  # 10 ms: below this a Python prober spends its time on timers, not packets
 TWAMP_PORT = 862  # RFC 5357 §8 (IANA "twamp-control"); TWAMP-light reflectors use it by convention
@@ -24,25 +25,11 @@ class ProbeMethod(Enum):
     UDP = "udp"  # TWAMP-light test packets (RFC 5357 §4.1.2, unauthenticated mode)
 
 
-def check_interval(value: float, field_name: str = "--interval") -> float:
-    """``value`` in seconds if it is at least 10 ms; `UsageError` naming it otherwise."""
-    if not math.isfinite(value) or value < MIN_INTERVAL_S:
-        raise UsageError(f"{field_name}: {value * 1e3:g} ms is below the 10 ms minimum")
-    return value
-
-
-def check_port(value: int, field_name: str = "--port") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise UsageError(f"{field_name}: {value!r} is not a port (1-65535)")
-    return value
-
-
-def parse_address(text: str, field_name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An IPv4 or IPv6 literal; host names are not resolved (a probe target must be exact)."""
+def _address(text: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(text.strip() if isinstance(text, str) else text)
+        return ipaddress.ip_address(text)
     except ValueError:
-        raise UsageError(f"{field_name}: {text!r} is not an IPv4 or IPv6 address") from None
+        raise ValueError(f"{what}: {text!r} is not an IPv4 or IPv6 address") from None
 
 
 @dataclass(frozen=True)
@@ -56,11 +43,11 @@ class WindowConfig:
 
     def __post_init__(self) -> None:
         if self.count < 1:
-            raise UsageError(f"window count: {self.count!r} must be 1 or more")
+            raise ValueError(f"window count: {self.count!r} must be 1 or more")
         if not self.seconds > 0:
-            raise UsageError(f"window seconds: {self.seconds!r} must be more than 0")
+            raise ValueError(f"window seconds: {self.seconds!r} must be more than 0")
         if not 0 < self.ewma_alpha <= 1:
-            raise UsageError(f"ewma alpha: {self.ewma_alpha!r} must be in (0, 1]")
+            raise ValueError(f"ewma alpha: {self.ewma_alpha!r} must be in (0, 1]")
 
 
 DEFAULT_TIMEOUT_MIN_SLACK_S = 0.040
@@ -89,9 +76,9 @@ class AdaptiveTimeout:
         for name in ("min_slack_s", "max_s", "initial_s"):
             v = getattr(self, name)
             if not math.isfinite(v) or v <= 0:
-                raise UsageError(f"timeout {name.removesuffix('_s').replace('_', ' ')}: {v!r} must be more than 0")
+                raise ValueError(f"timeout {name.removesuffix('_s').replace('_', ' ')}: {v!r} must be more than 0")
         if self.min_slack_s > self.max_s:
-            raise UsageError(f"timeout min slack: {self.min_slack_s!r} s is above the maximum ({self.max_s!r} s)")
+            raise ValueError(f"timeout min slack: {self.min_slack_s!r} s is above the maximum ({self.max_s!r} s)")
 
 
 @dataclass(frozen=True)
@@ -118,9 +105,9 @@ class Thresholds:
     def __post_init__(self) -> None:
         for name in ("target_down_after_lost", "target_up_after_answered"):
             if getattr(self, name) < 1:
-                raise UsageError(f"{name}: {getattr(self, name)!r} must be 1 or more")
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be 1 or more")
         if not 0 <= self.recover_loss_pct <= self.degraded_loss_pct <= 100:
-            raise UsageError(
+            raise ValueError(
                 f"loss thresholds: need 0 <= recover ({self.recover_loss_pct!r}) "
                 f"<= degraded ({self.degraded_loss_pct!r}) <= 100"
             )
@@ -129,9 +116,9 @@ class Thresholds:
             if enter is None:
                 continue
             if leave is None or not 0 <= leave <= enter:
-                raise UsageError(f"{kind} thresholds: need 0 <= recover ({leave!r}) <= degraded ({enter!r})")
+                raise ValueError(f"{kind} thresholds: need 0 <= recover ({leave!r}) <= degraded ({enter!r})")
         if self.hold_s < 0:
-            raise UsageError(f"hold: {self.hold_s!r} must be 0 or more")
+            raise ValueError(f"hold: {self.hold_s!r} must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -163,30 +150,32 @@ class PathProbeConfig:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise UsageError("path name: must not be empty")
+            raise ValueError("path name: must not be empty")
         if not self.targets:
-            raise UsageError(f"path {self.name}: needs at least one target")
+            raise ValueError(f"path {self.name}: needs at least one target")
         object.__setattr__(self, "targets", tuple(self.targets))
-        families = {parse_address(t, f"path {self.name} target").version for t in self.targets}
+        families = {_address(t, f"path {self.name} target").version for t in self.targets}
         if len(set(self.targets)) != len(self.targets):
-            raise UsageError(f"path {self.name}: a target is listed twice")
+            raise ValueError(f"path {self.name}: a target is listed twice")
         if self.gateway is not None:
-            gw = parse_address(self.gateway, f"path {self.name} gateway")
+            gw = _address(self.gateway, f"path {self.name} gateway")
             if families != {gw.version}:
-                raise UsageError(
+                raise ValueError(
                     f"path {self.name}: gateway {self.gateway} is IPv{gw.version}; "
                     f"the targets must be too"
                 )
-        check_interval(self.interval_s, f"path {self.name} interval")
+        if not math.isfinite(self.interval_s) or self.interval_s < MIN_INTERVAL_S:
+            raise ValueError(f"path {self.name} interval: {self.interval_s!r} s is below the 10 ms minimum")
         if self.timeout_s is not None and (not math.isfinite(self.timeout_s) or self.timeout_s <= 0):
-            raise UsageError(f"path {self.name} timeout: {self.timeout_s!r} must be more than 0")
-        check_port(self.port, f"path {self.name} port")
+            raise ValueError(f"path {self.name} timeout: {self.timeout_s!r} must be more than 0")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise ValueError(f"path {self.name} port: {self.port!r} is not a port (1-65535)")
         if self.quorum is not None and not 1 <= self.quorum <= len(self.targets):
-            raise UsageError(
+            raise ValueError(
                 f"path {self.name} quorum: {self.quorum!r} must be between 1 and {len(self.targets)}"
             )
         if not 0 <= self.payload_size <= 1400:
-            raise UsageError(f"path {self.name} payload size: {self.payload_size!r} must be 0-1400")
+            raise ValueError(f"path {self.name} payload size: {self.payload_size!r} must be 0-1400")
 
     @property
     def quorum_k(self) -> int:

@@ -37,7 +37,7 @@ class PathCapacity:
 
     def __post_init__(self) -> None:
         if isinstance(self.capacity_bps, bool) or not isinstance(self.capacity_bps, int) or self.capacity_bps < 0:
-            raise UsageError(f"capacity of {self.interface}: {self.capacity_bps!r} is not a bit rate "
+            raise ValueError(f"capacity of {self.interface}: {self.capacity_bps!r} is not a bit rate "
                              "(whole bit/s >= 0)")
 
 

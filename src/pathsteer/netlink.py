@@ -1,6 +1,10 @@
-"""rtnetlink by hand: routes, nexthop objects and rules, encoded with `struct`, sent in bulk.
+"""rtnetlink by hand — pathsteer's one way to the kernel's routing: routes, nexthop objects,
+rules, addresses and neighbours, encoded with `struct`, sent in bulk. The data planes program
+and dump their routes with it, the probes pin themselves with it (fwmark rules and per-path
+tables), preflight reads links and rules with it; nothing else in the daemon speaks rtnetlink
+(`pathsteer.dataplane.netlink_monitor` listens to its multicast groups on a socket of its own).
 
-Why not pyroute2: it has no nexthop objects and programs ~3k routes/s (PLATFORM.md). Here a
+Why not pyroute2: it has no nexthop objects and programs ~3k routes/s (docs/platform.md). Here a
 route is a 28-40 byte message packed from a precompiled `struct.Struct`; `send_batch` packs up
 to 256 of them into one ``sendmsg`` without ``NLM_F_ACK``: rtnetlink handles the messages of a
 ``sendmsg`` synchronously (``netlink_rcv_skb``) and answers only failures
@@ -68,7 +72,7 @@ NLA_F_NESTED = 0x8000
 USER_HZ = 100  # NHA_RES_GROUP_*_TIMER are clock_t
 
 # rules (uapi linux/fib_rules.h)
-FRA_PRIORITY, FRA_TABLE, FRA_PROTOCOL = 6, 15, 21
+FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_FWMASK, FRA_PROTOCOL = 6, 10, 15, 16, 21
 FR_ACT_TO_TBL = 1
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -153,6 +157,8 @@ class RuleMsg:
     table: int
     protocol: int
     action: int
+    fwmark: int | None = None
+    fwmask: int | None = None
 
 
 class NetlinkError(PathsteerError):
@@ -423,10 +429,26 @@ def encode_route_delete_exact(route: RouteMsg) -> bytes:
     return _header(RTM_DELROUTE, 0, body)
 
 
-def dump_routes(sock: RouteSocket, table: int, protocol: int = 0, family: int = socket.AF_UNSPEC) -> list[RouteMsg]:
-    """Every unicast route in ``table`` (of ``protocol`` when non-zero): one filtered dump."""
-    body = RTMSG.pack(family, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
+def encode_gateway_route(family: int, table: int, protocol: int, gateway: str, oif: int, *,
+                         onlink: bool = True) -> bytes:
+    """``ip route replace default via GATEWAY dev OIF [onlink] table T proto P``."""
+    body = RTMSG.pack(family, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol,
+                      RT_SCOPE_UNIVERSE, RTN_UNICAST, RTNH_F_ONLINK if onlink else 0)
     body += attr(RTA_TABLE, struct.pack("=I", table))
+    body += attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+    body += attr(RTA_OIF, struct.pack("=I", oif))
+    return _header(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body)
+
+
+def dump_routes(sock: RouteSocket, table: int | None, protocol: int = 0,
+                family: int = socket.AF_UNSPEC) -> list[RouteMsg]:
+    """Every unicast route in ``table`` (every table when None; of ``protocol`` when non-zero):
+    one filtered dump."""
+    if table is None:
+        body = RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
+    else:
+        body = RTMSG.pack(family, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, protocol, 0, 0, 0)
+        body += attr(RTA_TABLE, struct.pack("=I", table))
     out: list[RouteMsg] = []
     append = out.append
     rtmsg = RTMSG.unpack_from
@@ -437,7 +459,8 @@ def dump_routes(sock: RouteSocket, table: int, protocol: int = 0, family: int = 
         if rtype != RTN_UNICAST or (protocol and proto != protocol):
             continue
         a = parse_attrs(mv, off + RTMSG.size, end)
-        if attr_u32(a[RTA_TABLE]) != table:
+        in_table = attr_u32(a[RTA_TABLE]) if RTA_TABLE in a else _t8
+        if table is not None and in_table != table:
             continue  # the kernel without strict checking: filter here
         raw = bytes(a[RTA_DST]) if RTA_DST in a else b""
         if fam == socket.AF_INET:
@@ -447,7 +470,7 @@ def dump_routes(sock: RouteSocket, table: int, protocol: int = 0, family: int = 
         else:
             continue
         nh = attr_u32(a[RTA_NH_ID]) if RTA_NH_ID in a else None
-        append(RouteMsg(fam, dst_len, table, proto, rtype, dst, nh,
+        append(RouteMsg(fam, dst_len, in_table, proto, rtype, dst, nh,
                         {k: bytes(v) for k, v in a.items() if k in ROUTE_BODY_ATTRS}, flags, scope, tos))
     return out
 
@@ -602,11 +625,17 @@ def dump_nexthops(sock: RouteSocket) -> list[NexthopMsg]:
 
 # -- rules ----------------------------------------------------------------------------------------
 
-def encode_rule(family: int, priority: int, table: int, protocol: int, *, delete: bool = False) -> bytes:
-    """``ip rule add priority P lookup T protocol X`` (RTM_NEWRULE) or its RTM_DELRULE."""
+def encode_rule(family: int, priority: int, table: int, protocol: int, *, fwmark: int | None = None,
+                fwmask: int = 0xFFFFFFFF, delete: bool = False) -> bytes:
+    """``ip rule add priority P [fwmark M/MASK] lookup T protocol X`` (RTM_NEWRULE, failing with
+    EEXIST when that rule is there) or its RTM_DELRULE (which removes the first rule matching
+    every attribute given)."""
     body = _FIB_RULE_HDR.pack(family, 0, 0, 0, RT_TABLE_COMPAT if table > 255 else table, 0, 0, FR_ACT_TO_TBL, 0)
     body += attr(FRA_PRIORITY, struct.pack("=I", priority))
     body += attr(FRA_TABLE, struct.pack("=I", table))
+    if fwmark is not None:
+        body += attr(FRA_FWMARK, struct.pack("=I", fwmark))
+        body += attr(FRA_FWMASK, struct.pack("=I", fwmask))
     body += attr(FRA_PROTOCOL, struct.pack("=B", protocol))
     if delete:
         return _header(RTM_DELRULE, 0, body)
@@ -624,7 +653,9 @@ def dump_rules(sock: RouteSocket, family: int) -> list[RuleMsg]:
         out.append(RuleMsg(
             family=fam, priority=attr_u32(a[FRA_PRIORITY]) if FRA_PRIORITY in a else 0,
             table=attr_u32(a[FRA_TABLE]) if FRA_TABLE in a else table8,
-            protocol=a[FRA_PROTOCOL][0] if FRA_PROTOCOL in a else 0, action=action))
+            protocol=a[FRA_PROTOCOL][0] if FRA_PROTOCOL in a else 0, action=action,
+            fwmark=attr_u32(a[FRA_FWMARK]) if FRA_FWMARK in a else None,
+            fwmask=attr_u32(a[FRA_FWMASK]) if FRA_FWMASK in a else None))
     return out
 
 
@@ -650,6 +681,32 @@ def dump_addresses(sock: RouteSocket, index: int) -> list[ipaddress.IPv4Interfac
         if raw is None:
             continue
         out.append(ipaddress.ip_interface((bytes(raw), plen)))
+    return out
+
+
+# -- neighbours ------------------------------------------------------------------------------------
+
+RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+NDA_DST = 1
+_NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
+# NUD states (uapi linux/neighbour.h)
+NUD_STATES = {0x01: "incomplete", 0x02: "reachable", 0x04: "stale", 0x08: "delay", 0x10: "probe",
+              0x20: "failed", 0x40: "noarp", 0x80: "permanent"}
+
+
+def dump_neighbours(sock: RouteSocket, index: int) -> dict[str, str]:
+    """``{address: NUD state name}`` of the neighbour entries on interface ``index`` (``ip neigh
+    show dev``), both families."""
+    out: dict[str, str] = {}
+    for kind, mv, off, end in sock.dump(_header(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(0, 0, 0, 0, 0))):
+        if kind != RTM_NEWNEIGH:
+            continue
+        _family, idx, state, _flags, _type = _NDMSG.unpack_from(mv, off)
+        if idx != index:
+            continue
+        a = parse_attrs(mv, off + _NDMSG.size, end)
+        if NDA_DST in a:
+            out[str(ipaddress.ip_address(bytes(a[NDA_DST])))] = NUD_STATES.get(state, str(state))
     return out
 
 
