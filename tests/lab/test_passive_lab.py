@@ -127,14 +127,14 @@ def test_throughput_and_utilization_match_iperf3(lab_factory):
     with in_netns(t.router), Counters.load() as counters:
         counters.attach(p.router_interface, [Hook.TC_INGRESS, Hook.TC_EGRESS])
         try:
-            meter = LoadMeter({PATH: PathCapacity(p.router_interface, capacity)}, counters)
+            meter = LoadMeter({PATH: PathCapacity(p.router_interface, capacity)})
             with measure.IperfServer(t):
                 client = iperf3_client(t, p.probe_address, seconds=seconds)
                 start = time.monotonic()
                 try:
                     for at in window:
                         time.sleep(max(0.0, start + at - time.monotonic()))
-                        samples.append(meter.read())
+                        samples.append(counters.samples({PATH: p.router_interface}))
                 finally:
                     report = finish(client, timeout=40)
         finally:

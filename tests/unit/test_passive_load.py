@@ -6,9 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pathsteer.bpf.counters import Totals
-from pathsteer.errors import UsageError
-from pathsteer.telemetry.load import CounterSample, LoadMeter, PathCapacity, path_load, throughput_bps
+from pathsteer.telemetry.load import CounterSample, LoadMeter, PathCapacity, Totals, path_load, throughput_bps
 
 
 def test_throughput_is_bits_per_second():
@@ -61,11 +59,6 @@ def test_meter_ignores_a_sample_not_later_than_the_last():
     meter = LoadMeter({"p1": PathCapacity("r-p1")})
     meter.update({"p1": CounterSample(2.0, Totals(), Totals())})
     assert meter.update({"p1": CounterSample(2.0, Totals(5, 5), Totals())}) == {}
-
-
-def test_meter_without_counters_cannot_read():
-    with pytest.raises(UsageError):
-        LoadMeter({"p1": PathCapacity("r-p1")}).sample()
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.floats(0.01, 10)), min_size=2, max_size=20))

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -32,6 +33,7 @@ from pathsteer.bpf.btf import Btf
 from pathsteer.bpf.maps import Map, map_info
 from pathsteer.bpf.object import BpfObject, Program, load_object
 from pathsteer.errors import BpfError, UsageError
+from pathsteer.telemetry.load import CounterSample, Totals  # what the counters feed telemetry
 
 OBJECT = "counters"
 MAP = "iface_counters"
@@ -69,20 +71,6 @@ class CounterKey(ctypes.Structure):
 class CounterValue(ctypes.Structure):
     """``struct counter_value`` (bpf/pathsteer_structs.h), one CPU's share."""
     _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
-
-
-@dataclass(frozen=True)
-class Totals:
-    """Packets and bytes (L2 frame length) summed over all CPUs."""
-
-    packets: int = 0
-    bytes: int = 0
-
-    def __add__(self, other: Totals) -> Totals:
-        return Totals(self.packets + other.packets, self.bytes + other.bytes)
-
-    def __sub__(self, other: Totals) -> Totals:
-        return Totals(self.packets - other.packets, self.bytes - other.bytes)
 
 
 def hook_ids(btf: Btf) -> dict[Hook, int]:
@@ -221,6 +209,14 @@ class Counters:
         """Packets and bytes seen on ``interface`` at ``hook`` (zero if nothing was seen)."""
         value = self.map.sum(CounterKey(ifindex_of(interface), self._hooks[hook]))
         return Totals(value.packets, value.bytes) if value is not None else Totals()
+
+    def samples(self, interfaces: Mapping[str, str], now: float | None = None) -> dict[str, CounterSample]:
+        """One `CounterSample` of each path (``{path name: interface}``) at monotonic ``now``:
+        TC ingress as received, TC egress as sent — what `telemetry.load.LoadMeter.update`
+        takes."""
+        at = time.monotonic() if now is None else now
+        return {name: CounterSample(at, self.totals(ifname, Hook.TC_INGRESS), self.totals(ifname, Hook.TC_EGRESS))
+                for name, ifname in interfaces.items()}
 
     def reset(self, interface: str | int, hooks: Iterable[Hook] = tuple(Hook)) -> None:
         """Forget the counts of ``interface`` (the programs start again from zero)."""

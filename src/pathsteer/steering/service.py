@@ -232,11 +232,14 @@ class SteeringService:
                 counters.attach(p.interface, [Hook.TC_INGRESS, Hook.TC_EGRESS])
                 self._counted.append(p.interface)
             self.load_meter = LoadMeter({p.name: PathCapacity(p.interface, p.capacity or 0)
-                                         for p in self.config.paths}, counters)
-            self.load_meter.sample()
+                                         for p in self.config.paths})
+            self.load_meter.update(counters.samples(self._load_interfaces()))
         except Exception as exc:  # noqa: BLE001 - steering works without load figures
             log.warning("steer.load-unavailable error=%r", str(exc))
             self._stop_load()
+
+    def _load_interfaces(self) -> dict[str, str]:
+        return {name: p.interface for name, p in self.load_meter.paths.items()}
 
     def _stop_load(self) -> None:
         """Detach the counters from every interface they were attached to (those of the paths
@@ -511,8 +514,8 @@ class SteeringService:
         while True:
             await asyncio.sleep(LOAD_INTERVAL_S)
             try:
-                if self.load_meter is not None:
-                    self.load = self.load_meter.sample()
+                if self.load_meter is not None and self._counters is not None:
+                    self.load = self.load_meter.update(self._counters.samples(self._load_interfaces()))
             except Exception as exc:  # noqa: BLE001
                 log.warning("steer.load-failed error=%r", str(exc))
 

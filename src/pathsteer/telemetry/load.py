@@ -3,7 +3,7 @@ path's configured capacity, from the per-interface counters (``pathsteer.bpf.cou
 
 ::
 
-    Counters (TC ingress + egress on r-pN) ── read() ──► CounterSample(at_s, rx, tx)
+    Counters (TC ingress + egress on r-pN) ── Counters.samples() ──► CounterSample(at_s, rx, tx)
     two samples of a path ── path_load() ──► PathLoad: in/out bit/s, packets/s, utilization
 
 "in" is what arrives on the path's interface (TC ingress: from the path towards us), "out" what
@@ -13,18 +13,29 @@ with one set of headers, as on veth) counts as one, so there the figure is withi
 of a percent of TCP goodput; counted as 1514-byte frames (GRO off, real NIC ingress) a
 transfer's goodput is about 4.6 % below it (1448 payload bytes per frame).
 
-`throughput_bps`, `path_load` and `LoadMeter.update` are pure (explicit times; unit-tested
-without root); `LoadMeter.sample` is the thin shell that reads the counters.
+Everything here is pure (explicit times; unit-tested without root): the counters are read on
+the kernel side (`pathsteer.bpf.counters.Counters.samples`), which feeds `LoadMeter.update`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pathsteer.bpf.counters import Counters, Hook, Totals
-from pathsteer.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Packets and bytes (L2 frame length) of one counter, summed over all CPUs."""
+
+    packets: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(self.packets + other.packets, self.bytes + other.bytes)
+
+    def __sub__(self, other: Totals) -> Totals:
+        return Totals(self.packets - other.packets, self.bytes - other.bytes)
 
 
 @dataclass(frozen=True)
@@ -104,13 +115,11 @@ def path_load(before: CounterSample, after: CounterSample, capacity_bps: int = 0
 class LoadMeter:
     """Per-path load from successive counter samples.
 
-    ``paths`` maps a path name to its `PathCapacity`. `update` is pure (give it samples);
-    `sample` reads ``counters`` (attached at TC ingress and egress of every path's interface,
-    in the calling thread's namespace) and calls it."""
+    ``paths`` maps a path name to its `PathCapacity`. `update` is pure: the kernel side
+    (`pathsteer.bpf.counters.Counters.samples`) reads the counters and gives it the samples."""
 
-    def __init__(self, paths: Mapping[str, PathCapacity], counters: Counters | None = None) -> None:
+    def __init__(self, paths: Mapping[str, PathCapacity]) -> None:
         self.paths = dict(paths)
-        self.counters = counters
         self._last: dict[str, CounterSample] = {}
 
     def update(self, samples: Mapping[str, CounterSample]) -> dict[str, PathLoad]:
@@ -123,16 +132,3 @@ class LoadMeter:
                 out[name] = path_load(last, sample, self.paths[name].capacity_bps)
             self._last[name] = sample
         return out
-
-    def read(self, now: float | None = None) -> dict[str, CounterSample]:
-        """One sample of every path from the counters (``now``: monotonic seconds)."""
-        if self.counters is None:
-            raise UsageError("this LoadMeter has no counters to read: give it samples through update()")
-        at = time.monotonic() if now is None else now
-        return {name: CounterSample(at, self.counters.totals(p.interface, Hook.TC_INGRESS),
-                                    self.counters.totals(p.interface, Hook.TC_EGRESS))
-                for name, p in self.paths.items()}
-
-    def sample(self, now: float | None = None) -> dict[str, PathLoad]:
-        """Read the counters and return each path's load since the previous `sample`."""
-        return self.update(self.read(now))
