@@ -15,7 +15,7 @@ PREFIX      ?= /opt/pathsteer
 DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install uninstall clean
+.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install stage uninstall clean
 
 all: venv bpf
 
@@ -35,6 +35,9 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# The lab tools (src/pathsteer_lab: lab, demo, lab-run helpers) are not in the package (see
+	@# `install`); the dev venv imports them from src/ through this .pth file.
+	echo "$(CURDIR)/src" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/pathsteer_lab-dev.pth"
 	@touch $@
 
 bpf: deps $(BPF_OBJS)
@@ -54,7 +57,7 @@ test-lab: deps venv bpf
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests/lab
 
 demo: deps venv bpf
-	$(PY) -m pathsteer.demo
+	$(PY) -m pathsteer_lab.demo
 
 bench: deps venv bpf
 	$(PY) -m bench $(BENCH)
@@ -65,13 +68,26 @@ SOAK_ARGS ?=
 soak: deps venv bpf
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
-# Production install: a self-contained virtualenv under $(PREFIX) and /usr/local/bin/pathsteer.
+# Production install, the daemon only: a self-contained virtualenv under $(PREFIX) and
+# /usr/local/bin/pathsteer. The lab tools (src/pathsteer_lab) stay out twice over: pyproject.toml
+# packages only `pathsteer` (include = pathsteer*), and what pip builds is a fresh copy of just
+# pyproject.toml and src/pathsteer (`stage`, in a temporary directory), so neither the lab nor a
+# stale build/ left by an older layout can reach the installed tree (tests/unit/test_layout.py).
 install: deps bpf
 	$(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install -q --disable-pip-version-check -r requirements.txt
-	$(PREFIX)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+	stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && $(call stage_to,$$stage) && \
+	  $(PREFIX)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$$stage"
 	ln -sf $(PREFIX)/bin/pathsteer /usr/local/bin/pathsteer
 	@echo "installed: /usr/local/bin/pathsteer -> $(PREFIX)/bin/pathsteer"
+
+# The source tree `install` builds from: pyproject.toml and src/pathsteer (with the BPF objects
+# `make bpf` put there), nothing else; `make stage STAGE=DIR` (a new or empty DIR) shows it.
+stage_to = mkdir -p "$(1)/src" && cp pyproject.toml "$(1)/" && \
+	tar -C src --exclude=__pycache__ -cf - pathsteer | tar -C "$(1)/src" -xf -
+stage:
+	@test -n "$(STAGE)" || { echo "make stage STAGE=DIR" >&2; exit 2; }
+	$(call stage_to,$(STAGE))
 
 uninstall:
 	rm -f /usr/local/bin/pathsteer

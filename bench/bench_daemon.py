@@ -20,9 +20,9 @@ import tempfile
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
-from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon
+import pathsteer_lab as lab
+from pathsteer_lab.labconfig import lab_config
+from pathsteer_lab.labrun import LabDaemon
 
 SECONDS = float(os.environ.get("BENCH_DAEMON_SECONDS", "30"))
 PATHS = 64

@@ -57,12 +57,12 @@ import time
 from collections.abc import Callable
 
 from bench.harness import Figure
-from pathsteer import lab
 from pathsteer.bpf import XdpMode
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.guard.program import GuardProgram
 from pathsteer.guard.rules import Limits, RuleSet, Verdict
-from pathsteer.lab import measure, netns
+import pathsteer_lab as lab
+from pathsteer_lab import measure, netns
 
 REPEAT = 200_000
 ROUNDS = 5

@@ -17,10 +17,10 @@ import subprocess
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.bpf.netns import in_netns
-from pathsteer.lab import measure, netns
+import pathsteer_lab as lab
+from pathsteer_lab import measure, netns
 
 SECONDS = 5
 STREAMS = 4

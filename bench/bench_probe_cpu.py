@@ -1,6 +1,6 @@
 """Prober CPU and memory at 64 paths × 20 probes/s (ICMP), against 64 iputils ping processes.
 
-Runs in a 64-path lab (`pathsteer.lab`): the engine in the router namespace probes each
+Runs in a 64-path lab (`pathsteer_lab`): the engine in the router namespace probes each
 path's probe address through the path's gateway, one target per path, every 50 ms. CPU is
 the engine process's own (user + system; the system part includes the kernel forwarding the
 probe through the lab's namespaces, which on veth happens inside sendto()). Anchor: 64
@@ -19,8 +19,8 @@ import sys
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
 from pathsteer.probe.jsonrun import Driver
+import pathsteer_lab as lab
 
 PATHS = 64
 INTERVAL_S = 0.05

@@ -18,9 +18,9 @@ import sys
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
 from pathsteer.probe.jsonrun import Driver
 from pathsteer.telemetry.window import percentile
+import pathsteer_lab as lab
 
 INTERVAL_S = 0.02
 TIMEOUT_S = 0.03  # the path RTT is ~0.1 ms; a timeout is a per-path setting (keep it above RTT p99)

@@ -16,8 +16,8 @@ import sys
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
 from pathsteer.probe.jsonrun import Driver
+import pathsteer_lab as lab
 
 INTERVAL_S = 0.05
 CLK_TCK = os.sysconf("SC_CLK_TCK")

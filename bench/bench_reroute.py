@@ -19,10 +19,10 @@ import tempfile
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
-from pathsteer.lab import measure
-from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon, delivered_over
+import pathsteer_lab as lab
+from pathsteer_lab import measure
+from pathsteer_lab.labconfig import lab_config
+from pathsteer_lab.labrun import LabDaemon, delivered_over
 
 ROUNDS = int(os.environ.get("BENCH_REROUTE_ROUNDS", "20"))
 INTERVAL_S = 0.020

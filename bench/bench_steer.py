@@ -32,13 +32,13 @@ import tempfile
 import time
 
 from bench.harness import Figure
-from pathsteer import lab
 from pathsteer.bpf import in_netns
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import key_bytes
 from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
-from pathsteer.lab import measure
+import pathsteer_lab as lab
+from pathsteer_lab import measure
 
 REPEAT = 200_000
 BURST = 250  # runs per test_run call (< the 254 TTL decrements a TTL-255 packet allows)

@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 
 from bench.harness import Figure
-from pathsteer import lab
+import pathsteer_lab as lab
 
 PORT = 8080
 SERVER, SERVER6 = "198.51.100.10", "2001:db8:100::10"
@@ -313,7 +313,7 @@ def throughput_mbps(t: lab.Topology, cookies: bool, workdir: Path, socket_path: 
     """iperf3 (2 streams, 3 s, no flood) from the client to the server's 5201 with the guard on
     and that port protected or not: what the conntrack lookup per packet in XDP and synproxy's
     sequence-number translation cost an established flow."""
-    from pathsteer.lab import measure
+    from pathsteer_lab import measure
     workdir.mkdir(parents=True, exist_ok=True)
     d = Daemon(t, guard_config(str(workdir / "state"), cookies, ports=(5201,)), workdir, socket_path)
     try:

@@ -31,10 +31,10 @@ import traceback
 from datetime import datetime
 
 from bench import soak_oracle as so
-from pathsteer import lab
 from pathsteer.control.client import ControlClient
 from pathsteer.errors import PathsteerError, UsageError
-from pathsteer.steering.labrun import LabDaemon
+import pathsteer_lab as lab
+from pathsteer_lab.labrun import LabDaemon
 
 PING_INTERVAL = 0.02          # 50 packets/s per prefix
 PING_TARGETS = {"198.51.100.0/24": "198.51.100.10", "203.0.113.0/24": "203.0.113.10",

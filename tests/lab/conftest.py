@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from pathsteer import lab
 from pathsteer.errors import UsageError
+import pathsteer_lab as lab
 
 
 @pytest.fixture
@@ -41,8 +41,8 @@ def lab3(lab_factory) -> lab.Topology:
 def steer_daemon(lab3, tmp_path):
     """``(lab, start)``: ``start(**lab_config kwargs)`` runs ``pathsteer run`` in the lab's
     router with that config; every daemon started is killed at teardown."""
-    from pathsteer.steering.labconfig import lab_config
-    from pathsteer.steering.labrun import LabDaemon
+    from pathsteer_lab.labconfig import lab_config
+    from pathsteer_lab.labrun import LabDaemon
     made: list[LabDaemon] = []
 
     def start(**kw) -> LabDaemon:

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from pathsteer import lab
 from pathsteer.dataplane.fib import FibDataPlane
 from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
-from pathsteer.lab import measure
+import pathsteer_lab as lab
+from pathsteer_lab import measure
 
 SERVER, SERVER6 = "198.51.100.10", "2001:db8:100::10"
 V4, V6 = ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("2001:db8:100::/48")

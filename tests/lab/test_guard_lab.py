@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pathsteer.lab import measure
-from pathsteer.lab.topology import Topology
+from pathsteer_lab import measure
+from pathsteer_lab.topology import Topology
 
 pytestmark = pytest.mark.lab
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from pathsteer import lab
 from pathsteer.errors import UsageError
-from pathsteer.lab import measure, netns
+import pathsteer_lab as lab
+from pathsteer_lab import measure, netns
 
 PATHSTEER = os.path.join(os.path.dirname(sys.executable), "pathsteer")
 

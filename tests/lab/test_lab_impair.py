@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from pathsteer import lab
-from pathsteer.lab import delayline, measure
+import pathsteer_lab as lab
+from pathsteer_lab import delayline, measure
 
 
 def rtt_tolerance_ms(two_d: float) -> float:

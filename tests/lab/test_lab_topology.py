@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from pathsteer import lab
 from pathsteer.errors import UsageError
-from pathsteer.lab import delayline, measure, netns
-from pathsteer.lab.topology import state_dir
+import pathsteer_lab as lab
+from pathsteer_lab import delayline, measure, netns
+from pathsteer_lab.topology import state_dir
 
 
 def lab_namespaces(name: str) -> list[str]:
@@ -146,7 +146,7 @@ def test_name_in_use_leaves_the_running_lab_alone(lab3):
 
 
 def test_failed_up_removes_what_it_built(unique_name, monkeypatch):
-    from pathsteer.lab import build
+    from pathsteer_lab import build
     name = unique_name("t")
 
     def broken_nft(t):

@@ -22,13 +22,13 @@ import time
 
 import pytest
 
-from pathsteer import lab
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.bpf.netns import in_netns
-from pathsteer.lab import measure
 from pathsteer.telemetry.load import LoadMeter, PathCapacity
 from pathsteer.bpf.passive import PassiveRtt
 from pathsteer.telemetry.passive import RttMeter
+import pathsteer_lab as lab
+from pathsteer_lab import measure
 
 PATH = "p2"
 

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from pathsteer import lab
-from pathsteer.lab import measure
-from pathsteer.steering.labrun import LabDaemon, delivered_over
+import pathsteer_lab as lab
+from pathsteer_lab import measure
+from pathsteer_lab.labrun import LabDaemon, delivered_over
 
 pytestmark = pytest.mark.lab
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from pathsteer.probe import pinning
-from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon
+from pathsteer_lab.labconfig import lab_config
+from pathsteer_lab.labrun import LabDaemon
 
 pytestmark = pytest.mark.lab
 

@@ -17,12 +17,12 @@ import time
 
 import pytest
 
-from pathsteer import lab
 from pathsteer.bpf import in_netns
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
 from pathsteer.dataplane.bpf_steer_abi import Reason
 from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
-from pathsteer.lab import measure
+import pathsteer_lab as lab
+from pathsteer_lab import measure
 
 pytestmark = pytest.mark.lab
 

@@ -15,10 +15,10 @@ import time
 import pytest
 import yaml
 
-from pathsteer import lab
-from pathsteer.lab import measure
-from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon
+import pathsteer_lab as lab
+from pathsteer_lab import measure
+from pathsteer_lab.labconfig import lab_config
+from pathsteer_lab.labrun import LabDaemon
 
 pytestmark = pytest.mark.lab
 

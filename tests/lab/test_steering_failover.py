@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from pathsteer import lab
-from pathsteer.lab import measure
-from pathsteer.steering.labrun import delivered_over
+import pathsteer_lab as lab
+from pathsteer_lab import measure
+from pathsteer_lab.labrun import delivered_over
 
 pytestmark = pytest.mark.lab
 

@@ -7,7 +7,7 @@ is lost with probability 1-(1-p)²). The router's own route for the target (the 
 Bounds (the issue's): p50 RTT within ±1 ms or ±5 % of 2·D, and loss within ±2 points of
 1-(1-p)² over each method's 1000 probes, per path and method. Also every probe the delay line
 dropped (either way) is counted lost, exactly. (The lab spreads its loss evenly — see
-`pathsteer.lab.delayline` — so the ±2 points test the prober, not the dice.)
+`pathsteer_lab.delayline` — so the ±2 points test the prober, not the dice.)
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 
 import pytest
 
-from pathsteer import lab
-from pathsteer.lab import delayline
 from pathsteer.probe.jsonrun import Driver
+import pathsteer_lab as lab
+from pathsteer_lab import delayline
 
 PLAN = {"p1": (5, 0.0), "p2": (20, 1.0), "p3": (60, 5.0)}  # path: (one-way delay ms, loss % each way)
 COUNT = 1000

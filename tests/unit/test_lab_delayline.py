@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from pathsteer.lab.delayline import DelayLine, Direction
-from pathsteer.lab.topology import Topology
+from pathsteer_lab.delayline import DelayLine, Direction
+from pathsteer_lab.topology import Topology
 
 
 def test_constant_delay():

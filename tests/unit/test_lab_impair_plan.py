@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pathsteer.errors import UsageError
-from pathsteer.lab.impair import Impairment, parse_changes, plan_rule_changes, tbf_commands
+from pathsteer_lab.impair import Impairment, parse_changes, plan_rule_changes, tbf_commands
 
 NONE = Impairment()
 

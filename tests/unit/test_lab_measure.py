@@ -1,6 +1,6 @@
 """Parsing ping output (iputils) for the lab's measurements."""
 
-from pathsteer.lab.measure import parse_ping, ping_argv
+from pathsteer_lab.measure import parse_ping, ping_argv
 
 OUTPUT = """PING 10.201.2.2 (10.201.2.2) 56(84) bytes of data.
 [1764000000.100000] 64 bytes from 10.201.2.2: icmp_seq=1 ttl=62 time=20.4 ms

@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from pathsteer.errors import UsageError
-from pathsteer.lab import build
-from pathsteer.lab.topology import Topology, validate_name, validate_paths
+from pathsteer_lab import build
+from pathsteer_lab.topology import Topology, validate_name, validate_paths
 
 
 def test_plan_names_and_addresses():

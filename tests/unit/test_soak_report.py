@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from bench import soak
-from pathsteer.lab.topology import Topology
+from pathsteer_lab.topology import Topology
 
 
 def test_log_changes_parsed_with_millisecond_times():

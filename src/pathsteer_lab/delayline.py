@@ -3,7 +3,7 @@
 This kernel has no sch_netem, so delay, jitter and loss are applied here. Each path namespace
 has two TUN devices, ``dl-out`` (traffic that arrived from the router, heading to the server)
 and ``dl-in`` (the reverse). While a path is impaired, ip rules in its namespace send forwarded
-packets to the TUN of their direction (`pathsteer.lab.impair`); this process reads them,
+packets to the TUN of their direction (`pathsteer_lab.impair`); this process reads them,
 holds each one in a time-ordered heap and writes it back into the same TUN at its release time.
 A packet written into a TUN is received with iif = the TUN, so the rules no longer match and
 the path namespace's main table forwards it to its real next hop. Unimpaired paths have no
@@ -27,7 +27,7 @@ timeout has ms granularity) and the control socket. Control: a unix stream socke
 JSON request per line: {"op": "set", "path": "p2", "delay": 0.01, "jitter": 0.0, "loss": 0.05}
 (seconds, seconds, fraction), {"op": "stats"}, {"op": "ping"}; the answer is one JSON line.
 
-Run as ``python -m pathsteer.lab.delayline STATE_DIR`` (started detached by `pathsteer.lab.up`).
+Run as ``python -m pathsteer_lab.delayline STATE_DIR`` (started detached by `pathsteer_lab.up`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pathsteer.lab import netns
-from pathsteer.lab.topology import TUN_IN, TUN_OUT, Topology
+from pathsteer_lab import netns
+from pathsteer_lab.topology import TUN_IN, TUN_OUT, Topology
 
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA

@@ -36,9 +36,9 @@ import subprocess
 from dataclasses import asdict, dataclass, replace
 
 from pathsteer.errors import LabError, UsageError
-from pathsteer.lab import delayline, netns
-from pathsteer.lab.build import TABLE_DELAY_IN, TABLE_DELAY_OUT, TABLE_DOWN, require_root
-from pathsteer.lab.topology import PATH_ROUTER_SIDE_IF, PATH_SERVER_SIDE_IF, Path, Topology
+from pathsteer_lab import delayline, netns
+from pathsteer_lab.build import TABLE_DELAY_IN, TABLE_DELAY_OUT, TABLE_DOWN, require_root
+from pathsteer_lab.topology import PATH_ROUTER_SIDE_IF, PATH_SERVER_SIDE_IF, Path, Topology
 from pathsteer.units import parse_duration, parse_percent, parse_rate
 
 TBF_LATENCY = "50ms"     # queue a TBF may hold before dropping

@@ -1,4 +1,4 @@
-"""A steering config for a lab (`pathsteer.lab.Topology`): used by the demo, the lab tests and
+"""A steering config for a lab (`pathsteer_lab.Topology`): used by the demo, the lab tests and
 the benchmarks. Returns the YAML text's data (a dict) so callers can change any field."""
 
 from __future__ import annotations

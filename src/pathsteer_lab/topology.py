@@ -183,11 +183,11 @@ class Topology:
 
     def run(self, role_or_ns: str, argv, **kwargs):
         """Run ``argv`` in a role's namespace ("client", "router", "p2", ...) and wait."""
-        from pathsteer.lab import netns
+        from pathsteer_lab import netns
         return netns.run(self.resolve(role_or_ns), argv, **kwargs)
 
     def popen(self, role_or_ns: str, argv, **kwargs):
-        from pathsteer.lab import netns
+        from pathsteer_lab import netns
         return netns.popen(self.resolve(role_or_ns), argv, **kwargs)
 
     def resolve(self, role_or_ns: str) -> str:

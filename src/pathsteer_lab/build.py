@@ -22,14 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pathsteer.errors import LabError, NotRootError, UsageError
-from pathsteer.lab import delayline, netns
-from pathsteer.lab.topology import (
+from pathsteer_lab import delayline, netns
+from pathsteer_lab.topology import (
     ATTACKER_IF, ATTACKER_SIDE_IF, CLIENT_IF, INGRESS_IF, NS_PREFIX, PATH_ROUTER_SIDE_IF,
     PATH_SERVER_SIDE_IF, STATE_ROOT, TUN_IN, TUN_OUT, Topology, lab_namespace_re, state_dir,
     validate_name,
 )
 
-# Path-namespace tables used by `pathsteer.lab.impair` (rules pointing at them come and go).
+# Path-namespace tables used by `pathsteer_lab.impair` (rules pointing at them come and go).
 TABLE_DELAY_OUT = 10     # default dev dl-out
 TABLE_DELAY_IN = 20      # default dev dl-in
 TABLE_DOWN = 30          # blackhole default: a dead path answers nothing
@@ -205,7 +205,7 @@ def _claim(name: str) -> str:
 def _start_delay_line(t: Topology) -> int:
     log = open(os.path.join(t.state_dir, "delayline.log"), "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pathsteer.lab.delayline", t.state_dir],
+        [sys.executable, "-m", "pathsteer_lab.delayline", t.state_dir],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
         cwd="/",
     )
@@ -306,7 +306,7 @@ def _delay_line_pids(name: str) -> list[int]:
             found.add(int(f.read().strip()))
     except (OSError, ValueError):
         pass
-    want = ["-m", "pathsteer.lab.delayline", sdir]
+    want = ["-m", "pathsteer_lab.delayline", sdir]
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -325,7 +325,7 @@ def _is_delay_line(pid: int, sdir: str) -> bool:
             argv = f.read().decode(errors="replace").split("\0")
     except OSError:
         return False
-    return argv[1:4] == ["-m", "pathsteer.lab.delayline", sdir]
+    return argv[1:4] == ["-m", "pathsteer_lab.delayline", sdir]
 
 
 def _kill(pids: list[int], grace: float) -> None:

@@ -108,7 +108,7 @@ class LabDaemon:
 
 
 def delivered_over(replies, after: float, lo_ms: float, hi_ms: float = 1e9) -> float | None:
-    """When the first packet of a `pathsteer.lab.measure.udp_stream` that took the wanted path
+    """When the first packet of a `pathsteer_lab.measure.udp_stream` that took the wanted path
     (its RTT within [lo_ms, hi_ms)) reached the server, at or after ``after`` (wall clock):
     its send time plus half its RTT. None if no packet did."""
     for sent, rtt in replies:

@@ -8,9 +8,9 @@ import re
 
 from pathsteer.cli.base import add_command
 from pathsteer.errors import UsageError
-from pathsteer.lab import build, impair
-from pathsteer.lab.topology import MAX_PATHS, Topology, state_dir, validate_name, validate_paths
 from pathsteer.units import format_duration
+from pathsteer_lab import build, impair
+from pathsteer_lab.topology import MAX_PATHS, Topology, state_dir, validate_name, validate_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:

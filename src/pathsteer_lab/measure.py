@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from pathsteer.errors import LabError
-from pathsteer.lab.topology import Topology
+from pathsteer_lab.topology import Topology
 
 _REPLY_RE = re.compile(r"^(?:\[(?P<ts>[0-9.]+)\] )?\d+ bytes from .*icmp_seq=(?P<seq>\d+).* time=(?P<rtt>[0-9.]+) ms")
 _SENT_RE = re.compile(r"^(?P<sent>\d+) packets transmitted, (?P<recv>\d+) (?:packets )?received")

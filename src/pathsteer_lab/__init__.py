@@ -1,4 +1,7 @@
-"""The network lab every test, benchmark and the demo runs on: namespaces joined by veth pairs.
+"""pathsteer_lab: the network lab every test, benchmark and the demo runs on — namespaces joined
+by veth pairs. Not part of the shipped daemon: the runtime package `pathsteer` never imports it
+(tests/unit/test_layout.py), `make install` leaves it out, the dev venv (`make venv`) has it;
+``pathsteer lab`` exists only where it is importable.
 
     client ── router ─┬─ p1 ─┐
     attacker ─┘       ├─ p2 ─┼── server
@@ -17,7 +20,10 @@ and sends every reply back over the path its flow came in on. Modules:
 - `delayline`: the delay-line process.
 - `netns`: entering namespaces, running commands inside them.
 - `measure`: ping, iperf3 and a UDP echo stream inside a lab (tests, demo, benchmarks).
-- `cli`: ``pathsteer lab``.
+- `cli`: ``pathsteer lab`` (found by `pathsteer.cli.main` when this package is importable).
+- `labconfig`, `labrun`: a steering config for a lab and ``pathsteer run`` in its router
+  namespace (`LabDaemon`), for the demo, the lab tests and the benchmarks.
+- `demo`: ``python -m pathsteer_lab.demo`` (``make demo``).
 
 Commands inside a lab: ``Topology.run("client", argv)`` / ``Topology.popen(...)`` (roles:
 client, router, server, attacker, p1..pN), or `run(namespace, argv)`; both go through
@@ -25,10 +31,10 @@ client, router, server, attacker, p1..pN), or `run(namespace, argv)`; both go th
 (topology.json, impairments.json, the delay line's ctl.sock, delayline.pid and delayline.log).
 """
 
-from pathsteer.lab.build import LabStatus, down, list_labs, up
-from pathsteer.lab.impair import Impairment, clear_path, read_impairments, set_path
-from pathsteer.lab.netns import exec_argv, popen, run
-from pathsteer.lab.topology import Path, Topology
+from pathsteer_lab.build import LabStatus, down, list_labs, up
+from pathsteer_lab.impair import Impairment, clear_path, read_impairments, set_path
+from pathsteer_lab.netns import exec_argv, popen, run
+from pathsteer_lab.topology import Path, Topology
 
 __all__ = ["LabStatus", "Impairment", "Path", "Topology", "clear_path", "down", "exec_argv",
            "list_labs", "popen", "read_impairments", "run", "set_path", "up"]

@@ -1,4 +1,4 @@
-"""``python -m pathsteer.demo`` (``make demo``): the whole story in about 40 seconds.
+"""``python -m pathsteer_lab.demo`` (``make demo``): the whole story in about 40 seconds.
 
 A lab with three paths (p1 5 ms, p2 10 ms, p3 20 ms one way), ``pathsteer run`` in the router
 namespace steering 198.51.100.0/24 (lowest-latency, probes every 20 ms, hold_down 1 s), and the
@@ -22,11 +22,11 @@ import tempfile
 import threading
 import time
 
-from pathsteer import lab
 from pathsteer.errors import PathsteerError
 from pathsteer.steering.cli import PATH_HEADER, ROUTE_HEADER, path_rows, route_rows, table
-from pathsteer.steering.labconfig import lab_config
-from pathsteer.steering.labrun import LabDaemon
+import pathsteer_lab as lab
+from pathsteer_lab.labconfig import lab_config
+from pathsteer_lab.labrun import LabDaemon
 
 SERVER = "198.51.100.10"
 PREFIX = "198.51.100.0/24"
@@ -150,9 +150,9 @@ def run(mode: str, live: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pathsteer.demo", description=__doc__.split("\n\n")[0],
-                                     epilog="examples:\n  make demo\n  python -m pathsteer.demo --mode bpf\n"
-                                            "  python -m pathsteer.demo --plain     # one line per phase",
+    parser = argparse.ArgumentParser(prog="python -m pathsteer_lab.demo", description=__doc__.split("\n\n")[0],
+                                     epilog="examples:\n  make demo\n  python -m pathsteer_lab.demo --mode bpf\n"
+                                            "  python -m pathsteer_lab.demo --plain     # one line per phase",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["fib", "bpf"], default="fib", help="data plane (default fib)")
     parser.add_argument("--plain", action="store_true", help="no live screen: one line per phase")
