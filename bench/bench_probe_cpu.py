@@ -19,7 +19,7 @@ import sys
 import time
 
 from bench.harness import Figure
-from pathsteer.probe.jsonrun import Driver
+from pathsteer_lab.jsonrun import Driver
 import pathsteer_lab as lab
 
 PATHS = 64

@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.harness import Figure
-from pathsteer.probe.jsonrun import Driver
+from pathsteer_lab.jsonrun import Driver
 from pathsteer.telemetry.window import percentile
 import pathsteer_lab as lab
 

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from pathsteer.probe.jsonrun import Driver
+from pathsteer_lab.jsonrun import Driver
 import pathsteer_lab as lab
 from pathsteer_lab import delayline
 

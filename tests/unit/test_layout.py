@@ -28,7 +28,7 @@ LAB_NAMES = {"lab", "demo", "labrun", "labconfig"}
 # The one module allowed to name pathsteer_lab: as strings, for the optional `pathsteer lab`.
 DISCOVERY = RUNTIME / "cli" / "main.py"
 NOT_INSTALLED = ("pathsteer lab: the lab tools are not installed "
-                 "(pip install pathsteer[lab] / the pathsteer_lab package)")
+                 "(they are the pathsteer_lab package of a source checkout: make venv)")
 
 
 def _runtime_sources() -> list[Path]:

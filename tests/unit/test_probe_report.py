@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pathsteer.probe.engine import _unwrap
-from pathsteer.probe.jsonrun import config_from
+from pathsteer_lab.jsonrun import config_from
 from pathsteer.probe.oneshot import ProbeRequest, config_of, format_text, report
 from pathsteer.telemetry import ProbeMethod, Thresholds, WindowConfig
 from pathsteer.telemetry.target import TargetTracker

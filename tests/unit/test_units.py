@@ -74,8 +74,35 @@ def test_the_pure_layers_import_no_kernel_side():
     the probes or the daemon's components (the route contract is pathsteer.routes)."""
     import subprocess
     import sys
-    code = ("import sys, pathsteer.policy, pathsteer.telemetry, pathsteer.telemetry.passive; "
+    code = ("import sys, pathsteer.policy, pathsteer.telemetry, pathsteer.telemetry.passive, pathsteer.telemetry.load; "
             "print(sorted(m for m in sys.modules if m.startswith(('pathsteer.dataplane', 'pathsteer.bpf', "
             "'pathsteer.probe', 'pathsteer.steering', 'pathsteer.guard'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_one_way_to_the_kernels_routing():
+    """rtnetlink is spoken by `pathsteer.netlink` alone (and listened to by the route monitor):
+    no pyroute2, no `ip`/`tc` subprocess, no other NETLINK_ROUTE socket in the daemon."""
+    import ast
+    from pathlib import Path
+
+    import pathsteer
+
+    root = Path(pathsteer.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text(), rel)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "pyroute2" for a in node.names):
+                offenders.append(f"{rel}:{node.lineno} imports pyroute2")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pyroute2":
+                offenders.append(f"{rel}:{node.lineno} imports pyroute2")
+            if (isinstance(node, ast.Attribute) and node.attr == "NETLINK_ROUTE"
+                    and rel not in ("netlink.py", "dataplane/netlink_monitor.py")):
+                offenders.append(f"{rel}:{node.lineno} opens a NETLINK_ROUTE socket")
+            if isinstance(node, (ast.List, ast.Tuple)) and node.elts and isinstance(node.elts[0], ast.Constant) \
+                    and node.elts[0].value in ("ip", "tc", "bridge"):
+                offenders.append(f"{rel}:{node.lineno} runs {node.elts[0].value!r}")
+    assert offenders == [], offenders

@@ -32,7 +32,7 @@ OPTIONAL_COMMANDS = (
 )
 NOT_INSTALLED = {
     "lab": "pathsteer lab: the lab tools are not installed "
-           "(pip install pathsteer[lab] / the pathsteer_lab package)",
+           "(they are the pathsteer_lab package of a source checkout: make venv)",
 }
 
 EXAMPLES = (

@@ -1,5 +1,5 @@
 """Run the engine from a JSON spec and report JSON lines: the tool benchmarks and lab tests
-use to drive probes inside a namespace (``ip netns exec NS python -m pathsteer.probe.jsonrun``).
+use to drive probes inside a namespace (``ip netns exec NS python -m pathsteer_lab.jsonrun``).
 
 Spec (argv[1])::
 
@@ -111,7 +111,7 @@ class Driver:
         import threading
 
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, python, "-m", "pathsteer.probe.jsonrun", json.dumps(spec)],
+            ["ip", "netns", "exec", namespace, python, "-m", "pathsteer_lab.jsonrun", json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.events: queue.Queue = queue.Queue()
