@@ -12,19 +12,20 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-#include "pathsteer_common.h"
-#include "pathsteer_structs.h"
-#include "pathsteer_maps.h"
-#include "pathsteer_abi.h"
+#include "common.h"
+#include "counters_common.h"
+#include "counters_structs.h"
+#include "counters_maps.h"
+#include "counters_abi.h"
 
 static __always_inline void count(__u32 ifindex, enum pathsteer_hook hook, __u64 len)
 {
 	struct counter_key key = { .ifindex = ifindex, .hook = hook };
-	struct counter_value *value;
+	struct pathsteer_counter *value;
 
 	value = bpf_map_lookup_elem(&iface_counters, &key);
 	if (!value) {
-		struct counter_value first = { .packets = 1, .bytes = len };
+		struct pathsteer_counter first = { .packets = 1, .bytes = len };
 
 		/* BPF_NOEXIST: another CPU may have created the entry since our lookup; then the
 		 * update fails with -EEXIST and we add to the entry that now exists.  On an LRU map

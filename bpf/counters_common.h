@@ -1,15 +1,19 @@
-/* pathsteer_common.h — the names, flags and limits that BPF programs and user space share.
+/* counters_common.h — the counters program's (counters.bpf.c) names and limits, shared with
+ * user space (pathsteer.bpf.counters).
  *
  * How these reach Python: every value user space needs is an enumerator of a named enum
  * here, never a bare #define.  clang writes an enum into the object's BTF when something in
- * the object refers to its type; pathsteer_abi.h gives each program object such a reference
- * (see there).  The Python side reads the values with libbpf's btf__ API
- * (pathsteer.bpf.btf.Btf.enum_values) from the compiled object, so no number in this file is
- * written a second time in Python.  A limit is overridable at build time (-DNAME=...) through
- * its #ifndef default; the enumerator then carries the value that was actually compiled.
+ * the object refers to its type; counters_abi.h gives the object such a reference (see there).
+ * The Python side reads the values with libbpf's btf__ API (pathsteer.bpf.btf.Btf.enum_values)
+ * from the compiled object, so no number in this file is written a second time in Python.  A
+ * limit is overridable at build time (-DNAME=...) through its #ifndef default; the enumerator
+ * then carries the value that was actually compiled.  The other programs' *_common.h follow
+ * the same convention; what all programs share is in common.h.
  */
-#ifndef PATHSTEER_COMMON_H
-#define PATHSTEER_COMMON_H
+#ifndef COUNTERS_COMMON_H
+#define COUNTERS_COMMON_H
+
+#include "common.h"
 
 /* Limits (build-time; each has an #ifndef default so `make BPF_CFLAGS+=-D...` can change it). */
 #ifndef PATHSTEER_MAX_COUNTER_KEYS
@@ -29,4 +33,4 @@ enum pathsteer_hook {
 	PATHSTEER_HOOK_TC_EGRESS = 2,  /* TC clsact egress (after the qdisc picks the device) */
 };
 
-#endif /* PATHSTEER_COMMON_H */
+#endif /* COUNTERS_COMMON_H */

@@ -1,12 +1,14 @@
-/* pathsteer_structs.h — the layouts of map keys and values; user space checks its ctypes
- * mirrors against these through the object's BTF (size and every field offset) when it opens
- * a map, so a change here without the matching Python change fails loudly, not silently. */
-#ifndef PATHSTEER_STRUCTS_H
-#define PATHSTEER_STRUCTS_H
+/* counters_structs.h — the layout of the counters map's key (its value is common.h's struct
+ * pathsteer_counter); user space checks its ctypes mirrors against these through the object's
+ * BTF (size and every field offset) when it opens the map, so a change here without the
+ * matching Python change fails loudly, not silently. */
+#ifndef COUNTERS_STRUCTS_H
+#define COUNTERS_STRUCTS_H
 
 #include <linux/types.h>
 
-#include "pathsteer_common.h"
+#include "common.h"
+#include "counters_common.h"
 
 /* Key of iface_counters: one slot per interface and hook. */
 struct counter_key {
@@ -14,10 +16,4 @@ struct counter_key {
 	enum pathsteer_hook hook;  /* 4 bytes: enums are int-sized on the BPF target */
 };
 
-/* Value of iface_counters (per CPU; user space sums the CPUs). */
-struct counter_value {
-	__u64 packets; /* frames seen */
-	__u64 bytes;   /* L2 frame length, Ethernet header included, FCS excluded */
-};
-
-#endif /* PATHSTEER_STRUCTS_H */
+#endif /* COUNTERS_STRUCTS_H */

@@ -52,20 +52,15 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "common.h"
 #include "guard_common.h"
 #include "guard_structs.h"
 #include "guard_maps.h"
 #include "guard_abi.h"
 
-#define ETH_P_8021AD_ 0x88A8
 /* Offsets beyond any XDP frame (one buffer is at most a page); the bound lets the verifier
  * accept variable packet offsets and never decides a verdict. */
 #define GUARD_MAX_OFFSET 0x3fff
-
-struct vlan_tag {
-	__be16 tci;
-	__be16 encapsulated_proto;
-};
 
 /* What the parser learnt about a packet. */
 struct packet {
@@ -105,16 +100,6 @@ static __always_inline int gcra(__u64 *tat, __u64 now, __u64 interval, __u64 tol
 	return if_contended;
 }
 
-static __always_inline void add_counter(void *map, __u32 index, __u64 len)
-{
-	struct guard_counter *c = bpf_map_lookup_elem(map, &index);
-
-	if (c) {
-		c->packets += 1;
-		c->bytes += len;
-	}
-}
-
 static __always_inline void emit(struct xdp_md *ctx, __u32 kind, __u32 verdict, __u32 rule_id, __u64 now,
 				 __u64 len, const struct packet *p, const __u8 *src)
 {
@@ -138,9 +123,10 @@ static __always_inline void emit(struct xdp_md *ctx, __u32 kind, __u32 verdict, 
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The drops are the verdicts from GUARD_FIRST_DROP on (guard_common.h). */
 static __always_inline int verdict_drops(__u32 verdict)
 {
-	return (verdict >= GUARD_DROP_MALFORMED && verdict <= GUARD_DROP_SYN) || verdict == GUARD_DROP_COOKIE;
+	return verdict >= GUARD_FIRST_DROP;
 }
 
 static __always_inline int finish(struct xdp_md *ctx, const struct guard_settings *s, __u32 verdict,
@@ -148,9 +134,9 @@ static __always_inline int finish(struct xdp_md *ctx, const struct guard_setting
 {
 	int drop = verdict_drops(verdict);
 
-	add_counter(&verdict_counters, verdict, len);
+	counter_add(&verdict_counters, verdict, len);
 	if (rule_id)
-		add_counter(&rule_counters, rule_id, len);
+		counter_add(&rule_counters, rule_id, len);
 	if (drop && s->sample_every) {
 		__u32 zero = 0;
 		__u32 *seen = bpf_map_lookup_elem(&drop_sampler, &zero);
@@ -302,7 +288,7 @@ static __always_inline void check_ipv4(void *data, void *data_end, __u32 l3, __u
 		p->malformed = 1;
 		return;
 	}
-	frag = bpf_ntohs(ip->frag_off) & 0x1fff; /* offset in 8-byte units (RFC 791) */
+	frag = bpf_ntohs(ip->frag_off) & IP_OFFSET; /* offset in 8-byte units (RFC 791) */
 	if (frag) {
 		if (p->proto == IPPROTO_TCP && frag == 1)
 			p->malformed = 1; /* RFC 1858 §4: would overwrite the TCP flags */
@@ -357,7 +343,7 @@ static __always_inline void check_ipv6(void *data, void *data_end, __u32 l3, __u
 			}
 			continue;
 		}
-		hlen = next == IPPROTO_AH ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8; /* RFC 4302 §2.2 */
+		hlen = ipv6_ext_len(next, h[1]);
 		next = h[0];
 		off += hlen;
 		if (off > end) {
@@ -410,7 +396,7 @@ int xdp_guard(struct xdp_md *ctx)
 	for (i = 0; i < GUARD_MAX_VLAN_TAGS; i++) {
 		struct vlan_tag *tag = data + l3;
 
-		if (ethertype != bpf_htons(ETH_P_8021Q) && ethertype != bpf_htons(ETH_P_8021AD_))
+		if (!eth_is_vlan(ethertype))
 			break;
 		if ((void *)(tag + 1) > data_end)
 			return finish(ctx, s, GUARD_DROP_MALFORMED, 0, now, len, &p);

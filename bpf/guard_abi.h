@@ -1,5 +1,5 @@
 /* guard_abi.h — puts guard_common.h's enums into guard.bpf.o's BTF, and struct guard_event
- * with them (see pathsteer_abi.h for why never-called functions do it); included once, by
+ * with them (see counters_abi.h for why never-called functions do it); included once, by
  * guard.bpf.c.  BPF functions take at most five arguments, hence two functions. */
 #ifndef GUARD_ABI_H
 #define GUARD_ABI_H

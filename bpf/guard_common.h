@@ -1,11 +1,13 @@
 /* guard_common.h — the guard's names, flags and limits, shared by guard.bpf.c and user space.
  *
- * Same convention as pathsteer_common.h: every value user space needs is an enumerator of a
+ * Same convention as counters_common.h: every value user space needs is an enumerator of a
  * named enum; guard_abi.h puts each enum into guard.bpf.o's BTF, and pathsteer.guard.abi reads
  * them from there.  Each limit has an #ifndef default so a build can change it (-DNAME=...).
  */
 #ifndef GUARD_COMMON_H
 #define GUARD_COMMON_H
+
+#include "common.h"
 
 #ifndef GUARD_MAX_ALLOW
 #define GUARD_MAX_ALLOW 65536 /* allow-list CIDRs per family */
@@ -60,21 +62,26 @@ enum guard_limits {
 };
 
 /* Why a packet got its verdict; index of verdict_counters.  The order of the checks is the
- * order in guard.bpf.c's header comment, not this one. */
+ * order in guard.bpf.c's header comment, not this one.  This one has the verdicts that let the
+ * packet go (or answer it) first and the drops last: a verdict drops the packet iff it is
+ * >= GUARD_FIRST_DROP (guard.bpf.c verdict_drops; pathsteer.guard.abi checks the names of
+ * every enumerator against that rule when it reads them). */
 enum guard_verdict {
 	GUARD_PASS = 0,           /* no rule objected */
 	GUARD_PASS_ALLOW = 1,     /* source in the allow list: wins over every other rule */
 	GUARD_PASS_RULE = 2,      /* a port rule with action pass matched */
 	GUARD_PASS_NOT_IP = 3,    /* not IPv4/IPv6 (ARP, LLDP, ...): not the guard's business */
-	GUARD_DROP_MALFORMED = 4, /* truncated or inconsistent headers (see guard.bpf.c) */
-	GUARD_DROP_DENY = 5,      /* source in the deny list (config, manual or auto block) */
-	GUARD_DROP_RULE = 6,      /* a port rule with action drop matched */
-	GUARD_DROP_RATE = 7,      /* source over its token bucket */
-	GUARD_DROP_SYN = 8,       /* TCP SYN to a destination over its SYN rate */
 	/* SYN cookies (step 7 on a protected port, for packets conntrack does not know): */
-	GUARD_TX_SYNCOOKIE = 9,   /* a SYN answered in XDP by a SYN-ACK carrying a cookie (XDP_TX) */
-	GUARD_PASS_COOKIE = 10,   /* an ACK with a valid cookie: on to netfilter's synproxy */
-	GUARD_DROP_COOKIE = 11,   /* neither a SYN nor an ACK with a valid cookie (bad cookie, stray RST/FIN) */
+	GUARD_PASS_COOKIE = 4,    /* an ACK with a valid cookie: on to netfilter's synproxy */
+	GUARD_TX_SYNCOOKIE = 5,   /* a SYN answered in XDP by a SYN-ACK carrying a cookie (XDP_TX) */
+	/* Every verdict from here on drops the packet (XDP_DROP), none before does. */
+	GUARD_FIRST_DROP = 6,
+	GUARD_DROP_MALFORMED = GUARD_FIRST_DROP, /* truncated or inconsistent headers (see guard.bpf.c) */
+	GUARD_DROP_DENY = 7,      /* source in the deny list (config, manual or auto block) */
+	GUARD_DROP_RULE = 8,      /* a port rule with action drop matched */
+	GUARD_DROP_RATE = 9,      /* source over its token bucket */
+	GUARD_DROP_SYN = 10,      /* TCP SYN to a destination over its SYN rate */
+	GUARD_DROP_COOKIE = 11,   /* step 7: neither a SYN nor an ACK with a valid cookie (bad cookie, stray RST/FIN) */
 	GUARD_VERDICT_COUNT = 12,
 };
 
@@ -102,10 +109,10 @@ enum guard_event_kind {
 	GUARD_EVENT_HEAVY_HITTER = 2, /* a source crossed the auto-block threshold */
 };
 
-/* Address families as the kernel numbers them (AF_INET, AF_INET6). */
+/* Address families as the kernel numbers them (common.h). */
 enum guard_family {
-	GUARD_AF_INET = 2,
-	GUARD_AF_INET6 = 10,
+	GUARD_AF_INET = AF_INET,
+	GUARD_AF_INET6 = AF_INET6,
 };
 
 #endif /* GUARD_COMMON_H */

@@ -5,6 +5,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "common.h"
 #include "guard_common.h"
 #include "guard_structs.h"
 
@@ -80,7 +81,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, GUARD_VERDICT_COUNT);
 	__type(key, __u32);
-	__type(value, struct guard_counter);
+	__type(value, struct pathsteer_counter);
 } verdict_counters SEC(".maps");
 
 /* Packets and bytes per rule id (allow/deny CIDRs, port rules), per CPU. */
@@ -88,7 +89,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, GUARD_MAX_RULES);
 	__type(key, __u32);
-	__type(value, struct guard_counter);
+	__type(value, struct pathsteer_counter);
 } rule_counters SEC(".maps");
 
 /* TCP destination ports protected by SYN cookies: bit (port & 31) of word (port >> 5). */

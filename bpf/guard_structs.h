@@ -5,6 +5,7 @@
 
 #include <linux/types.h>
 
+#include "common.h"
 #include "guard_common.h"
 
 /* LPM trie keys (allow_v4/deny_v4, allow_v6/deny_v6): prefix length in bits, then the address
@@ -80,12 +81,6 @@ struct guard_settings {
 	__u8 cookie_ttl;           /* IPv4 TTL / IPv6 hop limit */
 	__u8 cookie_enabled;
 	__u8 pad;
-};
-
-/* Packets and bytes (L2 frame length), per CPU: verdict_counters and rule_counters. */
-struct guard_counter {
-	__u64 packets;
-	__u64 bytes;
 };
 
 /* A record of the events ring buffer. */

@@ -33,6 +33,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "common.h"
 #include "guard_common.h"
 #include "guard_structs.h"
 #include "guard_maps.h"
@@ -43,13 +44,6 @@
 #define TCP_FLAG_ACK_ 0x10
 #define TCP_FLAG_ECE_ 0x40
 #define TCP_FLAG_CWR_ 0x80
-#define TCPOPT_EOL_ 0
-#define TCPOPT_NOP_ 1
-#define TCPOPT_MSS_ 2
-#define TCPOPT_WINDOW_ 3
-#define TCPOPT_SACK_PERM_ 4
-#define TCPOPT_TIMESTAMP_ 8
-#define TCP_MAX_HEADER 60
 
 #ifndef barrier_var
 #define barrier_var(var) asm volatile("" : "+r"(var)) /* as bpf_helpers.h >= 1.2 defines it */
@@ -180,9 +174,9 @@ static long syn_option(__u32 index, void *data)
 	if (off >= w->len || off >= TCP_MAX_HEADER)
 		return 1;
 	kind = w->tcp[off & 63];
-	if (kind == TCPOPT_EOL_)
+	if (kind == TCPOPT_EOL)
 		return 1;
-	if (kind == TCPOPT_NOP_) {
+	if (kind == TCPOPT_NOP) {
 		w->off = off + 1;
 		return 0;
 	}
@@ -191,13 +185,13 @@ static long syn_option(__u32 index, void *data)
 	len = w->tcp[(off + 1) & 63];
 	if (len < 2 || off + len > w->len)
 		return 1;
-	if (kind == TCPOPT_WINDOW_ && len == 3) {
+	if (kind == TCPOPT_WINDOW && len == 3) {
 		__u8 ws = w->tcp[(off + 2) & 63];
 
 		w->o.wscale = ws < GUARD_TSCOOKIE_MAX_WSCALE ? ws : GUARD_TSCOOKIE_MAX_WSCALE;
-	} else if (kind == TCPOPT_SACK_PERM_ && len == 2) {
+	} else if (kind == TCPOPT_SACK_PERM && len == 2) {
 		w->o.sack = 1;
-	} else if (kind == TCPOPT_TIMESTAMP_ && len == 10) {
+	} else if (kind == TCPOPT_TIMESTAMP && len == TCPOLEN_TIMESTAMP) {
 		w->o.has_ts = 1;
 		w->o.tsval = bpf_htonl((__u32)w->tcp[(off + 2) & 63] << 24 | (__u32)w->tcp[(off + 3) & 63] << 16 |
 				       (__u32)w->tcp[(off + 4) & 63] << 8 | (__u32)w->tcp[(off + 5) & 63]);
@@ -212,7 +206,7 @@ static __always_inline __u32 synack_options(__u8 *opt, const struct guard_settin
 {
 	__u32 tsval;
 
-	opt[0] = TCPOPT_MSS_;
+	opt[0] = TCPOPT_MSS;
 	opt[1] = 4;
 	opt[2] = mss >> 8;
 	opt[3] = mss & 0xff;
@@ -225,17 +219,17 @@ static __always_inline __u32 synack_options(__u8 *opt, const struct guard_settin
 		tsval |= GUARD_TSCOOKIE_SACK;
 	if (ecn)
 		tsval |= GUARD_TSCOOKIE_ECN;
-	opt[4] = o->sack ? TCPOPT_SACK_PERM_ : TCPOPT_NOP_;
-	opt[5] = o->sack ? 2 : TCPOPT_NOP_;
-	opt[6] = TCPOPT_TIMESTAMP_;
-	opt[7] = 10;
+	opt[4] = o->sack ? TCPOPT_SACK_PERM : TCPOPT_NOP;
+	opt[5] = o->sack ? 2 : TCPOPT_NOP;
+	opt[6] = TCPOPT_TIMESTAMP;
+	opt[7] = TCPOLEN_TIMESTAMP;
 	tsval = bpf_htonl(tsval);
 	__builtin_memcpy(&opt[8], &tsval, 4);
 	__builtin_memcpy(&opt[12], &o->tsval, 4); /* tsecr: the client's tsval */
 	if (o->wscale == GUARD_TSCOOKIE_WSCALE_MASK)
 		return 16; /* RFC 7323 §2.2: no window scale unless the client sent one */
-	opt[16] = TCPOPT_NOP_;
-	opt[17] = TCPOPT_WINDOW_;
+	opt[16] = TCPOPT_NOP;
+	opt[17] = TCPOPT_WINDOW;
 	opt[18] = 3;
 	opt[19] = s->cookie_wscale;
 	return 20;

@@ -50,29 +50,18 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "common.h"
 #include "passive_common.h"
 #include "passive_structs.h"
 #include "passive_maps.h"
 #include "passive_abi.h"
 
-#define TCPOPT_EOL 0
-#define TCPOPT_NOP 1
-#define TCPOPT_TIMESTAMP 8   /* RFC 7323 §3: kind 8, length 10, TSval, TSecr */
-#define TCPOLEN_TIMESTAMP 10
-#define IPV6_EXT_HOPOPTS 0
-#define IPV6_EXT_ROUTING 43
-#define IPV6_EXT_DSTOPTS 60
 /* How far into a packet we read headers: Ethernet, a VLAN tag, IPv6 with up to 138 bytes of
  * extension headers, a 60-byte TCP header.  Also what we pull into the linear part. */
 #define HEADERS_MAX 256
 
 /* An all-zero aggregate to create an interface's entry from (too large for the stack). */
 static const struct passive_rtt_agg zero_agg;
-
-struct vlan_tag {
-	__be16 tci;
-	__be16 encapsulated_proto;
-};
 
 /* What the parser extracts from one TCP segment. */
 struct segment {
@@ -103,7 +92,7 @@ static __always_inline int parse_ts_option(struct tcphdr *th, __u32 doff, void *
 	for (i = 0; i < PASSIVE_MAX_TCP_OPTIONS; i++) {
 		__u8 *opt, kind, len;
 
-		if (off >= doff || off > 60)
+		if (off >= doff || off > TCP_MAX_HEADER)
 			return 0;
 		opt = (__u8 *)th + off;
 		if ((void *)(opt + 1) > end)
@@ -162,7 +151,7 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 		return PARSE_SHORT;
 	proto = eth->h_proto;
 	l3 = sizeof(*eth);
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+	if (eth_is_vlan(proto)) {
 		struct vlan_tag *tag = data + l3;
 
 		if ((void *)(tag + 1) > end)
@@ -182,7 +171,7 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 		if (iph->version != 4 || ihl < sizeof(*iph) || iph->protocol != IPPROTO_TCP)
 			return PARSE_SKIP;
 		/* A fragment (offset ≠ 0 or more-fragments): no whole TCP header to rely on. */
-		if (iph->frag_off & bpf_htons(0x3fff))
+		if (ipv4_is_fragment(iph))
 			return PARSE_SKIP;
 		if (tot_len == 0)  /* a GSO packet beyond 64 KiB (BIG TCP) leaves it 0 */
 			tot_len = skb->len - l3;
@@ -216,12 +205,12 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 			__u8 *ext;
 			__u32 len;
 
-			if (nexthdr != IPV6_EXT_HOPOPTS && nexthdr != IPV6_EXT_ROUTING && nexthdr != IPV6_EXT_DSTOPTS)
+			if (nexthdr != IPPROTO_HOPOPTS && nexthdr != IPPROTO_ROUTING && nexthdr != IPPROTO_DSTOPTS)
 				break;
 			ext = data + l4;
 			if ((void *)(ext + 2) > end)
 				return PARSE_SHORT;
-			len = (ext[1] + 1) * 8;  /* RFC 8200 §4.3: Hdr Ext Len in 8-octet units, minus the first */
+			len = ipv6_opt_len(ext[1]);
 			if (ip_payload < len)
 				return PARSE_SKIP;
 			nexthdr = ext[0];
@@ -234,7 +223,7 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 		return PARSE_SKIP;
 	}
 
-	if (l4 > HEADERS_MAX - 60)  /* also bounds the offset for the verifier */
+	if (l4 > HEADERS_MAX - TCP_MAX_HEADER)  /* also bounds the offset for the verifier */
 		return PARSE_SKIP;
 	th = data + l4;
 	if ((void *)(th + 1) > end)

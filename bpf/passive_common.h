@@ -1,9 +1,11 @@
 /* passive_common.h — names, flags and limits of the passive RTT programs (passive.bpf.c) that
- * BPF and user space share.  As in pathsteer_common.h, every value user space needs is an
+ * BPF and user space share.  As in counters_common.h, every value user space needs is an
  * enumerator (passive_abi.h carries the enums into BTF); Python reads them from the object
  * (pathsteer.telemetry.passive), never re-types them.  Limits have #ifndef defaults. */
 #ifndef PASSIVE_COMMON_H
 #define PASSIVE_COMMON_H
+
+#include "common.h"
 
 /* (interface, flow, identifier) → first-seen time entries awaiting their echo.  Bounded: LRU,
  * so entries whose echo never comes (lost ACKs, idle flows, pure-ACK TSvals) age out. */

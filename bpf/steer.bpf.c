@@ -46,22 +46,11 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "common.h"
 #include "steer_common.h"
 #include "steer_structs.h"
 #include "steer_maps.h"
 #include "steer_abi.h"
-
-#define AF_INET 2
-#define AF_INET6 10
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1FFF
-#define NEXTHDR_HOP 0
-#define NEXTHDR_TCP 6
-#define NEXTHDR_UDP 17
-#define NEXTHDR_ROUTING 43
-#define NEXTHDR_FRAGMENT 44
-#define NEXTHDR_AUTH 51
-#define NEXTHDR_DEST 60
 
 /* What the parser hands the decision: the flow's hash input and where the TTL lives. */
 struct flow {
@@ -106,19 +95,9 @@ static __always_inline __u32 flow_hash(const struct flow *f)
 	return h;
 }
 
-static __always_inline void count(void *map, __u32 index, __u64 len)
-{
-	struct steer_counter *c = bpf_map_lookup_elem(map, &index);
-
-	if (c) { /* per-CPU value, migration disabled while we run: plain adds */
-		c->packets += 1;
-		c->bytes += len;
-	}
-}
-
 static __always_inline int pass(struct __sk_buff *skb, __u32 reason)
 {
-	count(&steer_stats, reason, skb->len);
+	counter_add(&steer_stats, reason, skb->len);
 	return TC_ACT_UNSPEC;
 }
 
@@ -163,7 +142,7 @@ static __always_inline __u32 parse_v4(struct __sk_buff *skb, struct flow *f, str
 	f->w[1] = iph->daddr;
 	f->nwords = 2;
 	f->ttl = iph->ttl;
-	if (!(iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) &&
+	if (!ipv4_is_fragment(iph) &&
 	    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)) {
 		__u32 *ports = (void *)(iph + 1);
 
@@ -202,7 +181,7 @@ static __always_inline __u32 parse_v6(struct __sk_buff *skb, struct flow *f, str
 	if (!(ip6h->daddr.in6_u.u6_addr32[0] | ip6h->daddr.in6_u.u6_addr32[1] | ip6h->daddr.in6_u.u6_addr32[2]) &&
 	    (ip6h->daddr.in6_u.u6_addr32[3] == 0 || ip6h->daddr.in6_u.u6_addr32[3] == bpf_htonl(1)))
 		return STEER_PASS_SPECIAL; /* unspecified, loopback */
-	if (ip6h->nexthdr == NEXTHDR_HOP)
+	if (ip6h->nexthdr == IPPROTO_HOPOPTS)
 		return STEER_PASS_OPTIONS;
 	f->family = AF_INET6;
 	__builtin_memcpy(&f->w[0], &ip6h->saddr, 16);
@@ -217,10 +196,10 @@ static __always_inline __u32 parse_v6(struct __sk_buff *skb, struct flow *f, str
 		__u8 *ext;
 		__u32 len;
 
-		if (nexthdr == NEXTHDR_TCP || nexthdr == NEXTHDR_UDP) {
+		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
 			__u32 *ports;
 
-			if (off + (nexthdr == NEXTHDR_TCP ? 20 : 8) > end)
+			if (off + (nexthdr == IPPROTO_TCP ? 20 : 8) > end)
 				return STEER_PASS_MALFORMED;
 			if (off > STEER_PULL_BYTES)
 				return STEER_STEERED; /* ports beyond what we read: hash by addresses */
@@ -233,18 +212,16 @@ static __always_inline __u32 parse_v6(struct __sk_buff *skb, struct flow *f, str
 			f->nwords = 10;
 			return STEER_STEERED;
 		}
-		if (nexthdr == NEXTHDR_FRAGMENT)
+		if (nexthdr == IPPROTO_FRAGMENT)
 			return STEER_STEERED; /* every fragment by addresses */
-		if (nexthdr != NEXTHDR_ROUTING && nexthdr != NEXTHDR_DEST && nexthdr != NEXTHDR_AUTH)
+		if (nexthdr != IPPROTO_ROUTING && nexthdr != IPPROTO_DSTOPTS && nexthdr != IPPROTO_AH)
 			return STEER_STEERED; /* ICMPv6, no next header, ...: by addresses */
 		if (off > STEER_PULL_BYTES)
 			return STEER_STEERED;
 		ext = data + off;
 		if ((void *)(ext + 2) > data_end)
 			return STEER_PASS_MALFORMED;
-		/* RFC 8200 §4: length in 8-octet units not counting the first; AH (RFC 4302 §2.2):
-		 * in 4-octet units minus 2. */
-		len = nexthdr == NEXTHDR_AUTH ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
+		len = ipv6_ext_len(nexthdr, ext[1]);
 		nexthdr = ext[0];
 		off += len;
 		if (off > end)
@@ -372,8 +349,8 @@ int tc_steer(struct __sk_buff *skb)
 		nh.nh_family = AF_INET6;
 		__builtin_memcpy(nh.ipv6_nh, path->gateway6, 16);
 	}
-	count(&path_counters, path_id, len);
-	count(&steer_stats, STEER_STEERED, len);
+	counter_add(&path_counters, path_id, len);
+	counter_add(&steer_stats, STEER_STEERED, len);
 	return bpf_redirect_neigh(path->ifindex, &nh, sizeof(nh), 0);
 }
 

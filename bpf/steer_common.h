@@ -1,7 +1,7 @@
 /* steer_common.h — the steering program's names, flags and limits, shared by steer.bpf.c and
  * user space (pathsteer.dataplane.bpf_steer_abi).
  *
- * Same convention as pathsteer_common.h: every value user space needs is an enumerator of a
+ * Same convention as counters_common.h: every value user space needs is an enumerator of a
  * named enum; steer_abi.h puts each enum into steer.bpf.o's BTF, and Python reads them from
  * there.  Each limit has an #ifndef default so a build can change it (-DNAME=...).
  *
@@ -11,6 +11,8 @@
  */
 #ifndef STEER_COMMON_H
 #define STEER_COMMON_H
+
+#include "common.h"
 
 #ifndef STEER_RING_SIZE
 #define STEER_RING_SIZE 4099 /* entries of one Maglev table: a prime (65537 for finer shares) */
@@ -81,11 +83,7 @@ enum steer_path_flags {
 	STEER_PATH_HAS_GW6 = 2, /* gateway6 is set */
 };
 
-/* Where our TC filter sits on each ingress interface: handle "st", and a priority before the
- * counters (0x10, which return TC_ACT_OK and so end the chain) and after passive (0x0c). */
-enum steer_tc {
-	STEER_TC_HANDLE = 0x7374,
-	STEER_TC_PRIORITY = 0x0e,
-};
+/* Where our TC filter sits on each ingress interface: common.h (PATHSTEER_TC_HANDLE_STEER,
+ * PATHSTEER_TC_PRIO_STEER), with the other programs' places. */
 
 #endif /* STEER_COMMON_H */

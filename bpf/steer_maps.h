@@ -5,6 +5,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "common.h"
 #include "steer_common.h"
 #include "steer_structs.h"
 
@@ -66,7 +67,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STEER_MAX_PATHS);
 	__type(key, __u32);
-	__type(value, struct steer_counter);
+	__type(value, struct pathsteer_counter);
 } path_counters SEC(".maps");
 
 /* Packets and bytes per outcome (index: enum steer_reason), per CPU. */
@@ -74,7 +75,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STEER_REASON_COUNT);
 	__type(key, __u32);
-	__type(value, struct steer_counter);
+	__type(value, struct pathsteer_counter);
 } steer_stats SEC(".maps");
 
 #endif /* STEER_MAPS_H */

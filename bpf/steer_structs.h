@@ -5,6 +5,7 @@
 
 #include <linux/types.h>
 
+#include "common.h"
 #include "steer_common.h"
 
 /* Keys of routes_v4 / routes_v6: struct bpf_lpm_trie_key layout (prefix length in bits, then
@@ -51,12 +52,6 @@ struct steer_path {
 struct steer_state {
 	__u64 heartbeat_ns;   /* CLOCK_MONOTONIC ns of the control plane's last heartbeat; 0 = none */
 	__u64 stale_after_ns; /* steer only while now - heartbeat_ns <= stale_after_ns */
-};
-
-/* Packets and bytes (L2 length), per CPU: path_counters and steer_stats. */
-struct steer_counter {
-	__u64 packets;
-	__u64 bytes;
 };
 
 #endif /* STEER_STRUCTS_H */

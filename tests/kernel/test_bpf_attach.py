@@ -8,8 +8,14 @@ from pathsteer.bpf import (
     TcDirection, XdpMode, attach_tc, attach_xdp, detach_tc, detach_xdp, load_object, tc_program_id,
     xdp_program_id, xdp_query,
 )
-from pathsteer.bpf.counters import TC_HANDLE, TC_PRIORITY, Counters, Hook
+from pathsteer.bpf.counters import Counters, Hook, tc_place
 from pathsteer.errors import BpfError
+
+
+def slot() -> dict[str, int]:
+    """Our TC filter's place as the compiled object has it (bpf/common.h): handle=, priority=."""
+    place = tc_place()
+    return {"handle": place.handle, "priority": place.priority}
 
 
 @pytest.fixture
@@ -74,34 +80,35 @@ def test_tc_leaves_other_filters_alone(counters, netns):
     atts = counters.attach(netns.name, [Hook.TC_INGRESS, Hook.TC_EGRESS])
     assert [a.direction for a in atts] == [TcDirection.INGRESS, TcDirection.EGRESS]
     assert "tc_count_in" in _filters(netns, "ingress") and "u32" in _filters(netns, "ingress")
-    assert tc_program_id(netns.name, TcDirection.EGRESS, handle=TC_HANDLE, priority=TC_PRIORITY) == atts[1].prog_id
+    assert tc_program_id(netns.name, TcDirection.EGRESS, **slot()) == atts[1].prog_id
     assert counters.attach(netns.name, [Hook.TC_INGRESS]) == atts[:1]  # again: a no-op
     assert counters.detach(netns.name) == [Hook.TC_INGRESS, Hook.TC_EGRESS]
     assert _filters(netns, "ingress") == before  # the other tool's filter is still there, unchanged
     assert "clsact" in netns.in_ns("tc", "qdisc", "show", "dev", netns.name).stdout
-    assert tc_program_id(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY) is None
+    assert tc_program_id(netns.name, TcDirection.INGRESS, **slot()) is None
 
 
 def test_tc_slot_taken_is_refused_unless_replace(counters, baseline, netns):
     other = baseline.program("tc_pass")
-    attach_tc(other, netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
-    with pytest.raises(BpfError, match=r"already sits at handle 0x7073 priority 16"):
+    attach_tc(other, netns.name, TcDirection.INGRESS, **slot())
+    place = tc_place()
+    with pytest.raises(BpfError, match=rf"already sits at handle {place.handle:#x} priority {place.priority}"):
         counters.attach(netns.name, [Hook.TC_INGRESS])
     assert counters.detach(netns.name) == []  # someone else's program in our slot: left alone
     mine = counters.programs[Hook.TC_INGRESS]
-    att = attach_tc(mine, netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY, replace=True)
+    att = attach_tc(mine, netns.name, TcDirection.INGRESS, **slot(), replace=True)
     assert att.prog_id == mine.id
     with pytest.raises(BpfError, match="left in place"):
-        detach_tc(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY, prog_id=other.id)
-    assert detach_tc(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY, prog_id=mine.id)
-    assert not detach_tc(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+        detach_tc(netns.name, TcDirection.INGRESS, **slot(), prog_id=other.id)
+    assert detach_tc(netns.name, TcDirection.INGRESS, **slot(), prog_id=mine.id)
+    assert not detach_tc(netns.name, TcDirection.INGRESS, **slot())
 
 
 def test_failed_attach_rolls_back(counters, baseline, netns):
     attach_xdp(baseline.program("xdp_pass"), netns.name)
     with pytest.raises(BpfError, match="already has an XDP program"):
         counters.attach(netns.name, [Hook.TC_INGRESS, Hook.XDP])
-    assert tc_program_id(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY) is None
+    assert tc_program_id(netns.name, TcDirection.INGRESS, **slot()) is None
 
 
 def test_unknown_interface_is_named(counters, netns):
@@ -124,9 +131,9 @@ def test_counters_left_by_an_earlier_run_are_taken_over(counters, netns):
     """A killed run leaves its counter filters attached; the next run's Counters replaces
     them in the slot (the daemon's load figures work again after kill -9 and restart)."""
     counters.attach(netns.name, [Hook.TC_INGRESS, Hook.TC_EGRESS])
-    old = tc_program_id(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+    old = tc_program_id(netns.name, TcDirection.INGRESS, **slot())
     with Counters.load() as again:
         again.attach(netns.name, [Hook.TC_INGRESS, Hook.TC_EGRESS])
-        now = tc_program_id(netns.name, TcDirection.INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+        now = tc_program_id(netns.name, TcDirection.INGRESS, **slot())
         assert now == again.programs[Hook.TC_INGRESS].id != old
         assert again.detach(netns.name) == [Hook.TC_INGRESS, Hook.TC_EGRESS]

@@ -10,9 +10,15 @@ import textwrap
 import pytest
 
 from pathsteer.bpf import TcDirection, XdpMode, tc_program_id, xdp_program_id
-from pathsteer.bpf.counters import TC_HANDLE, TC_PRIORITY, Counters, Hook
+from pathsteer.bpf.counters import Counters, Hook, tc_place
 
 PING_FRAME = 98  # 14 Ethernet + 20 IPv4 + 8 ICMP + 56 payload
+
+
+def slot() -> dict[str, int]:
+    """Our TC filter's place as the compiled object has it (bpf/common.h): handle=, priority=."""
+    place = tc_place()
+    return {"handle": place.handle, "priority": place.priority}
 
 
 @pytest.fixture
@@ -67,7 +73,7 @@ def test_detach_from_another_invocation(attached, netns):
     assert proc.stdout.strip() == "xdp,tc-ingress,tc-egress"
     assert xdp_program_id(netns.name) is None
     for direction in TcDirection:
-        assert tc_program_id(netns.name, direction, handle=TC_HANDLE, priority=TC_PRIORITY) is None
+        assert tc_program_id(netns.name, direction, **slot()) is None
 
 
 def test_find_without_counters_is_clear(netns):

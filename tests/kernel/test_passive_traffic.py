@@ -13,8 +13,14 @@ import pytest
 from pathsteer.bpf import TcDirection, tc_program_id
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.errors import BpfError
-from pathsteer.bpf.passive import TC_HANDLE, TC_PRIORITY, PassiveRtt
+from pathsteer.bpf.passive import PassiveRtt, tc_place
 from pathsteer.telemetry.passive import RttMeter
+
+
+def slot() -> dict[str, int]:
+    """Our TC filter's place as the compiled object has it (bpf/common.h): handle=, priority=."""
+    place = tc_place()
+    return {"handle": place.handle, "priority": place.priority}
 
 SERVER = textwrap.dedent("""
     import socket, sys
@@ -125,7 +131,7 @@ def test_find_and_detach_from_another_invocation(attached, netns, server):
     assert (theirs["samples"], theirs["sum_ns"]) == (ours.samples, ours.sum_ns) and ours.samples >= 2
     assert sorted(theirs["detached"]) == ["EGRESS", "INGRESS"]
     for direction in TcDirection:
-        assert tc_program_id(netns.name, direction, handle=TC_HANDLE, priority=TC_PRIORITY) is None
+        assert tc_program_id(netns.name, direction, **slot()) is None
     assert counters.detach(netns.name) == [Hook.TC_INGRESS, Hook.TC_EGRESS]  # the counters were left alone
 
 
@@ -147,7 +153,7 @@ def test_attach_twice_is_a_no_op_and_detach_only_ours(netns):
 def test_attach_with_pure_acks_and_find_it(netns):
     with PassiveRtt.load() as rtt:
         rtt.attach(netns.name, pure_acks=True)
-        egress = tc_program_id(netns.name, TcDirection.EGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+        egress = tc_program_id(netns.name, TcDirection.EGRESS, **slot())
         assert egress == rtt.egress_with_acks.id
         with pytest.raises(BpfError, match="already sits"):
             rtt.attach(netns.name)  # the other egress program: detach first

@@ -75,9 +75,9 @@ class TooSmall(ctypes.Structure):
 @pytest.mark.parametrize(
     "drifted, words",
     [
-        (Swapped, ["Swapped.packets", "offset 8", "counter_value.packets", "offset 0"]),
-        (Missing, ["Missing.other", "no counterpart", "counter_value"]),
-        (TooSmall, ["TooSmall", "8 bytes", "counter_value", "16 bytes"]),
+        (Swapped, ["Swapped.packets", "offset 8", "pathsteer_counter.packets", "offset 0"]),
+        (Missing, ["Missing.other", "no counterpart", "pathsteer_counter"]),
+        (TooSmall, ["TooSmall", "8 bytes", "pathsteer_counter", "16 bytes"]),
         (NarrowPackets, ["NarrowPackets.pad", "no counterpart"]),
     ],
     ids=["swapped-fields", "renamed-field", "wrong-size", "extra-field"],
@@ -107,16 +107,16 @@ def test_drifted_field_size_is_caught(counters_obj):
 
 
 def test_c_struct_drift_is_caught(tmp_path):
-    """The other direction: the C struct changes and Python does not."""
+    """The other direction: the C struct changes and Python does not. The value is common.h's
+    struct pathsteer_counter: a drifted copy of common.h next to the source is the one its
+    #include "common.h" finds (the real one is then skipped by its include guard)."""
     src = tmp_path / "drift.bpf.c"
-    src.write_text((BPF_SOURCE_DIR / "counters.bpf.c").read_text()
-                   .replace('#include "pathsteer_structs.h"', '#include "drift_structs.h"'))
-    (tmp_path / "drift_structs.h").write_text(
-        (BPF_SOURCE_DIR / "pathsteer_structs.h").read_text()
+    src.write_text((BPF_SOURCE_DIR / "counters.bpf.c").read_text())
+    (tmp_path / "common.h").write_text(
+        (BPF_SOURCE_DIR / "common.h").read_text()
         .replace("__u64 packets;", "__u32 packets;\n\t__u32 drops;"))
-    compile_cmd_dir = tmp_path  # drift_structs.h sits next to the source: #include "" finds it
-    out = compile_object(src, compile_cmd_dir / "drift.bpf.o")
-    with BpfObject.open(out) as obj, pytest.raises(BpfError, match=r"counter_value\.packets.*size 4|drops"):
+    out = compile_object(src, tmp_path / "drift.bpf.o")
+    with BpfObject.open(out) as obj, pytest.raises(BpfError, match=r"pathsteer_counter\.packets.*size 4|drops"):
         obj.check_map_types(MAP, CounterKey, CounterValue)
 
 

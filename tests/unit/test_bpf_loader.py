@@ -90,9 +90,9 @@ def test_names_survive_the_kernel(counters_path):
 
 
 def test_unused_abi_anchor_is_not_a_program(counters_path):
-    """pathsteer_abi() only carries the enums into BTF; libbpf must not treat it as a program."""
+    """counters_abi() only carries the enums into BTF; libbpf must not treat it as a program."""
     with BpfObject.open(counters_path) as obj:
-        assert "pathsteer_abi" not in obj.program_names
+        assert "counters_abi" not in obj.program_names
 
 
 def test_not_an_object_is_a_bpf_error(tmp_path):

@@ -13,7 +13,8 @@
 Modules: ``libbpf`` raw prototypes, option structs, errors and the captured libbpf log;
 ``btf`` enum values and layout checks; ``object`` objects and programs; ``maps`` typed maps;
 ``pins`` bpffs; ``attach`` XDP and TC; ``netns`` run a block in a named netns; ``testrun``; ``ringbuf``; ``build`` (clang for tests);
-``counters`` the per-interface counter program.
+``tc_order`` each TC program's (handle, priority) from BTF; ``counters`` the per-interface
+counter program.
 """
 
 from pathsteer.bpf.attach import (

@@ -2,8 +2,9 @@
 
 Two uses, both so that C and Python cannot drift apart silently:
 
-* `Btf.enum_values` reads the shared constants of ``bpf/pathsteer_common.h`` (enums, see
-  ``bpf/pathsteer_abi.h`` for how they get into the object) — Python never re-types a number;
+* `Btf.enum_values` reads the shared constants of ``bpf/*_common.h`` and ``bpf/common.h``
+  (enums, see ``bpf/counters_abi.h`` for how they get into the object) — Python never re-types a
+  number;
 * `check_type` compares a ctypes mirror of a map key or value with the BTF type (size, and for
   a struct every field's name, offset and size) and raises `BpfError` naming the struct and the
   field that differ.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pathsteer.errors import BpfError, UnsupportedError
 
-# The repository's bpf/ directory (headers such as pathsteer_common.h), when running from a checkout.
+# The repository's bpf/ directory (headers such as common.h), when running from a checkout.
 BPF_SOURCE_DIR = Path(__file__).resolve().parents[3] / "bpf"
 
 

@@ -13,7 +13,8 @@ Another process (say another ``ip netns exec``, where pins are invisible) picks 
 counters up from the interface by the kernel's ids: ``Counters.find("eth0")``.
 
 The hook numbers come from the object's BTF (``enum pathsteer_hook`` in
-``bpf/pathsteer_common.h``); this module only names them.
+``bpf/counters_common.h``), and so does the TC slot (``bpf/common.h``, `pathsteer.bpf.tc_order`):
+this module only names them.
 """
 
 from __future__ import annotations
@@ -32,15 +33,18 @@ from pathsteer.bpf.attach import (
 from pathsteer.bpf.btf import Btf
 from pathsteer.bpf.maps import Map, map_info
 from pathsteer.bpf.object import BpfObject, Program, load_object
+from pathsteer.bpf.tc_order import TcSlot, compiled_slot, tc_slot
 from pathsteer.errors import BpfError, UsageError
 from pathsteer.telemetry.load import CounterSample, Totals  # what the counters feed telemetry
 
 OBJECT = "counters"
 MAP = "iface_counters"
-# Our TC filter slot. Lower priorities run first: the counters sit early so that they count
-# every frame before a later filter (steering) redirects it. "ps" = 0x7073.
-TC_HANDLE = 0x7073
-TC_PRIORITY = 0x10
+
+
+def tc_place() -> TcSlot:
+    """Our TC filter's (handle, priority) as objects/counters.bpf.o was compiled: the last of
+    pathsteer's filters on a hook (``enum pathsteer_tc_prio``, bpf/common.h)."""
+    return compiled_slot(OBJECT)
 
 
 class Hook(Enum):
@@ -64,12 +68,12 @@ class Hook(Enum):
 
 
 class CounterKey(ctypes.Structure):
-    """``struct counter_key`` (bpf/pathsteer_structs.h); checked against BTF when opened."""
+    """``struct counter_key`` (bpf/counters_structs.h); checked against BTF when opened."""
     _fields_ = [("ifindex", ctypes.c_uint32), ("hook", ctypes.c_uint32)]  # hook: enum pathsteer_hook
 
 
 class CounterValue(ctypes.Structure):
-    """``struct counter_value`` (bpf/pathsteer_structs.h), one CPU's share."""
+    """``struct pathsteer_counter`` (bpf/common.h), one CPU's share."""
     _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
 
 
@@ -83,8 +87,9 @@ class Counters:
     (already attached, by kernel ids)."""
 
     def __init__(self, table: Map, hooks: dict[Hook, int], programs: dict[Hook, Program],
-                 obj: BpfObject | None = None) -> None:
+                 obj: BpfObject | None = None, tc: TcSlot | None = None) -> None:
         self.map = table
+        self.tc = tc or tc_place()  # where our TC filters sit (handle, priority)
         self._hooks = hooks
         self._by_number = {n: h for h, n in hooks.items()}
         self.programs = programs
@@ -97,7 +102,8 @@ class Counters:
         obj = load_object(OBJECT)
         try:
             table = obj.map(MAP, CounterKey, CounterValue)
-            return cls(table, hook_ids(obj.btf), {h: obj.program(h.program) for h in Hook}, obj)
+            return cls(table, hook_ids(obj.btf), {h: obj.program(h.program) for h in Hook}, obj,
+                       tc_slot(obj.btf, OBJECT))
         except BaseException:
             obj.close()
             raise
@@ -108,9 +114,10 @@ class Counters:
         found by the kernel's ids: the attached program's id → its map ids → our map."""
         ifindex = ifindex_of(interface)
         hooks = tuple(hooks)
+        tc = tc_place()
         for hook in hooks:
             prog_id = (xdp_program_id(ifindex) if hook is Hook.XDP
-                       else tc_program_id(ifindex, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY))
+                       else tc_program_id(ifindex, hook.direction, handle=tc.handle, priority=tc.priority))
             if not prog_id:
                 continue
             prog = Program.from_id(prog_id)
@@ -124,7 +131,7 @@ class Counters:
             except BaseException:
                 prog.close()
                 raise
-            found = cls(table, ids, {hook: prog})
+            found = cls(table, ids, {hook: prog}, tc=tc)
             found._netns = os.stat("/proc/thread-self/ns/net").st_ino
             return found
         names = ", ".join(h.value for h in hooks)
@@ -160,8 +167,9 @@ class Counters:
                 if hook is Hook.XDP:
                     done.append(attach_xdp(prog, interface, xdp_mode))
                 else:
-                    there = tc_program_id(interface, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY)
-                    done.append(attach_tc(prog, interface, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY,
+                    there = tc_program_id(interface, hook.direction, handle=self.tc.handle, priority=self.tc.priority)
+                    done.append(attach_tc(prog, interface, hook.direction, handle=self.tc.handle,
+                                          priority=self.tc.priority,
                                           replace=bool(there) and there != prog.id and _named(there, hook.program)))
         except BaseException:
             for att in done:
@@ -184,9 +192,9 @@ class Counters:
                 if prog_id and self._is_ours(prog_id, hook) and detach_xdp(ifindex, prog_id):
                     detached.append(hook)
             else:
-                prog_id = tc_program_id(ifindex, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+                prog_id = tc_program_id(ifindex, hook.direction, handle=self.tc.handle, priority=self.tc.priority)
                 if prog_id and self._is_ours(prog_id, hook) and detach_tc(
-                        ifindex, hook.direction, handle=TC_HANDLE, priority=TC_PRIORITY, prog_id=prog_id):
+                        ifindex, hook.direction, handle=self.tc.handle, priority=self.tc.priority, prog_id=prog_id):
                     detached.append(hook)
         return detached
 

@@ -212,7 +212,7 @@ class BpfObject:
         return Btf(ptr, owned=False, origin=str(self.path))
 
     def constants(self, enum_name: str) -> dict[str, int]:
-        """The enumerators of a shared enum (``bpf/pathsteer_common.h``) as compiled."""
+        """The enumerators of a shared enum (``bpf/*_common.h``, ``bpf/common.h``) as compiled."""
         return self.btf.enum_values(enum_name)
 
     # --- programs and maps ------------------------------------------------------------------

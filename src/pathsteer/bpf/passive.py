@@ -31,9 +31,10 @@ Another process finds the attached programs by the kernel's ids: ``PassiveRtt.fi
 The histogram layout and the limits come from the object's BTF (``enum passive_limits`` in
 ``bpf/passive_common.h``).
 
-The TC filters sit at priority `TC_PRIORITY`, before the counters (``pathsteer.bpf.counters``):
-the counter programs return TC_ACT_OK, which ends a direct-action filter chain, while ours return
-TC_ACT_UNSPEC ("next filter"), so both run whichever is attached first.
+The TC filters sit first of pathsteer's on a hook, before steering and the counters: their
+(handle, priority) is ``PATHSTEER_TC_*_PASSIVE`` of ``bpf/common.h``, read from the object's BTF
+(`pathsteer.bpf.tc_order`). Every one of these programs returns TC_ACT_UNSPEC ("next filter"),
+so on a hook they share each sees every packet whichever is attached first.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from pathsteer.bpf.attach import TcAttachment, TcDirection, attach_tc, detach_tc
 from pathsteer.bpf.btf import Btf
 from pathsteer.bpf.maps import Map, map_info
 from pathsteer.bpf.object import BpfObject, Program, load_object
+from pathsteer.bpf.tc_order import TcSlot, compiled_slot, tc_slot
 from pathsteer.errors import BpfError, UsageError
 from pathsteer.telemetry.passive import RttAggregate
 
@@ -59,9 +61,11 @@ PROGRAMS = {TcDirection.EGRESS: "tc_passive_out", TcDirection.INGRESS: "tc_passi
 EGRESS_WITH_ACKS = "tc_passive_acks"
 _NAMES = {TcDirection.EGRESS: {PROGRAMS[TcDirection.EGRESS], EGRESS_WITH_ACKS},
           TcDirection.INGRESS: {PROGRAMS[TcDirection.INGRESS]}}
-# Our TC filter slot: the counters' handle ("ps" = 0x7073) at a lower priority, so we run first.
-TC_HANDLE = 0x7073
-TC_PRIORITY = 0x0C
+
+
+def tc_place() -> TcSlot:
+    """Our TC filters' (handle, priority) as objects/passive.bpf.o was compiled (bpf/common.h)."""
+    return compiled_slot(OBJECT)
 
 
 # --- the C structs ------------------------------------------------------------------------------
@@ -108,8 +112,9 @@ class PassiveRtt:
 
     def __init__(self, rtt: Map, timestamps: Map | None, limits: dict[str, int],
                  programs: dict[TcDirection, Program], obj: BpfObject | None = None,
-                 egress_with_acks: Program | None = None) -> None:
+                 egress_with_acks: Program | None = None, tc: TcSlot | None = None) -> None:
         self.rtt_map = rtt
+        self.tc = tc or tc_place()  # where our TC filters sit (handle, priority)
         self.timestamps_map = timestamps
         self.sub_bits = limits["PASSIVE_LIMIT_HIST_SUB_BITS"]
         self.buckets = limits["PASSIVE_LIMIT_HIST_BUCKETS"]
@@ -128,7 +133,7 @@ class PassiveRtt:
             rtt = obj.map(RTT_MAP, ctypes.c_uint32, rtt_agg_type(limits["PASSIVE_LIMIT_HIST_BUCKETS"]))
             ts = obj.map(TIMESTAMPS_MAP, PassiveTsKey, ctypes.c_uint64)
             return cls(rtt, ts, limits, {d: obj.program(name) for d, name in PROGRAMS.items()}, obj,
-                       obj.program(EGRESS_WITH_ACKS))
+                       obj.program(EGRESS_WITH_ACKS), tc_slot(obj.btf, OBJECT))
         except BaseException:
             obj.close()
             raise
@@ -138,8 +143,9 @@ class PassiveRtt:
         """The passive programs attached to ``interface`` (ingress, else egress), found by the
         kernel's ids: attached program id → its maps → ``passive_rtt``."""
         ifindex = ifindex_of(interface)
+        tc = tc_place()
         for direction in (TcDirection.INGRESS, TcDirection.EGRESS):
-            prog_id = tc_program_id(ifindex, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+            prog_id = tc_program_id(ifindex, direction, handle=tc.handle, priority=tc.priority)
             if not prog_id:
                 continue
             prog = Program.from_id(prog_id)
@@ -158,7 +164,7 @@ class PassiveRtt:
             except BaseException:
                 prog.close()
                 raise
-            found = cls(rtt, ts, limits, {direction: prog})
+            found = cls(rtt, ts, limits, {direction: prog}, tc=tc)
             found._netns = os.stat("/proc/thread-self/ns/net").st_ino
             return found
         raise BpfError(f"no pathsteer passive RTT programs attached to {interface}")
@@ -182,8 +188,8 @@ class PassiveRtt:
         try:
             for direction, prog in ((TcDirection.INGRESS, self.programs[TcDirection.INGRESS]),  # the matcher first
                                     (TcDirection.EGRESS, egress)):
-                there = tc_program_id(interface, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
-                att = attach_tc(prog, interface, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+                there = tc_program_id(interface, direction, handle=self.tc.handle, priority=self.tc.priority)
+                att = attach_tc(prog, interface, direction, handle=self.tc.handle, priority=self.tc.priority)
                 done.append(att)
                 if there != att.prog_id:
                     new.append(att)
@@ -200,10 +206,10 @@ class PassiveRtt:
         ifindex = ifindex_of(interface)
         detached = []
         for direction in PROGRAMS:
-            prog_id = tc_program_id(ifindex, direction, handle=TC_HANDLE, priority=TC_PRIORITY)
+            prog_id = tc_program_id(ifindex, direction, handle=self.tc.handle, priority=self.tc.priority)
             if not prog_id or not self._is_ours(prog_id, _NAMES[direction]):
                 continue
-            if detach_tc(ifindex, direction, handle=TC_HANDLE, priority=TC_PRIORITY, prog_id=prog_id):
+            if detach_tc(ifindex, direction, handle=self.tc.handle, priority=self.tc.priority, prog_id=prog_id):
                 detached.append(direction)
         return detached
 

@@ -1,5 +1,5 @@
-"""ctypes mirrors of ``bpf/steer_structs.h``, the numbers of ``bpf/steer_common.h``, key packing
-and the flow hash of ``steer.bpf.c`` in Python.
+"""ctypes mirrors of ``bpf/steer_structs.h``, the numbers of ``bpf/steer_common.h`` (and the TC
+slot of ``bpf/common.h``), key packing and the flow hash of ``steer.bpf.c`` in Python.
 
 Every mirror is checked against the object's BTF when its map is opened (pathsteer.bpf.maps)
 and by `check_layouts` from the object file (unit tests, no root). Limits and enum values are
@@ -20,6 +20,7 @@ from enum import Enum
 from functools import cached_property
 
 from pathsteer.bpf.btf import KIND_STRUCT, Btf, check_type
+from pathsteer.bpf.tc_order import tc_slot
 
 OBJECT = "steer"
 PROGRAM = "tc_steer"
@@ -53,7 +54,7 @@ class State(ctypes.Structure):
 
 
 class Counter(ctypes.Structure):
-    """``struct steer_counter`` (one CPU's share)."""
+    """``struct pathsteer_counter`` (bpf/common.h; one CPU's share)."""
     _fields_ = [("packets", c_uint64), ("bytes", c_uint64)]
 
 
@@ -85,14 +86,14 @@ class Abi:
     hash_seed: int
     reasons: dict  # Reason → index of steer_stats
     path_flags: dict  # "STEER_PATH_HAS_GW4"/"..._GW6" → bit
-    tc_handle: int
-    tc_priority: int
+    tc_handle: int  # PATHSTEER_TC_HANDLE_STEER (bpf/common.h)
+    tc_priority: int  # PATHSTEER_TC_PRIO_STEER: after passive RTT, before the counters
     group_local: int  # steer_route.group of a local entry (STEER_GROUP_LOCAL)
 
     @classmethod
     def from_btf(cls, btf: Btf) -> Abi:
         lim = btf.enum_values("steer_limits")
-        tc = btf.enum_values("steer_tc")
+        tc = tc_slot(btf, OBJECT)
         return cls(
             ring_size=lim["STEER_LIMIT_RING_SIZE"], max_groups=lim["STEER_LIMIT_GROUPS"],
             max_group_paths=lim["STEER_LIMIT_GROUP_PATHS"], max_paths=lim["STEER_LIMIT_PATHS"],
@@ -100,7 +101,7 @@ class Abi:
             hash_seed=btf.constant("steer_hash", "STEER_HASH_SEED") & 0xFFFFFFFF,
             reasons={r: btf.constant("steer_reason", r.value) for r in Reason},  # BpfError names a missing one
             path_flags=btf.enum_values("steer_path_flags"),
-            tc_handle=tc["STEER_TC_HANDLE"], tc_priority=tc["STEER_TC_PRIORITY"],
+            tc_handle=tc.handle, tc_priority=tc.priority,
             group_local=btf.constant("steer_group_special", "STEER_GROUP_LOCAL"),
         )
 
@@ -132,7 +133,7 @@ def check_layouts(btf: Btf) -> Abi:
     """Check every mirror against the object's BTF (BpfError naming the field on drift)."""
     abi = Abi.from_btf(btf)
     for name, ctype in (("steer_v4_key", V4Key), ("steer_v6_key", V6Key), ("steer_route", Route),
-                        ("steer_path", PathC), ("steer_state", State), ("steer_counter", Counter),
+                        ("steer_path", PathC), ("steer_state", State), ("pathsteer_counter", Counter),
                         ("ch_ring", abi.ring_type), ("steer_group", abi.group_type)):
         check_type(btf, btf.find(name, KIND_STRUCT), ctype, f"struct {name}")
     return abi

@@ -130,9 +130,9 @@ class SteerProgram:
     # --- attachment -----------------------------------------------------------------------
 
     def attach(self, interface: str | int) -> None:
-        """Our filter at (STEER_TC_HANDLE, STEER_TC_PRIORITY) on TC ingress. An older steering
-        program at that place is replaced in one netlink request (no gap); anything else
-        there is left alone (BpfError)."""
+        """Our filter at (PATHSTEER_TC_HANDLE_STEER, PATHSTEER_TC_PRIO_STEER) of bpf/common.h on
+        TC ingress. An older steering program at that place is replaced in one netlink request
+        (no gap); anything else there is left alone (BpfError)."""
         h, p = self.abi.tc_handle, self.abi.tc_priority
         current = self.attached_id(interface, h, p)
         if current == self.id:

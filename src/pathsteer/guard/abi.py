@@ -2,7 +2,9 @@
 
 Every mirror is checked against the object's BTF when its map is opened (pathsteer.bpf.maps),
 and `check_layouts` checks them all from the object file without root (unit tests). The enum
-values are read from BTF, never written here.
+values are read from BTF, never written here. The program drops a packet iff its verdict is
+``>= GUARD_FIRST_DROP``; Python tells drops by name (`Verdict.drops`), and `verdict_numbers`
+refuses an object where the two disagree.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ipaddress
 from ctypes import c_uint8, c_uint16, c_uint32, c_uint64
 
 from pathsteer.bpf.btf import KIND_STRUCT, Btf, check_type
+from pathsteer.errors import BpfError
 from pathsteer.guard.rules import Action, Network, Verdict
 
 OBJECT = "guard"
@@ -67,7 +70,7 @@ class Settings(ctypes.Structure):
 
 
 class Counter(ctypes.Structure):
-    """``struct guard_counter`` (one CPU's share)."""
+    """``struct pathsteer_counter`` (bpf/common.h; one CPU's share)."""
     _fields_ = [("packets", c_uint64), ("bytes", c_uint64)]
 
 
@@ -96,9 +99,26 @@ def check_layouts(btf: Btf) -> None:
     check_type(btf, btf.find("guard_event", KIND_STRUCT), EventC, "ring buffer guard_events record")
 
 
+FIRST_DROP = "GUARD_FIRST_DROP"
+
+
+def first_drop(btf: Btf) -> int:
+    """``GUARD_FIRST_DROP``: the program drops a packet iff its verdict is at least this."""
+    return btf.constant("guard_verdict", FIRST_DROP)
+
+
 def verdict_numbers(btf: Btf) -> dict[Verdict, int]:
+    """{Verdict: its number} from ``enum guard_verdict``; BpfError unless exactly the drops
+    (`Verdict.drops`, by name) are at or after ``GUARD_FIRST_DROP``, which is how the program
+    tells them (guard.bpf.c verdict_drops)."""
     values = btf.enum_values("guard_verdict")
-    return {v: values[v.c_name] for v in Verdict}
+    numbers = {v: values[v.c_name] for v in Verdict}
+    first = first_drop(btf)
+    wrong = [v.c_name for v, n in sorted(numbers.items(), key=lambda vn: vn[1]) if (n >= first) != v.drops]
+    if wrong:
+        raise BpfError(f"{btf.origin}: enum guard_verdict: {', '.join(wrong)} on the wrong side of "
+                       f"{FIRST_DROP} = {first} (the program drops a packet iff its verdict is >= {FIRST_DROP})")
+    return numbers
 
 
 def action_numbers(btf: Btf) -> dict[Action, int]:
