@@ -234,3 +234,16 @@ def test_what_the_config_accepts_the_parts_take_without_checking_again(probe, mi
         return
     build.probe_configs(config)
     build.policy_params(config)
+
+
+def test_more_paths_than_probe_pin_slots_is_refused():
+    """Probe pins use table/mark 0x70730000 + path index, 4096 slots: more paths are refused by
+    the config, naming the field (before: an error from the pins at daemon start)."""
+    data = base()
+    one = data["paths"][0]
+    data["paths"] = [{**copy.deepcopy(one), "name": f"p{i}", "interface": f"r-p{i % 100}"} for i in range(4097)]
+    data["destinations"] = [{"prefix": "198.51.100.0/24", "paths": ["p0"]}]
+    with pytest.raises(UsageError) as info:
+        parse_config(data)
+    assert str(info.value).endswith("paths: 4097 paths; at most 4096"), str(info.value)
+    assert "\n" not in str(info.value)
