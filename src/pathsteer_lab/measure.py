@@ -211,3 +211,41 @@ def udp_stream_result(proc: subprocess.Popen) -> tuple[int, list[tuple[float, fl
     out, _ = proc.communicate(timeout=60)
     data = json.loads(out)
     return data["sent"], [tuple(x) for x in data["replies"]]
+
+
+class PathPackets:
+    """Counts UDP packets to ``port`` that enter each path from the router (``with``; `counts`).
+
+    An nftables counter in every path namespace, on prerouting from the router-side interface
+    (``p-r``): a packet is counted once per path it crosses, whatever its delay, so "did any of
+    the stream take p1" is answered by the path itself and not guessed from RTTs (a stalled
+    process on this 2-core box delays a p2 reply past p1's RTT)."""
+
+    TABLE = "pslab_count"
+
+    def __init__(self, t: Topology, port: int = 7007) -> None:
+        self.t, self.port = t, port
+
+    def __enter__(self) -> "PathPackets":
+        from pathsteer_lab.topology import PATH_ROUTER_SIDE_IF
+        script = (f"table inet {self.TABLE} {{\n chain pre {{\n  type filter hook prerouting priority -300;\n"
+                  f'  iifname "{PATH_ROUTER_SIDE_IF}" udp dport {self.port} counter\n }}\n}}\n')
+        try:
+            for p in self.t.paths:
+                self.t.run(p.name, ["nft", "-f", "-"], input=script)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for p in self.t.paths:
+            r = self.t.run(p.name, ["nft", "-j", "list", "table", "inet", self.TABLE])
+            out[p.name] = sum(item["rule"]["expr"][-1]["counter"]["packets"]
+                              for item in json.loads(r.stdout)["nftables"] if "rule" in item)
+        return out
+
+    def __exit__(self, *exc) -> None:
+        for p in self.t.paths:
+            self.t.run(p.name, ["nft", "delete", "table", "inet", self.TABLE], check=False)

@@ -123,7 +123,7 @@ def test_bpf_restart_within_stale_after_adopts_without_loss(daemon):
     d = start(mode="bpf", stale_after="10s")
     d.wait_via(PREFIX, "p2")
     time.sleep(0.5)
-    with measure.UdpEcho(t, SERVER):
+    with measure.UdpEcho(t, SERVER), measure.PathPackets(t) as crossed:
         s = stream(t, 4.0)
         time.sleep(0.5)
         d.kill()
@@ -135,10 +135,12 @@ def test_bpf_restart_within_stale_after_adopts_without_loss(daemon):
             sent, replies = measure.udp_stream_result(s)
         finally:
             d2.kill()
+        counts = crossed.counts()
     slow = [r for _, r in replies if r > 20]
-    print(f"restart: {sent - len(replies)} of {sent} lost, {len(slow)} over p1")
+    print(f"restart: {sent - len(replies)} of {sent} lost; packets per path {counts}; "
+          f"{len(slow)} replies over 20 ms (p1's RTT is 40 ms: a CPU stall delays p2 replies too)")
     assert sent - len(replies) <= max(2, 0.002 * sent)
-    assert not slow
+    assert counts["p2"] >= sent - 2 and counts["p1"] == 0 and counts["p3"] == 0, counts
 
 
 BAD = [
