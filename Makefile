@@ -12,7 +12,7 @@ BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 BPF_OBJS    := $(patsubst bpf/%.bpf.c,$(BPF_OBJDIR)/%.bpf.o,$(BPF_SRCS))
 BPF_HDRS    := $(wildcard bpf/*.h)
 PREFIX      ?= /opt/pathsteer
-DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng
+DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng prometheus chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install stage uninstall clean

@@ -16,8 +16,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTOCOLS = {"any": 0, "icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}  # the names a rule's protocol may take
 
 _NUMBER = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_DURATION_RE = re.compile(_NUMBER + r"\s*(us|µs|ms|s|m|h)?")
-_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION_RE = re.compile(_NUMBER + r"\s*(us|µs|ms|s|m|h|d)?")
+_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATE_RE = re.compile(_NUMBER + r"\s*(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps)?", re.IGNORECASE)
 # tc's convention: "bit" units are bits per second, "bps" units are bytes per second.
 _RATE_UNITS = {

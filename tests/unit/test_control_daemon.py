@@ -48,7 +48,7 @@ class FakeComponent:
 def fake_components(monkeypatch):
     FakeComponent.log = []
     FakeComponent.checked = checked = []
-    spec = reactor.ComponentSpec("guard", lambda c: c.guard, FakeComponent)
+    spec = reactor.ComponentSpec("guard", lambda c: c.guard, lambda s, _ctx: FakeComponent(s))
     monkeypatch.setattr(reactor, "COMPONENTS", [spec])
     return checked
 

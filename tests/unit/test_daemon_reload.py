@@ -82,8 +82,8 @@ def daemon(tmp_path, monkeypatch):
         fake.fail_check_with = fake.fail_commit_with = None
         fake.start_delay = 0.0
     monkeypatch.setattr(reactor, "COMPONENTS", [
-        reactor.ComponentSpec("guard", lambda c: c.guard, FakeGuard),
-        reactor.ComponentSpec("steer", lambda c: c.steering, FakeSteering),
+        reactor.ComponentSpec("guard", lambda c: c.guard, lambda s, _ctx: FakeGuard(s)),
+        reactor.ComponentSpec("steer", lambda c: c.steering, lambda s, _ctx: FakeSteering(s)),
     ])
     sock = str(tmp_path / "d.sock")
     path = tmp_path / "c.yaml"

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from pathsteer.config.operator import ApiConfig, HistoryConfig, MetricsConfig
 from pathsteer.config.fields import Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
 from pathsteer.config.sections import Section
 from pathsteer.config.steering import (DataplaneConfig, DestinationConfig, PathConfig, DecisionConfig,
@@ -146,6 +147,9 @@ class Config(Section):
     """The whole file. ``control`` always exists (defaults); the others are optional."""
 
     control: ControlConfig = ControlConfig()
+    api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    history: HistoryConfig = HistoryConfig()
     guard: GuardConfig | None = None
     dataplane: DataplaneConfig | None = None
     paths: list[PathConfig] | None = None
@@ -173,4 +177,10 @@ class Config(Section):
 
     @property
     def sections(self) -> list[str]:
-        return [name for name in type(self).model_fields if name != "control" and getattr(self, name) is not None]
+        """What the file runs (guard, steering's sections); the operator sections (control,
+        api, metrics, history) are always there, with their defaults."""
+        return [name for name in type(self).model_fields if name not in OPERATOR_SECTIONS
+                and getattr(self, name) is not None]
+
+
+OPERATOR_SECTIONS = ("control", "api", "metrics", "history")

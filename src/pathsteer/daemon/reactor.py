@@ -44,27 +44,84 @@ class Component(Protocol):
 @dataclass(frozen=True)
 class ComponentSpec:
     """How the daemon makes a component: ``section`` picks its section from the config (None:
-    the component does not run), ``build`` constructs it from that section (touching nothing)."""
+    the component does not run), ``build`` constructs it from that section and the daemon's
+    `Context` (touching nothing)."""
 
     name: str
     section: Callable[[Config], Any]
-    build: Callable[[Any], Component]
+    build: Callable[[Any, "Context"], Component]
 
 
-def _guard(section) -> Component:
+class Context:
+    """What a component may use of the daemon and of the other components: the event bus, a
+    command call (the same registry, validation and errors as the control socket), another
+    component by name, and readiness. The operator surface (API, metrics, history) reads the
+    others through it; steering and the guard need none of it."""
+
+    def __init__(self, daemon: "Daemon") -> None:
+        self._daemon = daemon
+        from pathsteer.events import BUS
+        self.bus = BUS
+
+    @property
+    def config(self) -> Config:
+        return self._daemon.config
+
+    @property
+    def config_path(self) -> str:
+        return self._daemon.config_path
+
+    def component(self, name: str) -> Any:
+        """The running component ``name`` (``steer``, ``guard``, ...), or None."""
+        return self._daemon.components.get(name)
+
+    async def call(self, command: str, args: dict | None = None) -> Any:
+        """Run control command ``command``; its result, or `PathsteerError` (exit code kept:
+        2 = bad input) with the one-line error the control socket would send."""
+        from pathsteer.control.protocol import Request
+        response = await self._daemon.server.dispatch(Request(command, args or {}))
+        if not response.ok:
+            raise (UsageError if response.exit_code == 2 else PathsteerError)(response.error)
+        return response.result
+
+    def commands(self) -> dict[str, Any]:
+        return dict(self._daemon.server.commands) if self._daemon.server else {}
+
+    @property
+    def ready(self) -> bool:
+        """Every component started and steering's first decision applied (readyz, sd_notify)."""
+        steer = self.component("steer")
+        return self._daemon.ready and (steer is None or steer.applied is not None)
+
+    @property
+    def started_wall(self) -> float:
+        return self._daemon.started_wall
+
+
+def _guard(section, _ctx) -> Component:
     from pathsteer.guard.service import GuardService
     return GuardService(section)
 
 
-def _steer(section) -> Component:
+def _steer(section, _ctx) -> Component:
     from pathsteer.steering.service import SteeringService
     return SteeringService(section)
 
 
-# Start order; stop is the reverse.
+def _api(section, ctx) -> Component:
+    from pathsteer.api.service import ApiService
+    return ApiService(section, ctx)
+
+
+def _api_section(c: Config):
+    return c if c.api.enabled else None
+
+
+# Start order; stop is the reverse. The API starts last: when it answers, steering has decided.
 COMPONENTS: list[ComponentSpec] = [
     ComponentSpec("guard", lambda c: c.guard, _guard),
     ComponentSpec("steer", lambda c: c.steering, _steer),
+    ComponentSpec("api", _api_section, _api),
 ]
 
 
@@ -98,6 +155,8 @@ class Daemon:
         self._tasks: set[asyncio.Task] = set()  # SIGHUP reloads under way (referenced until done)
         self.stop_reason = ""
         self._ready = False  # every component of the config has started
+        self.started_wall = __import__("time").time()
+        self.context = Context(self)
 
     # --- config -----------------------------------------------------------------------------
 
@@ -120,7 +179,7 @@ class Daemon:
             if section is None:
                 continue
             running = self.components.get(spec.name)
-            component = running if running is not None else spec.build(section)
+            component = running if running is not None else spec.build(section, self.context)
             plans[spec.name] = (component, component.check(section), running is not None)
         return plans
 
@@ -178,7 +237,7 @@ class Daemon:
                 elif what == "started":
                     await self._stop_component(spec.name)
                 else:
-                    component = spec.build(spec.section(old))
+                    component = spec.build(spec.section(old), self.context)
                     component.check(spec.section(old))
                     await self._start_component(spec, component)
             except Exception:  # noqa: BLE001 - undo the others all the same
@@ -217,6 +276,10 @@ class Daemon:
         await component.stop()
 
     # --- run --------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason

@@ -184,7 +184,7 @@ class FibDataPlane:
         failed = {_ref(f.what) for f in failures}
         repaired += [line for line in lines if _ref(line) not in failed] + [f"failed: {f}" for f in failures]
         for line in repaired:
-            _event("fib.repair", what=repr(line))
+            _event("fib.repair", what=line)
         return repaired
 
     def heartbeat(self) -> None:

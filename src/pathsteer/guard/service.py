@@ -244,7 +244,7 @@ class GuardService:
         except PathsteerError as err:
             log.error("guard.reload-rollback-failed rules error=%r", str(err))
         self._release_unused(old_rules)
-        event("guard.reload-refused", error=repr(str(exc)), detached=",".join(added) or "none")
+        event("guard.reload-refused", error=str(exc), detached=",".join(added) or "none")
 
     async def stop(self) -> None:
         if self._tick:

@@ -452,7 +452,7 @@ class SteeringService:
             v = views.event_view(e, clock)
             self.events.append(v)
             event("steer.change", prefix=v["prefix"], policy=v["policy"], kind=v["kind"], **{"from": v["from"]},
-                  to=v["to"], reason=repr(v["reason"]))
+                  to=v["to"], reason=v["reason"])
         if decision.events or self._force_apply:
             await self._apply(decision.desired)
         return decision
@@ -496,7 +496,7 @@ class SteeringService:
                 self.stats["reconciles"] += 1
                 if repaired:
                     self.stats["repairs"] += len(repaired)
-                    event("steer.repair", count=len(repaired), what=repr("; ".join(repaired[:3])))
+                    event("steer.repair", count=len(repaired), what="; ".join(repaired[:3]))
             except Exception as exc:  # noqa: BLE001
                 log.error("steer.reconcile-failed error=%r", str(exc))
 
@@ -546,6 +546,15 @@ class SteeringService:
             except Exception:  # noqa: BLE001 - status answers without them
                 pass
         return views.status(self.decision, self.telemetry, self._clock(), self._path_info(), info, self.load)
+
+    def view_paths(self) -> list[dict]:
+        """The paths of `cmd_status` alone (the API's ``/paths``: no route views built)."""
+        return views.status(None, self.telemetry, self._clock(), self._path_info(), {}, self.load)["paths"]
+
+    def view_routes(self) -> list[dict]:
+        """The routes of `cmd_status` alone (the API's ``/routes``)."""
+        clock = self._clock()
+        return [views.route_view(r, clock) for r in self.decision.routes] if self.decision is not None else []
 
     def cmd_explain(self, args: ExplainArgs) -> dict:
         import ipaddress

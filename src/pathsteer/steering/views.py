@@ -51,11 +51,22 @@ def path_view(p: PathSnapshot, clock: Clock, *, interface: str, gateway: str | N
     return {
         "name": p.name, "state": p.state.value, "since": clock.wall_of(p.since), "interface": interface,
         "gateway": gateway, "rtt_ms": _ms(path_rtt(p.rtt, RttStatistic.ROBUST)), "rtt_p50_ms": _ms(p.rtt.p50_s),
+        "rtt_p95_ms": _ms(p.rtt.p95_s), "rtt_ewma_ms": _ms(p.rtt.ewma_s), "rtt_samples": p.rtt.samples,
+        "target_states": [target_view(t, clock) for t in p.targets],
         "loss_pct": None if p.loss_pct is None else round(p.loss_pct, 3), "jitter_ms": _ms(p.jitter_s),
         "failing_targets": p.failing, "targets": len(p.targets), "capacity_bps": capacity_bps,
         "utilization": None if utilization is None else round(utilization, 4), "load": load,
         "passive": passive_view(p.passive) if p.passive is not None else None,
     }
+
+
+def target_view(t, clock: Clock) -> dict:
+    """One probe target of a path: its own state and figures (a path is down on a quorum of them)."""
+    return {"address": t.address, "state": t.state.value, "since": clock.wall_of(t.since),
+            "rtt_ms": _ms(path_rtt(t.rtt, RttStatistic.ROBUST)), "rtt_p50_ms": _ms(t.rtt.p50_s),
+            "jitter_ms": _ms(t.jitter_s), "loss_pct": None if t.loss_pct is None else round(t.loss_pct, 3),
+            "sent": t.counters.sent, "lost": t.counters.lost,
+            "last_answer_age_s": None if t.last_answer_at is None else round(clock.age(t.last_answer_at), 3)}
 
 
 def passive_view(p) -> dict:
