@@ -62,7 +62,7 @@ demo: deps venv bpf
 bench: deps venv bpf
 	$(PY) -m bench $(BENCH)
 
-# Soak/chaos run (README "Soak"): a compressed day (1 minute = 1 simulated hour) per data plane;
+# Soak/chaos run (docs/testing.md, "Soak"): a compressed day (1 minute = 1 simulated hour) per data plane;
 # default 30 minutes of each plane into soak-out/; e.g. SOAK_ARGS="--minutes 5 --plane bpf --seed 3".
 SOAK_ARGS ?=
 soak: deps venv bpf

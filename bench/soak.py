@@ -78,8 +78,8 @@ def daemon_config(t: lab.Topology, plane: str, socket_path: str, state_dir: str,
         "destinations": [{"prefix": pfx, "paths": list(paths)} for pfx in PING_TARGETS],
     }
     if guard:
-        # on the attacker's interface; also on the client's (the README's example) only when asked:
-        # there, its generic-mode xdp.frags program stops the bpf plane from steering (see README)
+        # on the attacker's interface; also on the client's (docs/guard.md's example) only when asked:
+        # there, its generic-mode xdp.frags program stops the bpf plane from steering (see docs/limits.md)
         interfaces = [t.attacker_interface] + ([t.ingress_interface] if guard_ingress else [])
         cfg["guard"] = {"interfaces": interfaces,
                         "allow": ["10.200.0.0/24", "2001:db8:200::/64"],

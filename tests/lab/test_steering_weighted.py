@@ -168,7 +168,7 @@ def test_a_weight_change_moves_no_more_flows_than_the_share_change_plus_5_points
             assert all(abs(final.get(n, 0) - w) <= 0.25 for n, w in base.items()), why
         else:
             # fib: busy flows never leave their resilient buckets, so the weights stay one step
-            # (max_step) from where the flows are (README "Known limits"); where they start
+            # (max_step) from where the flows are (docs/limits.md); where they start
             # depends on how 64 flows hashed (a CI run: p2/p3 measured at 113 %/103 % before the
             # reload, shares 73/12/15, then 53/17/30 at 25 s). What must hold: they went
             # toward the new capacity shares, not away (the drift went away, to p1 2 %).

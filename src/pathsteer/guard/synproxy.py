@@ -194,4 +194,4 @@ def check_external() -> None:
     proc = _nft(None, "list", "ruleset")
     if proc.returncode != 0 or "synproxy" not in proc.stdout:
         raise UnsupportedError("guard.syn_cookies.netfilter: external, but the nftables ruleset has no synproxy "
-                               "statement (see README, Guard: SYN cookies); or use netfilter: managed")
+                               "statement (see docs/guard.md, SYN cookies); or use netfilter: managed")

@@ -15,7 +15,7 @@
 
 Modules: `build` (config → the parts' inputs), `preflight` (checks against the running
 system), `service` (the daemon component and its loops), `views` (what the commands return),
-`cli` (``pathsteer status | explain | events``). User documentation: README.md beside this file.
+`cli` (``pathsteer status | explain | events``). User documentation: docs/cli.md, docs/dataplanes.md, docs/policies.md.
 """
 
 from pathsteer.steering.service import SteeringService
