@@ -27,6 +27,8 @@ class LabDaemon:
         self.config_path = os.path.join(workdir, f"{name}.yaml")
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.socket = config["control"]["socket"]
+        # The daemon's state (history, drains) stays in the test's workdir, not /var/lib/pathsteer.
+        config.setdefault("history", {"state_dir": os.path.join(workdir, "state")})
         self.proc: subprocess.Popen | None = None
         self.write(config)
 
@@ -51,6 +53,18 @@ class LabDaemon:
                 pass
             time.sleep(0.05)
         raise PathsteerError(f"pathsteer run did not answer on {self.socket} within {timeout:g} s: {self.log_tail()}")
+
+    @property
+    def api_socket(self) -> str:
+        """The HTTP API's Unix socket (reachable from the host namespace; see pathsteer_lab.http)."""
+        api = self.config.get("api") or {}
+        path = api.get("socket", "auto")
+        return self.socket.removesuffix(".sock") + "-api.sock" if path == "auto" else path
+
+    def http(self, method: str, url: str, body=None, *, token: str | None = None, timeout: float = 10.0):
+        """One request to the daemon's HTTP API over its Unix socket: (status, parsed JSON or text)."""
+        from pathsteer_lab.http import request
+        return request(self.api_socket, method, url, body, token=token, timeout=timeout)
 
     def call(self, command: str, args: dict | None = None, timeout: float = 5.0):
         try:

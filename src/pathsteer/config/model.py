@@ -135,12 +135,14 @@ class GuardConfig(Section):
 @dataclass(frozen=True)
 class SteeringSection:
     """Steering's section of the file: its ``dataplane``, ``paths``, ``destinations`` and
-    ``decision`` keys (top-level in the YAML, one section to the daemon)."""
+    ``decision`` keys (top-level in the YAML, one section to the daemon), and the daemon's
+    state dir (``history.state_dir``: where steering keeps its drains across restarts)."""
 
     dataplane: DataplaneConfig | None
     paths: list[PathConfig]
     destinations: list[DestinationConfig]
     decision: DecisionConfig | None
+    state_dir: str = DEFAULT_STATE_DIR
 
 
 class Config(Section):
@@ -158,6 +160,10 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        if "history" not in self.model_fields_set and self.guard is not None \
+                and self.guard.state_dir != DEFAULT_STATE_DIR:
+            # one state dir per daemon: a file that moved the guard's keeps its history beside it
+            object.__setattr__(self, "history", self.history.model_copy(update={"state_dir": self.guard.state_dir}))
         check_steering(self.dataplane, self.paths, self.destinations, self.decision)
         if self.guard is None and self.paths is None:
             raise ValueError("nothing to run: the config needs a 'guard' section or steering "
@@ -173,7 +179,7 @@ class Config(Section):
         """The steering component's section (None when the file does not steer)."""
         if self.paths is None:
             return None
-        return SteeringSection(self.dataplane, self.paths, self.destinations, self.decision)
+        return SteeringSection(self.dataplane, self.paths, self.destinations, self.decision, self.history.state_dir)
 
     @property
     def sections(self) -> list[str]:

@@ -1,0 +1,218 @@
+"""The API's request and response models: the OpenAPI document is generated from these, and
+the handlers build their answers through them (so a response cannot drift from the schema).
+
+Views of the daemon's state carry more than the fields named here at times (a field added to
+a view appears in the API at once): the models allow extra keys, and name every key the
+dashboard, the CLI and the docs rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    """A response part: the named fields, and whatever else the view has."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Strict(BaseModel):
+    """A request body: unknown keys are refused, by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    error: str = Field(description="one line: what was wrong, naming the field and the value")
+    field: str | None = Field(default=None, description="the request field at fault, when there is one")
+
+
+# --- daemon --------------------------------------------------------------------------------
+
+class Status(Open):
+    version: str
+    pid: int
+    ready: bool
+    started: float = Field(description="epoch seconds")
+    components: list[str]
+    config: str = Field(description="the config file's path")
+
+
+class Health(Open):
+    ok: bool
+
+
+class Ready(Open):
+    ready: bool
+    why: str | None = None
+
+
+class Reloaded(Open):
+    sections: list[str]
+    components: list[str]
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+class TargetView(Open):
+    address: str
+    state: str
+    since: float | None = None
+    rtt_ms: float | None = None
+    rtt_p50_ms: float | None = None
+    jitter_ms: float | None = None
+    loss_pct: float | None = None
+    sent: int | None = None
+    lost: int | None = None
+    last_answer_age_s: float | None = None
+
+
+class LoadView(Open):
+    in_bps: float
+    out_bps: float
+
+
+class DrainView(Open):
+    since: float | None = None
+    until: float | None = None
+    reason: str | None = None
+
+
+class PathView(Open):
+    name: str
+    state: str = Field(description="up, degraded, down, unknown or drained")
+    since: float | None = None
+    interface: str
+    gateway: str | None = None
+    rtt_ms: float | None = Field(default=None, description="the RTT the policy uses (robust: p50 of the window)")
+    rtt_p50_ms: float | None = None
+    rtt_p95_ms: float | None = None
+    rtt_ewma_ms: float | None = None
+    loss_pct: float | None = None
+    jitter_ms: float | None = None
+    failing_targets: int | None = None
+    targets: int | None = None
+    target_states: list[TargetView] = []
+    capacity_bps: int | None = None
+    utilization: float | None = Field(default=None, description="0..1 of capacity_bps")
+    load: LoadView | None = None
+    drained: DrainView | None = None
+
+
+class Paths(Open):
+    paths: list[PathView]
+
+
+class Rollup(Open):
+    start: float
+    end: float
+
+
+class PathHistory(Open):
+    path: str
+    interval_s: float | None = None
+    rollups: list[Rollup]
+
+
+# --- routes --------------------------------------------------------------------------------
+
+class NextHopView(Open):
+    path: str
+    weight: int
+    share: float
+
+
+class RouteView(Open):
+    prefix: str
+    policy: str
+    nexthops: list[NextHopView]
+    via: str
+    since: float
+    age_s: float
+    kind: str
+    reason: str
+    pending: str | None = None
+
+
+class Routes(Open):
+    routes: list[RouteView]
+    total: int = Field(description="routes before limit/offset")
+
+
+class CandidateView(Open):
+    path: str
+    state: str
+    eligibility: str
+    why_not: str | None = None
+
+
+class Explain(Open):
+    address: str
+    prefix: str | None
+    steered: bool
+    why: str
+    candidates: list[CandidateView] | None = None
+
+
+# --- events --------------------------------------------------------------------------------
+
+class EventView(Open):
+    seq: int | None = Field(default=None, description="order in the daemon that recorded it")
+    at: float = Field(description="epoch seconds")
+    name: str = Field(description="steer.change, path.state, guard.block, ...")
+
+
+class Events(Open):
+    events: list[EventView]
+
+
+# --- guard ---------------------------------------------------------------------------------
+
+class BlockView(Open):
+    cidr: str
+    origin: str
+    reason: str
+    created: float
+    expires: float | None = None
+    expires_in: float | None = None
+    hits: int
+
+
+class Blocks(Open):
+    blocks: list[BlockView]
+
+
+class BlockRequest(Strict):
+    cidr: str = Field(description="an address or CIDR: 192.0.2.0/24, 2001:db8::/48")
+    ttl: float | str | None = Field(default=None, description="seconds or a duration (10m, 1h); null = until unblocked")
+    comment: str = Field(default="", max_length=200)
+
+
+class Unblocked(Open):
+    cidr: str
+    unblocked: bool
+
+
+class GuardStats(Open):
+    verdicts: dict[str, Any]
+    dropped: int
+    passed: int
+    rules: list[dict[str, Any]]
+    blocks: int
+
+
+# --- drain ---------------------------------------------------------------------------------
+
+class DrainRequest(Strict):
+    ttl: float | str | None = Field(default=None, description="seconds or a duration (30m); null = until undrained")
+    reason: str = Field(default="", max_length=200)
+
+
+class Drained(Open):
+    path: str
+
+
+class ConfigView(Open):
+    """The running config (what `pathsteer run` loaded), secrets redacted."""
