@@ -12,13 +12,19 @@ Taking it out moved its whole load onto the others (the lab: p3 at 98 % of 100 M
 probe loss left the weighted set and p1, p2 went to 116 % and 172 %), after which it looked
 fine again: a flap made of our own traffic. The destination's explicit SLA (``max_loss``,
 ``max_rtt``, ``max_jitter``) and DOWN still take a congested path out.
+
+A *drained* path (an operator's ``pathsteer drain``, maintenance) is ineligible for every
+policy whatever its figures: traffic leaves it as if it had failed, but its eligibility says
+DRAINED, not why it would fail. Its probes go on, so the candidate keeps its figures and, in
+``health``, what it would be without the drain: when every path of a destination is drained
+or down, `least_bad` keeps a drained path that works before any broken one (never blackhole).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
 
@@ -43,6 +49,7 @@ class Eligibility(Enum):
     DOWN = "down"  # telemetry says DOWN (quorum of targets failing)
     NO_DATA = "no-data"  # UNKNOWN (no probe resolved yet) or absent from telemetry
     NO_FAMILY = "no-family"  # the path cannot carry this prefix's IP family
+    DRAINED = "drained"  # taken out by the operator (maintenance), whatever its figures
 
     @property
     def eligible(self) -> bool:
@@ -71,6 +78,11 @@ class Candidate:
     samples: int = 0  # answered probes in the path's window (passive: RTT samples in the last second)
     min_samples: int = 0  # what it needs to win on latency (`PolicyParams.min_samples`)
     rtt_source: str = "active"  # where ``rtt_s`` comes from: "active" (probes) or "passive" (real traffic)
+    health: Eligibility | None = None  # DRAINED: what the path would be without the drain
+
+    @property
+    def drained(self) -> bool:
+        return self.eligibility is Eligibility.DRAINED
 
     @property
     def eligible(self) -> bool:
@@ -192,24 +204,43 @@ def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: flo
     return Eligibility.ELIGIBLE, None
 
 
+def drained_text(note: str | None) -> str:
+    """'drained (maintenance)' or 'drained (maintenance: swapping the modem)'."""
+    return f"drained (maintenance: {note})" if note else "drained (maintenance)"
+
+
+def _drained(c: Candidate, note: str | None) -> Candidate:
+    """``c`` taken out by a drain; its figures and, in ``health``, its own verdict kept."""
+    if c.eligibility is Eligibility.NO_FAMILY:
+        return c  # it carries nothing for this prefix anyway
+    why = drained_text(note)
+    if c.why_not:
+        why += f"; otherwise {c.why_not}"
+    return replace(c, eligibility=Eligibility.DRAINED, why_not=why, health=c.eligibility)
+
+
 def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: TelemetrySnapshot | Mapping[str, PathSnapshot],
-             load: Mapping[str, LoadFigures]) -> tuple[Candidate, ...]:
-    """Every path of ``dest``, in its order, judged. ``telemetry``: a snapshot, or its paths by name."""
+             load: Mapping[str, LoadFigures], drains: Mapping[str, str | None] | None = None
+             ) -> tuple[Candidate, ...]:
+    """Every path of ``dest``, in its order, judged. ``telemetry``: a snapshot, or its paths by
+    name; ``drains``: the drained paths, each with the operator's note (or None)."""
     snapshots = telemetry if isinstance(telemetry, Mapping) else {p.name: p for p in telemetry.paths}
+    drains = drains or {}
     out = []
     for order, name in enumerate(dest.paths):
         pp = params.path(name)
         util = _utilization(load.get(name), pp.capacity_bps)
         snap = snapshots.get(name)
         if snap is None:
-            out.append(Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
-                                 Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples))
-            continue
-        rtt, samples, source = measured_rtt(snap, dest)
-        breaches = _sla_breaches(dest, rtt, snap)
-        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util)
-        out.append(Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
-                             eligibility, why_not, len(breaches), samples, params.min_samples, source))
+            c = Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
+                          Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples)
+        else:
+            rtt, samples, source = measured_rtt(snap, dest)
+            breaches = _sla_breaches(dest, rtt, snap)
+            eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util)
+            c = Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
+                          eligibility, why_not, len(breaches), samples, params.min_samples, source)
+        out.append(_drained(c, drains[name]) if name in drains else c)
     return tuple(out)
 
 
@@ -245,23 +276,26 @@ def best_tier(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
     return tuple(c for c in eligible if c.tier == tier)
 
 
-_BADNESS = {Eligibility.SLA: 0, Eligibility.NO_DATA: 1, Eligibility.DOWN: 2}
+_BADNESS = {Eligibility.ELIGIBLE: -1, Eligibility.DEGRADED: -1, Eligibility.SLA: 0, Eligibility.NO_DATA: 1,
+            Eligibility.DOWN: 2}
 
 
 def badness(c: Candidate) -> tuple[float, ...]:
-    """Order among ineligible paths: SLA breakers (fewest breaches, least loss, lowest RTT)
-    before paths without data before DOWN paths; a path of the wrong family never."""
+    """Order among ineligible paths: drained paths that work, then SLA breakers (fewest
+    breaches, least loss, lowest RTT) before paths without data before DOWN paths — a drained
+    one after an undrained one as bad; a path of the wrong family never."""
     if c.eligibility is Eligibility.NO_FAMILY:
         return (math.inf,)
     loss = c.loss_pct if c.loss_pct is not None else 100.0
-    return (_BADNESS.get(c.eligibility, 0), c.violations, loss, rtt_key(c)[0], c.order)
+    kind = c.health if c.drained and c.health is not None else c.eligibility
+    return (_BADNESS.get(kind, 0), int(c.drained), c.violations, loss, rtt_key(c)[0], c.order)
 
 
 def least_bad(candidates: tuple[Candidate, ...], current: str | None) -> Candidate:
     """The path to keep when none is eligible: the least bad, but ``current`` when it is as bad
-    as that one in kind and number of breaches (no churn between equally broken paths)."""
+    as that one in kind, drain and number of breaches (no churn between equally broken paths)."""
     best = min(candidates, key=badness)
     for c in candidates:
-        if c.path == current and badness(c)[:2] == badness(best)[:2]:
+        if c.path == current and badness(c)[:3] == badness(best)[:3]:
             return c
     return best

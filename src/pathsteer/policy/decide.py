@@ -13,11 +13,22 @@ Per destination, in config order:
    with too few probes cannot win on latency, `candidates.latency_best`).
 4. No path eligible: keep the least bad one. Otherwise the destination's policy decides.
 
+Drains (``drains``: the paths an operator took out for maintenance) make a path ineligible
+for every policy (`Eligibility.DRAINED`): it is left at once, as if it had failed, with
+`ChangeKind.DRAIN`; startup skips it. When every path of a destination is drained or failing,
+step 4 holds: the least bad is kept — a drained path that works before a broken one — and the
+reason says so (a drain never blackholes a prefix). An undrained path comes back only under
+the policy's own rules (lowest-latency: better by min_improvement for hold_down; failover:
+eligible for hold_down; weighted: joins after hold_down), and that change is labelled
+`ChangeKind.UNDRAIN` (each prefix remembers, in `PrefixState.drained`, the paths drained and
+those undrained that are still winning their way back).
+
 Next hops never come out empty. An `Event` is returned for each prefix whose next hops change.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 from pathsteer.routes import Desired, NextHop, Prefix, RouteIntent
@@ -39,14 +50,17 @@ _POLICIES: dict[PolicyKind, tuple[_Initial, _Step]] = {
 
 
 def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigures] | None,
-           params: PolicyParams, previous: PolicyState) -> Decision:
+           params: PolicyParams, previous: PolicyState, drains: Mapping[str, str | None] | None = None) -> Decision:
     """The routes every configured prefix should have at ``now`` (monotonic seconds, the
     telemetry engine's clock), with the new state, a status per prefix and the changes.
 
     ``load``: per path name, its measured throughput (e.g. `LoadMeter.sample()`); paths
-    missing from it count as idle. Nothing is mutated; the same inputs give the same output.
+    missing from it count as idle. ``drains``: the drained paths, each with the operator's
+    note (or None); names not configured are ignored. Nothing is mutated; the same inputs give
+    the same output.
     """
     load = load or {}
+    drains = drains or {}
     started_at = previous.started_at if previous.started_at is not None else now
     in_grace = now - started_at < params.startup_grace_s
     prefixes: dict[Prefix, PrefixState] = {}
@@ -57,21 +71,23 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     # Destinations alike (same paths, SLA, policy...) in the same situation get the same answer:
     # judge and decide each such group once (10k prefixes usually share a handful of setups).
     judged: dict[int, tuple[Candidate, ...]] = {}
-    stepped: dict[tuple, Step] = {}
+    stepped: dict[tuple, tuple[Step, frozenset[str]]] = {}
     carried_over = 0
     for dest, setup in zip(params.destinations, params.setups):
         prev = previous.prefixes.get(dest.prefix)
         carried_over += prev is not None
         candidates = judged.get(setup)
         if candidates is None:
-            candidates = judged[setup] = evaluate(dest, params, snapshots, load)
+            candidates = judged[setup] = evaluate(dest, params, snapshots, load, drains)
         carried = _carry(prev, dest, params)
         situation = (setup, None if carried is None else (
             carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since,
-            carried.shift))
-        step = stepped.get(situation)
-        if step is None:
-            step = stepped[situation] = _decide_prefix(now, dest, candidates, carried, in_grace)
+            carried.shift, carried.drained))
+        got = stepped.get(situation)
+        if got is None:
+            got = stepped[situation] = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace),
+                                                    candidates, carried)
+        step, drained = got
         before = prev.nexthops if prev is not None else ()
         moved = step.nexthops != before
         if moved or carried is None:
@@ -86,13 +102,13 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
             reason = f"config changed; {reason}"
         if (carried is prev and carried is not None and not moved and step.kind is None
                 and step.winning == carried.winning and step.rebalance_since == carried.rebalance_since
-                and step.shift == carried.shift):
+                and step.shift == carried.shift and drained == carried.drained):
             state = carried  # nothing new: keep the old object
         else:
             measured = (carried is not None and carried.measured) or step.kind not in (
                 None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
             state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning,
-                                step.rebalance_since, step.shift)
+                                step.rebalance_since, step.shift, drained)
         prefixes[dest.prefix] = state
         desired[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
         routes.append(RouteStatus(dest.prefix, dest.policy, step.nexthops, since, kind, reason, step.pending,
@@ -117,30 +133,72 @@ def _carry(prev: PrefixState | None, dest: DestinationParams, params: PolicyPara
     same_policy = prev.config.policy is dest.policy
     if dest.policy is not PolicyKind.WEIGHTED:
         hops = (NextHop(hops[0].path),)
-    return PrefixState(dest, hops, prev.since, prev.reason, prev.kind, prev.measured and same_policy)
+    return PrefixState(dest, hops, prev.since, prev.reason, prev.kind, prev.measured and same_policy,
+                       drained=prev.drained)
 
 
-def _startup(dest: DestinationParams, candidates: tuple[Candidate, ...], carried: PrefixState | None) -> Step:
-    if carried is not None:
+def _startup(dest: DestinationParams, usable: list[Candidate], carried: PrefixState | None,
+             drained: set[str]) -> Step:
+    if carried is not None and not drained & {nh.path for nh in carried.nexthops}:
         return Step(carried.nexthops, pending="waiting for telemetry")
-    first = next(c for c in candidates if c.eligibility is not Eligibility.NO_FAMILY)
+    first = usable[0]
     return Step((NextHop(first.path),), ChangeKind.STARTUP, f"no telemetry yet: first configured path {first.path}",
                 pending="waiting for telemetry")
+
+
+ALL_DRAINED = "every path drained or failing"  # in the least-bad reason when a drain is part of it
 
 
 def _least_bad(candidates: tuple[Candidate, ...], carried: PrefixState | None) -> Step:
     current = carried.nexthops[0].path if carried is not None and len(carried.nexthops) == 1 else None
     keep = least_bad(candidates, current)
     hops = (NextHop(keep.path),)
-    if carried is not None and carried.nexthops == hops and carried.kind is ChangeKind.LEAST_BAD:
+    drains = any(c.drained for c in candidates)
+    if (carried is not None and carried.nexthops == hops and carried.kind is ChangeKind.LEAST_BAD
+            and (ALL_DRAINED in carried.reason) == drains):
         return Step(hops)
     whys = "; ".join(f"{c.path} {c.why_not}" for c in candidates)
+    if drains:
+        return Step(hops, ChangeKind.LEAST_BAD,
+                    f"no path eligible ({whys}); {ALL_DRAINED}: keeping the least bad, {keep.path}, "
+                    f"rather than blackholing the prefix")
     return Step(hops, ChangeKind.LEAST_BAD, f"no path eligible ({whys}); keeping the least bad, {keep.path}")
+
+
+def _drain_labels(step: Step, candidates: tuple[Candidate, ...], carried: PrefixState | None
+                  ) -> tuple[Step, frozenset[str]]:
+    """``step`` labelled by the drains, and what the prefix remembers of them
+    (`PrefixState.drained`).
+
+    A move off a drained path that the startup or first-measurement rules made is a DRAIN; a
+    change onto a path undrained since the last decision (the policy's own failback, a join, a
+    better path, "eligible again") is an UNDRAIN. An undrained path is remembered while it is
+    winning its way back (``step.winning``: hold_down running)."""
+    now_drained = frozenset(c.path for c in candidates if c.drained)
+    before = carried.drained if carried is not None else frozenset()
+    undrained = before - now_drained
+    hops = {nh.path for nh in step.nexthops}
+    if step.kind is not None and undrained & hops:
+        back = [nh.path for nh in step.nexthops if nh.path in undrained]
+        step = dataclasses.replace(step, kind=ChangeKind.UNDRAIN,
+                                   reason=f"{', '.join(back)} undrained; {step.reason}")
+    elif (step.kind in (ChangeKind.STARTUP, ChangeKind.MEASURED) and carried is not None
+          and hops != {nh.path for nh in carried.nexthops}):
+        left = [c for c in candidates if c.drained and c.path in {nh.path for nh in carried.nexthops}]
+        if left:  # (startup keeps its kind: the choice is still not made from telemetry)
+            kind = ChangeKind.DRAIN if step.kind is ChangeKind.MEASURED else step.kind
+            step = dataclasses.replace(step, kind=kind, reason="; ".join(
+                [f"{c.path} {c.why_not}" for c in left] + [step.reason or ""]))
+    winning = {p for p, _ in step.winning}
+    return step, now_drained | frozenset(p for p in undrained - hops if p in winning)
 
 
 def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
                    carried: PrefixState | None, in_grace: bool) -> Step:
-    usable = [c for c in candidates if c.eligibility is not Eligibility.NO_FAMILY]
+    drained = {c.path for c in candidates if c.drained}
+    usable = [c for c in candidates if c.eligibility not in (Eligibility.NO_FAMILY, Eligibility.DRAINED)]
+    if not usable:  # every path drained (the rest cannot carry this family)
+        return _least_bad(candidates, carried)
     without_data = [c for c in usable if c.eligibility is Eligibility.NO_DATA]
     # Paths whose RTT rests on too few probes: the latency policies wait for them too (failover
     # goes by the order, not by RTT).
@@ -149,12 +207,12 @@ def _decide_prefix(now: float, dest: DestinationParams, candidates: tuple[Candid
     initial, step = _POLICIES[dest.policy]
     if carried is None or not carried.measured:
         if len(without_data) == len(usable):
-            return _startup(dest, candidates, carried)
+            return _startup(dest, usable, carried, drained)
         if (without_data or unproven) and in_grace:
             hops = carried.nexthops if carried is not None else (NextHop(usable[0].path),)
             current = {nh.path for nh in hops}
             tier = best_tier(candidates)
-            if all(c in tier for c in usable if c.path in current):
+            if all(c in tier for c in usable if c.path in current) and not current & drained:
                 waits = []
                 if without_data:
                     waits.append(f"telemetry of {', '.join(c.path for c in without_data)}")

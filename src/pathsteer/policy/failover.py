@@ -1,6 +1,6 @@
 """failover: the first eligible path in the configured order.
 
-The current path is left at once when it is no longer eligible; the traffic fails back to an
+The current path is left at once when it is no longer eligible (down, SLA broken, drained); the traffic fails back to an
 earlier path only when that path has been eligible, without a break, for ``hold_down``.
 """
 
@@ -29,7 +29,8 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     current = find(candidates, prev.nexthops[0].path)
     if current is None or current not in tier:
         why = "is not a candidate" if current is None else current.why_not
-        return Step((NextHop(first.path),), ChangeKind.LEFT,
+        kind = ChangeKind.DRAIN if current is not None and current.drained else ChangeKind.LEFT
+        return Step((NextHop(first.path),), kind,
                     f"{prev.nexthops[0].path} {why}; moved to {first.path}, the first eligible path in the order "
                     f"({first.figures()})")
     h = dest.hysteresis

@@ -1,7 +1,7 @@
 """lowest-latency: one path, the one with the lowest RTT, moved only with hysteresis.
 
-Leave the current path at once when it is no longer eligible (DOWN, SLA broken, or DEGRADED
-while an UP path is eligible). Otherwise move only to a path whose RTT beats the current
+Leave the current path at once when it is no longer eligible (DOWN, SLA broken, drained, or
+DEGRADED while an UP path is eligible). Otherwise move only to a path whose RTT beats the current
 one's by at least ``min_improvement`` (relative) and has done so, without a break, for
 ``hold_down``; if several qualify, the lowest RTT wins.
 """
@@ -52,8 +52,8 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     if current is None or current not in tier:
         why = "is not a candidate" if current is None else current.why_not
         moved = f"{best.path} ({best.rtt_word} {ms(best.rtt_s)})" if best.enough_samples else _chosen(best, tier)
-        return Step((NextHop(best.path),), ChangeKind.LEFT,
-                    f"{prev.nexthops[0].path} {why}; moved to {moved}{passed_text(passed)}")
+        kind = ChangeKind.DRAIN if current is not None and current.drained else ChangeKind.LEFT
+        return Step((NextHop(best.path),), kind, f"{prev.nexthops[0].path} {why}; moved to {moved}{passed_text(passed)}")
     h = dest.hysteresis
     better = {c.path: g for c in tier if c.path != current.path
               and (g := improvement(current, c)) is not None and g >= h.min_improvement}

@@ -24,6 +24,8 @@ class ChangeKind(Enum):
     JOINED = "joined"  # a path joined the weighted set after being eligible for hold_down
     REBALANCED = "rebalanced"  # weighted shares moved by more than min_shift for hold_down
     LEAST_BAD = "least-bad"  # no path eligible: the least bad one is kept
+    DRAIN = "drain"  # the path was drained by the operator (maintenance): left at once
+    UNDRAIN = "undrain"  # an undrained path came back, under the policy's usual rules (hold_down)
     RECONFIGURED = "reconfigured"  # the destination's config changed on reload
     REMOVED = "removed"  # the destination left the config
 
@@ -48,7 +50,9 @@ class PrefixState:
     without a break) — better paths (lowest-latency), earlier eligible paths (failover), paths
     waiting to join (weighted). ``rebalance_since``: since when the weighted shares have wanted
     to move by more than min_shift. ``shift``: the last weighted rebalance, while the measured
-    load has not answered it (None once it has, or when there was none)."""
+    load has not answered it (None once it has, or when there was none). ``drained``: the
+    destination's paths drained at this decision, and those undrained since that are winning
+    their way back (their return is labelled `ChangeKind.UNDRAIN`)."""
 
     config: DestinationParams
     nexthops: tuple[NextHop, ...]
@@ -59,6 +63,7 @@ class PrefixState:
     winning: tuple[tuple[str, float], ...] = ()
     rebalance_since: float | None = None
     shift: Shift | None = None
+    drained: frozenset[str] = frozenset()
 
     def winning_since(self, path: str) -> float | None:
         for name, since in self.winning:

@@ -28,7 +28,7 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
 Flows stay put as far as possible, because every weight change moves some of them (resilient
 nexthop groups and Maglev tables move about as many flows as the shares change):
 
-* a path that stops being eligible leaves the set at once and the others keep their weights
+* a path that stops being eligible (or is drained) leaves the set at once and the others keep their weights
   (their relative shares do not change, so only the leaver's flows move);
 * a path that becomes eligible joins after being eligible for ``hold_down``, taking its base
   share from the others in proportion;
@@ -273,12 +273,14 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
     winning = track(now, prev, [c.path for c in tier if c.path not in in_set])
     if gone:
         whys = "; ".join(f"{c.path} {c.why_not}" for c in candidates if c.path in gone)
+        drained = any(c.drained for c in candidates if c.path in gone)
+        kind = ChangeKind.DRAIN if drained else ChangeKind.LEFT
         if survivors:
-            return Step(survivors, ChangeKind.LEFT,
+            return Step(survivors, kind,
                         f"{whys}; {', '.join(gone)} left the set, the others keep their weights "
                         f"({describe_shares(survivors)})", winning=winning)
         hops = to_weights(base_shares(dest, tier))
-        return Step(hops, ChangeKind.LEFT, f"{whys}; moved to {describe_shares(hops)}", winning=winning)
+        return Step(hops, kind, f"{whys}; moved to {describe_shares(hops)}", winning=winning)
     current = shares_of(prev.nexthops)
     ready = [p for p, since in winning if held_for(now, since, h.hold_down_s)]
     if ready:

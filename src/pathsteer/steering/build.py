@@ -4,6 +4,7 @@ a data plane. Pure apart from `make_dataplane` (which only constructs, touching 
 from __future__ import annotations
 
 from pathsteer.config import Config
+from pathsteer.config.model import DEFAULT_STATE_DIR
 from pathsteer.config.steering import DataplaneConfig, PathConfig
 from pathsteer.routes import PathLink
 from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttSource,
@@ -60,6 +61,16 @@ def path_links(config: Config, previous: list[PathLink] | None = None) -> list[P
     free = (i for i in range(1, len(config.paths) + len(old) + 2) if i not in used)
     return [PathLink(p.name, old[p.name] if p.name in old else next(free), p.interface, p.gateway, p.gateway6)
             for p in config.paths]
+
+
+def state_dir(config) -> str:
+    """The daemon's state dir (``history.state_dir``): a `SteeringSection` carries it, a whole
+    `Config` has it in its history section."""
+    section = getattr(config, "state_dir", None)
+    if section is not None:
+        return section
+    history = getattr(config, "history", None)
+    return history.state_dir if history is not None else DEFAULT_STATE_DIR
 
 
 def dataplane_config(config: Config) -> DataplaneConfig:

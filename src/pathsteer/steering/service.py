@@ -17,18 +17,24 @@ call at a time, so a big FIB apply does not stall the probes' sends or the guard
 - load: per-path counters sampled once a second (utilization for the weighted policy);
 - passive: the passive RTT of paths with ``passive: true`` read every 200 ms (figures over the
   last second join the paths' telemetry as ``PathSnapshot.passive``).
+
+Drains (``steer.drain`` / ``steer.undrain``, `pathsteer.steering.drains`): an operator takes a
+path out for maintenance; every decision gets the drained paths (`decide`'s ``drains``), a
+drain or undrain wakes the decide loop (traffic moves in that tick), a drain's ttl is looked at
+before each decision, and the drains are kept in ``<state_dir>/drains.json`` across restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import collections
 import dataclasses
 import logging
 import time
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, StrictInt, StrictStr
 
 from pathsteer import logs
 from pathsteer.config import Config
@@ -37,7 +43,8 @@ from pathsteer.routes import DataPlane, Desired
 from pathsteer.errors import PathsteerError, UsageError
 from pathsteer.policy import Decision, PolicyParams, PolicyState, decide
 from pathsteer.probe.engine import ProbeEngine
-from pathsteer.steering import build, preflight, views
+from pathsteer.steering import build, drains as drainfile, preflight, views
+from pathsteer.steering.drains import Drain
 from pathsteer.telemetry import PathState, TelemetrySnapshot
 
 log = logging.getLogger("pathsteer.steering")
@@ -62,6 +69,19 @@ class ExplainArgs(Args):
 class EventsArgs(Args):
     limit: int = Field(default=100, ge=0, le=1_000_000)
     prefix: str | None = None
+
+
+class DrainArgs(Args):
+    """``path``; ``ttl``: seconds (a number) or a duration text ("10m", "2h"), None: until
+    ``steer.undrain``; ``reason``: the operator's note (shown in reasons and status)."""
+
+    path: StrictStr
+    ttl: StrictStr | StrictInt | StrictFloat | None = None
+    reason: StrictStr | None = None
+
+
+class UndrainArgs(Args):
+    path: StrictStr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +135,13 @@ class SteeringService:
         self._force_apply = True
         self._last_error: str | None = None
         self._sysctls_before: dict[str, str] = {}
+        # Steering's own threads: a decision or a data-plane call never queues behind another
+        # component's work in the loop's default executor (the API's, the history's).
+        self._decide_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="steer-decide")
+        self._plane_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="steer-plane")
+        self.state_dir = build.state_dir(config)
+        self.drains: dict[str, Drain] = {}  # path name → its drain (loaded at start)
+        self._drains_lock = asyncio.Lock()  # one write of the drains file at a time, the latest state
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -142,6 +169,7 @@ class SteeringService:
         self.validate(self.config)
         self.links = build.path_links(self.config)
         self.dataplane = self._dp_factory(self.config, self.links)
+        self._load_drains()
         now = self.clock()
         adopted = self.dataplane.adopt()
         if adopted is not None:
@@ -372,6 +400,7 @@ class SteeringService:
             self._force_apply = True
         self.config = config
         self.params = params
+        await self._reload_drains(config)
         self._hash_flows()
         keep = config.decision.events_kept if config.decision else 1000
         if keep != self.events.maxlen:
@@ -404,6 +433,7 @@ class SteeringService:
 
     def _on_path_state(self, name: str, before: PathState, after: PathState, now: float) -> None:
         self._wake.set()  # decide now: a path that went down is left in this tick
+        event("path.state", path=name, **{"from": before.value}, to=after.value)
 
     async def _decide_loop(self) -> None:
         while True:
@@ -439,10 +469,13 @@ class SteeringService:
 
     async def _step_locked(self) -> Decision:
         t0 = time.perf_counter()
+        await self._expire_drains()
         now = self.clock()
         snap = self.engine.snapshot() if self.engine is not None else TelemetrySnapshot(now, ())
         snap = self._with_passive(snap)
-        decision = await asyncio.to_thread(decide, now, snap, self.load, self.params, self.state)
+        drained = {name: d.reason for name, d in self.drains.items()}
+        decision = await asyncio.get_running_loop().run_in_executor(
+            self._decide_pool, decide, now, snap, self.load, self.params, self.state, drained)
         t1 = time.perf_counter()
         self.telemetry, self.decision, self.state = snap, decision, decision.state
         self.stats["decisions"] += 1
@@ -461,7 +494,7 @@ class SteeringService:
         """Run a data-plane call in a worker thread, one at a time. A cancelled caller leaves
         it running to its end (`stop` waits for it)."""
         async with self._plane_lock:
-            call = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+            call = asyncio.get_running_loop().run_in_executor(self._plane_pool, fn, *args)
             self._plane_call = call
             try:
                 return await asyncio.shield(call)
@@ -519,6 +552,113 @@ class SteeringService:
             except Exception as exc:  # noqa: BLE001
                 log.warning("steer.load-failed error=%r", str(exc))
 
+    # --- drains -------------------------------------------------------------------------------
+
+    def _load_drains(self) -> None:
+        """The drains an earlier run left (a maintenance window outlives a restart)."""
+        names = [p.name for p in self.config.paths]
+        self.drains, dropped = drainfile.load(self.state_dir, wall=time.time(), known=names)
+        for line in dropped:
+            log.warning("steer.drains-load %s", line)
+        if self.drains:
+            log.info("steer.drains-restored paths=%s file=%s", ",".join(sorted(self.drains)),
+                     drainfile.file_path(self.state_dir))
+        if any(not line.startswith(drainfile.file_path(self.state_dir)) for line in dropped):
+            self._write_drains(dict(self.drains))  # expired or unknown ones left out: the file says what holds
+
+    async def _reload_drains(self, config) -> None:
+        """A reload: drains of paths no longer configured end; another state dir gets the file."""
+        names = {p.name for p in config.paths}
+        gone = [n for n in self.drains if n not in names]
+        for name in gone:
+            del self.drains[name]
+            event("steer.undrain", path=name, why="removed")
+        new_dir = build.state_dir(config)
+        moved = new_dir != self.state_dir
+        self.state_dir = new_dir
+        if gone or (moved and self.drains):
+            await self._save_drains()
+
+    async def _save_drains(self) -> str | None:
+        """Write the drains file as they are now, in a worker thread (an fsync must not stall
+        the probes on this loop); None, or the error in words (logged: the drains still hold)."""
+        async with self._drains_lock:
+            return await asyncio.to_thread(self._write_drains, dict(self.drains))
+
+    def _write_drains(self, drains: dict[str, Drain]) -> str | None:
+        try:
+            drainfile.save(self.state_dir, drains)
+            return None
+        except OSError as exc:
+            error = f"cannot write {drainfile.file_path(self.state_dir)} ({exc.strerror or exc})"
+            log.error("steer.drains-save-failed error=%r", error)
+            return error
+
+    async def _expire_drains(self) -> None:
+        wall = time.time()
+        expired = [d for d in self.drains.values() if d.expired(wall)]
+        for d in expired:
+            del self.drains[d.path]
+            event("steer.undrain", path=d.path, why="ttl")
+        if expired:
+            await self._save_drains()
+
+    def _known_path(self, name: str, command: str) -> None:
+        names = [p.name for p in self.config.paths]
+        if name not in names:
+            raise UsageError(f"{command}: path {name!r} is not configured (paths: {', '.join(names)})")
+
+    def _only_healthy(self, name: str) -> list[str]:
+        """The prefixes for which ``name`` is the only path that works (not drained, eligible)."""
+        if self.decision is None:
+            return []
+        out = []
+        for r in self.decision.routes:
+            mine = next((c for c in r.candidates if c.path == name), None)
+            if mine is None:
+                continue
+            works = mine.eligible or (mine.drained and mine.health is not None and mine.health.eligible)
+            if works and not any(c.eligible for c in r.candidates if c.path != name):
+                out.append(str(r.prefix))
+        return out
+
+    async def cmd_drain(self, args: DrainArgs) -> dict:
+        self._known_path(args.path, "steer.drain")
+        ttl = drainfile.parse_ttl(args.ttl, "steer.drain: ttl")
+        reason = drainfile.clean_reason(args.reason, "steer.drain: reason")
+        wall = time.time()
+        old = self.drains.get(args.path)
+        d = Drain(args.path, old.since if old is not None else wall, None if ttl is None else wall + ttl, reason)
+        self.drains[args.path] = d
+        event("steer.drain", path=d.path, ttl=ttl, reason=reason, until=d.until)
+        self._wake.set()  # decide now: the traffic leaves the path in this tick
+        error = await self._save_drains()
+        warnings = []
+        alone = self._only_healthy(args.path)
+        if alone:
+            more = f" (and {len(alone) - 3} more)" if len(alone) > 3 else ""
+            warnings.append(f"{args.path} is the only healthy path of {', '.join(alone[:3])}{more}: their traffic "
+                            f"stays on it until another path is up (a drain never blackholes a prefix)")
+        if error is not None:
+            warnings.append(f"the drain holds but will not survive a restart: {error}")
+        return {"path": d.path, "drained": d.view(), "was_drained": old is not None, "only_healthy": alone,
+                "warning": "; ".join(warnings) or None, "persisted": error is None}
+
+    async def cmd_undrain(self, args: UndrainArgs) -> dict:
+        self._known_path(args.path, "steer.undrain")
+        old = self.drains.pop(args.path, None)
+        if old is None:
+            return {"path": args.path, "undrained": False, "was": None, "persisted": True,
+                    "note": f"{args.path} was not drained"}
+        event("steer.undrain", path=args.path, why="manual")
+        self._wake.set()
+        error = await self._save_drains()
+        return {"path": args.path, "undrained": True, "was": old.view(), "persisted": error is None,
+                "note": None if error is None else f"undrained, but the file still has it: {error}"}
+
+    def drain_views(self) -> dict[str, dict]:
+        return {name: d.view() for name, d in self.drains.items()}
+
     # --- control commands ---------------------------------------------------------------------
 
     def commands(self) -> list[Command]:
@@ -526,6 +666,9 @@ class SteeringService:
             Command("steer.status", NoArgs, self.cmd_status, "paths (state, rtt, loss, jitter, utilization) and routes"),
             Command("steer.explain", ExplainArgs, self.cmd_explain, "which prefix and path(s) carry an address, and why"),
             Command("steer.events", EventsArgs, self.cmd_events, "the decision history with reasons"),
+            Command("steer.drain", DrainArgs, self.cmd_drain,
+                    "take a path out for maintenance (traffic leaves it, its probes go on): path, ttl, reason"),
+            Command("steer.undrain", UndrainArgs, self.cmd_undrain, "put a drained path back (policy's rules)"),
         ]
 
     def _clock(self) -> views.Clock:
@@ -545,11 +688,13 @@ class SteeringService:
                                        for n, t in self.dataplane.path_totals().items()}
             except Exception:  # noqa: BLE001 - status answers without them
                 pass
-        return views.status(self.decision, self.telemetry, self._clock(), self._path_info(), info, self.load)
+        return views.status(self.decision, self.telemetry, self._clock(), self._path_info(), info, self.load,
+                            self.drain_views())
 
     def view_paths(self) -> list[dict]:
         """The paths of `cmd_status` alone (the API's ``/paths``: no route views built)."""
-        return views.status(None, self.telemetry, self._clock(), self._path_info(), {}, self.load)["paths"]
+        return views.status(None, self.telemetry, self._clock(), self._path_info(), {}, self.load,
+                            self.drain_views())["paths"]
 
     def view_routes(self) -> list[dict]:
         """The routes of `cmd_status` alone (the API's ``/routes``)."""

@@ -1,5 +1,8 @@
 """What ``steer.status``, ``steer.explain`` and ``steer.events`` return, as JSON-able dicts. Pure.
 
+A drained path shows ``state`` "drained" (its probes' verdict stays in ``probe_state``) and
+its drain in ``drained``: {since, until, reason}, wall-clock (None: not drained).
+
 Times: the policy and telemetry use the monotonic clock; views show wall-clock times
 (``since``, seconds since the epoch) and ages (``age_s``), computed from one ``(mono, wall)`` pair.
 """
@@ -97,9 +100,21 @@ def event_view(e: Event, clock: Clock) -> dict:
             "from": hops_text(e.before), "to": hops_text(e.after), "kind": e.kind.value, "reason": e.reason}
 
 
+def drained_view(view: dict, drain: dict | None) -> dict:
+    """A path's view with its drain: ``drained`` ({since, until, reason} or None), the probes'
+    own verdict in ``probe_state``, and ``state`` "drained" while it is drained."""
+    view["probe_state"] = view["state"]
+    view["drained"] = drain
+    if drain is not None:
+        view["state"] = "drained"
+    return view
+
+
 def status(decision: Decision | None, telemetry: TelemetrySnapshot | None, clock: Clock, paths: dict[str, dict],
-           dataplane: dict, load: dict) -> dict:
-    """``paths``: per name, its interface, gateway and capacity from the config."""
+           dataplane: dict, load: dict, drains: dict[str, dict] | None = None) -> dict:
+    """``paths``: per name, its interface, gateway and capacity from the config; ``drains``: per
+    drained path, its drain's view (`pathsteer.steering.drains.Drain.view`)."""
+    drains = drains or {}
     pviews = []
     for name, info in paths.items():
         snap = None
@@ -113,12 +128,13 @@ def status(decision: Decision | None, telemetry: TelemetrySnapshot | None, clock
             if info.get("capacity_bps"):
                 util = max(lf.in_bps, lf.out_bps) / info["capacity_bps"]
         if snap is None:
-            pviews.append({"name": name, "state": "unknown", "interface": info["interface"],
-                           "gateway": info.get("gateway"), "rtt_ms": None, "loss_pct": None, "jitter_ms": None,
-                           "utilization": util, "capacity_bps": info.get("capacity_bps"), "load": load_d})
+            view = {"name": name, "state": "unknown", "interface": info["interface"],
+                    "gateway": info.get("gateway"), "rtt_ms": None, "loss_pct": None, "jitter_ms": None,
+                    "utilization": util, "capacity_bps": info.get("capacity_bps"), "load": load_d}
         else:
-            pviews.append(path_view(snap, clock, interface=info["interface"], gateway=info.get("gateway"),
-                                    capacity_bps=info.get("capacity_bps"), utilization=util, load=load_d))
+            view = path_view(snap, clock, interface=info["interface"], gateway=info.get("gateway"),
+                             capacity_bps=info.get("capacity_bps"), utilization=util, load=load_d)
+        pviews.append(drained_view(view, drains.get(name)))
     routes = [route_view(r, clock) for r in decision.routes] if decision is not None else []
     return {"paths": pviews, "routes": routes, "dataplane": dataplane}
 
