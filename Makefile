@@ -12,10 +12,12 @@ BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 BPF_OBJS    := $(patsubst bpf/%.bpf.c,$(BPF_OBJDIR)/%.bpf.o,$(BPF_SRCS))
 BPF_HDRS    := $(wildcard bpf/*.h)
 PREFIX      ?= /opt/pathsteer
+UNITDIR     ?= /etc/systemd/system
+CONFDIR     ?= /etc/pathsteer
 DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng prometheus chromium chromium-driver
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install stage uninstall clean
+.PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install install-systemd stage uninstall clean
 
 all: venv bpf
 
@@ -80,6 +82,28 @@ install: deps bpf
 	  $(PREFIX)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$$stage"
 	ln -sf $(PREFIX)/bin/pathsteer /usr/local/bin/pathsteer
 	@echo "installed: /usr/local/bin/pathsteer -> $(PREFIX)/bin/pathsteer"
+	@$(MAKE) --no-print-directory install-systemd
+
+# The systemd unit (docs/systemd.md): contrib/systemd/pathsteer.service with @PREFIX@ and
+# @CONFDIR@ filled in, into $(DESTDIR)$(UNITDIR); the example config into $(CONFDIR) only when
+# there is no config yet (never overwritten); `systemctl daemon-reload` only on a system that
+# runs systemd (/run/systemd/system, as sd_booted(3) tells) and without DESTDIR. Not enabled or
+# started: that waits for a real config (`systemctl enable --now pathsteer`).
+install-systemd:
+	mkdir -p "$(DESTDIR)$(UNITDIR)"
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' contrib/systemd/pathsteer.service \
+	  > "$(DESTDIR)$(UNITDIR)/pathsteer.service.tmp"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/pathsteer.service.tmp"
+	mv -f "$(DESTDIR)$(UNITDIR)/pathsteer.service.tmp" "$(DESTDIR)$(UNITDIR)/pathsteer.service"
+	install -D -m 0644 docs/systemd.md "$(DESTDIR)$(PREFIX)/share/doc/pathsteer/systemd.md"
+	@if [ -e "$(DESTDIR)$(CONFDIR)/pathsteer.yaml" ]; then \
+	  echo "kept: $(DESTDIR)$(CONFDIR)/pathsteer.yaml (not overwritten)"; \
+	else \
+	  install -D -m 0640 contrib/pathsteer.yaml "$(DESTDIR)$(CONFDIR)/pathsteer.yaml" && \
+	  echo "installed: $(DESTDIR)$(CONFDIR)/pathsteer.yaml (an example: edit it, then systemctl enable --now pathsteer)"; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed: $(DESTDIR)$(UNITDIR)/pathsteer.service"
 
 # The source tree `install` builds from: pyproject.toml and src/pathsteer (with the BPF objects
 # `make bpf` put there), nothing else; `make stage STAGE=DIR` (a new or empty DIR) shows it.
@@ -89,9 +113,14 @@ stage:
 	@test -n "$(STAGE)" || { echo "make stage STAGE=DIR" >&2; exit 2; }
 	$(call stage_to,$(STAGE))
 
+# Stops and disables the unit first (where systemd runs); the config and /var/lib/pathsteer stay.
 uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now pathsteer.service 2>/dev/null || true; fi
+	rm -f "$(DESTDIR)$(UNITDIR)/pathsteer.service"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	rm -f /usr/local/bin/pathsteer
 	rm -rf $(PREFIX)
+	@echo "kept: $(CONFDIR)/pathsteer.yaml and /var/lib/pathsteer (remove them by hand)"
 
 clean:
 	rm -rf $(BPF_OBJDIR) build src/*.egg-info .pytest_cache

@@ -1,4 +1,10 @@
-"""The reactor: one asyncio loop owning the signals, the control server and the components."""
+"""The reactor: one asyncio loop owning the signals, the control server and the components.
+
+Under systemd (``Type=notify``, contrib/systemd/pathsteer.service) it tells systemd how it is
+(`pathsteer.daemon.sdnotify`): READY=1 once `Context.ready` (every component started and
+steering's first decision applied), STATUS= a short line, RELOADING=1 … READY=1 around each
+reload, STOPPING=1, and WATCHDOG=1 from a task on this loop — a loop that hangs stops pinging,
+and systemd restarts the daemon."""
 
 from __future__ import annotations
 
@@ -15,9 +21,12 @@ from typing import Any, Protocol
 from pathsteer import __version__
 from pathsteer.config import Config, load_config
 from pathsteer.control.server import Command, ControlServer, NoArgs
+from pathsteer.daemon.sdnotify import Notifier
 from pathsteer.errors import PathsteerError, UsageError
 
 log = logging.getLogger("pathsteer.daemon")
+READY_POLL_S = 0.1  # how often readiness is looked at until READY=1 is sent (a first apply that failed)
+STATUS_INTERVAL_S = 1.0  # how often the STATUS= line is refreshed (sent only when it changed)
 
 
 class Component(Protocol):
@@ -144,7 +153,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 class Daemon:
-    def __init__(self, config_path: str) -> None:
+    def __init__(self, config_path: str, notifier: Notifier | None = None) -> None:
         self.config_path = config_path
         self.config: Config | None = None
         self.components: dict[str, Component] = {}
@@ -157,6 +166,9 @@ class Daemon:
         self._ready = False  # every component of the config has started
         self.started_wall = __import__("time").time()
         self.context = Context(self)
+        self.notifier = notifier if notifier is not None else Notifier.from_env()  # a no-op outside systemd
+        self._ready_sent = False  # READY=1 went to systemd
+        self._status_sent: str | None = None  # the last STATUS= line with it
 
     # --- config -----------------------------------------------------------------------------
 
@@ -189,7 +201,18 @@ class Daemon:
         async with self._reloading:
             if self._stop.is_set():
                 raise UsageError("the daemon is stopping")
-            return await self._reload()
+            # systemd: RELOADING=1, then READY=1 before the answer goes back (`pathsteer reload`
+            # as ExecReload exits after it), refused or not: the daemon runs on either way.
+            # Before the first READY=1 there is nothing to announce.
+            announced = self._ready_sent
+            if announced:
+                self.notifier.reloading()
+            try:
+                return await self._reload()
+            finally:
+                if announced and not self._stop.is_set():
+                    self._status_sent = self.status_line()
+                    self.notifier.ready(status=self._status_sent)
 
     async def _reload(self) -> dict:
         try:
@@ -298,17 +321,22 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self.server.start()
+        # The watchdog pings from here on: a component whose start hangs the loop is caught too.
+        notify = loop.create_task(self._notify_loop(), name="sd-notify")
         try:
             for spec in COMPONENTS:
                 if self._stop.is_set():
                     break
                 if spec.name in plans:
+                    self.notifier.status(f"starting {spec.name}")
                     await self._start_component(spec, plans[spec.name][0])
             self._ready = not self._stop.is_set()
             log.info("daemon.ready pid=%d socket=%s components=%s", os.getpid(), self.config.control.socket,
                      ",".join(self.components))
+            self._notify_ready()
             await self._stop.wait()
             log.info("daemon.stop reason=%s", self.stop_reason)
+            self.notifier.stopping(status=f"stopping ({self.stop_reason})")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -320,6 +348,70 @@ class Daemon:
                 except Exception:  # noqa: BLE001 - stop the others all the same
                     log.exception("daemon.stop-failed component=%s", name)
             await self.server.close()
+            notify.cancel()  # pinged until the components had stopped
+            try:
+                await notify
+            except asyncio.CancelledError:
+                pass
+            self.notifier.close()
+
+    # --- systemd ----------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """systemd's STATUS= (``systemctl status``): ``running: guard, steer, api; paths up 2/3``."""
+        steer = self.components.get("steer")
+        names = ", ".join(self.components) or "no components"
+        line = f"running: {names}" if self.context.ready else f"started: {names}"
+        telemetry = getattr(steer, "telemetry", None)
+        paths = getattr(telemetry, "paths", None) or ()
+        if paths:
+            up = sum(1 for p in paths if getattr(p.state, "value", p.state) == "up")
+            line += f"; paths up {up}/{len(paths)}"
+        if steer is not None and getattr(steer, "applied", True) is None:
+            line += "; waiting for steering's first decision to apply"
+        return line
+
+    def _notify_ready(self) -> None:
+        """READY=1 the first time the daemon is ready (never while stopping)."""
+        if self.notifier.enabled and not self._ready_sent and not self._stop.is_set() and self.context.ready:
+            self._ready_sent = True
+            self._status_sent = self.status_line()
+            self.notifier.ready(status=self._status_sent)
+
+    async def _notify_loop(self) -> None:
+        """On the daemon's loop: WATCHDOG=1 every `Notifier.watchdog_interval`; until READY=1 is
+        sent, readiness looked at every READY_POLL_S (steering's first apply may have failed:
+        it is retried, READY=1 waits for it); then the STATUS= line every STATUS_INTERVAL_S."""
+        n = self.notifier
+        if not n.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        interval = n.watchdog_interval
+        next_ping = next_status = loop.time()
+        failed = False
+        while True:
+            now = loop.time()
+            if interval is not None and now >= next_ping:
+                n.watchdog()
+                next_ping = now + interval
+            try:
+                if not self._ready_sent:
+                    self._notify_ready()
+                    next_status = now + STATUS_INTERVAL_S
+                elif now >= next_status:
+                    next_status = now + STATUS_INTERVAL_S
+                    line = self.status_line()
+                    if line != self._status_sent and not self._stop.is_set():  # stopping: STOPPING's
+                        n.status(line)
+                        self._status_sent = line
+            except Exception:  # noqa: BLE001 - a status line that fails must not stop the pings
+                if not failed:
+                    log.exception("daemon.sd-notify-status-failed")
+                failed = True
+            wait = READY_POLL_S if not self._ready_sent else max(0.0, next_status - now)
+            if interval is not None:
+                wait = min(wait, max(0.0, next_ping - loop.time()))
+            await asyncio.sleep(wait)
 
     def _on_sighup(self) -> None:
         task = asyncio.get_running_loop().create_task(self._reload_quietly(), name="sighup-reload")
