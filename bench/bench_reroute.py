@@ -3,7 +3,9 @@
 A lab with two paths (p1 1 ms, p2 8 ms one way), ``pathsteer run`` in the router namespace
 probing every 20 ms, lowest-latency with hold_down 0.3 s so traffic fails back between rounds.
 Three probe settings: the default (adaptive timeout, nothing else written), the old default
-(a fixed 50 ms timeout, what `interval: 20ms` used to get) and a tuned one (timeout 15 ms on p1). Each round: a 2 ms UDP echo stream from the client, p1 set down, the
+(a fixed 50 ms timeout, what `interval: 20ms` used to get), a tuned one (timeout 15 ms on p1),
+and the default again with the HTTP API hammered (200 requests/s rotating over paths, routes,
+events, metrics, status, and an event stream open: a dashboard) — printed beside the idle ones. Each round: a 2 ms UDP echo stream from the client, p1 set down, the
 time from that call to the first packet delivered over p2 (send time + one-way delay, told by
 its RTT), p1 back up, wait for the failback. Anchor: the issue's budget, 3 probe intervals +
 50 ms. ``BENCH_REROUTE_ROUNDS`` changes the count, ``BENCH_REROUTE_PROBES`` (comma-separated
@@ -12,12 +14,14 @@ names of the settings above) which settings run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import statistics
 import tempfile
 import time
 
+from bench.api_load import ApiLoad
 from bench.harness import Figure
 import pathsteer_lab as lab
 from pathsteer_lab import measure
@@ -39,18 +43,22 @@ PROBES = {  # name → lab_config probe arguments
     "default": {"hold": None},
     "old-default": {"timeouts": {"p1": "50ms", "p2": "50ms"}, "hold": None},  # a fixed 50 ms
     "tuned": {"timeouts": {"p1": "15ms", "p2": "60ms"}},  # 15 ms on p1, hold 0.2 s
+    "default+api-load": {"hold": None},  # the default, with the HTTP API hammered (below)
 }
+API_LOADED = {"default+api-load"}  # 200 requests/s over the API and an event stream open throughout
 SETTINGS = [s for s in os.environ.get("BENCH_REROUTE_PROBES", ",".join(PROBES)).split(",") if s]
 
 
-def rounds(t, mode: str, workdir: str, probes: dict) -> tuple[list[float], int]:
+def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False) -> tuple[list[float], int]:
     cfg = lab_config(t, mode=mode, socket=f"/run/pathsteer/{t.name}-bench.sock", interval="20ms",
                      hold_down="0.3s", **probes)
     d = LabDaemon(t, cfg, workdir, name=mode).start()
     times, missed = [], 0
+    load = ApiLoad(d.api_socket, rate=200) if api_load else contextlib.nullcontext()
+    t0 = time.monotonic()
     try:
-        d.wait_via(PREFIX, "p1", timeout=10)
-        with measure.UdpEcho(t, SERVER):
+        with load, measure.UdpEcho(t, SERVER):
+            d.wait_via(PREFIX, "p1", timeout=10)
             for _ in range(ROUNDS):
                 time.sleep(1.0)  # p1 up for longer than its hold time (0.5 s by default)
                 stream = measure.udp_stream(t, SERVER, seconds=1.0, interval=0.002)
@@ -65,6 +73,9 @@ def rounds(t, mode: str, workdir: str, probes: dict) -> tuple[list[float], int]:
                     times.append(at - t_fail)
                 lab.set_path(t.name, "p1", down=False)
                 d.wait_via(PREFIX, "p1", timeout=10)
+        if api_load:
+            print(f"# api load during {mode}: {load.done} requests ({load.done / (time.monotonic() - t0):.0f}/s), "
+                  f"{load.errors} errors, {load.sse_frames} SSE frames", flush=True)
     finally:
         d.stop()
     return times, missed
@@ -81,7 +92,7 @@ def main() -> list[Figure]:
         with tempfile.TemporaryDirectory() as tmp:
             for setting in SETTINGS:
                 for mode in ("fib", "bpf"):
-                    times, missed = rounds(t, mode, tmp, PROBES[setting])
+                    times, missed = rounds(t, mode, tmp, PROBES[setting], setting in API_LOADED)
                     ms = [x * 1e3 for x in times] or [float("inf")]
                     what = f"reroute {mode}, probes {setting}"
                     out.append(Figure(f"{what}: median ({len(times)} failures, {missed} missed)",

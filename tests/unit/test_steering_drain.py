@@ -244,15 +244,22 @@ def test_a_reload_without_the_path_ends_its_drain(tmp_path, caplog):
     assert any(r.getMessage() == "steer.undrain path=p2 why=removed" for r in caplog.records)
 
 
-def test_a_path_state_change_is_an_event(tmp_path, caplog):
-    async def main():
-        s = service(FakePlane(), drain_config(tmp_path))
-        with caplog.at_level(logging.INFO, logger="pathsteer.steering"):
-            await s.start()
-            s.engine.set(path("p1", 10), path("p2", 30))
-            s.engine.set(path("p1", None, state=PathState.DOWN, failing=3), path("p2", 30))
-            await settle()
-        await s.stop()
-    asyncio.run(main())
+def test_a_path_state_change_is_an_event(caplog):
+    """The probe engine logs each path state change and publishes it on the bus (once: steering
+    only wakes its decide loop on it)."""
+    import types
+    from pathsteer.events import BUS
+    from pathsteer.probe.engine import ProbeEngine
+    woken = []
+    engine = types.SimpleNamespace(on_state_change=lambda *a: woken.append(a[:3]))
+    tracker = types.SimpleNamespace(name="p1", state=PathState.UP)
+    tracker.update = lambda now: PathState.DOWN
+    seq = BUS.last_seq
+    with caplog.at_level(logging.INFO):
+        ProbeEngine.changed(engine, tracker, 1.0)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("path.state")]
-    assert "path.state path=p1 from=unknown to=up" in lines and "path.state path=p1 from=up to=down" in lines
+    assert lines == ["path.state path=p1 from=up to=down"]
+    assert [e.to_json() | {"seq": 0, "at": 0} for e in BUS.recent(seq)] == \
+        [{"seq": 0, "at": 0, "name": "path.state", "path": "p1", "from": "up", "to": "down"}]
+    assert woken == [("p1", PathState.UP, PathState.DOWN)]
+

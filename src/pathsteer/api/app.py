@@ -14,6 +14,7 @@ command registry (`Context.call`): the same validation and the same one-line err
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import ipaddress
 import json
@@ -42,6 +43,16 @@ SSE_QUEUE = 2048
 SSE_CLIENTS = 32
 PREFIX = "/api/v1"
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey)$", re.IGNORECASE)
+
+
+# The API's own threads for answers built off the loop (routes, metrics): two, so a burst of
+# scrapes queues here and never in the loop's default executor, nor takes more than the CPU
+# two threads can.
+_POOL = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="api")
+
+
+async def blocking(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
 
 class ApiError(Exception):
@@ -296,7 +307,7 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
                                "prefix") from None
         if path is not None:
             known_path(path)
-        rows = await asyncio.to_thread(_routes_body, s, net, path, limit, offset)
+        rows = await blocking(_routes_body, s, net, path, limit, offset)
         return Response(rows, media_type="application/json")
 
     @app.get(f"{PREFIX}/explain", response_model=m.Explain, tags=["routes"],
@@ -379,7 +390,7 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
             raise ApiError(503, "metrics are not available in this build") from None
         if not ctx.config.metrics.enabled:
             raise ApiError(404, "metrics are off (metrics.enabled: false)")
-        body, ctype = await asyncio.to_thread(metrics_mod.render, ctx)
+        body, ctype = await blocking(metrics_mod.render, ctx)
         return Response(body, media_type=ctype)
 
     @app.get("/", include_in_schema=False)

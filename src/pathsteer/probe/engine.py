@@ -28,6 +28,7 @@ import select
 import time
 from collections.abc import Callable, Sequence
 
+from pathsteer import logs
 from pathsteer.probe import icmp, pinning, sockets, twamp
 from pathsteer.telemetry import (
     PathProbeConfig,
@@ -244,7 +245,7 @@ class ProbeEngine:
         before = path.state
         after = path.update(now)
         if after is not before:
-            log.info("path.state path=%s from=%s to=%s", path.name, before.value, after.value)
+            logs.event(log, "path.state", path=path.name, **{"from": before.value}, to=after.value)  # and on the bus
             if self.on_state_change is not None:
                 self.on_state_change(path.name, before, after, now)
 

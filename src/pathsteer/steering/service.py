@@ -433,7 +433,7 @@ class SteeringService:
 
     def _on_path_state(self, name: str, before: PathState, after: PathState, now: float) -> None:
         self._wake.set()  # decide now: a path that went down is left in this tick
-        event("path.state", path=name, **{"from": before.value}, to=after.value)
+        # (the engine logs and publishes the path.state event itself)
 
     async def _decide_loop(self) -> None:
         while True:
