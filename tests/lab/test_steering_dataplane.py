@@ -274,3 +274,27 @@ def test_guard_and_steering_in_one_daemon(lab3, tmp_path):
         assert "guard.stop" in d.log() and "steer.stop" in d.log()
     finally:
         d.kill()
+
+
+@pytest.mark.parametrize("mode", ["fib", "bpf"])
+def test_restart_after_kill9_takes_over_the_passive_programs(daemon, mode):
+    """kill -9 leaves the passive RTT programs on the paths' interfaces (TC filters outlive
+    their process); the next start detaches them and attaches its own, instead of refusing."""
+    t, start = daemon
+    prefer_p2(t)
+    d = start(mode=mode, stale_after="10s")
+    cfg = dict(d.config)
+    for p in cfg["paths"]:
+        p["passive"] = True
+    d.write(cfg)
+    assert d.call("daemon.reload")
+    assert "steer.passive paths=" in d.log(), d.log_tail()
+    d.wait_via(PREFIX, "p2")
+    d.kill()
+    d2 = LabDaemon(t, cfg, d.workdir, name="steer2").start()
+    try:
+        assert "steer.passive-takeover" in d2.log(), d2.log_tail()
+        assert "steer.passive paths=" in d2.log(), d2.log_tail()
+        d2.wait_via(PREFIX, "p2")
+    finally:
+        d2.kill()

@@ -8,6 +8,8 @@ import json
 
 from pathsteer.cli.base import add_command, add_socket_option, require_root
 
+RELOAD_TIMEOUT_S = 300.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
@@ -42,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_reload(args: argparse.Namespace) -> int:
     from pathsteer.control.client import ControlClient
-    result = ControlClient(args.socket).call("daemon.reload")
+    # A reload waits for the commit (1M prefixes take tens of seconds): systemctl reload is its result.
+    result = ControlClient(args.socket, timeout=RELOAD_TIMEOUT_S).call("daemon.reload")
     print(f"reloaded: {', '.join(result['sections'])}")
     return 0

@@ -290,6 +290,8 @@ class SteeringService:
             return
         from pathsteer.bpf.passive import PassiveRtt
         from pathsteer.telemetry.passive import PassiveWindow
+        for interface in sorted(set(wanted.values())):
+            self._take_over_passive(interface)
         rtt = PassiveRtt.load()
         try:
             for interface in sorted(set(wanted.values())):
@@ -307,6 +309,21 @@ class SteeringService:
         self._passive_windows = {name: PassiveWindow(rtt.sub_bits, PASSIVE_WINDOW_S) for name in wanted}
         self._read_passive()
         event("steer.passive", paths=",".join(wanted), interfaces=",".join(sorted(set(wanted.values()))))
+
+    @staticmethod
+    def _take_over_passive(interface: str) -> None:
+        """Passive programs an earlier run left on ``interface`` (kill -9: TC filters outlive
+        their process) are detached before ours go in. One daemon owns the passive slot (the
+        control socket says there is one); anyone else's program there is left and refused."""
+        from pathsteer.bpf.passive import PassiveRtt
+        try:
+            found = PassiveRtt.find(interface)
+        except PathsteerError:
+            return  # nothing of ours there
+        with found:
+            gone = found.detach(interface)
+        if gone:
+            event("steer.passive-takeover", interface=interface, detached=",".join(d.name.lower() for d in gone))
 
     def _stop_passive(self) -> None:
         rtt, self._passive = self._passive, None
