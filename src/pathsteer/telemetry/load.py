@@ -132,3 +132,7 @@ class LoadMeter:
                 out[name] = path_load(last, sample, self.paths[name].capacity_bps)
             self._last[name] = sample
         return out
+
+    def last(self) -> dict[str, CounterSample]:
+        """The latest sample of each path: its totals since the counters were attached (metrics)."""
+        return dict(self._last)

@@ -10,6 +10,7 @@ from array import array
 from enum import Enum
 
 from pathsteer.telemetry.config import AdaptiveTimeout, Thresholds, WindowConfig
+from pathsteer.telemetry.histogram import RttHistogram
 from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
 from pathsteer.telemetry.window import ProbeWindow, rtt_stats
 
@@ -118,6 +119,7 @@ class TargetTracker:
         self._alpha = window.ewma_alpha
         self._th = thresholds
         self.window = ProbeWindow(window.count, window.seconds)
+        self.histogram = RttHistogram()  # every RTT the window takes, since the start (metrics)
         self._pending: dict[int, float] = {}  # seq -> sent_at, in send order
         self._presumed: dict[int, float] = {}  # expired, not yet in the window (adaptive): seq -> sent_at
         self._resolved = _SeqMemory(SEQ_MEMORY)
@@ -223,7 +225,9 @@ class TargetTracker:
             return
         self.consecutive_lost = 0
         if self._presumed.pop(seq, None) is not None:
-            self.window.add(sent_at, max(0.0, elapsed if rtt_s is None else rtt_s))
+            rtt = max(0.0, elapsed if rtt_s is None else rtt_s)
+            self.window.add(sent_at, rtt)
+            self.histogram.observe(rtt)
 
     def _settle(self, before: float) -> None:
         """Probes presumed lost (adaptive timeout: expired, but a late answer may still come)
@@ -245,6 +249,7 @@ class TargetTracker:
         if self._presumed:
             self._settle(sent_at)
         self.window.add(sent_at, rtt)
+        self.histogram.observe(rtt)
         self.ewma_s = rtt if self.ewma_s is None else self.ewma_s + self._alpha * (rtt - self.ewma_s)
         if self._last_rtt is not None:
             self.jitter_s = jitter_step(self.jitter_s or 0.0, self._last_rtt, rtt)
