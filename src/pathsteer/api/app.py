@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ from pathsteer.events import Event
 log = logging.getLogger("pathsteer.api")
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 SSE_PATHS_INTERVAL_S = 1.0
-SSE_QUEUE = 2048
+SSE_QUEUE = 16384
+SSE_BATCH = 1024
 SSE_CLIENTS = 32
 PREFIX = "/api/v1"
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey)$", re.IGNORECASE)
@@ -70,6 +72,7 @@ class ApiState:
     unix: bool
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     sse_clients: int = 0
+    routes: "RoutesCache" = field(default_factory=lambda: RoutesCache())
 
 
 def _error(status: int, error: str, fld: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -307,7 +310,7 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
                                "prefix") from None
         if path is not None:
             known_path(path)
-        rows = await blocking(_routes_body, s, net, path, limit, offset)
+        rows = await blocking(state.routes.body, s, net, path, limit, offset)
         return Response(rows, media_type="application/json")
 
     @app.get(f"{PREFIX}/explain", response_model=m.Explain, tags=["routes"],
@@ -412,21 +415,55 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
     return app
 
 
-def _routes_body(s, net, path: str | None, limit: int, offset: int) -> bytes:
-    rows = s.view_routes()
-    if net is not None:
-        rows = [r for r in rows if _within(r["prefix"], net)]
-    if path is not None:
-        rows = [r for r in rows if any(h["path"] == path for h in r["nexthops"])]
-    return json.dumps({"routes": rows[offset:offset + limit], "total": len(rows)}, separators=(",", ":")).encode()
+class RoutesCache:
+    """``/routes`` at 10k prefixes, built from JSON fragments kept per route state: a route
+    whose next hops, reason and since did not change since the last request is not viewed and
+    dumped again (each decision makes new RouteStatus objects; their content rarely changes).
+    Only ``age_s`` is written per request. Used from the API's threads, one at a time."""
 
+    def __init__(self) -> None:
+        self.frags: dict[int, tuple] = {}
+        self.lock = threading.Lock()
 
-def _within(prefix: str, net) -> bool:
-    try:
-        p = ipaddress.ip_network(prefix)
-    except ValueError:
-        return False
-    return p.version == net.version and p.subnet_of(net)
+    def body(self, s, net, path: str | None, limit: int, offset: int) -> bytes:
+        from pathsteer.steering import views
+        decision = s.decision
+        if decision is None:
+            return b'{"routes":[],"total":0}'
+        clock = s._clock()  # noqa: SLF001 - the steering's own (mono, wall) pair
+        mono = clock.mono
+        with self.lock:
+            old, new, parts = self.frags, {}, []
+            total = 0
+            for r in decision.routes:
+                if net is not None and not (r.prefix.version == net.version and r.prefix.subnet_of(net)):
+                    continue
+                if path is not None and not any(h.path == path for h in r.nexthops):
+                    continue
+                total += 1
+                if not offset <= total - 1 < offset + limit:
+                    continue
+                # By the prefix object's id (the config's, the same every tick; checked by
+                # identity), valid while since, reason and pending are: a change of next hops
+                # or weights is a change, with a new since. Hashing prefixes and enums would
+                # cost more than the view.
+                key = id(r.prefix)
+                hit = old.get(key)
+                if hit is not None and hit[0] is r.prefix and hit[1] == r.since and hit[2] == r.reason \
+                        and hit[3] == r.pending:
+                    frag = hit[4]
+                else:
+                    v = views.route_view(r, clock)
+                    del v["age_s"]
+                    frag = json.dumps(v, separators=(",", ":"))[:-1]
+                    hit = (r.prefix, r.since, r.reason, r.pending, frag)
+                new[key] = hit
+                parts.append(f'{frag},"age_s":{max(0.0, mono - r.since):.3f}}}')
+            if net is None and path is None:
+                self.frags = new  # keep what the whole table uses; a filtered view keeps all
+            else:
+                old.update(new)
+        return ('{"routes":[' + ",".join(parts) + f'],"total":{total}}}').encode()
 
 
 def _names_path(e: Event, path: str) -> bool:
@@ -500,12 +537,14 @@ async def _sse(ctx, state: ApiState, since_seq: int | None) -> AsyncIterator[byt
                 if get not in done:
                     get.cancel()
                     continue
-                e = get.result()
+                batch = [get.result()]
+                while not queue.empty() and len(batch) < SSE_BATCH:  # a burst (a path cut moves
+                    batch.append(queue.get_nowait())                 # 10k prefixes) goes in one write
+                frames = [_sse_frame("event", e.to_json(), e.seq) for e in batch if e is not None]
                 if overflow:
                     overflow = False
-                    yield _sse_frame("overflow", {"at": time.time(), "why": f"over {SSE_QUEUE} events queued"})
-                if e is not None:
-                    yield _sse_frame("event", e.to_json(), e.seq)
+                    frames.append(_sse_frame("overflow", {"at": time.time(), "why": f"over {SSE_QUEUE} events queued"}))
+                yield b"".join(frames)
         finally:
             stop_wait.cancel()
     finally:

@@ -100,6 +100,8 @@ class ApiService:
         """Serve the plan of the check that came just before (the contract: start follows check)."""
         if self._checked is None:
             raise PathsteerError("api: start before check")
+        from pathsteer.api import metrics
+        metrics.attach(self.ctx)  # event and route-change counts cover the whole run
         await self.commit(self._checked)
 
     async def commit(self, plan: ApiPlan) -> None:
@@ -123,6 +125,8 @@ class ApiService:
 
     async def stop(self) -> None:
         await self._close()
+        from pathsteer.api import metrics
+        metrics.detach(self.ctx)
         logs.event(log, "api.stop")
 
     def commands(self) -> list[Command]:

@@ -9,6 +9,7 @@ and systemd restarts the daemon."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import dataclasses
 import logging
 import os
@@ -126,8 +127,15 @@ def _api_section(c: Config):
     return c if c.api.enabled else None
 
 
-# Start order; stop is the reverse. The API starts last: when it answers, steering has decided.
+def _history(section, ctx) -> Component:
+    from pathsteer.history.service import HistoryService
+    return HistoryService(section, ctx)
+
+
+# Start order; stop is the reverse. The history first and last: it records the others' start
+# and stop events. The API starts last: when it answers, steering has decided.
 COMPONENTS: list[ComponentSpec] = [
+    ComponentSpec("history", lambda c: c.history if c.history.enabled else None, _history),
     ComponentSpec("guard", lambda c: c.guard, _guard),
     ComponentSpec("steer", lambda c: c.steering, _steer),
     ComponentSpec("api", _api_section, _api),
@@ -331,6 +339,11 @@ class Daemon:
                     self.notifier.status(f"starting {spec.name}")
                     await self._start_component(spec, plans[spec.name][0])
             self._ready = not self._stop.is_set()
+            # What start built (config, BPF objects, the first decision: at 10k prefixes a
+            # few million objects) lives as long as the daemon: out of the cyclic collector's
+            # full passes, which would otherwise walk it all and stall the loop, the API and
+            # the decide thread for a few hundred milliseconds each time.
+            gc.freeze()
             log.info("daemon.ready pid=%d socket=%s components=%s", os.getpid(), self.config.control.socket,
                      ",".join(self.components))
             self._notify_ready()
