@@ -267,7 +267,7 @@ def test_guard_and_steering_in_one_daemon(lab3, tmp_path):
     cfg["guard"] = {"interfaces": [t.attacker_interface], "deny": ["192.0.2.0/24"], "state_dir": str(tmp_path / "g")}
     d = LabDaemon(t, cfg, str(tmp_path)).start()
     try:
-        assert d.call("daemon.status")["sections"] == ["guard", "steer"]
+        assert d.call("daemon.status")["sections"] == ["history", "guard", "steer", "api"]  # start order
         assert d.call("steer.status")["routes"][0]["prefix"] == PREFIX
         assert d.call("guard.list")["entries"][0]["cidr"] == "192.0.2.0/24"
         assert d.stop() == 0
