@@ -131,6 +131,6 @@ def test_rate_limits_both_directions(lab3):
         up = measure.iperf3_bps(lab3, lab3.server_addresses[0], seconds=2, streams=4)
         down = measure.iperf3_bps(lab3, lab3.server_addresses[0], seconds=2, streams=4, reverse=True)
     for bps in (up, down):
-        assert 40e6 <= bps <= 55e6, bps
+        assert 35e6 <= bps <= 55e6, bps  # tbf's ceiling is the point; a CPU-starved iperf3 under-fills it
     lab.set_path(lab3.name, "p1", rate=0)
     assert "tbf" not in lab3.run("p1", ["tc", "qdisc", "show", "dev", "p-s"]).stdout
