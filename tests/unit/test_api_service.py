@@ -215,3 +215,23 @@ def test_commit_swaps_the_token_without_rebinding_and_a_busy_port_is_refused(tmp
 
     (tmp_path / "x").mkdir()
     assert serve(cfg_a, ctx, check) == (403, 200)
+
+
+@pytest.mark.parametrize("section, value, field, words", [
+    ("api", {"socket": "relative.sock"}, "api.socket", "absolute path"),
+    ("api", {"max_body": "lots"}, "api.max_body", "is not a size"),
+    ("api", {"max_body": 0}, "api.max_body", "above 0"),
+    ("api", {"token_file": "token"}, "api.token_file", "absolute path"),
+    ("api", {"enabled": "maybe"}, "api.enabled", "bool"),
+    ("api", {"port": 9180}, "api.port", "unknown"),
+    ("metrics", {"per_prefix_limit": -1}, "metrics.per_prefix_limit", "greater than or equal"),
+    ("history", {"retention": "forever"}, "history.retention", "is not a duration"),
+    ("history", {"rollup_interval": "0.5s"}, "history.rollup_interval", "between 1s and 1h"),
+    ("history", {"max_size": "10KiB"}, "history.max_size", "at least 1MiB"),
+    ("history", {"state_dir": "var/lib"}, "history.state_dir", "absolute path"),
+])
+def test_operator_sections_refuse_bad_values_in_one_line_naming_the_key(section, value, field, words):
+    with pytest.raises(UsageError) as exc:
+        parse_config({**GUARD, section: value}, "x.yaml")
+    text = str(exc.value)
+    assert field in text and words.lower() in text.lower() and "\n" not in text, text
