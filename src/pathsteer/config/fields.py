@@ -4,6 +4,7 @@ message that reads after the value (``'10.0.0.0/33' is not a CIDR``), see load.f
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Annotated
 
@@ -90,6 +91,12 @@ def _strict_prefix(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return net
 
 
+def _absolute(value: object) -> str:
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
+    return value
+
+
 def _short_duration(value: object) -> float:
     """A duration that may be 0 (hold_down: 0 moves at once)."""
     try:
@@ -133,6 +140,7 @@ Protocol = Annotated[int, BeforeValidator(_proto)]
 IpAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(_address), PlainSerializer(str)]
 Prefix = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_strict_prefix),
                    PlainSerializer(str)]
+AbsolutePath = Annotated[str, BeforeValidator(_absolute)]
 Seconds = Annotated[float, BeforeValidator(_short_duration)]  # a duration, 0 allowed
 Rate = Annotated[int, BeforeValidator(_rate)]  # bit/s
 Percent = Annotated[float, BeforeValidator(_percent)]  # percent points 0..100

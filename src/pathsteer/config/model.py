@@ -7,14 +7,13 @@ least one of guard or steering to run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from pathsteer.config.operator import ApiConfig, HistoryConfig, MetricsConfig
-from pathsteer.config.fields import Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
+from pathsteer.config.fields import AbsolutePath, Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
 from pathsteer.config.sections import Section
 from pathsteer.config.steering import (DataplaneConfig, DestinationConfig, PathConfig, DecisionConfig,
                                        check_steering)
@@ -98,7 +97,7 @@ class GuardConfig(Section):
     rate_limit: RateLimitConfig | None = None
     syn_limit: SynLimitConfig | None = None
     auto_block: AutoBlockConfig | None = None
-    state_dir: str = DEFAULT_STATE_DIR
+    state_dir: AbsolutePath = DEFAULT_STATE_DIR
     xdp_mode: Literal["auto", "native", "generic"] = "auto"  # auto: native, generic on veth (see GuardProgram.attach)
     sample_drops: int = Field(default=1000, ge=0, le=1_000_000)  # one drop event per N drops per CPU; 0 = none
     syn_cookies: SynCookiesConfig | None = None  # off unless configured (see README, Guard: SYN cookies)
@@ -122,13 +121,6 @@ class GuardConfig(Section):
             if name in seen:
                 raise ValueError(f"lists {name!r} twice")
             seen.add(name)
-        return value
-
-    @field_validator("state_dir")
-    @classmethod
-    def _state_dir(cls, value: str) -> str:
-        if not os.path.isabs(value):
-            raise ValueError("must be an absolute path")
         return value
 
 

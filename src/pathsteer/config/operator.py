@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from pathsteer.config.fields import Duration
+from pathsteer.config.fields import AbsolutePath, Duration
 from pathsteer.config.sections import Section
 
 DEFAULT_LISTEN = "127.0.0.1:9180"
@@ -70,9 +70,9 @@ class ApiConfig(Section):
     enabled: bool = True
     listen: str | None = DEFAULT_LISTEN
     socket: str | None = "auto"
-    token_file: str | None = None
-    cert: str | None = None
-    key: str | None = None
+    token_file: AbsolutePath | None = None
+    cert: AbsolutePath | None = None
+    key: AbsolutePath | None = None
     max_body: Size = 65536
 
     @field_validator("listen")
@@ -87,13 +87,6 @@ class ApiConfig(Section):
     def _socket(cls, value: str | None) -> str | None:
         if value not in (None, "auto") and (not value.startswith("/") or len(value.encode()) > 107):
             raise ValueError("must be 'auto' or an absolute path of at most 107 bytes")
-        return value
-
-    @field_validator("token_file", "cert", "key")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not os.path.isabs(value):
-            raise ValueError("must be an absolute path")
         return value
 
     @model_validator(mode="after")
@@ -128,17 +121,10 @@ class HistoryConfig(Section):
     ``<state_dir>/history.sqlite``, kept for ``retention`` and within ``max_size``."""
 
     enabled: bool = True
-    state_dir: str = DEFAULT_STATE_DIR
+    state_dir: AbsolutePath = DEFAULT_STATE_DIR
     retention: Duration = 7 * 86400.0
     max_size: Size = 256 << 20
     rollup_interval: Duration = 10.0
-
-    @field_validator("state_dir")
-    @classmethod
-    def _state_dir(cls, value: str) -> str:
-        if not os.path.isabs(value):
-            raise ValueError("must be an absolute path")
-        return value
 
     @field_validator("rollup_interval")
     @classmethod
