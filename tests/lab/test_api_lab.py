@@ -16,6 +16,7 @@ import pytest
 
 import pathsteer_lab as lab
 from pathsteer_lab.http import UnixHTTPConnection, request
+from tests.lab.test_steering_dataplane import prefer_p2
 
 pytestmark = pytest.mark.lab
 
@@ -56,12 +57,6 @@ def api_daemon(steer_daemon, tmp_path):
         return d
 
     return t, go, str(token_file)
-
-
-def prefer_p2(t) -> None:
-    lab.set_path(t.name, "p1", delay="20ms")
-    lab.set_path(t.name, "p2", delay="1ms")
-    lab.set_path(t.name, "p3", delay="10ms")
 
 
 def test_reads_conform_to_the_openapi_document(steer_daemon):
