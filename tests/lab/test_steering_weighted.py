@@ -119,6 +119,7 @@ def test_a_weight_change_moves_no_more_flows_than_the_share_change_plus_5_points
                                         "--connect-timeout", "3000"], stdout=subprocess.PIPE, text=True)
             time.sleep(4.0)
             before, old = flow_paths(t), shares_now(d)
+            assert set(old) == set(RATES), f"a path left the weighted set under the load alone: {old}; {d.log_tail()}"
             # p1 and p3 swap capacities, in the lab and in the config: base shares 25/25/50
             swapped = {"p1": "50mbit", "p2": "50mbit", "p3": "100mbit"}
             for name, rate in swapped.items():
