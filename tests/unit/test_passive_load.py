@@ -55,6 +55,25 @@ def test_meter_first_sample_only_remembers():
     assert got["p1"].in_bps == 8_000_000 and got["p1"].in_utilization == 1.0
 
 
+def test_meter_remembers_the_peak_over_its_memory():
+    """The peak is what a probe-loss window still holds: a burst 3 s ago counts with a 5 s
+    memory, and is forgotten once it is older than that."""
+    meter = LoadMeter({"p1": PathCapacity("r-p1", 8_000_000, memory_s=5.0)})
+    meter.update({"p1": CounterSample(0.0, Totals(), Totals())})
+    got = meter.update({"p1": CounterSample(1.0, Totals(), Totals(1, 1_000_000))})  # 8 Mbit/s out
+    assert got["p1"].peak_utilization == 1.0
+    for t in (2.0, 3.0, 4.0):
+        got = meter.update({"p1": CounterSample(t, Totals(), Totals(1, 1_000_000))})  # idle since
+    assert got["p1"].utilization == 0.0 and got["p1"].peak_utilization == 1.0
+    got = meter.update({"p1": CounterSample(6.5, Totals(), Totals(1, 1_000_000))})
+    assert got["p1"].peak_bps == 0.0 and got["p1"].peak_utilization == 0.0
+
+
+def test_meter_refuses_a_negative_memory():
+    with pytest.raises(ValueError, match="memory of r-p1: -1"):
+        PathCapacity("r-p1", 1, memory_s=-1)
+
+
 def test_meter_ignores_a_sample_not_later_than_the_last():
     meter = LoadMeter({"p1": PathCapacity("r-p1")})
     meter.update({"p1": CounterSample(2.0, Totals(), Totals())})

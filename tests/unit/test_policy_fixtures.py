@@ -62,6 +62,7 @@ def params(policy: PolicyKind = PolicyKind.LOWEST_LATENCY, paths: tuple[str, ...
 class Load:
     in_bps: float = 0.0
     out_bps: float = 0.0
+    peak_bps: float | None = None
 
 
 class Driver:

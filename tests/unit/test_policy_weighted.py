@@ -307,6 +307,26 @@ def test_a_path_degraded_by_its_own_load_stays_in_the_set_and_leaves_when_idle()
     assert d.route().candidates[2].tier == 1
 
 
+def test_a_path_congested_within_its_loss_window_stays_though_its_load_has_just_fallen():
+    """Fails before the peak: CI (64 flows on 100/50/50 Mbit) had p1 at 74 % of its capacity,
+    then DEGRADED (loss 3.6 %) a second later at a lower 1 s figure: it left the set, its flows
+    went to p2/p3 (already at 121 %/109 %), and it came back and left again. The loss is from
+    the queue of the last seconds, so the peak over the loss window decides."""
+    lossy = dict(state=PathState.DEGRADED, loss=5.0)
+    d = weighted()
+    d(0.0, *up3(), load=util(p1=0.98, p2=0.98, p3=0.98))
+    now = {"p1": Load(out_bps=0.3 * CAPS["p1"], peak_bps=0.74 * CAPS["p1"]),
+           "p2": Load(out_bps=1.2 * CAPS["p2"]), "p3": Load(out_bps=1.1 * CAPS["p3"])}
+    d(1.0, path("p1", **lossy), path("p2"), path("p3"), load=now)
+    assert set(weights(d)) == {"p1", "p2", "p3"}
+    why = d.route().candidates[0].why_not
+    assert "utilization 30%, 74% within its loss window" in why and "its own load" in why
+    # once the peak has aged out of the memory too, the loss is the path's own fault
+    now["p1"] = Load(out_bps=0.3 * CAPS["p1"], peak_bps=0.3 * CAPS["p1"])
+    d(2.0, path("p1", **lossy), path("p2"), path("p3"), load=now)
+    assert set(weights(d)) == {"p2", "p3"}
+
+
 def test_a_congested_path_still_leaves_on_its_sla_and_when_down():
     from pathsteer.policy import Sla
     d = weighted(sla=Sla(max_loss_pct=2.0))

@@ -96,6 +96,12 @@ class ProbeConfig(Section):
     window: int = Field(default=100, ge=1, le=100_000)  # probes per target in the sliding window
     window_seconds: Seconds = 60.0
 
+    @property
+    def window_span_s(self) -> float:
+        """How long a probe counts in a target's window: ``window`` probes at ``interval``,
+        at most ``window_seconds`` (5 s at 50 ms, 60 s at the default 1 s)."""
+        return min(self.window_seconds, self.window * self.interval)
+
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: float) -> float:

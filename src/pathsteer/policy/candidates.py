@@ -6,7 +6,9 @@ when no UP path is eligible. When no path is eligible, `least_bad` picks the one
 (pathsteer never blackholes a prefix).
 
 A DEGRADED path that is *congested* — its measured load at least `congested_at` of its
-capacity — stays in tier 0: TCP fills any link until its queue drops packets, and the probes
+capacity at some time within its probe-loss window (`PathLoad.peak_bps`: the loss its full
+queue caused stays in the window until those probes age out, and the load's 1 s figure lags
+the probes) — stays in tier 0: TCP fills any link until its queue drops packets, and the probes
 in that queue see the same loss and delay, so a full link looks degraded by its own traffic.
 Taking it out moved its whole load onto the others (the lab: p3 at 98 % of 100 Mbit with 5 %
 probe loss left the weighted set and p1, p2 went to 116 % and 172 %), after which it looked
@@ -172,6 +174,15 @@ def _utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | 
     return max(load.in_bps, load.out_bps) / capacity_bps
 
 
+def _peak_utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | None:
+    """The highest utilization over the load meter's memory (the span of the probe-loss
+    window), this interval's when the figures carry no peak."""
+    if load is None or not capacity_bps:
+        return None
+    peak = getattr(load, "peak_bps", None) or 0.0
+    return max(load.in_bps, load.out_bps, peak) / capacity_bps
+
+
 CONGESTED_BAND = 0.2  # a path is congested from (its weighted.utilization_ceiling − this) up
 
 
@@ -184,7 +195,7 @@ def congested_at(dest: DestinationParams) -> float:
 
 def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: float | None,
            breaches: list[str], source: str = "active",
-           utilization: float | None = None) -> tuple[Eligibility, str | None]:
+           utilization: float | None = None, peak: float | None = None) -> tuple[Eligibility, str | None]:
     if not pp.carries(dest.prefix):
         return Eligibility.NO_FAMILY, f"no IPv{dest.prefix.version} gateway"
     if snap.state is PathState.DOWN:
@@ -197,8 +208,11 @@ def _judge(dest: DestinationParams, pp: PathParams, snap: PathSnapshot, rtt: flo
         figures = figures_text(rtt, snap.loss_pct, snap.jitter_s)
         if source == "passive":
             figures = figures.replace("rtt ", "passive rtt ", 1)
-        if utilization is not None and utilization >= congested_at(dest):
-            return Eligibility.ELIGIBLE, (f"degraded ({figures}) at utilization {utilization * 100:.0f}% "
+        if peak is not None and peak >= congested_at(dest):
+            at = f"utilization {utilization * 100:.0f}%" if utilization is not None else "utilization"
+            if utilization is None or peak > utilization + 0.005:
+                at += f", {peak * 100:.0f}% within its loss window"
+            return Eligibility.ELIGIBLE, (f"degraded ({figures}) at {at} "
                                           f"(congested from {congested_at(dest) * 100:.0f}%): its own load, kept")
         return Eligibility.DEGRADED, f"degraded ({figures})"
     return Eligibility.ELIGIBLE, None
@@ -237,7 +251,8 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
         else:
             rtt, samples, source = measured_rtt(snap, dest)
             breaches = _sla_breaches(dest, rtt, snap)
-            eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util)
+            eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util,
+                                          _peak_utilization(load.get(name), pp.capacity_bps))
             c = Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
                           eligibility, why_not, len(breaches), samples, params.min_samples, source)
         out.append(_drained(c, drains[name]) if name in drains else c)

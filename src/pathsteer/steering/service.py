@@ -259,7 +259,7 @@ class SteeringService:
             for p in self.config.paths:
                 counters.attach(p.interface, [Hook.TC_INGRESS, Hook.TC_EGRESS])
                 self._counted.append(p.interface)
-            self.load_meter = LoadMeter({p.name: PathCapacity(p.interface, p.capacity or 0)
+            self.load_meter = LoadMeter({p.name: PathCapacity(p.interface, p.capacity or 0, p.probe.window_span_s)
                                          for p in self.config.paths})
             self.load_meter.update(counters.samples(self._load_interfaces()))
         except Exception as exc:  # noqa: BLE001 - steering works without load figures

@@ -19,8 +19,9 @@ the kernel side (`pathsteer.bpf.counters.Counters.samples`), which feeds `LoadMe
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 
@@ -45,8 +46,13 @@ class PathCapacity:
 
     interface: str
     capacity_bps: int = 0
+    # How far back `PathLoad.peak_bps` looks: the span of the path's probe-loss window (the
+    # loss a full queue caused stays in the window that long; see `policy.candidates`).
+    memory_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if not self.memory_s >= 0:
+            raise ValueError(f"load memory of {self.interface}: {self.memory_s!r} s must be 0 or more")
         if isinstance(self.capacity_bps, bool) or not isinstance(self.capacity_bps, int) or self.capacity_bps < 0:
             raise ValueError(f"capacity of {self.interface}: {self.capacity_bps!r} is not a bit rate "
                              "(whole bit/s >= 0)")
@@ -71,6 +77,17 @@ class PathLoad:
     in_pps: float
     out_pps: float
     capacity_bps: int  # 0: unknown
+    # The busier direction's highest rate over the meter's memory (this interval included);
+    # None: not tracked (a single interval's figure).
+    peak_bps: float | None = None
+
+    @property
+    def peak_utilization(self) -> float | None:
+        """The highest utilization over the meter's memory (`utilization` when not tracked)."""
+        if not self.capacity_bps:
+            return None
+        peak = max(self.in_bps, self.out_bps, self.peak_bps or 0.0)
+        return peak / self.capacity_bps
 
     @property
     def in_utilization(self) -> float | None:
@@ -121,6 +138,7 @@ class LoadMeter:
     def __init__(self, paths: Mapping[str, PathCapacity]) -> None:
         self.paths = dict(paths)
         self._last: dict[str, CounterSample] = {}
+        self._recent: dict[str, deque[tuple[float, float]]] = {}  # (end of interval, busier bit/s)
 
     def update(self, samples: Mapping[str, CounterSample]) -> dict[str, PathLoad]:
         """The load since the previous sample of each path given (paths seen for the first
@@ -129,7 +147,12 @@ class LoadMeter:
         for name, sample in samples.items():
             last = self._last.get(name)
             if last is not None and sample.at_s > last.at_s:
-                out[name] = path_load(last, sample, self.paths[name].capacity_bps)
+                load = path_load(last, sample, self.paths[name].capacity_bps)
+                recent = self._recent.setdefault(name, deque())
+                recent.append((sample.at_s, max(load.in_bps, load.out_bps)))
+                while recent and recent[0][0] < sample.at_s - self.paths[name].memory_s:
+                    recent.popleft()
+                out[name] = replace(load, peak_bps=max(bps for _, bps in recent))
             self._last[name] = sample
         return out
 
