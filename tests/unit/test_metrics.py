@@ -155,7 +155,8 @@ EXPECTED = {  # family name (as the parser gives it) → type
     "pathsteer_path_throughput_bytes_per_second": "gauge", "pathsteer_path_bytes": "counter",
     "pathsteer_path_packets": "counter", "pathsteer_probes_sent": "counter", "pathsteer_probes_lost": "counter",
     "pathsteer_probes_late": "counter", "pathsteer_route_nexthop_weight": "gauge",
-    "pathsteer_route_nexthop_share": "gauge", "pathsteer_decision_duration_seconds": "gauge",
+    "pathsteer_route_nexthop_share": "gauge", "pathsteer_decision_duration_seconds": "histogram",
+    "pathsteer_decision_last_duration_seconds": "gauge", "pathsteer_apply_duration_seconds": "histogram",
     "pathsteer_reconcile_repairs": "counter", "pathsteer_apply_errors": "counter",
     "pathsteer_guard_packets": "counter", "pathsteer_guard_rule_packets": "counter", "pathsteer_guard_blocks": "gauge",
     "pathsteer_bpf_stats_enabled": "gauge", "pathsteer_metrics_errors": "counter",
@@ -200,7 +201,13 @@ def test_units_are_base_units(daemon):
     assert sample(fams, "pathsteer_path_bytes", "pathsteer_path_bytes_total", path="p1", direction="out") == 6_252_000
     assert sample(fams, "pathsteer_path_packets", "pathsteer_path_packets_total", path="p1", direction="in") == 1010
     assert sample(fams, "pathsteer_start_time_seconds") == 1_700_000_000.0
-    assert 0 <= sample(fams, "pathsteer_decision_duration_seconds") < 1  # seconds, not ms
+    assert 0 <= sample(fams, "pathsteer_decision_last_duration_seconds") < 1  # seconds, not ms
+    decisions = sample(fams, "pathsteer_decisions", "pathsteer_decisions_total")
+    assert decisions >= 1
+    assert sample(fams, "pathsteer_decision_duration_seconds", "pathsteer_decision_duration_seconds_count") == decisions
+    assert sample(fams, "pathsteer_decision_duration_seconds", "pathsteer_decision_duration_seconds_bucket",
+                  le="+Inf") == decisions
+    assert 0 < sample(fams, "pathsteer_decision_duration_seconds", "pathsteer_decision_duration_seconds_sum") < decisions
     assert sample(fams, "pathsteer_route_nexthop_weight", prefix=PREFIX, path="p1") == 1  # p1 is 20 ms faster
     assert sample(fams, "pathsteer_route_nexthop_share", prefix=PREFIX, path="p1") == 1
 

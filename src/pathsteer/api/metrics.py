@@ -543,12 +543,20 @@ class PathsteerCollector(Collector):
         s = dict(steer.stats)
         yield CounterMetricFamily("pathsteer_decisions", "Decisions made (probes and load to routes)",
                                   value=s.get("decisions", 0))
-        yield GaugeMetricFamily("pathsteer_decision_duration_seconds", "How long the last decision took",
+        yield GaugeMetricFamily("pathsteer_decision_last_duration_seconds", "How long the last decision took",
                                 value=s.get("decide_ms_last", 0.0) / 1e3)
+        for name, what, hist in (("decision", "every decision (probes and load to routes)", "decide_hist"),
+                                 ("apply", "every successful data-plane apply", "apply_hist")):
+            h = getattr(steer, hist, None)
+            if h is not None:
+                cumulative, total = h.cumulative()
+                fam = HistogramMetricFamily(f"pathsteer_{name}_duration_seconds", f"How long {what} took")
+                fam.add_metric([], histogram_buckets(h.bounds, cumulative), total)
+                yield fam
         yield CounterMetricFamily("pathsteer_applies", "Decisions applied to the data plane", value=s.get("applies", 0))
         yield CounterMetricFamily("pathsteer_apply_errors", "Data-plane applies that failed (retried next tick)",
                                   value=s.get("apply_errors", 0))
-        yield GaugeMetricFamily("pathsteer_apply_duration_seconds", "How long the last successful apply took",
+        yield GaugeMetricFamily("pathsteer_apply_last_duration_seconds", "How long the last successful apply took",
                                 value=s.get("apply_ms_last", 0.0) / 1e3)
         yield CounterMetricFamily("pathsteer_reconciles", "Reconcile passes over the data plane",
                                   value=s.get("reconciles", 0))

@@ -46,6 +46,7 @@ from pathsteer.probe.engine import ProbeEngine
 from pathsteer.steering import build, drains as drainfile, preflight, views
 from pathsteer.steering.drains import Drain
 from pathsteer.telemetry import PathState, TelemetrySnapshot
+from pathsteer.telemetry.histogram import DURATION_BUCKETS_S, RttHistogram
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
@@ -125,6 +126,8 @@ class SteeringService:
         self.started_wall = time.time()
         self.stats = {"decisions": 0, "applies": 0, "apply_errors": 0, "reconciles": 0, "repairs": 0,
                       "decide_ms_last": 0.0, "apply_ms_last": 0.0}
+        self.decide_hist = RttHistogram(DURATION_BUCKETS_S)  # every decision's duration (metrics)
+        self.apply_hist = RttHistogram(DURATION_BUCKETS_S)  # every successful apply's
         self._wake = asyncio.Event()
         self._step_lock = asyncio.Lock()  # one decision at a time; a reload holds it throughout
         self._plane_lock = asyncio.Lock()  # one data-plane call at a time (apply, reconcile, heartbeat)
@@ -497,6 +500,7 @@ class SteeringService:
         self.telemetry, self.decision, self.state = snap, decision, decision.state
         self.stats["decisions"] += 1
         self.stats["decide_ms_last"] = round((t1 - t0) * 1e3, 3)
+        self.decide_hist.observe(t1 - t0)
         clock = views.Clock(now, time.time())
         for e in decision.events:
             v = views.event_view(e, clock)
@@ -534,7 +538,9 @@ class SteeringService:
         self._force_apply = False
         self._last_error = None
         self.stats["applies"] += 1
-        self.stats["apply_ms_last"] = round((time.perf_counter() - t0) * 1e3, 3)
+        took = time.perf_counter() - t0
+        self.stats["apply_ms_last"] = round(took * 1e3, 3)
+        self.apply_hist.observe(took)
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -17,6 +17,10 @@ RTT_BUCKETS_S: tuple[float, ...] = (
     0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03,
     0.035, 0.04, 0.045, 0.05, 0.06, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
 
+# Durations of decisions and applies (seconds): 0.5 ms (a few prefixes) to 10 s (1M routes).
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 
 class RttHistogram:
     """Counts per bucket (a sample ``v`` goes to the first bound ``>= v``, Prometheus' ``le``)."""
