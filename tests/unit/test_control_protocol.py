@@ -42,6 +42,20 @@ def test_response_roundtrip():
     assert Response.decode(Response.failure("bad\nsecond", 2).encode()).error == "bad"
 
 
+def test_a_failure_carries_its_error_kind_back_to_its_class():
+    """The HTTP API answers 404 / 503 by the error's type, not by matching its words."""
+    from pathsteer.errors import NotFoundError, NotReadyError, PathsteerError, UsageError, by_kind
+    for cls in (NotFoundError, NotReadyError, UsageError, PathsteerError):
+        exc = cls("x")
+        back = Response.decode(Response.failure(str(exc), exc.exit_code, 1, exc.kind).encode())
+        assert by_kind(back.kind, back.exit_code) is cls
+    assert issubclass(NotFoundError, UsageError) and NotFoundError.exit_code == 2
+    # a reply without a kind (an older daemon): the exit code decides
+    legacy = Response.decode(b'{"id": 1, "ok": false, "error": "e", "exit_code": 2}')
+    assert legacy.kind == "" and by_kind(legacy.kind, legacy.exit_code) is UsageError
+    assert by_kind("", 1) is PathsteerError
+
+
 class EchoArgs(BaseModel):
     text: str
     times: int = 1

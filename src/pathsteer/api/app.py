@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pathsteer import __version__
 from pathsteer.api import models as m
-from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.errors import NotFoundError, NotReadyError, PathsteerError, UsageError
 from pathsteer.events import Event
 
 log = logging.getLogger("pathsteer.api")
@@ -195,12 +195,14 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
             raise ApiError(503, f"{command} is not available in this daemon")
         try:
             return await ctx.call(command, args)
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from None
+        except NotReadyError as exc:
+            raise ApiError(503, str(exc)) from None
         except UsageError as exc:
-            text = str(exc)
-            status = 404 if re.search(r"unknown path|is not blocked", text) else 400 if "starting" not in text else 503
-            raise ApiError(status, text) from None
+            raise ApiError(400, str(exc)) from None
         except PathsteerError as exc:
-            raise ApiError(503 if "starting" in str(exc) or "stopping" in str(exc) else 409, str(exc)) from None
+            raise ApiError(409, str(exc)) from None
 
     def write(request: Request) -> None:
         """Dependency of every write: the bearer token (see the module docstring)."""

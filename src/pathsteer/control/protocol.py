@@ -65,14 +65,15 @@ class Response:
     error: str = ""
     exit_code: int = 0
     id: Any = None
+    kind: str = ""  # a failure's `PathsteerError.kind` ("not-found", "not-ready", ...); "" unknown
 
     @classmethod
     def success(cls, result: Any, req_id: Any = None) -> Response:
         return cls(True, result, id=req_id)
 
     @classmethod
-    def failure(cls, error: str, exit_code: int = 1, req_id: Any = None) -> Response:
-        return cls(False, None, error.splitlines()[0] if error else "error", exit_code or 1, req_id)
+    def failure(cls, error: str, exit_code: int = 1, req_id: Any = None, kind: str = "") -> Response:
+        return cls(False, None, error.splitlines()[0] if error else "error", exit_code or 1, req_id, kind)
 
     def encode(self) -> bytes:
         body = {"id": self.id, "ok": self.ok}
@@ -80,6 +81,8 @@ class Response:
             body["result"] = self.result
         else:
             body["error"], body["exit_code"] = self.error, self.exit_code
+            if self.kind:
+                body["kind"] = self.kind
         return json.dumps(body, default=str).encode() + b"\n"
 
     @classmethod
@@ -92,4 +95,5 @@ class Response:
             raise ProtocolError("response has no 'ok'")
         if data["ok"]:
             return cls(True, data.get("result"), id=data.get("id"))
-        return cls(False, None, str(data.get("error", "error")), int(data.get("exit_code", 1)), data.get("id"))
+        return cls(False, None, str(data.get("error", "error")), int(data.get("exit_code", 1)), data.get("id"),
+                   str(data.get("kind", "")))

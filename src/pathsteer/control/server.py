@@ -158,7 +158,7 @@ class ControlServer:
                 result = await result
             return Response.success(result, request.id)
         except PathsteerError as exc:
-            return Response.failure(str(exc), exc.exit_code, request.id)
+            return Response.failure(str(exc), exc.exit_code, request.id, exc.kind)
         except Exception as exc:  # noqa: BLE001 - a bug in one command must not stop the daemon
             log.exception("control.error command=%s", request.command)
             return Response.failure(f"internal error in {request.command}: {exc.__class__.__name__}: {exc}", 1, request.id)

@@ -23,7 +23,7 @@ from pathsteer import __version__
 from pathsteer.config import Config, load_config
 from pathsteer.control.server import Command, ControlServer, NoArgs
 from pathsteer.daemon.sdnotify import Notifier
-from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.errors import NotReadyError, PathsteerError, UsageError, by_kind
 
 log = logging.getLogger("pathsteer.daemon")
 READY_POLL_S = 0.1  # how often readiness is looked at until READY=1 is sent (a first apply that failed)
@@ -91,7 +91,7 @@ class Context:
         from pathsteer.control.protocol import Request
         response = await self._daemon.server.dispatch(Request(command, args or {}))
         if not response.ok:
-            raise (UsageError if response.exit_code == 2 else PathsteerError)(response.error)
+            raise by_kind(response.kind, response.exit_code)(response.error)
         return response.result
 
     def commands(self) -> dict[str, Any]:
@@ -208,7 +208,7 @@ class Daemon:
         Reloads run one at a time, in the order they were asked for."""
         async with self._reloading:
             if self._stop.is_set():
-                raise UsageError("the daemon is stopping")
+                raise NotReadyError("the daemon is stopping")
             # systemd: RELOADING=1, then READY=1 before the answer goes back (`pathsteer reload`
             # as ExecReload exits after it), refused or not: the daemon runs on either way.
             # Before the first READY=1 there is nothing to announce.
@@ -296,7 +296,7 @@ class Daemon:
     def _gate(self, name: str, handler):
         def gated(args):
             if name not in self.components:
-                raise PathsteerError(f"{name} is starting; ask again in a moment")
+                raise NotReadyError(f"{name} is starting; ask again in a moment")
             return handler(args)
         return gated
 

@@ -28,7 +28,7 @@ from pathsteer import logs
 from pathsteer.bpf import XdpMode
 from pathsteer.config.model import GuardConfig
 from pathsteer.control.server import Args, Command, NoArgs
-from pathsteer.errors import PathsteerError, UnsupportedError, UsageError
+from pathsteer.errors import NotFoundError, PathsteerError, UnsupportedError, UsageError
 from pathsteer.guard.blocks import Block, BlockStore, Origin
 from pathsteer.guard.program import Event, GuardProgram
 from pathsteer.guard import synproxy
@@ -401,7 +401,7 @@ class GuardService:
         if cidr not in self.blocks:
             if cidr in self.config.deny:
                 raise UsageError(f"{cidr} is in the config's deny list (guard.deny): remove it there and reload")
-            raise UsageError(f"{cidr} is not blocked (see 'pathsteer guard list')")
+            raise NotFoundError(f"{cidr} is not blocked (see 'pathsteer guard list')")
         self.unblock(cidr)
         return {"cidr": str(cidr), "unblocked": True}
 

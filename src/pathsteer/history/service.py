@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 from pathsteer import logs
 from pathsteer.config.operator import HistoryConfig
 from pathsteer.control.server import Args, Command, NoArgs
-from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.errors import NotFoundError, PathsteerError, UsageError
 from pathsteer.events import BUS, Bus, Event
 from pathsteer.history import store
 from pathsteer.history.rollup import Accumulator, Rollup
@@ -515,7 +515,7 @@ class HistoryService:
         if not rows and (known is None or args.path not in known):
             if not await self._read(store.has_rollups, self.section.path, args.path):
                 names = f" (paths: {', '.join(known)})" if known else ""
-                raise UsageError(f"history.rollups: path {args.path!r} is not a path steering has or had{names}")
+                raise NotFoundError(f"history.rollups: path {args.path!r} is not a path steering has or had{names}")
         return {"path": args.path, "interval_s": self.section.rollup_interval, "rollups": rows}
 
     async def cmd_stats(self, _args: NoArgs) -> dict:

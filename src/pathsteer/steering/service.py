@@ -40,7 +40,7 @@ from pathsteer import logs
 from pathsteer.config import Config
 from pathsteer.control.server import Args, Command, NoArgs
 from pathsteer.routes import DataPlane, Desired
-from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.errors import NotFoundError, PathsteerError, UsageError
 from pathsteer.policy import Decision, PolicyParams, PolicyState, decide
 from pathsteer.probe.engine import ProbeEngine
 from pathsteer.steering import build, drains as drainfile, preflight, views
@@ -629,7 +629,7 @@ class SteeringService:
     def _known_path(self, name: str, command: str) -> None:
         names = [p.name for p in self.config.paths]
         if name not in names:
-            raise UsageError(f"{command}: path {name!r} is not configured (paths: {', '.join(names)})")
+            raise NotFoundError(f"{command}: path {name!r} is not configured (paths: {', '.join(names)})")
 
     def _only_healthy(self, name: str) -> list[str]:
         """The prefixes for which ``name`` is the only path that works (not drained, eligible)."""
