@@ -235,3 +235,65 @@ def test_operator_sections_refuse_bad_values_in_one_line_naming_the_key(section,
         parse_config({**GUARD, section: value}, "x.yaml")
     text = str(exc.value)
     assert field in text and words.lower() in text.lower() and "\n" not in text, text
+
+
+class SteerWithRoutes:
+    """What /routes reads of the steering component: its decision, paths and clock."""
+
+    def __init__(self, n: int) -> None:
+        import ipaddress
+        from types import SimpleNamespace
+        from pathsteer.policy import ChangeKind, PolicyKind
+        from pathsteer.policy.state import RouteStatus
+        from pathsteer.routes import NextHop
+        self.config = SimpleNamespace(paths=[SimpleNamespace(name="p1"), SimpleNamespace(name="p2")])
+        self.decision = SimpleNamespace(routes=tuple(
+            RouteStatus(ipaddress.ip_network((0x0A000000 + (i << 8), 24)), PolicyKind.LOWEST_LATENCY,
+                        (NextHop("p1" if i % 3 else "p2"),), 1.0, ChangeKind.MEASURED,
+                        f"first measurement: p1 has the lowest rtt ({i % 7}.0 ms)", None, ()) for i in range(n)))
+
+    def _clock(self):
+        from pathsteer.steering import views
+        return views.Clock(100.0, 1_700_000_100.0)
+
+
+def test_routes_go_gzipped_to_a_client_that_takes_it_and_are_made_ahead_while_asked_for(tmp_path):
+    import gzip
+    from pathsteer_lab.http import UnixHTTPConnection
+    cfg = config(tmp_path)
+    ctx = FakeCtx(cfg)
+    steer = SteerWithRoutes(2000)
+    ctx.component = lambda name: steer if name == "steer" else None
+    sock = str(tmp_path / "ctl-api.sock")
+
+    def get(url, enc=None):
+        conn = UnixHTTPConnection(sock, 10)
+        conn.request("GET", url, headers={"Accept-Encoding": enc} if enc else {})
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return r.status, r.getheader("Content-Encoding"), body
+
+    async def check(svc):
+        plain = await asyncio.to_thread(get, "/api/v1/routes")
+        zipped = await asyncio.to_thread(get, "/api/v1/routes", "gzip, deflate")
+        refused = await asyncio.to_thread(get, "/api/v1/routes", "gzip;q=0")
+        small = await asyncio.to_thread(get, "/api/v1/routes?path=p2&limit=3", "gzip")
+        # a new decision while the table is asked for: made ahead, in the API's thread
+        steer.decision = SteerWithRoutes(2001).decision
+        for _ in range(40):
+            if svc.routes.ready_gzip(steer.decision) is not None:
+                break
+            await asyncio.sleep(0.05)
+        ahead = svc.routes.ready_gzip(steer.decision) is not None
+        again = await asyncio.to_thread(get, "/api/v1/routes", "gzip")
+        return plain, zipped, refused, small, ahead, again
+
+    plain, zipped, refused, small, ahead, again = serve(cfg, ctx, check)
+    assert plain[0] == 200 and plain[1] is None and json.loads(plain[2])["total"] == 2000
+    assert zipped[0] == 200 and zipped[1] == "gzip" and gzip.decompress(zipped[2]) == plain[2]
+    assert len(zipped[2]) * 5 < len(plain[2])
+    assert refused[1] is None and refused[2] == plain[2]
+    assert small[1] is None and len(json.loads(small[2])["routes"]) == 3  # under 64 kB: as it is
+    assert ahead, "the new decision's table was not made ahead"
+    assert again[1] == "gzip" and json.loads(gzip.decompress(again[2]))["total"] == 2001

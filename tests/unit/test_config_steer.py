@@ -100,6 +100,7 @@ def changed(path: str, value) -> dict:
     ("destinations.1.paths", ["p1"], "destinations[1].paths: none of ['p1'] has an IPv6 gateway"),
     ("destinations.0.policy", "fastest", "destinations[0].policy: 'fastest': input should be"),
     ("destinations.0.hysteresis", {"hold_down": "1 fortnight"}, "destinations[0].hysteresis.hold_down: '1 fortnight' is not a duration"),
+    ("destinations.0.hysteresis", {"min_improvement_abs": "-1ms"}, "destinations[0].hysteresis.min_improvement_abs: '-1ms'"),
     ("destinations.0.hysteresis", {"min_improvement": "110%"}, "destinations[0].hysteresis.min_improvement: '110%' must be between 0% and 100%"),
     ("destinations.0.sla", {"max_loss": "5 percent"}, "destinations[0].sla.max_loss: '5 percent' is not a percentage"),
     ("paths.0.capacity", "100 furlongs", "paths[0].capacity: '100 furlongs' is not a rate"),

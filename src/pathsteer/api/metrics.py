@@ -324,6 +324,14 @@ class PathsteerCollector(Collector):
                                 "decision was applied", value=1 if self.ctx.ready else 0)
         yield GaugeMetricFamily("pathsteer_start_time_seconds", "When the daemon started, seconds since the epoch",
                                 value=self.ctx.started_wall)
+        pauses = getattr(self.ctx, "gc_pauses", None)
+        if pauses is not None:
+            fam = HistogramMetricFamily("pathsteer_gc_pause_seconds", "How long each cyclic garbage collection "
+                                        "stopped the daemon (all its threads), by generation", labels=["generation"])
+            for gen, hist in sorted(pauses.hists.items()):
+                cumulative, total = hist.cumulative()
+                fam.add_metric([str(gen)], histogram_buckets(hist.bounds, cumulative), total)
+            yield fam
         config = self.ctx.config
         limit = config.metrics.per_prefix_limit if config is not None else 0
         yield GaugeMetricFamily("pathsteer_metrics_per_prefix_limit", "Prefixes with series of their own; the "

@@ -129,8 +129,7 @@ class RouteView(Open):
     policy: str
     nexthops: list[NextHopView]
     via: str
-    since: float
-    age_s: float
+    since: float = Field(description="when the route took its current next hops (seconds since the epoch)")
     kind: str
     reason: str
     pending: str | None = None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from pathsteer import logs
-from pathsteer.api.app import ApiState, make_app
+from pathsteer.api.app import ApiState, RoutesCache, blocking, make_app
 from pathsteer.config import Config
 from pathsteer.config.operator import ApiConfig
 from pathsteer.control.server import Command
@@ -30,6 +30,7 @@ from pathsteer.errors import PathsteerError, UsageError
 
 log = logging.getLogger("pathsteer.api")
 MAX_TOKEN = 4096
+PREBUILD_POLL_S = 0.05  # how often a new decision is looked for (an identity check)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class ApiService:
         self._states: list[ApiState] = []
         self.where: list[str] = []
         self._checked: ApiPlan | None = None
+        self.routes = RoutesCache()  # one for every listener
+        self._prebuild: asyncio.Task | None = None
 
     # --- the contract ---------------------------------------------------------------------------
 
@@ -196,7 +199,7 @@ class ApiService:
             raise
         tls = _tls(api)
         for sock, unix, where in bound:
-            st = ApiState(token=plan.token, unix=unix)
+            st = ApiState(token=plan.token, unix=unix, routes=self.routes)
             app = make_app(self.ctx, st, max_body=api.max_body)
             config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="none",
                                     http="h11", ws="none", timeout_keep_alive=30, timeout_graceful_shutdown=1,
@@ -215,9 +218,30 @@ class ApiService:
             if task.done():
                 exc = task.exception() if not task.cancelled() else None
                 raise PathsteerError(f"api: the HTTP server did not start ({exc})")
+        if self._prebuild is None or self._prebuild.done():
+            self._prebuild = asyncio.get_running_loop().create_task(self._prebuild_loop(), name="api routes")
         logs.event(log, "api.listen", where=",".join(self.where), token="set" if plan.token else "none")
 
+    async def _prebuild_loop(self) -> None:
+        """While someone asks for the whole routes table, make each new decision's in the API's
+        thread as soon as it is there: the request then answers with bytes made already, and
+        does not share the GIL with a 10k-prefix decision while it works."""
+        while True:
+            await asyncio.sleep(PREBUILD_POLL_S)
+            steer = self.ctx.component("steer")
+            if steer is None or not self.routes.wanted(steer.decision):
+                continue
+            try:
+                await blocking(self.routes.prebuild, steer)
+            except Exception as exc:  # noqa: BLE001 - a request builds it then
+                log.warning("api.routes-prebuild-failed error=%r", str(exc))
+
     async def _close(self) -> None:
+        if self._prebuild is not None:
+            self._prebuild.cancel()
+            with contextlib.suppress(BaseException):
+                await self._prebuild
+            self._prebuild = None
         for st in self._states:
             st.stopping.set()
         for server, _task, _sock, _path in self._servers:

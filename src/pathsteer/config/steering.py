@@ -201,6 +201,7 @@ class PathConfig(Section):
 
 class HysteresisConfig(Section):
     min_improvement: Fraction = 0.10
+    min_improvement_abs: Seconds = 0.0005  # and at least this much lower, absolute (0.5 ms)
     hold_down: Seconds = 1.0
 
 

@@ -22,12 +22,14 @@ from typing import Any, Protocol
 from pathsteer import __version__
 from pathsteer.config import Config, load_config
 from pathsteer.control.server import Command, ControlServer, NoArgs
+from pathsteer.daemon.gcstats import GcPauses
 from pathsteer.daemon.sdnotify import Notifier
 from pathsteer.errors import NotReadyError, PathsteerError, UsageError, by_kind
 
 log = logging.getLogger("pathsteer.daemon")
 READY_POLL_S = 0.1  # how often readiness is looked at until READY=1 is sent (a first apply that failed)
-STATUS_INTERVAL_S = 1.0  # how often the STATUS= line is refreshed (sent only when it changed)
+STATUS_INTERVAL_S = 1.0
+ # how often the STATUS= line is refreshed (sent only when it changed)
 
 
 class Component(Protocol):
@@ -107,6 +109,11 @@ class Context:
     def started_wall(self) -> float:
         return self._daemon.started_wall
 
+    @property
+    def gc_pauses(self):
+        """The daemon's `GcPauses` (garbage-collector stalls, for the metrics)."""
+        return self._daemon.gc_pauses
+
 
 def _guard(section, _ctx) -> Component:
     from pathsteer.guard.service import GuardService
@@ -173,6 +180,7 @@ class Daemon:
         self.stop_reason = ""
         self._ready = False  # every component of the config has started
         self.started_wall = __import__("time").time()
+        self.gc_pauses = GcPauses()
         self.context = Context(self)
         self.notifier = notifier if notifier is not None else Notifier.from_env()  # a no-op outside systemd
         self._ready_sent = False  # READY=1 went to systemd
@@ -344,6 +352,7 @@ class Daemon:
             # full passes, which would otherwise walk it all and stall the loop, the API and
             # the decide thread for a few hundred milliseconds each time.
             gc.freeze()
+            self.gc_pauses.install()
             log.info("daemon.ready pid=%d socket=%s components=%s", os.getpid(), self.config.control.socket,
                      ",".join(self.components))
             self._notify_ready()
@@ -351,6 +360,7 @@ class Daemon:
             log.info("daemon.stop reason=%s", self.stop_reason)
             self.notifier.stopping(status=f"stopping ({self.stop_reason})")
         finally:
+            self.gc_pauses.remove()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             async with self._reloading:  # a reload under way finishes first

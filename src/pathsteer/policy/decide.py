@@ -125,7 +125,7 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
 
 def _carry(prev: PrefixState | None, dest: DestinationParams, params: PolicyParams) -> PrefixState | None:
     """The previous state as this config sees it (see the module docstring, step 1)."""
-    if prev is None or prev.config == dest:
+    if prev is None or prev.config is dest or prev.config == dest:  # `is`: the same params, the usual case
         return prev
     hops = tuple(nh for nh in prev.nexthops if nh.path in dest.paths and params.path(nh.path).carries(dest.prefix))
     if not hops:

@@ -56,7 +56,9 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         return Step((NextHop(best.path),), kind, f"{prev.nexthops[0].path} {why}; moved to {moved}{passed_text(passed)}")
     h = dest.hysteresis
     better = {c.path: g for c in tier if c.path != current.path
-              and (g := improvement(current, c)) is not None and g >= h.min_improvement}
+              and (g := improvement(current, c)) is not None and g >= h.min_improvement
+              and (current.rtt_s is None or current.rtt_s - c.rtt_s >= h.min_improvement_abs_s)}
+    least = _least(h, current)
     # A path whose RTT rests on too few probes cannot displace the current one (nor start
     # its hold_down): it has to win on enough samples first.
     unproven = [c for c in tier if c.path in better and not c.enough_samples]
@@ -70,18 +72,26 @@ def step(now: float, dest: DestinationParams, candidates: tuple[Candidate, ...],
         held = now - since if since is not None else 0.0
         return Step((NextHop(target.path),), ChangeKind.BETTER,
                     f"{target.path} better than {current.path} by {pct(gains[target.path])} "
-                    f"({target.rtt_word} {ms(target.rtt_s)} vs {_their(current, target)}, min {pct(h.min_improvement)}) "
+                    f"({target.rtt_word} {ms(target.rtt_s)} vs {_their(current, target)}, min {least}) "
                     f"for {seconds(held)} (hold_down {duration(h.hold_down_s)})")
     pending = None
     if winning:
         path, since = min(winning, key=lambda w: rtt_key(by_path[w[0]]))
-        pending = (f"{path} better than {current.path} by {pct(gains[path])} (min {pct(h.min_improvement)}) "
+        pending = (f"{path} better than {current.path} by {pct(gains[path])} (min {least}) "
                    f"for {seconds(now - since)} of hold_down {duration(h.hold_down_s)}")
     elif unproven:
         c = min(unproven, key=rtt_key)
-        pending = (f"{c.path} better than {current.path} by {pct(better[c.path])} (min {pct(h.min_improvement)}), "
+        pending = (f"{c.path} better than {current.path} by {pct(better[c.path])} (min {least}), "
                    f"not chosen: {c.samples_text()}")
     return Step(prev.nexthops, winning=winning, pending=pending)
+
+
+def _least(h, current: Candidate) -> str:
+    """The least gain a move needs here: '10%', or '0.5 ms' where the absolute floor is more
+    (a current RTT under 5 ms at the defaults)."""
+    if current.rtt_s is not None and current.rtt_s * h.min_improvement < h.min_improvement_abs_s:
+        return f"{h.min_improvement_abs_s * 1e3:g} ms"
+    return pct(h.min_improvement)
 
 
 def _their(current: Candidate, target: Candidate) -> str:

@@ -66,15 +66,19 @@ def _nonneg(value: float | None, name: str, *, optional: bool = True) -> None:
 @dataclass(frozen=True)
 class Hysteresis:
     """Move to a better path only when it wins by ``min_improvement`` (relative RTT for
-    lowest-latency) and has kept winning for ``hold_down_s``; failback (failover), a path
-    joining a weighted set and a rebalance also wait ``hold_down_s``."""
+    lowest-latency) and by ``min_improvement_abs_s`` (absolute: 10 % of a 50 µs RTT is noise,
+    and paths of a LAN or a data centre would flap on it) and has kept winning for
+    ``hold_down_s``; failback (failover), a path joining a weighted set and a rebalance also
+    wait ``hold_down_s``."""
 
     min_improvement: float = 0.10
     hold_down_s: float = 1.0
+    min_improvement_abs_s: float = 0.0005
 
     def __post_init__(self) -> None:
         _fraction(self.min_improvement, "hysteresis.min_improvement", high=0.99)
         _nonneg(self.hold_down_s, "hysteresis.hold_down", optional=False)
+        _nonneg(self.min_improvement_abs_s, "hysteresis.min_improvement_abs", optional=False)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def policy_params(config: Config) -> PolicyParams:
         h, s, w = d.hysteresis, d.sla, d.weighted
         dests.append(DestinationParams(
             prefix=d.prefix, policy=PolicyKind(d.policy), paths=tuple(d.paths),
-            hysteresis=Hysteresis(min_improvement=h.min_improvement, hold_down_s=h.hold_down),
+            hysteresis=Hysteresis(min_improvement=h.min_improvement, hold_down_s=h.hold_down,
+                                  min_improvement_abs_s=h.min_improvement_abs),
             sla=Sla(max_rtt_s=s.max_rtt, max_loss_pct=s.max_loss, max_jitter_s=s.max_jitter),
             weighted=WeightedParams(utilization_ceiling=w.utilization_ceiling, min_free=w.min_free,
                                     latency_scale_s=w.latency_scale, min_shift=w.min_shift,
