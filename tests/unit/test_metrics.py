@@ -388,3 +388,23 @@ def test_bpf_run_counts_appear_only_while_bpf_stats_are_on(daemon, monkeypatch):
     assert sample(fams, "pathsteer_bpf_program_run_seconds", "pathsteer_bpf_program_run_seconds_total",
                   program="guard") == 5.0
     assert promtool(text).returncode == 0
+
+
+def test_the_routes_section_is_written_again_only_when_a_route_changed(daemon):
+    """Its text is kept while what it shows is the same (new decisions every tick), and is
+    new as soon as a next hop changes."""
+    import dataclasses
+    from pathsteer.routes import NextHop
+    ctx, steer, guard, loop = daemon
+    metrics.render(ctx)
+    kept = metrics.attach(ctx).routes_text
+    steer.engine.feed(5)
+    loop.run_until_complete(steer._step())  # a new decision, the same routes
+    metrics.render(ctx)
+    assert metrics.attach(ctx).routes_text[1] is kept[1]
+    route = steer.decision.routes[0]
+    steer.decision = dataclasses.replace(steer.decision, routes=(dataclasses.replace(route, nexthops=(NextHop("p2"),)),))
+    fams = families(metrics.render(ctx)[0].decode())
+    assert sample(fams, "pathsteer_route_nexthop_weight", prefix=PREFIX, path="p2") == 1
+    assert ("pathsteer_route_nexthop_weight", PREFIX, "p1") not in {
+        (s.name, s.labels.get("prefix"), s.labels.get("path")) for s in fams["pathsteer_route_nexthop_weight"].samples}
