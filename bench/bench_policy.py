@@ -33,19 +33,12 @@ def build(prefixes: int, paths: int, per_prefix: int) -> PolicyParams:
     return PolicyParams(tuple(PathParams(n, 100_000_000) for n in names), tuple(dests))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 epilog="example: bench_policy.py --prefixes 10000 --paths 64")
-    ap.add_argument("--prefixes", type=int, default=10_000)
-    ap.add_argument("--paths", type=int, default=64)
-    ap.add_argument("--per-prefix", type=int, default=3)
-    ap.add_argument("--repeat", type=int, default=5)
-    a = ap.parse_args()
-    params = build(a.prefixes, a.paths, a.per_prefix)
-    up = TelemetrySnapshot(0.0, tuple(_path(f"p{i}", 0.010 + 0.001 * i) for i in range(a.paths)))
+def timed(prefixes: int, paths: int, per_prefix: int, repeat: int) -> tuple[list[float], list[float], int, int]:
+    params = build(prefixes, paths, per_prefix)
+    up = TelemetrySnapshot(0.0, tuple(_path(f"p{i}", 0.010 + 0.001 * i) for i in range(paths)))
     state = decide(0.0, up, None, params, PolicyState()).state
     steady, failure = [], []
-    for r in range(a.repeat):
+    for r in range(repeat):
         t0 = time.perf_counter()
         d = decide(1.0 + r, up, None, params, state)
         steady.append(time.perf_counter() - t0)
@@ -53,10 +46,36 @@ def main() -> None:
         t0 = time.perf_counter()
         f = decide(1.5 + r, down, None, params, d.state)
         failure.append(time.perf_counter() - t0)
+    return steady, failure, len(d.events), len(f.events)
+
+
+def main(argv: list[str] | None = None):
+    """From ``python -m bench policy``: figures (argv None: the defaults), anchored by the same
+    decision over 100 prefixes, scaled to the count (a cost flat per prefix: ratio 1)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="example: bench_policy.py --prefixes 10000 --paths 64")
+    ap.add_argument("--prefixes", type=int, default=10_000)
+    ap.add_argument("--paths", type=int, default=64)
+    ap.add_argument("--per-prefix", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    a = ap.parse_args([] if argv is None else argv)
+    steady, failure, n_steady, n_failure = timed(a.prefixes, a.paths, a.per_prefix, a.repeat)
+    if argv is None:
+        from bench.harness import Figure
+        small, small_f, _, _ = timed(100, a.paths, a.per_prefix, 20)
+        scale = a.prefixes / 100
+        return [Figure(f"decide, {a.prefixes} prefixes over {a.paths} paths, steady: median",
+                       statistics.median(steady) * 1e3, "ms", f"100 prefixes x {scale:g}",
+                       statistics.median(small) * scale * 1e3),
+                Figure(f"decide, {a.prefixes} prefixes, a path failure ({n_failure} moves): median",
+                       statistics.median(failure) * 1e3, "ms", f"100 prefixes x {scale:g}",
+                       statistics.median(small_f) * scale * 1e3)]
     print(f"{a.prefixes} prefixes, {a.paths} paths, {a.per_prefix} per prefix")
-    print(f"steady:       median {statistics.median(steady) * 1e3:.1f} ms  ({len(d.events)} events)")
-    print(f"path failure: median {statistics.median(failure) * 1e3:.1f} ms  ({len(f.events)} events)")
+    print(f"steady:       median {statistics.median(steady) * 1e3:.1f} ms  ({n_steady} events)")
+    print(f"path failure: median {statistics.median(failure) * 1e3:.1f} ms  ({n_failure} events)")
+    return None
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(sys.argv[1:])
