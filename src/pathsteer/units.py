@@ -43,6 +43,17 @@ def parse_duration(text: str | float | int, field: str, *, default_unit: str = "
     return value
 
 
+def parse_ttl(value: str | float | int | None, field: str = "ttl") -> float | None:
+    """A time to live in seconds from ``600``, ``"600"``, ``"10m"``, ``"1.5h"`` (drains, guard
+    blocks); None stays None (no expiry). Above 0."""
+    if value is None:
+        return None
+    seconds = parse_duration(value, field)
+    if seconds <= 0:
+        raise UsageError(f"{field}: {value!r} must be a duration above 0 (examples: 30s, 10m, 2h)")
+    return seconds
+
+
 def parse_percent(text: str | float | int, field: str) -> float:
     """A percentage from ``5%``, ``5`` or ``0.5%``; returns percent points (0..100)."""
     if isinstance(text, bool):

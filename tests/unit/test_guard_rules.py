@@ -117,7 +117,7 @@ def test_model_defaults_are_the_compiled_limits(guard_object):
     (["guard", "block", "10.0.0.0/33"], "CIDR: '10.0.0.0/33' is not a CIDR"),
     (["guard", "block", "nonsense"], "CIDR: 'nonsense' is not a CIDR"),
     (["guard", "block", "10.0.0.0/8", "--ttl", "soon"], "--ttl: 'soon' is not a duration"),
-    (["guard", "block", "10.0.0.0/8", "--ttl", "0"], "--ttl: '0' must be above 0"),
+    (["guard", "block", "10.0.0.0/8", "--ttl", "0"], "--ttl: '0' must be a duration above 0"),
     (["guard", "unblock", "1.2.3.4/40"], "is not a CIDR"),
     (["guard", "stats", "--top", "x"], "--top: 'x' is not a whole number"),
     (["guard", "frobnicate"], "invalid choice"),

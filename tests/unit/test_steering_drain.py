@@ -16,6 +16,7 @@ from pathsteer.steering import drains as drainfile
 from pathsteer.steering.drains import Drain
 from pathsteer.steering.service import DrainArgs, SteeringService, UndrainArgs
 from pathsteer.telemetry import PathState
+from pathsteer.units import parse_ttl
 
 from test_policy_fixtures import path
 from test_steering_service import FakeEngine, FakePlane, config, no_system, settle  # noqa: F401 (fixture)
@@ -54,14 +55,14 @@ def test_expired_ttl_and_unknown_paths_are_not_restored(tmp_path):
 
 
 def test_parse_ttl_and_reason():
-    assert drainfile.parse_ttl(None) is None
-    assert drainfile.parse_ttl(600) == 600.0
-    assert drainfile.parse_ttl("10m") == 600.0
-    assert drainfile.parse_ttl("1.5h") == 5400.0
+    assert parse_ttl(None) is None
+    assert parse_ttl(600) == 600.0
+    assert parse_ttl("10m") == 600.0
+    assert parse_ttl("1.5h") == 5400.0
     with pytest.raises(UsageError, match=r"^ttl: '10x' is not a duration"):
-        drainfile.parse_ttl("10x")
+        parse_ttl("10x")
     with pytest.raises(UsageError, match=r"^ttl: 0 must be a duration above 0"):
-        drainfile.parse_ttl(0)
+        parse_ttl(0)
     assert drainfile.clean_reason("  modem\nswap ") == "modem swap"
     assert drainfile.clean_reason("  ") is None
     with pytest.raises(UsageError, match="reason: 201 characters, at most 200"):

@@ -10,7 +10,7 @@ from pathsteer.cli.base import add_command, add_socket_option
 from pathsteer.control.client import ControlClient
 from pathsteer.errors import UsageError
 from pathsteer.guard.rules import parse_cidr
-from pathsteer.units import format_duration, parse_duration
+from pathsteer.units import format_duration, parse_ttl
 
 
 _socket = add_socket_option
@@ -56,11 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_block(args: argparse.Namespace) -> int:
     cidr = parse_cidr(args.cidr, "CIDR")
-    ttl = None
-    if args.ttl is not None:
-        ttl = parse_duration(args.ttl, "--ttl")
-        if ttl <= 0:
-            raise UsageError(f"--ttl: {args.ttl!r} must be above 0")
+    ttl = parse_ttl(args.ttl, "--ttl")
     entry = ControlClient(args.socket).call("guard.block", {"cidr": str(cidr), "ttl": ttl, "reason": args.reason})
     until = f" for {format_duration(ttl)}" if ttl else ""
     print(f"blocked {entry['cidr']}{until}")

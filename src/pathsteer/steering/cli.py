@@ -259,7 +259,8 @@ def _when(wall: float | None) -> str:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    from pathsteer.steering.drains import clean_reason, parse_ttl
+    from pathsteer.steering.drains import clean_reason
+    from pathsteer.units import parse_ttl
     ttl = parse_ttl(args.ttl, "--ttl")
     params: dict = {"path": args.path}
     if ttl is not None:

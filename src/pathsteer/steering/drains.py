@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pathsteer.errors import UsageError
-from pathsteer.units import parse_duration
 
 FILE_NAME = "drains.json"
 VERSION = 1
@@ -43,16 +42,6 @@ class Drain:
 
 def file_path(state_dir: str) -> str:
     return os.path.join(state_dir, FILE_NAME)
-
-
-def parse_ttl(value: str | float | int | None, field: str = "ttl") -> float | None:
-    """Seconds from ``600``, ``"600"``, ``"10m"``, ``"1.5h"``; None stays None. Above 0."""
-    if value is None:
-        return None
-    seconds = parse_duration(value, field)
-    if seconds <= 0:
-        raise UsageError(f"{field}: {value!r} must be a duration above 0 (examples: 30s, 10m, 2h)")
-    return seconds
 
 
 def clean_reason(value: str | None, field: str = "reason") -> str | None:

@@ -47,6 +47,7 @@ from pathsteer.steering import build, drains as drainfile, preflight, views
 from pathsteer.steering.drains import Drain
 from pathsteer.telemetry import PathState, TelemetrySnapshot
 from pathsteer.telemetry.histogram import DURATION_BUCKETS_S, RttHistogram
+from pathsteer.units import parse_ttl
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
@@ -657,7 +658,7 @@ class SteeringService:
 
     async def cmd_drain(self, args: DrainArgs) -> dict:
         self._known_path(args.path, "steer.drain")
-        ttl = drainfile.parse_ttl(args.ttl, "steer.drain: ttl")
+        ttl = parse_ttl(args.ttl, "steer.drain: ttl")
         reason = drainfile.clean_reason(args.reason, "steer.drain: reason")
         wall = time.time()
         old = self.drains.get(args.path)
