@@ -1,0 +1,21 @@
+"""Usage in from API gateways: their access logs, turned into per-upstream and per-client figures.
+
+A gateway record (`records.Record`) is one finished HTTP request as the gateway logged it: when,
+the client (the TCP peer the gateway saw — never a header such as X-Forwarded-For or X-Real-IP,
+which the client can forge), the upstream server that answered ("ip:port", or its backend/server
+names when the log line does not carry the address), the status, the bytes, the server's
+response time and the total time, and whether authentication failed.
+
+The flow, all pure (no sockets, no clock: callers pass ``now``)::
+
+    lines (syslog datagrams, a file, HTTP bodies)
+      -> a parser: `haproxy.HaproxyParser` (``option httplog`` lines) or
+         `jsonlines.JsonLinesParser` (Apinto/APIPark, nginx, Envoy JSON access logs)
+      -> `Record` (None for a malformed line, counted by kind; parsers never raise on input)
+      -> `window.UsageWindow.add(record, now)`: a sliding window (10 s) of requests/s, bytes/s,
+         status classes and response-time percentiles per upstream, per-client counts, and the
+         clients answered 401/403/429 too often (`offenders`).
+
+Receiving the lines and acting on the figures (steering, blocking offenders in XDP) belong to the
+daemon, not to this package.
+"""
