@@ -8,7 +8,7 @@ FIELDS = ("at_s", "client", "upstream", "backend", "server", "status", "bytes_in
           "upstream_time_s", "total_time_s", "auth_failed")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ cost 1.2 µs of a 7 µs line (bench ingest)
 class Record:
     """A finished request.
 
