@@ -82,8 +82,10 @@ def test_a_path_slowed_from_10_to_80ms_is_left_for_its_latency(daemon, mode):
 
 @pytest.mark.parametrize("mode", ["fib", "bpf"])
 def test_a_dead_path_is_left_within_3_intervals_plus_50ms(daemon, mode):
-    """Three cuts of p1 (failed back to between them): the median within budget, none past
-    twice it (bench_reroute gives the distribution over 20 cuts)."""
+    """Five cuts of p1 (failed back to between them): the median within budget, none past
+    twice it (bench_reroute gives the distribution over 20 cuts). Five, not three: where a cut
+    lands in the 20 ms probe interval spreads each figure over ±10 ms, and a CI run's median of
+    three (113, 114, 95 ms on a loaded box) was that spread, not a slower detection."""
     t, start = daemon
     for name, delay in (("p1", "1ms"), ("p2", "8ms"), ("p3", "15ms")):
         lab.set_path(t.name, name, delay=delay)
@@ -92,7 +94,7 @@ def test_a_dead_path_is_left_within_3_intervals_plus_50ms(daemon, mode):
     budget = 3 * INTERVAL_S + 0.050
     took = []
     with measure.UdpEcho(t, SERVER):
-        for _ in range(3):
+        for _ in range(5):
             time.sleep(1.0)  # p1 up for longer than its (default 0.5 s) hold time
             stream = measure.udp_stream(t, SERVER, seconds=1.0, interval=0.002)
             time.sleep(0.4)
@@ -112,5 +114,5 @@ def test_a_dead_path_is_left_within_3_intervals_plus_50ms(daemon, mode):
             d.wait_via(PREFIX, "p1", timeout=10)
     print(f"reroute {mode} with default probe settings: {', '.join(f'{x * 1e3:.1f}' for x in took)} ms "
           f"(budget {budget * 1e3:.0f} ms)")
-    assert sorted(took)[1] <= budget, took
+    assert sorted(took)[2] <= budget, took
     assert max(took) <= 2 * budget, took
