@@ -468,8 +468,7 @@ class RoutesCache:
     def __init__(self) -> None:
         self.frags: list[tuple] = []  # by the route's index in the decision (the config's order)
         self.whole: bytes | None = None  # the last unfiltered body, valid while no fragment changes
-        self.of = None  # the decision `whole` is the table of (held: its id is not reused)
-        self.made: tuple = (None, None, None)  # (of, whole, whole gzipped), set at once: read without the lock
+        self.made: tuple = (None, None, None)  # (decision, its whole table, gzipped): set at once, read without the lock; holding the decision keeps its id from reuse
         self.gzip = False  # a client that takes gzip asked: `prebuild` compresses too
         self.watched_until = 0.0  # monotonic: until then, `prebuild` makes each decision's table
         self.lock = threading.Lock()
@@ -500,7 +499,7 @@ class RoutesCache:
 
     def wanted(self, decision) -> bool:
         """Whether `prebuild` should make ``decision``'s table: it is new and someone asks."""
-        return decision is not None and decision is not self.of and time.monotonic() < self.watched_until
+        return decision is not None and decision is not self.made[0] and time.monotonic() < self.watched_until
 
     def prebuild(self, s) -> None:
         """Make the whole table of the current decision (the API's thread, after a decision):
@@ -556,12 +555,11 @@ class RoutesCache:
         if whole:
             if changed or self.whole is None:
                 self.whole = ('{"routes":[' + ",".join(parts) + f'],"total":{total}}}').encode()
-            self.of = decision
             if self.made[0] is not decision or self.made[1] is not self.whole:
                 self.made = (decision, self.whole, self.made[2] if self.made[1] is self.whole else None)
             return self.whole
         if changed:
-            self.whole, self.of, self.made = None, None, (None, None, None)
+            self.whole, self.made = None, (None, None, None)
         return ('{"routes":[' + ",".join(parts) + f'],"total":{total}}}').encode()
 
 
