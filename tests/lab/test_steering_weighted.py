@@ -195,7 +195,7 @@ STEADY_S = 60.0
 @pytest.mark.parametrize("mode", ["fib", "bpf"])
 def test_weights_stay_at_the_capacity_shares_over_a_minute_of_steady_load(lab3, tmp_path, mode):
     """With the defaults, 32 TCP flows for a minute over 100/50/50 Mbit: the weights stay within
-    3 points of 50/25/25 the whole time (polled every second), in both planes."""
+    10 points of 50/25/25 the whole time (polled every second), in both planes (idle box: 0)."""
     t = lab3
     for name, rate in RATES.items():
         lab.set_path(t.name, name, delay="2ms", rate=rate)
@@ -222,6 +222,6 @@ def test_weights_stay_at_the_capacity_shares_over_a_minute_of_steady_load(lab3, 
         worst = max(abs(s.get(n, 0) - WANT[n]) for _, s in log for n in RATES)
         print(f"{mode}: largest distance from 50/25/25: {worst * 100:.0f} points; changes: "
               + "; ".join(f"{e['kind']} {e['to']}" for e in d.changes() if e["prefix"] == PREFIX))
-        assert worst <= 0.15, log  # bpf under load once moved 12 points (62/21/17): a known limit, see the closing note
+        assert worst <= 0.10, log  # before SPILL_ROOM, a full path read at 85 % drifted bpf to 69/17/14, fib to 65/18/17
     finally:
         d.kill()

@@ -235,6 +235,21 @@ def closed_loop(demand_bps: float, external: dict[str, float], seconds: float = 
     return d
 
 
+def test_a_full_path_reading_a_little_under_the_ceiling_is_not_room_to_spill_over_to():
+    """Fails before SPILL_ROOM: the lab (32 TCP flows over 100/50/50 Mbit, every path full) read
+    p1 at 85 % beside 98 % and 96 %; that spilled 9 points of flows onto p1, then more on the
+    next noisy reading (50/25/25 → 69/17/14 in a minute). Within 10 points of the ceiling a
+    path is full, not room; 20 points under it is room."""
+    d = weighted(hold_down_s=1.0)
+    d(0.0, *up3())
+    for t in range(1, 30):
+        d(float(t), *up3(), load=util(p1=(0.85, 0.81, 0.88)[t % 3], p2=0.98, p3=0.96))
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25} and len(d.events) == 1
+    d(30.0, *up3(), load=util(p1=0.7, p2=0.98, p3=0.96))
+    d(31.0, *up3(), load=util(p1=0.7, p2=0.98, p3=0.96))
+    assert weights(d)["p1"] > 50 and "spill-over" in d.events[-1].reason
+
+
 def test_closed_loop_saturated_by_elastic_flows_keeps_capacity_shares():
     d = closed_loop(demand_bps=1e9, external={})
     assert weights(d) == {"p1": 50, "p2": 25, "p3": 25} and len(d.events) == 1

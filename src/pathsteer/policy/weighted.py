@@ -8,7 +8,8 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
 
 **Load** then moves the shares, from where they are (the weights are the controller's state):
 
-* *spill-over*: while some path (not every one) is past its ``utilization_ceiling``, each
+* *spill-over*: while some path is past its ``utilization_ceiling`` and another is clearly
+  under it (by at least 10 points, `SPILL_ROOM`), each
   share is multiplied by ``1 + 3 × (mean utilization − its utilization)`` (mean over the
   paths, capacity-weighted): flows go from busier to idler paths until utilizations are equal
   — also when the busy path is full of someone else's traffic — but no share below
@@ -17,9 +18,12 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
   only as far as a conservative forecast keeps every path under its ceiling (forecast: all
   the traffic now measured on the paths moves with the shares), so spill-over and return do
   not undo each other.
-* *full*: while every path is past its ceiling (elastic TCP fills them all) there is nowhere
-  to spill over to (moving flows between full paths trades one overload for another, after
-  the noise of their offered-load figures: ±10 points with 64 TCP flows). The shares go back
+* *full*: while some path is past its ceiling and none is clearly under it (elastic TCP fills
+  them all) there is nowhere to spill over to (moving flows between full paths trades one
+  overload for another, after the noise of their offered-load figures: ±10 points with 64 TCP
+  flows; with 32 flows over 100/50/50 Mbit one full path read 85 % beside 98 % and 96 %, and
+  counting that as room moved 9 points of flows to it, then more on the next noisy reading:
+  50/25/25 drifted to 69/17/14 in a minute). The shares go back
   toward the base shares as far as the forecast keeps every path no fuller than the fullest
   is now (after a capacity change on reload they reach the new capacity shares; after
   spill-over away from someone else's traffic, that path is the fullest and nothing moves
@@ -70,6 +74,7 @@ from pathsteer.policy.step import EPSILON_S, Step, duration, held_for, pct, seco
 WEIGHT_TOTAL = 100  # weights are percent points of the flows
 MIN_FACTOR = 0.1  # spill-over never cuts a share by more than 90 % in one step
 SPILL_GAIN = 3.0  # share × (1 + gain × (mean − utilization)): a path 10 points over the mean loses 30 %
+SPILL_ROOM = 0.1  # spill-over needs a path this far under the ceiling: the noise of the utilization figures
 ANSWERED = 1 / 3  # the load answered a change once it moved a third of the forecast way...
 NOISE = 0.02  # ... and by at least 2 points of utilization (summed over the paths)
 
@@ -134,7 +139,9 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
     carried = math.fsum(util[p] * caps[p] for p in util)  # bit/s on these paths now
     over = [p for p in util if util[p] > ceiling]
     base = base_shares(dest, paths)
-    full = bool(over) and len(over) == len(util)
+    # Full: past the ceiling, and no path clearly under it (a path within SPILL_ROOM of the
+    # ceiling beside full ones is noise of the figures, not room: elastic flows fill it too).
+    full = bool(over) and all(util[p] >= ceiling - SPILL_ROOM for p in util)
     if over and not full:
         mean = carried / math.fsum(caps.values())
         factor = {p: max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current}
@@ -154,8 +161,8 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
             room = min(room, max(0.0, (limit - util[p]) / rise))
     target = {p: current[p] + room * (base[p] - current[p]) for p in current}
     if full:
-        why = (f"every path past its ceiling {pct(ceiling)} ({', '.join(f'{p} {pct(util[p])}' for p in over)}): "
-               f"nowhere to spill over to; back toward the capacity and latency shares")
+        why = (f"every path past or near its ceiling {pct(ceiling)} ({', '.join(f'{p} {pct(util[p])}' for p in util)}): "
+               f"nowhere to spill over to (none under {pct(ceiling - SPILL_ROOM)}); back toward the capacity and latency shares")
         if room < 1.0:
             why += f" ({pct(room)} of the way, no path fuller than the fullest, {pct(limit)})"
         return target, why, False
