@@ -5,9 +5,11 @@ probing every 20 ms, lowest-latency with hold_down 0.3 s so traffic fails back b
 Three probe settings: the default (adaptive timeout, nothing else written), the old default
 (a fixed 50 ms timeout, what `interval: 20ms` used to get), a tuned one (timeout 15 ms on p1),
 and the default again with the HTTP API hammered (200 requests/s rotating over paths, routes,
-events, metrics, status, and an event stream open: a dashboard) — printed beside the idle ones. Each round: a 2 ms UDP echo stream from the client, p1 set down, the
-time from that call to the first packet delivered over p2 (send time + one-way delay, told by
-its RTT), p1 back up, wait for the failback. Anchor: the issue's budget, 3 probe intervals +
+events, metrics, status, and an event stream open: a dashboard) — printed beside the idle ones.
+Each round: a 2 ms UDP echo stream from the client, p1 set down at a random point of the probe
+interval, the time from when p1 stopped carrying the stream (the last packet over it, or the
+call if none came after it) to the first packet the router sent over p2 (told by its RTT), as
+the lab test measures it; p1 back up, wait for the failback. Anchor: the issue's budget, 3 probe intervals +
 50 ms. ``BENCH_REROUTE_ROUNDS`` changes the count, ``BENCH_REROUTE_PROBES`` (comma-separated
 names of the settings above) which settings run.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import statistics
 import tempfile
@@ -26,7 +29,7 @@ from bench.harness import Figure
 import pathsteer_lab as lab
 from pathsteer_lab import measure
 from pathsteer_lab.labconfig import lab_config
-from pathsteer_lab.labrun import LabDaemon, delivered_over
+from pathsteer_lab.labrun import LabDaemon, cut_at
 
 ROUNDS = int(os.environ.get("BENCH_REROUTE_ROUNDS", "20"))
 INTERVAL_S = 0.020
@@ -62,11 +65,12 @@ def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False) -> 
             for _ in range(ROUNDS):
                 time.sleep(1.0)  # p1 up for longer than its hold time (0.5 s by default)
                 stream = measure.udp_stream(t, SERVER, seconds=1.0, interval=0.002)
-                time.sleep(0.4)
-                t_fail = time.time()
+                time.sleep(0.4 + random.uniform(0.0, INTERVAL_S))
+                asked = time.time()
                 lab.set_path(t.name, "p1", down=True)
                 _, replies = measure.udp_stream_result(stream)
-                at = delivered_over(replies, t_fail, 10.0, 30.0)
+                t_fail = cut_at(replies, asked, 10.0)
+                at = next((sent for sent, rtt in replies if sent >= t_fail and 10.0 <= rtt < 30.0), None)
                 if at is None:
                     missed += 1
                 else:

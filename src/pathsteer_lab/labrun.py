@@ -121,6 +121,17 @@ class LabDaemon:
         raise AssertionError(f"{prefix} not via {path} after {timeout:g} s: {self.via(prefix)}; {self.log_tail()}")
 
 
+def cut_at(replies, asked: float, below_ms: float) -> float:
+    """When a cut asked for at ``asked`` (wall clock, before `set_path` ran) took effect, as the
+    packets of a `pathsteer_lab.measure.udp_stream` saw it: the send time of the last packet
+    that still went over the old path (RTT under ``below_ms``), if after ``asked``. The lab's
+    cut is an ``ip``/``tc`` run that takes a few ms to spawn — more on a loaded box — and a
+    reroute counts from when the path died, not from when the test asked. A lower bound on
+    the real moment (it fell between that packet and the next), so never in the daemon's favour."""
+    sent_over = [sent for sent, rtt in replies if sent >= asked and rtt < below_ms]
+    return max([asked, *sent_over])
+
+
 def delivered_over(replies, after: float, lo_ms: float, hi_ms: float = 1e9) -> float | None:
     """When the first packet of a `pathsteer_lab.measure.udp_stream` that took the wanted path
     (its RTT within [lo_ms, hi_ms)) reached the server, at or after ``after`` (wall clock):
