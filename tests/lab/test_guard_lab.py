@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,14 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+
+    def logged_at(self, name: str, *words: str) -> float:
+        """The time (unix s) of the daemon's first log line for event ``name`` with ``words``."""
+        for line in self.log_path.read_text().splitlines():
+            stamp, _, rest = line.partition(" ")
+            if rest.split(" ", 1)[0] == name and all(w in rest for w in words):
+                return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+        raise AssertionError(f"no {name} {' '.join(words)} in the log: {self.log()}")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "pathsteer", *args, "--socket", self.socket],
@@ -207,13 +216,17 @@ def test_udp_flood_auto_block_client_keeps_pings_block_expires(daemon_factory, g
     assert stats["verdicts"]["drop-deny"]["packets"] > 1000
     flood.send_signal(signal.SIGINT)
     flood.wait(timeout=5)
-    while time.time() < block["expires"] + 2:
+    while time.time() < block["expires"] + 5:
         entries = d.json("guard", "list")["entries"]
         if not any(e["cidr"] == "10.250.0.2/32" for e in entries):
             break
         time.sleep(0.05)
-    gone = time.time()
-    assert block["expires"] <= gone <= block["expires"] + 0.8, f"expired {gone - block['expires']:+.2f} s from its ttl"
+    else:
+        raise AssertionError(f"still listed 5 s after its ttl: {d.log()}")
+    # When it expired, by the daemon's own clock: its guard.expire line (the CLI's round trips,
+    # a process each, take up to half a second apiece on a loaded box: CI measured +0.86 s).
+    gone = d.logged_at("guard.expire", "cidr=10.250.0.2/32")
+    assert block["expires"] <= gone <= block["expires"] + 0.5, f"expired {gone - block['expires']:+.2f} s from its ttl"
     assert ping_ok(d.lab, "attacker", SERVER) == 0
     print(f"auto-block latency {latency * 1000:.0f} ms; client pings {result.received}/{result.sent}; "
           f"expiry {gone - block['expires']:+.2f} s")

@@ -1,6 +1,11 @@
-"""Acceptance, in the lab, in both data planes: ``weighted`` over paths of 100/50/50 Mbit with
+"""Acceptance, in the lab, in both data planes: ``weighted`` over paths of 40/20/20 Mbit with
 32 TCP flows (iperf3 -P 32) gives shares within ±10 points of 50/25/25, measured by per-path
-byte counters (the router's path interfaces); the flows live through the failure of a path."""
+byte counters (the router's path interfaces); the flows live through the failure of a path.
+
+40/20/20, not 100/50/50: at 200 Mbit the shared 2-core CI machine, not the paths, was the
+bottleneck now and then — a path with fewer of the flows then got less of the CPU and so of
+the bytes (CI: p2 at 14.5 % of 167 Mbit/s), and a path its flows could not fill read as room
+(spill-over moved flows to it). The policy is the subject here, not the rate."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ pytestmark = pytest.mark.lab
 
 SERVER = "198.51.100.10"
 PREFIX = "198.51.100.0/24"
-RATES = {"p1": "100mbit", "p2": "50mbit", "p3": "50mbit"}
+RATES = {"p1": "40mbit", "p2": "20mbit", "p3": "20mbit"}
 WANT = {"p1": 0.50, "p2": 0.25, "p3": 0.25}
 
 
@@ -194,7 +199,7 @@ STEADY_S = 60.0
 
 @pytest.mark.parametrize("mode", ["fib", "bpf"])
 def test_weights_stay_at_the_capacity_shares_over_a_minute_of_steady_load(lab3, tmp_path, mode):
-    """With the defaults, 32 TCP flows for a minute over 100/50/50 Mbit: the weights stay within
+    """With the defaults, 32 TCP flows for a minute over 40/20/20 Mbit: the weights stay within
     10 points of 50/25/25 the whole time (polled every second), in both planes (idle box: 0)."""
     t = lab3
     for name, rate in RATES.items():
@@ -211,7 +216,7 @@ def test_weights_stay_at_the_capacity_shares_over_a_minute_of_steady_load(lab3, 
         with measure.IperfServer(t):
             client = t.popen("client", ["iperf3", "-c", SERVER, "-t", str(int(STEADY_S) + 10), "-P", "32", "-J",
                                         "--connect-timeout", "3000"], stdout=subprocess.PIPE, text=True)
-            t0 = time.monotonic()
+            t0, t0_wall = time.monotonic(), time.time()
             while time.monotonic() - t0 < STEADY_S:
                 log.append((round(time.monotonic() - t0), shares_now(d)))
                 time.sleep(1.0)
@@ -222,6 +227,7 @@ def test_weights_stay_at_the_capacity_shares_over_a_minute_of_steady_load(lab3, 
         worst = max(abs(s.get(n, 0) - WANT[n]) for _, s in log for n in RATES)
         print(f"{mode}: largest distance from 50/25/25: {worst * 100:.0f} points; changes: "
               + "; ".join(f"{e['kind']} {e['to']}" for e in d.changes() if e["prefix"] == PREFIX))
-        assert worst <= 0.10, log  # before SPILL_ROOM, a full path read at 85 % drifted bpf to 69/17/14, fib to 65/18/17
+        reasons = [f"{e['at'] - t0_wall:+.1f}s {e['kind']} {e['to']}: {e['reason']}" for e in d.changes() if e["prefix"] == PREFIX]
+        assert worst <= 0.10, f"{log}; changes: {reasons}"  # before SPILL_ROOM, a full path read at 85 % drifted bpf to 69/17/14, fib to 65/18/17
     finally:
         d.kill()

@@ -69,6 +69,22 @@ def test_meter_remembers_the_peak_over_its_memory():
     assert got["p1"].peak_bps == 0.0 and got["p1"].peak_utilization == 0.0
 
 
+def test_meter_keeps_the_peak_of_the_last_seconds_beside_its_memory():
+    """``recent_peak_bps`` looks back `RECENT_PEAK_S` (5 s), whatever the memory (the probe
+    window's span: 60 s at the default 1 s interval, 0 for a single interval)."""
+    for memory in (0.0, 60.0):
+        meter = LoadMeter({"p1": PathCapacity("r-p1", 8_000_000, memory_s=memory)})
+        meter.update({"p1": CounterSample(0.0, Totals(), Totals())})
+        sent = 1_000_000
+        got = meter.update({"p1": CounterSample(1.0, Totals(), Totals(1, sent))})  # full for a second
+        for t in range(2, 6):
+            got = meter.update({"p1": CounterSample(float(t), Totals(), Totals(1, sent))})
+        assert got["p1"].utilization == 0.0 and got["p1"].recent_peak_bps == 8_000_000
+        got = meter.update({"p1": CounterSample(6.5, Totals(), Totals(1, sent))})
+        assert got["p1"].recent_peak_bps == 0.0
+        assert got["p1"].peak_bps == (8_000_000 if memory else 0.0)
+
+
 def test_meter_refuses_a_negative_memory():
     with pytest.raises(ValueError, match="memory of r-p1: -1"):
         PathCapacity("r-p1", 1, memory_s=-1)

@@ -28,9 +28,9 @@ def target(address: str, up: bool = True) -> TargetSnapshot:
 
 def path(name: str, rtt_ms: float | None = 20.0, *, state: PathState = PathState.UP, loss: float = 0.0,
          jitter_ms: float = 0.5, failing: int = 0, targets: int = 3, p95_ms: float | None = None,
-         samples: int = 100) -> PathSnapshot:
+         samples: int = 100, base_ms: float | None = None) -> PathSnapshot:
     """A path whose EWMA and p50 are ``rtt_ms`` (p95 ``p95_ms`` or 1.2 × rtt), from ``samples``
-    answered probes in its window."""
+    answered probes in its window; its base RTT (the lowest over minutes) ``base_ms``, or rtt."""
     rtt = RttStats() if rtt_ms is None else RttStats(
         ewma_s=rtt_ms / 1e3, min_s=rtt_ms / 1e3, avg_s=rtt_ms / 1e3, p50_s=rtt_ms / 1e3,
         p95_s=(p95_ms if p95_ms is not None else rtt_ms * 1.2) / 1e3, p99_s=rtt_ms * 1.3 / 1e3,
@@ -40,7 +40,8 @@ def path(name: str, rtt_ms: float | None = 20.0, *, state: PathState = PathState
                             tuple(target(f"192.0.2.{i}") for i in range(targets)))
     return PathSnapshot(name=name, state=state, since=0.0, rtt=rtt, jitter_s=jitter_ms / 1e3, loss_pct=loss,
                         failing=failing, quorum=2,
-                        targets=tuple(target(f"192.0.2.{i}", i >= failing) for i in range(targets)))
+                        targets=tuple(target(f"192.0.2.{i}", i >= failing) for i in range(targets)),
+                        base_rtt_s=None if rtt_ms is None else (base_ms if base_ms is not None else rtt_ms) / 1e3)
 
 
 def snap(now: float, *paths: PathSnapshot) -> TelemetrySnapshot:
@@ -63,6 +64,7 @@ class Load:
     in_bps: float = 0.0
     out_bps: float = 0.0
     peak_bps: float | None = None
+    recent_peak_bps: float | None = None
 
 
 class Driver:

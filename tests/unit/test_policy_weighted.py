@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -250,6 +251,25 @@ def test_a_full_path_reading_a_little_under_the_ceiling_is_not_room_to_spill_ove
     assert weights(d)["p1"] > 50 and "spill-over" in d.events[-1].reason
 
 
+def test_a_full_path_whose_flows_backed_off_for_a_second_is_not_room_until_it_stays_under():
+    """Fails before spill-over looked at the last 5 s: the lab (32 TCP flows over 100/50/50
+    Mbit) read p1 at 74 % for two seconds beside 99 % and 99 % (its flows backed off together
+    after a tail drop); that spilled a fifth of the flows onto p1, and with every path full
+    again nothing moved them back (50/25/25 → 69/16/15 for the rest of the run)."""
+    def loads(p1: float, p1_recent: float) -> dict[str, Load]:
+        out = util(p2=0.99, p3=0.99)
+        out["p1"] = Load(out_bps=p1 * CAPS["p1"], recent_peak_bps=p1_recent * CAPS["p1"])
+        return out
+    d = weighted(hold_down_s=1.0)
+    d(0.0, *up3())
+    for t in (1.0, 2.0, 3.0):  # the dip: a full path's figure, 98 % a second before
+        d(t, *up3(), load=loads(0.74, 0.98))
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25} and len(d.events) == 1, d.route().pending
+    for t in (4.0, 5.0):  # p1 stayed under for the last 5 s: room, spilled into after hold_down
+        d(t, *up3(), load=loads(0.6, 0.62))
+    assert weights(d)["p1"] > 50 and "spill-over" in d.events[-1].reason
+
+
 def test_closed_loop_saturated_by_elastic_flows_keeps_capacity_shares():
     d = closed_loop(demand_bps=1e9, external={})
     assert weights(d) == {"p1": 50, "p2": 25, "p3": 25} and len(d.events) == 1
@@ -286,20 +306,45 @@ def test_spill_over_leaves_a_busy_path_at_least_min_free_of_its_base_share():
 
 
 def test_a_saturated_paths_rtt_is_its_queue_not_its_latency():
-    """p1 rejoins idle (4 ms) beside p2 and p3, saturated by our own flows (their queues: 60 ms).
-    Their RTT is left out of the latency factor: p1 joins with its capacity share, not 84 %."""
-    d = weighted(hold_down_s=1.0)
-    d(0.0, *up3(4.0, 4.0, 4.0))
-    d(1.0, path("p1", 4.0, **DOWN), path("p2", 60.0), path("p3", 60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
-    assert set(weights(d)) == {"p2", "p3"}
-    d(2.0, *up3(4.0, 60.0, 60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
-    d(3.0, *up3(4.0, 60.0, 60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
-    assert d.route().kind is ChangeKind.JOINED
-    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    """p1 rejoins idle (4 ms) beside p2 and p3, saturated by our own flows (their queues: 60 ms,
+    their base RTT still 4 ms). Their base RTT counts: p1 joins with its capacity share, not 84 %;
+    without a base RTT yet, their RTT is left out (factor 1) to the same end."""
+    for base in (4.0, None):
+        def loaded(rtt):
+            p = path("p1", 4.0), path("p2", rtt, base_ms=base), path("p3", rtt, base_ms=base)
+            return p if base is not None else (p[0], *(replace(x, base_rtt_s=None) for x in p[1:]))
+        d = weighted(hold_down_s=1.0)
+        d(0.0, *up3(4.0, 4.0, 4.0))
+        d(1.0, path("p1", 4.0, **DOWN), *loaded(60.0)[1:], load=util(p1=0.0, p2=1.1, p3=1.1))
+        assert set(weights(d)) == {"p2", "p3"}
+        d(2.0, *loaded(60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
+        d(3.0, *loaded(60.0), load=util(p1=0.0, p2=1.1, p3=1.1))
+        assert d.route().kind is ChangeKind.JOINED
+        assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}, base
     # Unloaded, the same RTTs are latency: p1 gets more.
     d2 = weighted()
     d2(0.0, *up3(4.0, 60.0, 60.0))
     assert weights(d2)["p1"] > 80
+
+
+def test_queues_that_flows_build_while_they_start_do_not_move_shares():
+    """Fails before base RTTs counted for loaded paths. The lab: 32 TCP flows start over
+    100/50/50 Mbit paths of 4 ms; within a second every path's queue lifts its RTT (p1 87 ms,
+    p2 41 ms, p3 68 ms: their buffers, not their latency) while the 1 s utilization figure still
+    reads 41-55 %; weighing shares by those RTTs moved 50/25/25 to 39/37/24 for good."""
+    d = weighted(hold_down_s=1.0)
+    d(0.0, *up3(4.0, 4.0, 4.0))
+    assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}
+    starting = (path("p1", 87.0, base_ms=4.0), path("p2", 41.0, base_ms=4.0), path("p3", 68.0, base_ms=4.0))
+    for t in (0.5, 1.0, 1.5, 2.0, 3.0):
+        d(t, *starting, load=util(p1=0.48, p2=0.41, p3=0.52))
+        assert weights(d) == {"p1": 50, "p2": 25, "p3": 25}, d.route().pending
+    # A path idle beside them still counts with its RTT: slower than the others' base, less share.
+    d2 = weighted(hold_down_s=0.0)
+    d2(0.0, path("p1", 87.0, base_ms=4.0), path("p2", 30.0, base_ms=4.0), path("p3", 4.0),
+       load=util(p1=0.5, p2=0.0, p3=0.5))
+    assert weights(d2) == {"p1": 60, "p2": 10, "p3": 30}  # 100 : 50 × (4 + 10) / (30 + 10) : 50
+    assert "p1 100 Mbit, utilization 50%, rtt 87.0 ms (loaded: base rtt 4.0 ms counts)" in d2.route().reason
 
 
 def test_a_path_degraded_by_its_own_load_stays_in_the_set_and_leaves_when_idle():

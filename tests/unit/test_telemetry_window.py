@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pathsteer.telemetry.window import ProbeWindow, percentile, rtt_stats
+from pathsteer.telemetry.window import MinFilter, ProbeWindow, percentile, rtt_stats
 
 floats = st.floats(min_value=0.0, max_value=10.0, allow_nan=False)
 
@@ -68,3 +68,59 @@ def test_window_loss_counter_matches_contents(entries, size):
     tail = entries[-size:] if entries else []
     assert len(w) == len(tail)
     assert w.lost == sum(1 for e in tail if e is None)
+
+
+def test_min_filter_falls_at_once_and_forgets_an_old_minimum_after_its_horizon():
+    f = MinFilter(60.0, buckets=6)
+    assert f.value() is None
+    f.add(0.0, 0.004)
+    f.add(5.0, 0.030)
+    assert f.value() == 0.004
+    f.add(30.0, 0.050)       # a queue: the minimum stays the path's own latency
+    assert f.value() == 0.004
+    f.add(31.0, 0.003)       # a lower RTT shows at once
+    assert f.value() == 0.003
+    f.add(95.0, 0.040)       # a lasting rise: after one horizon (31 s + 60 s) it is the minimum
+    assert f.value() == 0.040
+    with pytest.raises(ValueError, match="horizon"):
+        MinFilter(0.0)
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 1.0), floats), min_size=1, max_size=200))
+def test_min_filter_is_the_minimum_of_what_is_at_most_one_horizon_plus_a_bucket_old(steps):
+    f = MinFilter(10.0, buckets=5)
+    seen, now = [], 0.0
+    for dt, value in steps:
+        now += dt
+        f.add(now, value)
+        seen.append((now, value))
+        recent = [v for at, v in seen if at > now - 10.0]
+        bucketed = [v for at, v in seen if at > now - 12.0]  # a bucket (2 s) may outlive the horizon
+        assert min(bucketed) <= f.value() <= min(recent)
+
+
+def test_a_paths_base_rtt_is_its_lowest_over_minutes_while_its_queue_lifts_the_window():
+    from pathsteer.telemetry import PathProbeConfig, PathTracker, WindowConfig
+    from pathsteer.telemetry.path import BASE_RTT_HORIZON_S
+    tracker = PathTracker(PathProbeConfig("p1", "eth0", ("192.0.2.1",), interval_s=0.05, timeout_s=1.0,
+                                          window=WindowConfig(count=100, seconds=60)), now=0.0)
+    target = tracker.targets["192.0.2.1"]
+    seq, now = 0, 0.0
+
+    def probe(rtt: float) -> None:
+        nonlocal seq, now
+        seq += 1
+        target.on_sent(seq, now)
+        target.on_reply(seq, now + rtt)
+        now += 0.05
+        tracker.snapshot(now)
+    for _ in range(100):
+        probe(0.004)
+    for _ in range(400):  # 20 s of a full queue: the window holds only 40-60 ms
+        probe(0.040 + (seq % 5) * 0.005)
+    snap = tracker.snapshot(now)
+    assert snap.rtt.min_s == pytest.approx(0.040) and snap.base_rtt_s == pytest.approx(0.004)
+    now += BASE_RTT_HORIZON_S
+    for _ in range(100):
+        probe(0.040)
+    assert tracker.snapshot(now).base_rtt_s == pytest.approx(0.040)  # a lasting rise shows after the horizon

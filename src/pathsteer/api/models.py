@@ -86,9 +86,13 @@ class PathView(Open):
     since: float | None = None
     interface: str
     gateway: str | None = None
-    rtt_ms: float | None = Field(default=None, description="the RTT the policy uses (robust: p50 of the window)")
+    rtt_ms: float | None = Field(default=None, description="the RTT the policy uses (robust: the lower of the "
+                                 "EWMA and the window's p95)")
     rtt_p50_ms: float | None = None
     rtt_p95_ms: float | None = None
+    rtt_min_ms: float | None = Field(default=None, description="the lowest RTT in the window")
+    rtt_base_ms: float | None = Field(default=None, description="the lowest RTT over the last 5 minutes: the "
+                                      "path's own latency, without its queue (weighted weighs loaded paths by it)")
     rtt_ewma_ms: float | None = None
     loss_pct: float | None = None
     jitter_ms: float | None = None

@@ -81,6 +81,9 @@ class Candidate:
     min_samples: int = 0  # what it needs to win on latency (`PolicyParams.min_samples`)
     rtt_source: str = "active"  # where ``rtt_s`` comes from: "active" (probes) or "passive" (real traffic)
     health: Eligibility | None = None  # DRAINED: what the path would be without the drain
+    base_rtt_s: float | None = None  # the path's lowest RTT over the last minutes (`PathSnapshot.base_rtt_s`)
+    # The highest utilization over the last few seconds (`telemetry.load.RECENT_PEAK_S`).
+    recent_utilization: float | None = None
 
     @property
     def drained(self) -> bool:
@@ -174,13 +177,14 @@ def _utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | 
     return max(load.in_bps, load.out_bps) / capacity_bps
 
 
-def _peak_utilization(load: LoadFigures | None, capacity_bps: int | None) -> float | None:
+def _peak_utilization(load: LoadFigures | None, capacity_bps: int | None, peak: str = "peak_bps") -> float | None:
     """The highest utilization over the load meter's memory (the span of the probe-loss
-    window), this interval's when the figures carry no peak."""
+    window; ``recent_peak_bps``: the last few seconds), this interval's when the figures carry
+    no peak."""
     if load is None or not capacity_bps:
         return None
-    peak = getattr(load, "peak_bps", None) or 0.0
-    return max(load.in_bps, load.out_bps, peak) / capacity_bps
+    highest = getattr(load, peak, None) or 0.0
+    return max(load.in_bps, load.out_bps, highest) / capacity_bps
 
 
 CONGESTED_BAND = 0.2  # a path is congested from (its weighted.utilization_ceiling − this) up
@@ -254,7 +258,9 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
             eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util,
                                           _peak_utilization(load.get(name), pp.capacity_bps))
             c = Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
-                          eligibility, why_not, len(breaches), samples, params.min_samples, source)
+                          eligibility, why_not, len(breaches), samples, params.min_samples, source,
+                          base_rtt_s=snap.base_rtt_s,
+                          recent_utilization=_peak_utilization(load.get(name), pp.capacity_bps, "recent_peak_bps"))
         out.append(_drained(c, drains[name]) if name in drains else c)
     return tuple(out)
 

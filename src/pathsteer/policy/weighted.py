@@ -2,16 +2,23 @@
 
 **Base shares** come from capacity and latency: ``capacity × (best rtt + latency_scale) /
 (rtt + latency_scale)``, normalised (idle paths of 100/50/50 Mbit and equal RTT: 50/25/25).
-A prefix's first choice and a path that joins take their base shares. The RTT of a path past
-its utilization ceiling is left out (factor 1, not the reference): it is mostly its own queue;
-so is the RTT of a path with fewer than ``min_samples`` answered probes, except against it.
+A prefix's first choice and a path that joins take their base shares. The RTT that counts is
+the path's own latency, not the queue traffic builds on it (`own_rtt`): a path that carried at
+least `LOADED_AT` (10 %) of its capacity within the load meter's memory is judged by its base
+RTT, the lowest over the last minutes (LEDBAT's base delay). Elastic flows fill every queue on
+their way, so under load the probes' RTT is mostly queue — 4 ms paths read 30-90 ms under 32
+TCP flows, by their buffers, not their latency — and weighing shares by it moved flows between
+full paths for nothing (50/25/25 went to 39/37/24 within a second of the flows starting,
+while the 1 s utilization figure still read 41-55 %). A path without a base RTT yet, or with
+fewer than ``min_samples`` answered probes, is never favoured for its RTT (factor at most 1).
 
 **Load** then moves the shares, from where they are (the weights are the controller's state):
 
 * *spill-over*: while some path is past its ``utilization_ceiling`` and another is clearly
-  under it (by at least 10 points, `SPILL_ROOM`), each
+  under it (by at least 10 points, `SPILL_ROOM`, for the last 5 s: `telemetry.load.RECENT_PEAK_S`), each
   share is multiplied by ``1 + 3 × (mean utilization − its utilization)`` (mean over the
-  paths, capacity-weighted): flows go from busier to idler paths until utilizations are equal
+  paths, capacity-weighted; its utilization: the highest of the last 5 s, so a path full a
+  moment ago takes no flows): flows go from busier to idler paths until utilizations are equal
   — also when the busy path is full of someone else's traffic — but no share below
   ``min_free`` of its base share (the path keeps some flows).
 * *return*: while no path is past its ceiling, the shares go back toward the base shares, but
@@ -23,7 +30,8 @@ so is the RTT of a path with fewer than ``min_samples`` answered probes, except 
   overload for another, after the noise of their offered-load figures: ±10 points with 64 TCP
   flows; with 32 flows over 100/50/50 Mbit one full path read 85 % beside 98 % and 96 %, and
   counting that as room moved 9 points of flows to it, then more on the next noisy reading:
-  50/25/25 drifted to 69/17/14 in a minute). The shares go back
+  50/25/25 drifted to 69/17/14 in a minute; one read 74 % for two seconds beside 99 % when its
+  flows backed off together, and spilling into it moved 50/25/25 to 69/16/15 for good). The shares go back
   toward the base shares as far as the forecast keeps every path no fuller than the fullest
   is now (after a capacity change on reload they reach the new capacity shares; after
   spill-over away from someone else's traffic, that path is the fullest and nothing moves
@@ -75,6 +83,7 @@ WEIGHT_TOTAL = 100  # weights are percent points of the flows
 MIN_FACTOR = 0.1  # spill-over never cuts a share by more than 90 % in one step
 SPILL_GAIN = 3.0  # share × (1 + gain × (mean − utilization)): a path 10 points over the mean loses 30 %
 SPILL_ROOM = 0.1  # spill-over needs a path this far under the ceiling: the noise of the utilization figures
+LOADED_AT = 0.1  # a path that carried this much of its capacity lately is judged by its base RTT
 ANSWERED = 1 / 3  # the load answered a change once it moved a third of the forecast way...
 NOISE = 0.02  # ... and by at least 2 points of utilization (summed over the paths)
 
@@ -104,25 +113,48 @@ def _floored(shares: Mapping[str, float], floors: Mapping[str, float]) -> dict[s
         fixed.update(low)
 
 
+def busy(c: Candidate) -> float:
+    """``c``'s highest utilization over the last few seconds (`Candidate.recent_utilization`),
+    0 when unknown."""
+    return max((u for u in (c.utilization, c.recent_utilization) if u is not None), default=0.0)
+
+
+def loaded(c: Candidate) -> bool:
+    """Whether ``c`` carried at least `LOADED_AT` of its capacity over the last few seconds
+    (unknown capacity: never)."""
+    return busy(c) >= LOADED_AT
+
+
+def own_rtt(c: Candidate) -> float | None:
+    """The RTT that weighs ``c``'s share: its measured RTT while it is (nearly) idle, its base
+    RTT once it carries load (its queue is then in every sample: load is spill-over's business,
+    not latency's); None when there is none."""
+    if c.rtt_s is None:
+        return None
+    if loaded(c):
+        return None if c.base_rtt_s is None else min(c.rtt_s, c.base_rtt_s)
+    return c.rtt_s
+
+
 def base_shares(dest: DestinationParams, paths: Iterable[Candidate]) -> dict[str, float]:
     """Shares from capacity and latency alone, in the paths' order."""
     paths = list(paths)
     caps = _capacities(paths)
     # The reference RTT comes from paths with enough answered probes; a path with too few is
-    # never favoured for its RTT (its factor is at most 1), only held back by it. A path past
-    # its utilization ceiling has its RTT left out: that is mostly its own queue (our own
-    # traffic), not the path's latency — load is spill-over's business. (Counted, an idle path
-    # rejoining beside saturated ones took 84 % of the flows for its short queue.)
-    ceiling = dest.weighted.utilization_ceiling
-    measured = [c for c in paths if c.rtt_s is not None and (c.utilization is None or c.utilization <= ceiling)]
-    rtts = [c.rtt_s for c in measured if c.enough_samples]
+    # never favoured for its RTT (its factor is at most 1), only held back by it. A loaded path
+    # counts with its base RTT (`own_rtt`); one without a base RTT yet is left out (factor 1).
+    # (Counting a saturated path's queue, an idle path rejoining beside it took 84 % of the
+    # flows for its short queue.)
+    own = {c.path: own_rtt(c) for c in paths}
+    rtts = [own[c.path] for c in paths if own[c.path] is not None and c.enough_samples]
     best_rtt = min(rtts) if rtts else None
     scale = dest.weighted.latency_scale_s
     raw = {}
     for c in paths:
         latency = 1.0
-        if scale is not None and c in measured and best_rtt is not None and c.rtt_s + scale > 0:
-            latency = (best_rtt + scale) / (c.rtt_s + scale)
+        rtt = own[c.path]
+        if scale is not None and rtt is not None and best_rtt is not None and rtt + scale > 0:
+            latency = (best_rtt + scale) / (rtt + scale)
             if not c.enough_samples:
                 latency = min(1.0, latency)
         raw[c.path] = caps[c.path] * latency
@@ -136,15 +168,17 @@ def load_target(dest: DestinationParams, paths: list[Candidate], current: Mappin
     ceiling = dest.weighted.utilization_ceiling
     caps = _capacities(paths)
     util = {c.path: c.utilization or 0.0 for c in paths}
+    recent = {c.path: max(util[c.path], busy(c)) for c in paths}
     carried = math.fsum(util[p] * caps[p] for p in util)  # bit/s on these paths now
     over = [p for p in util if util[p] > ceiling]
     base = base_shares(dest, paths)
-    # Full: past the ceiling, and no path clearly under it (a path within SPILL_ROOM of the
-    # ceiling beside full ones is noise of the figures, not room: elastic flows fill it too).
-    full = bool(over) and all(util[p] >= ceiling - SPILL_ROOM for p in util)
+    # Full: past the ceiling, and no path clearly under it — by SPILL_ROOM, for the last few
+    # seconds (a path near the ceiling beside full ones, or one whose flows backed off together
+    # for a second, is noise of the figures, not room: elastic flows fill it again).
+    full = bool(over) and all(recent[p] >= ceiling - SPILL_ROOM for p in util)
     if over and not full:
         mean = carried / math.fsum(caps.values())
-        factor = {p: max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - util[p])) for p in current}
+        factor = {p: max(MIN_FACTOR, 1.0 + SPILL_GAIN * (mean - recent[p])) for p in current}
         target = _floored(_normalise({p: current[p] * factor[p] for p in current}),
                           {p: dest.weighted.min_free * base[p] for p in current})
         return target, (f"spill-over: {', '.join(f'{p} utilization {pct(util[p])}' for p in over)} > ceiling "
@@ -252,7 +286,10 @@ def describe_inputs(dest: DestinationParams, paths: Iterable[Candidate]) -> str:
         util = ""
         if c.utilization is not None:
             util = f", utilization {pct(c.utilization)}" + (f" > ceiling {pct(ceiling)}" if c.utilization > ceiling else "")
-        parts.append(f"{c.path} {cap}{util}, rtt {ms(c.rtt_s)}")
+        rtt = f"rtt {ms(c.rtt_s)}"
+        if loaded(c) and c.rtt_s is not None:
+            rtt += f" (loaded: base rtt {ms(c.base_rtt_s)} counts)"
+        parts.append(f"{c.path} {cap}{util}, {rtt}")
     return "; ".join(parts)
 
 

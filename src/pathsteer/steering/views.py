@@ -54,7 +54,8 @@ def path_view(p: PathSnapshot, clock: Clock, *, interface: str, gateway: str | N
     return {
         "name": p.name, "state": p.state.value, "since": clock.wall_of(p.since), "interface": interface,
         "gateway": gateway, "rtt_ms": _ms(path_rtt(p.rtt, RttStatistic.ROBUST)), "rtt_p50_ms": _ms(p.rtt.p50_s),
-        "rtt_p95_ms": _ms(p.rtt.p95_s), "rtt_ewma_ms": _ms(p.rtt.ewma_s), "rtt_samples": p.rtt.samples,
+        "rtt_p95_ms": _ms(p.rtt.p95_s), "rtt_min_ms": _ms(p.rtt.min_s), "rtt_base_ms": _ms(p.base_rtt_s),
+        "rtt_ewma_ms": _ms(p.rtt.ewma_s), "rtt_samples": p.rtt.samples,
         "target_states": [target_view(t, clock) for t in p.targets],
         "loss_pct": None if p.loss_pct is None else round(p.loss_pct, 3), "jitter_ms": _ms(p.jitter_s),
         "failing_targets": p.failing, "targets": len(p.targets), "capacity_bps": capacity_bps,

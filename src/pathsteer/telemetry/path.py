@@ -9,7 +9,12 @@ from pathsteer.telemetry.config import PathProbeConfig
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, TelemetrySnapshot
 from pathsteer.telemetry.state import MIN_PROBES_JUDGED, PathFigures, next_path_state
 from pathsteer.telemetry.target import TargetTracker
-from pathsteer.telemetry.window import rtt_stats
+from pathsteer.telemetry.window import MinFilter, rtt_stats
+
+# How long the path's base RTT (its lowest RTT, `PathSnapshot.base_rtt_s`) remembers a minimum:
+# long enough to span the minutes a path may stay full of our own traffic (whose queue lifts
+# every sample then), short enough that a lasting rise of the path's own latency shows.
+BASE_RTT_HORIZON_S = 300.0
 
 
 def _median(values: list[float]) -> float | None:
@@ -37,6 +42,7 @@ class PathTracker:
         self._resolved = False
         self.state = PathState.UNKNOWN
         self.since = now
+        self.base_rtt = MinFilter(BASE_RTT_HORIZON_S)
 
     def handed_over(self) -> PathTracker:
         """This tracker, for a new engine (a reload): the measurements and the state stay, the
@@ -102,11 +108,15 @@ class PathTracker:
         rtts: list[float] = []
         for t in live:
             rtts.extend(t.window.rtts())
+        rtt = rtt_stats(rtts, f.rtt_ewma_s)
+        if rtt.min_s is not None:
+            self.base_rtt.add(now, rtt.min_s)
         return PathSnapshot(
             name=self.name,
             state=self.state,
             since=self.since,
-            rtt=rtt_stats(rtts, f.rtt_ewma_s),
+            rtt=rtt,
+            base_rtt_s=self.base_rtt.value(),
             jitter_s=f.jitter_s,
             loss_pct=f.loss_pct,
             failing=f.failing,

@@ -95,7 +95,8 @@ class PassiveSnapshot:
 @dataclass(frozen=True)
 class PathSnapshot:
     """One path. ``rtt`` and ``loss_pct`` pool the targets that are not failing (all of
-    them when every target fails); ``jitter_s`` is the median of their jitters. ``passive``:
+    them when every target fails); ``jitter_s`` is the median of their jitters; ``base_rtt_s``
+    the lowest RTT over the last minutes. ``passive``:
     the RTT of real traffic, when the path is measured passively too (separate from the
     probes' figures; the policy's ``rtt`` setting says which it uses)."""
 
@@ -109,6 +110,9 @@ class PathSnapshot:
     quorum: int  # k: the path is down when failing >= k
     targets: tuple[TargetSnapshot, ...]
     passive: PassiveSnapshot | None = None
+    # The lowest RTT of the live targets over the last minutes (`path.BASE_RTT_HORIZON_S`):
+    # the path's own latency without the queue that traffic builds on it (LEDBAT's base delay).
+    base_rtt_s: float | None = None
 
     def target(self, address: str) -> TargetSnapshot:
         for t in self.targets:

@@ -86,3 +86,31 @@ class ProbeWindow:
 
     def rtts(self) -> list[float]:
         return [r for _, r in self._entries if r is not None]
+
+
+class MinFilter:
+    """The lowest value seen over the last ``horizon_s`` seconds, kept in ``buckets`` buckets
+    (LEDBAT's base delay, RFC 6817 §3.4.2: a running minimum that forgets old minima, so a
+    lasting rise shows after at most one horizon and a fall at once). O(buckets) memory."""
+
+    __slots__ = ("horizon_s", "_span_s", "_buckets")
+
+    def __init__(self, horizon_s: float, buckets: int = 10) -> None:
+        if not horizon_s > 0 or buckets < 1:
+            raise ValueError(f"min filter: horizon {horizon_s!r} s and {buckets!r} buckets must be positive")
+        self.horizon_s = horizon_s
+        self._span_s = horizon_s / buckets
+        self._buckets: deque[list[float]] = deque()  # [bucket start, lowest value in it]
+
+    def add(self, now: float, value: float) -> None:
+        last = self._buckets[-1] if self._buckets else None
+        if last is not None and now - last[0] < self._span_s:
+            if value < last[1]:
+                last[1] = value
+        else:
+            self._buckets.append([now, value])
+        while self._buckets and self._buckets[0][0] <= now - self.horizon_s:
+            self._buckets.popleft()
+
+    def value(self) -> float | None:
+        return min(b[1] for b in self._buckets) if self._buckets else None
