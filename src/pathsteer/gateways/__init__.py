@@ -16,6 +16,15 @@ The flow, all pure (no sockets, no clock: callers pass ``now``)::
          status classes and response-time percentiles per upstream, per-client counts, and the
          clients answered 401/403/429 too often (`offenders`).
 
-Receiving the lines and acting on the figures (steering, blocking offenders in XDP) belong to the
-daemon, not to this package.
+What is done with the figures, decided purely here, applied by the daemon:
+
+* `health.plan`: path health out — each gateway server's weight from the state of the paths
+  carrying its address's destination (drained when none is eligible, lowered while degraded,
+  the weight it was found with otherwise; a backend's last servers are never drained);
+* `abuse.blocks`: abuse signals in — offenders become guard blocks with the gateway's reason
+  (``gateway:edge 401×120/10s``), never on an allow-listed, gateway, path or upstream address.
+
+Receiving the lines and applying the decisions (the gateways' runtime and management APIs,
+the guard, steering) belong to the daemon; the gateway component that wires them is not built
+yet (issue 9).
 """
