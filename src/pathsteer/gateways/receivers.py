@@ -1,0 +1,330 @@
+"""Receivers of gateways' access logs: where the lines come in, before a parser reads them.
+
+* **syslog** over UDP (``udp:HOST:PORT``) or a Unix datagram socket (``unix:/path``): HAProxy's
+  ``log`` target and Apinto's ``syslog_output`` send one message per datagram (RFC 5426 §3.1,
+  RFC 3164 §4.1: "one message per packet"); a datagram carrying several lines is split.
+* **file** (``file:/path``): a log file tailed from its end, as ``tail -F`` does — a file that
+  is replaced (another inode: logrotate's rename) or truncated (``copytruncate``) is read again
+  from its start; a line is handed on once its newline is there. As with ``tail``, a truncation
+  is seen when the file is shorter than what was read: one that grew past that again between
+  two polls (a quarter second) is read from the old offset.
+* **HTTP**: Apinto's ``http_output`` posts one formatted record per request (the body: a JSON
+  object, or lines); its ``loki`` output pushes ``{"streams":[{"stream":{...},"values":[["<ns>",
+  "<line>"], ...]}]}`` to ``/loki/api/v1/push`` (apinto ``drivers/output/loki``; Loki's JSON push
+  format). `http_lines` turns either body into lines; `records_app` is the ASGI app serving them.
+
+Every receiver calls ``on_line(line: str)`` for each line and counts what it got and what it
+could not use (``stats``); nothing here raises on input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("pathsteer.gateways")
+
+MAX_DATAGRAM = 65535  # a UDP datagram's most; syslog's own limit is lower (RFC 5426 §3.2: 480-2048+)
+MAX_BODY = 1 << 20    # an HTTP body pathsteer takes (a Loki push batches lines: 1 MiB is thousands)
+TAIL_POLL_S = 0.25    # how often a tailed file is looked at
+MAX_LINE = 65536      # a tailed line longer than this without a newline is cut and counted
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where a receiver listens: ``kind`` udp, unix, file or http; ``host``/``port`` (udp, http)
+    or ``path`` (unix, file)."""
+
+    kind: str
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"{self.kind}:{self.path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{self.kind}:{host}:{self.port}"
+
+
+def parse_listen(text: str, where: str = "listen", kinds: tuple[str, ...] = ("udp", "unix", "file", "http")) -> Listen:
+    """``udp:127.0.0.1:5140``, ``udp:[::1]:5140``, ``unix:/run/x.sock``, ``file:/var/log/x.log``,
+    ``http:127.0.0.1:9181``; ValueError, one line naming ``where`` and the value, otherwise."""
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError(f"{where}: {text!r} is not KIND:ADDRESS ({', '.join(kinds)})")
+    kind, _, rest = text.partition(":")
+    if kind not in kinds:
+        raise ValueError(f"{where}: {text!r}: kind {kind!r} is not one of {', '.join(kinds)}")
+    if kind in ("unix", "file"):
+        if not rest.startswith("/") or "\0" in rest:
+            raise ValueError(f"{where}: {text!r}: the path must be absolute")
+        if kind == "unix" and len(rest.encode()) > 107:
+            raise ValueError(f"{where}: {text!r}: a Unix socket path is at most 107 bytes")
+        return Listen(kind, path=rest)
+    host, sep, port = rest.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        number = int(port) if sep else -1
+    except ValueError:
+        number = -1
+    if not host or not 1 <= number <= 65535:
+        raise ValueError(f"{where}: {text!r}: needs HOST:PORT (port 1-65535)")
+    try:
+        socket.getaddrinfo(host, number, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        raise ValueError(f"{where}: {text!r}: {host!r} is not an IP address") from None
+    return Listen(kind, host=host, port=number)
+
+
+@dataclass
+class ReceiverStats:
+    lines: int = 0
+    bytes: int = 0
+    datagrams: int = 0
+    rejected: int = 0        # bodies or datagrams that were not what the receiver takes
+    cut: int = 0             # over-long lines cut
+    reopened: int = 0        # a tailed file replaced or truncated
+    last_error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _split(data: bytes) -> list[str]:
+    text = data.decode("utf-8", "replace")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, receiver: SyslogReceiver) -> None:
+        self.receiver = receiver
+
+    def datagram_received(self, data: bytes, addr) -> None:  # noqa: ANN001 - asyncio's signature
+        self.receiver._datagram(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.receiver.stats.last_error = str(exc)
+
+
+class SyslogReceiver:
+    """Syslog datagrams on UDP or a Unix datagram socket; each line to ``on_line``."""
+
+    def __init__(self, listen: Listen, on_line: Callable[[str], None]) -> None:
+        if listen.kind not in ("udp", "unix"):
+            raise ValueError(f"syslog receiver: {listen} is not udp: or unix:")
+        self.listen = listen
+        self.on_line = on_line
+        self.stats = ReceiverStats()
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.listen.kind == "udp":
+            family = socket.AF_INET6 if ":" in (self.listen.host or "") else socket.AF_INET
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(self.listen.host, self.listen.port), family=family)
+        else:
+            path = self.listen.path
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)  # a socket left by an earlier run; any other file is not ours
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.bind(path)
+                os.chmod(path, 0o660)
+                sock.setblocking(False)
+            except BaseException:
+                sock.close()
+                raise
+            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
+
+    @property
+    def address(self) -> tuple | str | None:
+        """The bound address (a UDP port 0 becomes the one the kernel chose)."""
+        if self._transport is None:
+            return None
+        return self._transport.get_extra_info("sockname")
+
+    def _datagram(self, data: bytes) -> None:
+        self.stats.datagrams += 1
+        self.stats.bytes += len(data)
+        for line in _split(data):
+            self.stats.lines += 1
+            self.on_line(line)
+
+    async def stop(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            if self.listen.kind == "unix":
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.listen.path)
+
+
+class FileTail:
+    """A log file followed from its end (``from_start``: from its first line), like ``tail -F``."""
+
+    def __init__(self, path: str, on_line: Callable[[str], None], *, poll_s: float = TAIL_POLL_S,
+                 from_start: bool = False) -> None:
+        self.path = path
+        self.on_line = on_line
+        self.poll_s = poll_s
+        self.from_start = from_start
+        self.stats = ReceiverStats()
+        self._file = None
+        self._inode: tuple[int, int] | None = None
+        self._partial = b""
+        self._task: asyncio.Task | None = None
+        self._missing_said = False
+
+    async def start(self) -> None:
+        self._open(at_end=not self.from_start)
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"tail {self.path}")
+
+    def _open(self, *, at_end: bool) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - kept open while tailed
+        except OSError as exc:
+            if not self._missing_said:
+                log.warning("gateway.tail-missing path=%s error=%r", self.path, exc.strerror)
+                self._missing_said = True
+            self.stats.last_error = exc.strerror
+            return
+        st = os.fstat(f.fileno())
+        self._inode = (st.st_dev, st.st_ino)
+        if at_end:
+            f.seek(0, os.SEEK_END)
+        self._file, self._partial, self._missing_said = f, b"", False
+
+    def poll(self) -> None:
+        """Read what was appended since the last poll; reopen a replaced or truncated file."""
+        if self._file is None:
+            self._open(at_end=False)  # appeared (or came back) after start: all of it is new
+            if self._file is None:
+                return
+        try:
+            st = os.stat(self.path)
+            replaced = (st.st_dev, st.st_ino) != self._inode
+        except OSError:
+            replaced = False  # gone for now (between rename and create): read what is left
+        self._read()
+        if replaced or os.fstat(self._file.fileno()).st_size < self._file.tell():
+            self.stats.reopened += 1
+            self._open(at_end=False)
+            self._read()
+
+    def _read(self) -> None:
+        while True:
+            chunk = self._file.read(65536)
+            if not chunk:
+                break
+            self.stats.bytes += len(chunk)
+            data = self._partial + chunk
+            lines = data.split(b"\n")
+            self._partial = lines.pop()
+            if len(self._partial) > MAX_LINE:
+                lines.append(self._partial[:MAX_LINE])
+                self._partial = b""
+                self.stats.cut += 1
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                if line.strip():
+                    self.stats.lines += 1
+                    self.on_line(line)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                self.poll()
+            except Exception as exc:  # noqa: BLE001 - a tail never stops the daemon
+                self.stats.last_error = str(exc)
+                log.warning("gateway.tail-failed path=%s error=%r", self.path, str(exc))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+LOKI_PUSH = "/loki/api/v1/push"
+
+
+def http_lines(path: str, body: bytes) -> list[str] | None:
+    """The lines an HTTP body carries: a Loki JSON push (``path`` is `LOKI_PUSH`: every value's
+    line), or an ``http_output`` post (a JSON object: itself, as one line; else the body's
+    lines). None: the body is not what that path takes (counted, answered 400)."""
+    if path == LOKI_PUSH:
+        try:
+            doc = json.loads(body)
+            out = []
+            for stream in doc["streams"]:
+                for value in stream["values"]:
+                    line = value[1]
+                    if not isinstance(line, str):
+                        return None
+                    out.append(line)
+            return out
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            json.loads(text)
+            return [text]  # one record, maybe pretty-printed over several lines
+        except ValueError:
+            pass
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def records_app(on_line: Callable[[str], None], stats: ReceiverStats, *, max_body: int = MAX_BODY):
+    """The ASGI app receiving ``http_output`` posts (any path but `LOKI_PUSH`) and Loki pushes:
+    204 when taken, 400 for a body that is not what the path takes, 405 for other methods,
+    413 past ``max_body``."""
+
+    async def app(scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+        if scope["type"] != "http":
+            return
+        async def answer(status: int, text: str = "") -> None:
+            body = (json.dumps({"error": text}) if text else "").encode()
+            headers = [(b"content-type", b"application/json")] if body else []
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        if scope["method"] != "POST":
+            await answer(405, f"{scope['method']}: only POST takes records")
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > max_body:
+                stats.rejected += 1
+                await answer(413, f"body over {max_body} bytes")
+                return
+        lines = http_lines(scope["path"], body)
+        if lines is None:
+            stats.rejected += 1
+            await answer(400, "body: not a Loki JSON push (streams[].values[][1])")
+            return
+        stats.bytes += len(body)
+        for line in lines:
+            stats.lines += 1
+            on_line(line)
+        await answer(204)
+
+    return app
