@@ -24,7 +24,17 @@ What is done with the figures, decided purely here, applied by the daemon:
 * `abuse.blocks`: abuse signals in — offenders become guard blocks with the gateway's reason
   (``gateway:edge 401×120/10s``), never on an allow-listed, gateway, path or upstream address.
 
-Receiving the lines and applying the decisions (the gateways' runtime and management APIs,
-the guard, steering) belong to the daemon; the gateway component that wires them is not built
-yet (issue 9).
+The pieces that talk to the outside, each tested for real (sockets, files, a real HAProxy) or,
+for APIPark/Apinto, against a contract server built from their source (tests/unit/apipark_contract.py):
+
+* `receivers`: syslog over UDP or a Unix datagram socket, a tailed file, HTTP (Apinto's
+  ``http_output`` and Loki pushes);
+* `runtime.HaproxyRuntime`: HAProxy's runtime API (servers' state and weights, ACL entries);
+* `apipark.ApiparkClient` / `apipark.ApintoClient`: upstream node weights through APIPark's
+  management API (login, upstream, publish) or Apinto's admin API, and Apinto's ``visit``
+  strategy for blocks;
+* `webhook.WebhookSender`: path health and route changes POSTed as signed JSON.
+
+The gateway component that wires them into the daemon (config section, steering and guard) is
+not built yet (issue 9).
 """
