@@ -1,7 +1,7 @@
-"""A contract server for APIPark's management API and Apinto's admin API (/work/shared/APIPARK.md).
+"""A contract server for APIPark's management API and Apinto's admin API (docs/apipark.md).
 
 Neither product can run here, so `pathsteer.gateways.apipark` is tested against this: exactly the
-endpoints, bodies, envelopes and error shapes APIPARK.md gives.
+endpoints, bodies, envelopes and error shapes docs/apipark.md gives.
 
 APIPark (APIParkLab/APIPark):
 - ``POST /api/v1/account/login/username`` ``{"name","password"}`` → envelope code 0 and
@@ -11,7 +11,7 @@ APIPark (APIParkLab/APIPark):
   "service not found".
 - ``POST /api/v1/service/publish/release/do?service=ID`` ``{"version","version_remark","remark"}``.
 - Replies are ``{"code","data","msg","success"}`` (go-common ``pm3/apidoc.go``).
-- No or expired session: APIPARK.md does not give the shape. This server answers HTTP 401 with
+- No or expired session: docs/apipark.md does not give the shape. This server answers HTTP 401 with
   the envelope ``{"code":401,"data":null,"msg":"not login","success":"fail"}`` by default;
   ``auth_reply="envelope"`` answers HTTP 200 with code 401 "session expired" instead (the client
   must handle both).

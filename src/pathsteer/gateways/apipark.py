@@ -1,7 +1,8 @@
 """APIPark and Apinto: drain or re-weight upstream nodes, mirror XDP blocks, register the access log.
 
-Facts relied on (read from source, summarised in /work/shared/APIPARK.md; neither product runs
-here, so the tests run against ``tests/unit/apipark_contract.py``):
+Facts relied on, read from the products' source (each cited below; neither product can be built
+or run on the project's machines, so the tests run against ``tests/unit/apipark_contract.py``,
+a server that implements exactly these endpoints, bodies and error shapes):
 
 - APIPark's management API (APIParkLab/APIPark v1.9.6-beta): log in with
   ``POST /api/v1/account/login/username`` ``{"name","password"}``, which sets the ``session``
@@ -13,7 +14,7 @@ here, so the tests run against ``tests/unit/apipark_contract.py``):
   The upstream routes name their output ``upstream`` (APIPark ``plugins/core``, ``upstreamApis``:
   ``pm3.CreateApiWidthDoc(GET, "/api/v1/service/upstream", ..., []string{"upstream"}, ...)``),
   so ``data`` is ``{"upstream": {...}}``; `ApiparkClient.upstream` unwraps it and also accepts a
-  bare config. APIPARK.md does not say how an expired session is answered: the client treats
+  bare config. docs/apipark.md does not say how an expired session is answered: the client treats
   HTTP 401/403 and an envelope whose code is 401/403 or whose msg speaks of login/session/expiry
   as "log in again" (once).
 - Edits made in Apinto directly are overwritten by the next APIPark publish: use `ApiparkClient`
@@ -24,7 +25,7 @@ here, so the tests run against ``tests/unit/apipark_contract.py``):
   /api/service/{name}`` ``{"nodes":[...]}`` merges, and its reply shows the OLD config, so the
   client re-GETs to confirm. There is no "node down" call: drain is ``weight=0``.
 - Blocks: the ``visit`` strategy driver, ``{"name","priority","filters":{"ip":[...]},
-  "visit":{"visit_rule":"refuse","continue":false}}`` under profession ``strategy`` (APIPARK.md,
+  "visit":{"visit_rule":"refuse","continue":false}}`` under profession ``strategy`` (docs/apipark.md,
   "Abuse signals", from apinto code; no doc example). It matches the X-Real-IP-derived address,
   so it is a mirror of the XDP block, never a replacement.
 - Access log: ``POST http://GATEWAY:9400/api/output`` with driver ``http_output``
@@ -197,7 +198,7 @@ class ApiparkClient:
             _SESSION_WORDS.search(str(env.get("msg") or "")))
 
     async def login(self) -> None:
-        """``POST /api/v1/account/login/username`` → the ``session`` cookie (APIPARK.md, step 1)."""
+        """``POST /api/v1/account/login/username`` → the ``session`` cookie (docs/apipark.md, step 1)."""
         method, path = "POST", "/api/v1/account/login/username"
         status, headers, raw = await self._http.request(
             method, path, {"name": self._username, "password": self._password})
@@ -274,7 +275,7 @@ class ApiparkClient:
         """Set the listed nodes' weights (0 drains), save the whole upstream, publish a release.
 
         Reads the upstream, changes only the listed nodes (an address not among them is
-        `GatewayRefused` and nothing is sent), ``PUT``s the whole body back (APIPARK.md step 2),
+        `GatewayRefused` and nothing is sent), ``PUT``s the whole body back (docs/apipark.md step 2),
         then ``POST /api/v1/service/publish/release/do`` (step 3, APIPark
         ``controller/publish/iml.go``) with a unique version. Returns the listed nodes' weights
         before the change, for restoring. A failed publish is `GatewayRefused` saying the upstream
@@ -388,10 +389,10 @@ class ApintoClient:
 
     async def set_weights(self, name: str, weights: Mapping[str, int]) -> dict[str, int]:
         """Set the listed nodes' weights with ``PATCH /api/service/{name}`` ``{"nodes":[...]}``,
-        then re-GET to confirm (the PATCH reply shows the old config, APIPARK.md). Unknown
+        then re-GET to confirm (the PATCH reply shows the old config, docs/apipark.md). Unknown
         address → `GatewayRefused`, nothing sent; weights not applied on re-GET →
         `GatewayRefused`. Returns the listed nodes' weights before (a node without ``weight=``
-        is reported as 1, Apinto's effective default is not in APIPARK.md)."""
+        is reported as 1, Apinto's effective default is not in docs/apipark.md)."""
         _check_weights(weights)
         path = f"/api/service/{quote(name, safe='')}"
         svc = await self.service(name)
@@ -420,11 +421,11 @@ class ApintoClient:
 
     async def set_blocklist(self, name: str, cidrs: list[str], *, priority: int = 1) -> None:
         """Mirror blocked addresses into a ``visit`` strategy (profession ``strategy``, as
-        APIPARK.md names it): ``{"name","driver":"visit","priority","filters":{"ip":[...]},
+        docs/apipark.md names it): ``{"name","driver":"visit","priority","filters":{"ip":[...]},
         "visit":{"visit_rule":"refuse","continue":false}}``.
 
         ``GET /api/strategy/{name}``: if it answers, ``PUT /api/strategy/{name}``; if it is
-        refused (Apinto's "does not exist" is an HTTP 500 text whose wording APIPARK.md does not
+        refused (Apinto's "does not exist" is an HTTP 500 text whose wording docs/apipark.md does not
         give), ``POST /api/strategy``; a refused POST reports both answers.
 
         An empty list DELETEs the strategy (and does nothing when it is absent): a ``visit``
