@@ -83,7 +83,10 @@ def test_steering_changes_survive_a_stop_and_a_crash(history_daemon):
     assert names.count("steer.start") >= 3 and "history.open" in names
 
     rollups = d3.call("history.rollups", {"path": "p2", "since": t_before, "limit": 100000})["rollups"]
-    assert rollups and all(r["path"] == "p2" and r["samples"] >= 1 for r in rollups)
+    history_lines = [[ln for ln in d.log().splitlines() if "history." in ln or "daemon.stop" in ln]
+                     for d in (d1, d2, d3)]
+    assert rollups, (d3.call("history.stats"), history_lines)
+    assert all(r["path"] == "p2" and r["samples"] >= 1 for r in rollups)
     assert any(r["rtt_p50_ms"] is not None for r in rollups)
     stats = d3.call("history.stats")
     print(f"history: {stats}")

@@ -49,7 +49,7 @@ BATCH = 500            # items per transaction (and a batch at once when this ma
 QUEUE_MAX = 20_000     # items waiting; beyond, the oldest is dropped
 PRUNE_S = 60.0         # retention and size checked this often
 SAMPLE_S = 1.0         # steering's paths sampled this often for the rollups
-STOP_S = 2.0           # stop waits this long for the queue to be written
+STOP_S = 5.0           # stop waits this long for the queue to be written (a loaded disk)
 QUERY_FLUSH_S = 1.0    # a query first waits (at most this) for what is queued to be written
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\*?|\*")
