@@ -387,6 +387,16 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
         return StreamingResponse(_sse(ctx, state, since_seq), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    # --- gateways -------------------------------------------------------------------------------
+
+    @app.get(f"{PREFIX}/gateways", response_model=m.Gateways, tags=["gateways"],
+             summary="each gateway: connection, records read, parse errors, upstreams and their paths, "
+                     "servers' weights, last actions")
+    async def gateways() -> dict:
+        if ctx.component("gateways") is None:
+            return {"gateways": []}
+        return await call("gateways.status", {})
+
     # --- guard ----------------------------------------------------------------------------------
 
     @app.get(f"{PREFIX}/guard/blocks", response_model=m.Blocks, tags=["guard"], responses={404: {"model": m.Error}},

@@ -80,6 +80,15 @@ class DrainView(Open):
     reason: str | None = None
 
 
+class UpstreamTimeView(Open):
+    p50: float | None = Field(default=None, description="the upstreams' median response time, ms")
+    p95: float | None = Field(default=None, description="their 95th percentile, ms (what sla.max_upstream_time judges)")
+    requests: int | None = Field(default=None, description="requests timed in the gateway's window")
+    age_s: float | None = Field(default=None, description="since the figure was seen (a path that no longer "
+                                "carries the destination brings no new one; it counts for sla.upstream_hold)")
+    addresses: int | None = Field(default=None, description="upstream addresses combined (the slowest speaks)")
+
+
 class PathView(Open):
     name: str
     state: str = Field(description="up, degraded, down, unknown or drained")
@@ -103,6 +112,8 @@ class PathView(Open):
     utilization: float | None = Field(default=None, description="0..1 of capacity_bps")
     load: LoadView | None = None
     drained: DrainView | None = None
+    upstream_time_ms: dict[str, UpstreamTimeView] | None = Field(
+        default=None, description="the gateways' upstream response time per destination prefix the path carried")
 
 
 class Paths(Open):
@@ -149,6 +160,9 @@ class CandidateView(Open):
     state: str
     eligibility: str
     why_not: str | None = None
+    upstream_time_ms: UpstreamTimeView | None = Field(
+        default=None, description="the gateways' upstream response time for this destination over this path")
+    upstream_breach: bool | None = Field(default=None, description="its p95 is over sla.max_upstream_time")
 
 
 class Explain(Open):
@@ -185,6 +199,52 @@ class BlockView(Open):
 
 class Blocks(Open):
     blocks: list[BlockView]
+
+
+class GatewayUpstream(Open):
+    upstream: str
+    requests_per_s: float
+    upstream_p50_ms: float | None = None
+    upstream_p95_ms: float | None = None
+    prefix: str | None = None
+    paths: list[str]
+
+
+class GatewayServer(Open):
+    backend: str
+    server: str
+    address: str | None = None
+    found_weight: int
+    weight: int | None = None
+    health: str
+    path: str | None = None
+    why: str
+
+
+class GatewayAction(Open):
+    at: float
+    action: str
+    detail: str
+
+
+class GatewayView(Open):
+    name: str
+    kind: str
+    connected: bool | None = None
+    via: str | None = None
+    lines: int
+    records: int
+    lines_per_s: float
+    parse_errors: int
+    upstreams: list[GatewayUpstream]
+    servers: list[GatewayServer]
+    mirrored: int | None = None
+    errors: dict[str, int]
+    actions: list[GatewayAction]
+
+
+class Gateways(Open):
+    gateways: list[GatewayView]
 
 
 class BlockRequest(Strict):

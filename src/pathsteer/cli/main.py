@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "pathsteer.daemon.cli",
     "pathsteer.guard.cli",
     "pathsteer.steering.cli",
+    "pathsteer.gateways.cli",
 )
 
 # Commands that live outside the runtime package, in the lab tools (package pathsteer_lab):

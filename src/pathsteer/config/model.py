@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from pathsteer.config.gateways import GatewayConfig, check_gateways
 from pathsteer.config.operator import ApiConfig, HistoryConfig, MetricsConfig
 from pathsteer.config.fields import AbsolutePath, Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
 from pathsteer.config.sections import Section
@@ -149,6 +150,7 @@ class Config(Section):
     paths: list[PathConfig] | None = None
     destinations: list[DestinationConfig] | None = None
     decision: DecisionConfig | None = None
+    gateways: list[GatewayConfig] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -157,6 +159,7 @@ class Config(Section):
             # one state dir per daemon: a file that moved the guard's keeps its history beside it
             object.__setattr__(self, "history", self.history.model_copy(update={"state_dir": self.guard.state_dir}))
         check_steering(self.dataplane, self.paths, self.destinations, self.decision)
+        check_gateways(self.gateways)
         if self.guard is None and self.paths is None:
             raise ValueError("nothing to run: the config needs a 'guard' section or steering "
                              "('dataplane', 'paths', 'destinations')")

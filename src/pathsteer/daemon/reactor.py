@@ -130,6 +130,18 @@ def _api(section, ctx) -> Component:
     return ApiService(section, ctx)
 
 
+def _gateways(section, ctx) -> Component:
+    from pathsteer.gateways.service import GatewaysService
+    return GatewaysService(section, ctx)
+
+
+def _gateways_section(c: Config):
+    if not c.gateways:
+        return None
+    from pathsteer.gateways.service import GatewaysSection
+    return GatewaysSection(tuple(c.gateways), c.history.state_dir)
+
+
 def _api_section(c: Config):
     return c if c.api.enabled else None
 
@@ -145,6 +157,7 @@ COMPONENTS: list[ComponentSpec] = [
     ComponentSpec("history", lambda c: c.history if c.history.enabled else None, _history),
     ComponentSpec("guard", lambda c: c.guard, _guard),
     ComponentSpec("steer", lambda c: c.steering, _steer),
+    ComponentSpec("gateways", _gateways_section, _gateways),
     ComponentSpec("api", _api_section, _api),
 ]
 

@@ -328,3 +328,80 @@ def records_app(on_line: Callable[[str], None], stats: ReceiverStats, *, max_bod
         await answer(204)
 
     return app
+
+
+class HttpReceiver:
+    """Apinto's ``http_output`` posts and Loki pushes (`records_app`) on ``http:HOST:PORT``,
+    served by uvicorn on the running loop (no signal handlers: the daemon owns them)."""
+
+    def __init__(self, listen: Listen, on_line: Callable[[str], None], *, max_body: int = MAX_BODY) -> None:
+        if listen.kind != "http":
+            raise ValueError(f"http receiver: {listen} is not http:")
+        self.listen = listen
+        self.on_line = on_line
+        self.stats = ReceiverStats()
+        self.max_body = max_body
+        self._server = None
+        self._task: asyncio.Task | None = None
+        self._sock: socket.socket | None = None
+
+    async def start(self) -> None:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # noqa: ANN202 - the daemon's loop owns the signals
+                yield
+
+        family = socket.AF_INET6 if ":" in (self.listen.host or "") else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.listen.host, self.listen.port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        config = uvicorn.Config(records_app(self.on_line, self.stats, max_body=self.max_body), log_level="warning",
+                                access_log=False, lifespan="off", loop="none", http="h11", ws="none",
+                                timeout_keep_alive=30, timeout_graceful_shutdown=1, limit_concurrency=256,
+                                server_header=False, date_header=False)
+        config.load()
+        self._server = _Server(config)
+        self._sock = sock
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]),
+                                                            name=f"gateway receiver {self.listen}")
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            exc = self._task.exception() if not self._task.cancelled() else None
+            sock.close()
+            raise OSError(f"{self.listen}: the HTTP receiver did not start ({exc})")
+
+    @property
+    def address(self) -> tuple | None:
+        return self._sock.getsockname() if self._sock is not None else None
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 3)
+        except Exception:  # noqa: BLE001 - closing anyway
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._sock.close()
+        self._server = self._task = self._sock = None
+
+
+def make_receiver(listen: Listen, on_line: Callable[[str], None]):
+    """The receiver for ``listen``: syslog (udp, unix), a tailed file, or HTTP."""
+    if listen.kind in ("udp", "unix"):
+        return SyslogReceiver(listen, on_line)
+    if listen.kind == "file":
+        return FileTail(listen.path, on_line)
+    return HttpReceiver(listen, on_line)

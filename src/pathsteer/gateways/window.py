@@ -163,6 +163,8 @@ class UsageWindow:
         c[1] += b_in
         c[2] += b_out
         w = self._watch_at.get(status) if status is not None else None
+        if w is None and record.auth_failed:  # Apinto's $auth_status=fail: counts as a 401
+            w = self._watch_at.get(401)
         if w is not None:
             counts = b.watched.get(client)
             if counts is None:

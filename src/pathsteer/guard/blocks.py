@@ -32,6 +32,7 @@ class Origin(Enum):
     CONFIG = "config"
     MANUAL = "manual"
     AUTO = "auto"
+    GATEWAY = "gateway"  # a gateway's abuse signal (pathsteer.gateways)
 
 
 @dataclass(frozen=True)

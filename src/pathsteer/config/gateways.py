@@ -1,0 +1,216 @@
+"""``gateways``: the API gateways pathsteer works with, one entry per gateway (issue 9).
+
+    gateways:
+      - name: edge
+        kind: haproxy                      # haproxy | apipark | apinto | jsonlines
+        logs: ["unix:/run/pathsteer/edge-log.sock"]   # HAProxy: "log /run/pathsteer/edge-log.sock local0"
+        runtime: /run/haproxy/admin.sock   # HAProxy's stats socket (level admin)
+        acl: /etc/haproxy/pathsteer-blocked.acl       # HAProxy: the ACL file pathsteer owns
+        abuse: {threshold: 100, ttl: 10m}  # 401/403/429 answers in 10 s -> an XDP block
+
+What each entry does (see README, Gateways): its ``logs`` are read into a 10 s usage window
+(per upstream, per client); its backends' weights follow the health of the paths reaching them
+(``health``); its clients answered the watched statuses too often are blocked in XDP
+(``abuse``) and the guard's blocks are mirrored into the gateway (``abuse.mirror``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from pathsteer.config.fields import AbsolutePath, Cidr, Duration, Fraction
+from pathsteer.config.sections import Section
+
+KINDS = ("haproxy", "apipark", "apinto", "jsonlines")
+FORMATS = ("haproxy", "apinto", "nginx", "envoy")
+DEFAULT_FORMAT = {"haproxy": "haproxy", "apipark": "apinto", "apinto": "apinto", "jsonlines": None}
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+
+def _listen(value: str) -> str:
+    from pathsteer.gateways.receivers import parse_listen
+    try:
+        parse_listen(value, "x")
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix(f"x: {value!r}: ").removeprefix("x: ")) from None
+    return value
+
+
+def _status(value: int) -> int:
+    if not 100 <= value <= 599:
+        raise ValueError("is not an HTTP status (100-599)")
+    return value
+
+
+Listen = Annotated[str, AfterValidator(_listen)]
+Status = Annotated[int, AfterValidator(_status)]
+
+
+class GatewayHealthConfig(Section):
+    """``gateways[].health``: path health out (backend weights follow their paths)."""
+
+    enabled: bool = True
+    degraded_factor: Fraction = 0.5   # a degraded path's servers keep this share of their weight
+    backends: list[str] | None = None  # HAProxy backends / APIPark services / Apinto services (None: all)
+
+    @field_validator("degraded_factor")
+    @classmethod
+    def _factor(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be above 0 (a degraded path is not a dead one: drain is for down)")
+        return value
+
+
+class GatewayAbuseConfig(Section):
+    """``gateways[].abuse``: abuse signals in (clients blocked in XDP) and out (mirrored)."""
+
+    enabled: bool = True
+    statuses: list[Status] = [401, 403, 429]
+    threshold: int = Field(default=100, ge=1)   # watched answers to one client in the window
+    window: Duration = 10.0
+    max_rps: float | None = None                # also block a client above this request rate
+    ttl: Duration = 600.0
+    prefix_v4: int = Field(default=32, ge=8, le=32)
+    prefix_v6: int = Field(default=64, ge=16, le=128)
+    mirror: bool = True                          # the guard's blocks into the gateway (ACL, visit strategy)
+
+    @field_validator("statuses")
+    @classmethod
+    def _statuses(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("must list at least one status")
+        return list(dict.fromkeys(value))
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: float) -> float:
+        if not 1.0 <= value <= 600.0:
+            raise ValueError("must be between 1s and 10m")
+        return value
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: float) -> float:
+        if not 1.0 <= value <= 30 * 86400:
+            raise ValueError("must be between 1s and 30d")
+        return value
+
+    @field_validator("max_rps")
+    @classmethod
+    def _rps(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError("must be above 0")
+        return value
+
+
+class GatewayConfig(Section):
+    """One gateway. ``logs``: where its access log arrives (``udp:HOST:PORT``,
+    ``unix:/path`` — syslog datagrams —, ``file:/path`` — tailed —, ``http:HOST:PORT`` —
+    Apinto's ``http_output`` posts and Loki pushes); ``format``: how to read it (default by
+    kind: haproxy → ``haproxy``, apipark/apinto → ``apinto``; jsonlines needs ``format`` or
+    ``fields``); ``runtime``/``acl`` (HAProxy), ``admin`` (APIPark/Apinto) say where to act."""
+
+    name: str
+    kind: Literal["haproxy", "apipark", "apinto", "jsonlines"]
+    logs: list[Listen] = []
+    format: Literal["haproxy", "apinto", "nginx", "envoy"] | None = None
+    fields: dict[str, str | list[str] | None] | None = None   # jsonlines: record field -> JSON key
+    units: dict[str, str] | None = None                      # jsonlines: time field -> s|ms|us|ns
+    utc_offset: Duration | None = None                       # HAProxy's clock zone (None: this host's)
+    runtime: str | None = None        # HAProxy: stats socket, "/path", "unix:/path" or "HOST:PORT"
+    acl: AbsolutePath | None = None   # HAProxy: the ACL file (loaded with -f) pathsteer owns
+    admin: str | None = None          # APIPark: its console URL; Apinto: its admin API URL
+    username: str | None = None       # APIPark: the console user
+    password_file: AbsolutePath | None = None  # APIPark: a file holding the password
+    services: list[str] = []          # APIPark: service ids; Apinto: service names (health out, visit strategy)
+    protected: list[Cidr] = []        # never blocked from this gateway's logs (besides paths, targets, upstreams)
+    health: GatewayHealthConfig = GatewayHealthConfig()
+    abuse: GatewayAbuseConfig = GatewayAbuseConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-32 of a-z, 0-9, '_' and '-', starting with a letter")
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str | None) -> str | None:
+        if value is not None:
+            from pathsteer.gateways.runtime import HaproxyRuntime
+            try:
+                HaproxyRuntime(value)
+            except ValueError as exc:
+                text = str(exc)
+                raise ValueError(text[text.index(" is not ") + 1:] if " is not " in text
+                                 else text.rpartition(": ")[2]) from None
+        return value
+
+    @field_validator("admin")
+    @classmethod
+    def _admin(cls, value: str | None) -> str | None:
+        if value is not None and not _URL.fullmatch(value):
+            raise ValueError("is not an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewayConfig:
+        k = self.kind
+        if k == "haproxy":
+            if self.format not in (None, "haproxy"):
+                raise ValueError(f".format: {self.format!r}: a haproxy gateway logs in the 'haproxy' format")
+            if self.admin or self.username or self.password_file or self.services:
+                raise ValueError(".admin: admin/username/password_file/services are for apipark and apinto gateways")
+            if self.acl and not self.runtime:
+                raise ValueError(".acl: needs 'runtime' (the ACL is updated over HAProxy's runtime API)")
+        else:
+            if self.runtime or self.acl:
+                raise ValueError(f".runtime: runtime/acl are for haproxy gateways, not {k}")
+            if self.format == "haproxy":
+                raise ValueError(f".format: 'haproxy' is HAProxy's log format; a {k} gateway logs JSON lines")
+        if k == "jsonlines" and self.format is None and not self.fields:
+            raise ValueError(".format: a jsonlines gateway needs 'format' (apinto, nginx, envoy) or 'fields'")
+        if k == "apipark":
+            if self.admin and not (self.username and self.password_file):
+                raise ValueError(".admin: an apipark console needs 'username' and 'password_file'")
+        if k in ("apipark", "apinto") and self.services and not self.admin:
+            raise ValueError(".services: needs 'admin' (the address pathsteer acts through)")
+        if self.format is not None or self.fields:
+            from pathsteer.gateways.jsonlines import JsonLinesParser
+            if (self.format or "") != "haproxy":
+                try:
+                    JsonLinesParser(self.format, self.fields, self.units)
+                except ValueError as exc:
+                    raise ValueError("." + str(exc).removeprefix("gateway ")) from None
+        return self
+
+    @property
+    def log_format(self) -> str | None:
+        """The parser: ``haproxy``, a JSON preset, or None (``fields`` alone)."""
+        return self.format or DEFAULT_FORMAT[self.kind]
+
+    @property
+    def acts(self) -> bool:
+        """Whether pathsteer can act on the gateway (weights, blocks), not only read it."""
+        return bool(self.runtime or self.admin)
+
+
+def check_gateways(gateways: list[GatewayConfig] | None) -> None:
+    """Cross-entry checks: unique names, no two receivers on one address."""
+    if not gateways:
+        return
+    names: set[str] = set()
+    listens: dict[str, str] = {}
+    for i, g in enumerate(gateways):
+        if g.name in names:
+            raise ValueError(f"gateways[{i}].name: {g.name!r} is used twice")
+        names.add(g.name)
+        for text in g.logs:
+            if text in listens:
+                raise ValueError(f"gateways[{i}].logs: {text!r} is also {listens[text]}'s")
+            listens[text] = g.name

@@ -1,0 +1,199 @@
+"""Acceptance, in the lab, of the gateways component (issue 9) with a real HAProxy in the router
+in front of two backends in the server namespace, each reached over its own path (198.51.100.10
+over p1, 203.0.113.10 over p2), the daemon reading HAProxy's log over UDP syslog and acting
+over its stats socket, with default settings (probe interval, abuse window, tick):
+
+* cutting p1 drains s1 in HAProxy within 1 s of pathsteer's reroute decision while a client's
+  load runs through HAProxy (≥ 99 % answered 200), recovery gives s1 its weight back, a stop
+  puts back what was there before;
+* an attacker hammering /protected with bad credentials through HAProxy is blocked in XDP within
+  2 s of crossing the threshold, HAProxy's ACL holds it too, the client's requests go on; the
+  block expires at its TTL in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pathsteer_lab as lab
+from pathsteer_lab.gateway import Backends, Haproxy, LoadClient
+from pathsteer_lab.labconfig import lab_config
+from pathsteer_lab.labrun import LabDaemon
+
+pytestmark = [pytest.mark.lab,
+              pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make deps)")]
+
+S1, S2 = "198.51.100.10:8080", "203.0.113.10:8080"
+P1_PREFIX, P2_PREFIX = "198.51.100.0/24", "203.0.113.0/24"
+PORT = 8000
+
+
+def logged_at(d: LabDaemon, name: str, *words: str, after: float = 0.0) -> float:
+    """The time (unix s) of the daemon's first log line for event ``name`` with ``words`` at or
+    after ``after``."""
+    for line in d.log().splitlines():
+        stamp, _, rest = line.partition(" ")
+        if rest.split(" ", 1)[0] == name and all(w in rest for w in words):
+            try:
+                at = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            except ValueError:
+                continue
+            if at >= after:
+                return at
+    raise AssertionError(f"no {name} {' '.join(words)} in the log after {after}: {d.log_tail(20)}")
+
+
+def weight(hap: Haproxy, server: str) -> int:
+    return hap.servers_state("b")[("b", server)].weight
+
+
+def wait_weight(hap: Haproxy, server: str, want: int, timeout: float = 10.0) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if weight(hap, server) == want:
+            return time.time()
+        time.sleep(0.01)
+    raise AssertionError(f"{server} weight {weight(hap, server)}, not {want}, after {timeout:g} s")
+
+
+@pytest.fixture
+def gateway(lab3, tmp_path):
+    t = lab3
+    log_port = random.randint(20000, 40000)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(Backends(t, str(tmp_path)))
+        hap = Haproxy(t, str(tmp_path))
+        stack.callback(hap.stop)
+        # The gateway's own retry (a request to a server on a path just cut is sent again to
+        # another): HAProxy's documented 'option redispatch' with a short connect timeout.
+        hap.start(bind=[f"{t.router_client_address}:{PORT}", f"{t.router_attacker_address}:{PORT}"],
+                  backends={"b": [("s1", S1), ("s2", S2)]}, log_target=f"127.0.0.1:{log_port}",
+                  retries=3, extra_defaults=["option redispatch 1"], timeouts={"connect": "300ms"})
+        made: list[LabDaemon] = []
+
+        def start(extra: dict | None = None, **gw) -> LabDaemon:
+            cfg = lab_config(t, socket=f"/run/pathsteer/{t.name}-gw.sock", prefixes=[P1_PREFIX, P2_PREFIX])
+            for d in cfg["destinations"]:
+                d["paths"] = ["p1"] if d["prefix"] == P1_PREFIX else ["p2"]
+            cfg["gateways"] = [{"name": "edge", "kind": "haproxy", "logs": [f"udp:127.0.0.1:{log_port}"],
+                                "runtime": hap.stats_socket, "acl": hap.acl_file, **gw}]
+            cfg.update(extra or {})
+            d = LabDaemon(t, cfg, str(tmp_path), name=f"gw{len(made)}")
+            made.append(d)
+            stack.callback(d.kill)
+            return d.start()
+
+        yield t, hap, start, tmp_path
+
+
+def load(t, tmp_path, path: str = "/", *, ns: str = "client", name: str = "load", **kw) -> LoadClient:
+    host = t.router_attacker_address if ns == "attacker" else t.router_client_address
+    return LoadClient(t, f"http://{host}:{PORT}{path}", str(tmp_path), ns=ns, name=name, **kw)
+
+
+def status(d: LabDaemon) -> dict:
+    return d.call("gateways.status")["gateways"][0]
+
+
+def test_a_cut_path_drains_its_server_within_a_second_and_the_load_stays_up(gateway):
+    t, hap, start, tmp = gateway
+    d = start()
+    d.wait_via(P1_PREFIX, "p1")
+    d.wait_via(P2_PREFIX, "p2")
+    deadline = time.monotonic() + 10
+    while not (status(d)["connected"] and len(status(d)["servers"]) == 2):
+        assert time.monotonic() < deadline, status(d)
+        time.sleep(0.1)
+    assert weight(hap, "s1") == 100 and weight(hap, "s2") == 100
+
+    with load(t, tmp, rate=200, concurrency=8, timeout=3.0) as ld:
+        time.sleep(2.0)
+        t_cut = time.time()
+        lab.set_path(t.name, "p1", down=True)
+        drained = wait_weight(hap, "s1", 0)
+        decided = logged_at(d, "steer.change", P1_PREFIX, after=t_cut)
+        print(f"cut → decision {(decided - t_cut) * 1000:.0f} ms, decision → HAProxy weight 0 "
+              f"{(drained - decided) * 1000:.0f} ms")
+        assert drained - decided <= 1.0
+        time.sleep(2.0)
+        lab.set_path(t.name, "p1", down=False)
+        t_back = time.time()
+        restored = wait_weight(hap, "s1", 100, timeout=15)
+        print(f"recovery → weight back {(restored - t_back) * 1000:.0f} ms")
+        time.sleep(1.5)
+    summary = ld.summary()
+    print(summary)
+    assert ld.success_rate() >= 0.99, summary
+    counts = ld.backend_counts(since=drained + 0.5, until=t_back)
+    assert set(counts) == {S2}, counts  # nothing new to s1 while it was drained
+    view = status(d)
+    assert view["records"] >= len(ld.records) * 0.9 and view["parse_errors"] == 0, view
+    assert any(a["action"] == "weight" for a in view["actions"]), view["actions"]
+    # the CLI shows it
+    out = subprocess.run([sys.executable, "-m", "pathsteer", "gateways", "--socket", d.socket],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "b/s1" in out.stdout and "connected" in out.stdout, out
+
+    # cut again; a stop puts back the weight found at start
+    lab.set_path(t.name, "p1", down=True)
+    wait_weight(hap, "s1", 0)
+    assert d.stop() == 0, d.log_tail()
+    assert weight(hap, "s1") == 100 and weight(hap, "s2") == 100
+    lab.set_path(t.name, "p1", down=False)
+
+
+def test_an_attacker_with_bad_credentials_is_blocked_in_xdp_and_in_haproxy_until_the_ttl(gateway):
+    t, hap, start, tmp = gateway
+    ttl = 6.0
+    d = start({"guard": {"interfaces": ["r-a"], "state_dir": str(tmp / "guard")}}, abuse={"ttl": f"{ttl:g}s"})
+    assert d.call("guard.list")["entries"] == []
+    d.wait_via(P1_PREFIX, "p1")
+
+    with load(t, tmp, rate=100, name="client") as good:
+        bad = load(t, tmp, "/protected", ns="attacker", name="attacker", rate=150, concurrency=4,
+                   headers={"Authorization": "Bearer wrong"}).start()
+        try:
+            deadline = time.monotonic() + 15
+            while not d.call("guard.list")["entries"]:
+                assert time.monotonic() < deadline, (bad.summary(), status(d))
+                time.sleep(0.05)
+            blocked_at = time.time()
+        finally:
+            bad.stop()
+        time.sleep(1.0)
+    entries = d.call("guard.list")["entries"]
+    assert [(e["cidr"], e["origin"]) for e in entries] == [(f"{t.attacker_address}/32", "gateway")], entries
+    assert entries[0]["reason"].startswith("gateway:edge 401×"), entries
+    assert t.attacker_address in hap.acl_entries()
+    # crossing the threshold: the attacker's 100th 401 (the default threshold) as the client saw it
+    unauthorized = sorted(r.t + r.duration for r in bad.records if r.status == 401)
+    assert len(unauthorized) >= 100, bad.summary()
+    crossed = unauthorized[99]
+    print(f"threshold crossed → XDP block {(blocked_at - crossed) * 1000:.0f} ms; attacker {bad.summary()}")
+    assert blocked_at - crossed <= 2.0
+    assert good.success_rate() >= 0.99, good.summary()
+    # after the block, the attacker's requests end (dropped in XDP): none answered
+    assert not [r for r in bad.records if r.t > blocked_at + 0.5 and r.status is not None], bad.summary()
+    ev = d.call("guard.list")["entries"][0]
+    # the block expires at its ttl, in both
+    created = ev["created"]
+    deadline = time.monotonic() + ttl + 5
+    while d.call("guard.list")["entries"] or hap.acl_entries():
+        assert time.monotonic() < deadline, (d.call("guard.list"), hap.acl_entries())
+        time.sleep(0.1)
+    gone = time.time()
+    print(f"expired {gone - created:.2f} s after the block (ttl {ttl:g} s)")
+    assert ttl - 0.5 <= gone - created <= ttl + 1.5
+    again = load(t, tmp, "/", ns="attacker", name="after", rate=50, duration=0.5).start()
+    again.wait(15)
+    assert again.success_rate() == 1.0, again.summary()
+    json.dumps(status(d))

@@ -1,0 +1,91 @@
+"""Config: the ``gateways`` section (README, Gateways) loads with its defaults; every mistake is
+refused with one line naming the field (exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pathsteer.config import ConfigError, load_config, parse_config
+
+README_EXAMPLE = """
+guard: {interfaces: [eth0]}
+gateways:
+  - name: edge
+    kind: haproxy
+    logs: ["unix:/run/pathsteer/edge-log.sock"]
+    runtime: /run/haproxy/admin.sock
+    acl: /etc/haproxy/pathsteer-blocked.acl
+  - name: apipark
+    kind: apipark
+    logs: ["http:127.0.0.1:9181"]
+    admin: http://127.0.0.1:18288
+    username: admin
+    password_file: /etc/pathsteer/apipark.password
+    services: [9f1c2d]
+  - name: nginx
+    kind: jsonlines
+    format: nginx
+    logs: ["file:/var/log/nginx/access.json"]
+"""
+
+
+def test_readme_example_and_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(README_EXAMPLE)
+    c = load_config(path)
+    edge, ap, ng = c.gateways
+    assert (edge.kind, edge.log_format, edge.acts) == ("haproxy", "haproxy", True)
+    assert edge.abuse.statuses == [401, 403, 429] and edge.abuse.threshold == 100
+    assert edge.abuse.window == 10.0 and edge.abuse.ttl == 600.0 and edge.abuse.mirror
+    assert edge.health.enabled and edge.health.degraded_factor == 0.5
+    assert (ap.log_format, ap.services) == ("apinto", ["9f1c2d"])
+    assert (ng.log_format, ng.acts) == ("nginx", False)
+    assert "gateways" in c.sections
+
+
+def gw(**kw):
+    return {"guard": {"interfaces": ["eth0"]},
+            "gateways": [{"name": "edge", "kind": "haproxy", "logs": ["udp:127.0.0.1:5140"], **kw}]}
+
+
+@pytest.mark.parametrize("data, message", [
+    (gw(name="Edge"), "gateways[0].name: 'Edge' must be 1-32 of a-z"),
+    (gw(kind="nginx"), "gateways[0].kind: 'nginx'"),
+    (gw(logs=["udp:127.0.0.1"]), "gateways[0].logs[0]: 'udp:127.0.0.1' needs HOST:PORT"),
+    (gw(logs=["tcp:1.2.3.4:5"]), "gateways[0].logs[0]: 'tcp:1.2.3.4:5' kind 'tcp' is not one of"),
+    (gw(logs=["unix:relative.sock"]), "gateways[0].logs[0]: 'unix:relative.sock' the path must be absolute"),
+    (gw(runtime="x y"), "gateways[0].runtime: 'x y' is not"),
+    (gw(acl="/etc/x.acl"), "gateways[0].acl: needs 'runtime'"),
+    (gw(acl="rel.acl", runtime="/run/h.sock"), "gateways[0].acl: 'rel.acl'"),
+    (gw(abuse={"threshold": 0}), "gateways[0].abuse.threshold: 0"),
+    (gw(abuse={"statuses": [401, 99]}), "gateways[0].abuse.statuses[1]: 99 is not an HTTP status"),
+    (gw(abuse={"statuses": []}), "gateways[0].abuse.statuses: [] must list at least one status"),
+    (gw(abuse={"window": "2h"}), "gateways[0].abuse.window: '2h' must be between 1s and 10m"),
+    (gw(abuse={"ttl": "0s"}), "gateways[0].abuse.ttl"),
+    (gw(abuse={"max_rps": -1}), "gateways[0].abuse.max_rps: -1"),
+    (gw(abuse={"prefix_v6": 8}), "gateways[0].abuse.prefix_v6: 8"),
+    (gw(abuse={"bogus": 1}), "gateways[0].abuse.bogus: unknown field"),
+    (gw(health={"degraded_factor": "0%"}), "gateways[0].health.degraded_factor"),
+    (gw(format="nginx"), "gateways[0].format: 'nginx': a haproxy gateway logs in the 'haproxy' format"),
+    (gw(admin="http://x:1"), "gateways[0].admin: admin/username/password_file/services are for apipark"),
+    (gw(kind="apinto", runtime="/run/h.sock"), "gateways[0].runtime: runtime/acl are for haproxy gateways"),
+    (gw(kind="jsonlines"), "gateways[0].format: a jsonlines gateway needs 'format'"),
+    (gw(kind="jsonlines", fields={"bogus": "x"}), "gateways[0].fields: 'bogus' is not a record field"),
+    (gw(kind="jsonlines", format="nginx", units={"at_s": "h"}), "gateways[0].units.at_s: 'h' is not a unit"),
+    (gw(kind="apipark", admin="http://x:1"), "gateways[0].admin: an apipark console needs 'username'"),
+    (gw(kind="apipark", admin="ftp://x"), "gateways[0].admin: 'ftp://x' is not an http:// or https:// URL"),
+    (gw(kind="apinto", services=["a"]), "gateways[0].services: needs 'admin'"),
+    (gw(protected=["10.0.0.0/33"]), "gateways[0].protected[0]"),
+    ({"guard": {"interfaces": ["eth0"]}, "gateways": [
+        {"name": "a", "kind": "haproxy"}, {"name": "a", "kind": "haproxy"}]}, "gateways[1].name: 'a' is used twice"),
+    ({"guard": {"interfaces": ["eth0"]}, "gateways": [
+        {"name": "a", "kind": "haproxy", "logs": ["udp:127.0.0.1:1"]},
+        {"name": "b", "kind": "haproxy", "logs": ["udp:127.0.0.1:1"]}]}, "gateways[1].logs: 'udp:127.0.0.1:1' is also a's"),
+])
+def test_bad_values_name_the_field(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "c.yaml")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("c.yaml: ")
+    assert message in text, text
+    assert info.value.exit_code == 2
