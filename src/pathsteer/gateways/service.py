@@ -169,20 +169,30 @@ class ApiparkSink(_Sink):
         from pathsteer.gateways.apipark import ApiparkClient
         self.client = ApiparkClient(admin, username=username, password=password)
         self.services = services
+        self.unpublished: set[str] = set()  # saved, the publish refused: published again at the next read
 
     async def read(self):
         out = {}
         for sid in self.services:
             up = await self.client.upstream(sid)
+            weights = {}
             for n in up.get("nodes") or []:
                 if isinstance(n, dict) and n.get("address"):
                     addr = str(n["address"])
-                    out[(sid, addr)] = (host_of(addr), int(n.get("weight") or 0))
+                    weights[addr] = int(n.get("weight") or 0)
+                    out[(sid, addr)] = (host_of(addr), weights[addr])
+            if sid in self.unpublished and weights:
+                await self.client.set_weights(sid, weights, reason="pathsteer: publishing again")
+                self.unpublished.discard(sid)
         return out
 
     async def set(self, changes):
         for service, weights in _by_backend(changes).items():
-            await self.client.set_weights(service, weights, reason="pathsteer: path health")
+            try:
+                await self.client.set_weights(service, weights, reason="pathsteer: path health")
+            except Exception:
+                self.unpublished.add(service)  # (or not saved at all: a publish of the same is harmless)
+                raise
 
 
 def _by_backend(changes: list[tuple[tuple[str, str], int]]) -> dict[str, dict[str, int]]:
