@@ -89,3 +89,21 @@ def test_bad_values_name_the_field(data, message):
     assert "\n" not in text and text.startswith("c.yaml: ")
     assert message in text, text
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"guard": {"interfaces": ["e"]}, "gateways": [{"name": "h", "kind": "webhook"}]},
+     "gateways[0].webhook: a webhook gateway needs 'webhook'"),
+    ({"guard": {"interfaces": ["e"]}, "gateways": [{"name": "h", "kind": "webhook", "webhook": {"url": "ftp://x"}}]},
+     "gateways[0].webhook.url: 'ftp://x' must be http:// or https://"),
+    ({"guard": {"interfaces": ["e"]}, "gateways": [{"name": "h", "kind": "webhook",
+                                                    "webhook": {"url": "http://x/", "events": ["nope"]}}]},
+     "gateways[0].webhook.events[0]: 'nope' is not an event sent out"),
+    ({"guard": {"interfaces": ["e"]}, "gateways": [{"name": "h", "kind": "webhook", "logs": ["udp:127.0.0.1:9"],
+                                                    "webhook": {"url": "http://x/"}}]},
+     "gateways[0].logs: a webhook gateway only sends"),
+])
+def test_webhook_mistakes(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "c.yaml")
+    assert message in str(info.value), str(info.value)

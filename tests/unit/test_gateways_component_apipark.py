@@ -233,3 +233,56 @@ def test_an_unreachable_gateway_is_counted_and_tried_again(tmp_path):
             await svc.stop()
 
     asyncio.run(main())
+
+
+def test_a_webhook_gets_path_and_route_events_signed(tmp_path):
+    import hashlib
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    secret = tmp_path / "secret"
+    secret.write_text("k3y\n")
+    try:
+        svc, _steer, _guard = build({"name": "hook", "kind": "webhook", "webhook": {
+            "url": f"http://127.0.0.1:{srv.server_address[1]}/ps", "secret_file": str(secret),
+            "events": ["path.state", "steer.change"]}}, tmp_path)
+
+        async def main():
+            await svc.start()
+            try:
+                bus = svc.ctx.bus
+                bus.publish("path.state", path="p1", **{"from": "up"}, to="down")
+                bus.publish("guard.block", cidr="192.0.2.1/32")  # not asked for
+                bus.publish("steer.change", prefix="198.51.100.0/24", **{"from": "p1"}, to="p2", reason="p1 down")
+                deadline = time.monotonic() + 5
+                while len(got) < 2:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+            finally:
+                await svc.stop()
+
+        asyncio.run(main())
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    names = [json.loads(b)["name"] for _h, b in got]
+    assert names == ["path.state", "steer.change"]
+    for headers, body in got:
+        want = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
+        assert headers["X-Pathsteer-Signature"] == want
+    assert json.loads(got[1][1])["to"] == "p2" and json.loads(got[1][1])["gateway"] == "hook"

@@ -24,9 +24,11 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from pathsteer.config.fields import AbsolutePath, Cidr, Duration, Fraction
 from pathsteer.config.sections import Section
 
-KINDS = ("haproxy", "apipark", "apinto", "jsonlines")
+KINDS = ("haproxy", "apipark", "apinto", "jsonlines", "webhook")
+WEBHOOK_EVENTS = ("path.state", "steer.change", "steer.drain", "steer.undrain", "gateway.weight",
+                  "guard.block", "guard.unblock", "guard.expire")
 FORMATS = ("haproxy", "apinto", "nginx", "envoy")
-DEFAULT_FORMAT = {"haproxy": "haproxy", "apipark": "apinto", "apinto": "apinto", "jsonlines": None}
+DEFAULT_FORMAT = {"haproxy": "haproxy", "apipark": "apinto", "apinto": "apinto", "jsonlines": None, "webhook": None}
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 
@@ -43,6 +45,12 @@ def _listen(value: str) -> str:
 def _status(value: int) -> int:
     if not 100 <= value <= 599:
         raise ValueError("is not an HTTP status (100-599)")
+    return value
+
+
+def _event(value: str) -> str:
+    if value not in WEBHOOK_EVENTS:
+        raise ValueError(f"is not an event sent out (have: {', '.join(WEBHOOK_EVENTS)})")
     return value
 
 
@@ -107,6 +115,29 @@ class GatewayAbuseConfig(Section):
         return value
 
 
+class WebhookConfig(Section):
+    """``gateways[].webhook``: path health and route changes POSTed as signed JSON (any gateway,
+    chat bot or script can follow them; see pathsteer.gateways.webhook for the wire format)."""
+
+    url: str
+    secret_file: AbsolutePath | None = None   # HMAC-SHA256 key: X-Pathsteer-Signature: sha256=...
+    events: list[Annotated[str, AfterValidator(_event)]] = list(WEBHOOK_EVENTS)
+    timeout: Duration = 2.0
+    retries: int = Field(default=5, ge=0, le=100)
+    queue: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from pathsteer.gateways.webhook import WebhookSender
+        try:
+            WebhookSender(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(f"webhook url {value!r} ", "")) from None
+        return value
+
+
+
 class GatewayConfig(Section):
     """One gateway. ``logs``: where its access log arrives (``udp:HOST:PORT``,
     ``unix:/path`` — syslog datagrams —, ``file:/path`` — tailed —, ``http:HOST:PORT`` —
@@ -115,7 +146,7 @@ class GatewayConfig(Section):
     ``fields``); ``runtime``/``acl`` (HAProxy), ``admin`` (APIPark/Apinto) say where to act."""
 
     name: str
-    kind: Literal["haproxy", "apipark", "apinto", "jsonlines"]
+    kind: Literal["haproxy", "apipark", "apinto", "jsonlines", "webhook"]
     logs: list[Listen] = []
     format: Literal["haproxy", "apinto", "nginx", "envoy"] | None = None
     fields: dict[str, str | list[str] | None] | None = None   # jsonlines: record field -> JSON key
@@ -130,6 +161,7 @@ class GatewayConfig(Section):
     protected: list[Cidr] = []        # never blocked from this gateway's logs (besides paths, targets, upstreams)
     health: GatewayHealthConfig = GatewayHealthConfig()
     abuse: GatewayAbuseConfig = GatewayAbuseConfig()
+    webhook: WebhookConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -161,6 +193,13 @@ class GatewayConfig(Section):
     @model_validator(mode="after")
     def _check(self) -> GatewayConfig:
         k = self.kind
+        if k == "webhook":
+            if self.webhook is None:
+                raise ValueError(".webhook: a webhook gateway needs 'webhook' (url, secret_file, events)")
+            if self.logs or self.runtime or self.acl or self.admin or self.services:
+                raise ValueError(".logs: a webhook gateway only sends (logs/runtime/acl/admin/services are for the "
+                                 "other kinds; any kind may have a 'webhook' too)")
+            return self
         if k == "haproxy":
             if self.format not in (None, "haproxy"):
                 raise ValueError(f".format: {self.format!r}: a haproxy gateway logs in the 'haproxy' format")

@@ -216,6 +216,8 @@ class Adapter:
         if fmt == "haproxy":
             self.haproxy_parser = HaproxyParser(utc_offset_s=cfg.utc_offset)
             self.parser: Any = self.haproxy_parser
+        elif cfg.kind == "webhook":
+            self.parser = None  # it reads nothing
         else:
             self.parser = JsonLinesParser(fmt, cfg.fields, cfg.units)
         watch = list(dict.fromkeys([*cfg.abuse.statuses, 401]))
@@ -224,6 +226,22 @@ class Adapter:
                                     prefix_v4=cfg.abuse.prefix_v4, prefix_v6=cfg.abuse.prefix_v6)
         self.receivers = [make_receiver(parse_listen(text), self.on_line) for text in cfg.logs]
         self.sink: _Sink | None = self._make_sink()
+        self.webhook = None
+        self._webhook_task: asyncio.Task | None = None
+        if cfg.webhook is not None:
+            from pathsteer.gateways.webhook import WebhookSender
+            w = cfg.webhook
+            secret = None
+            if w.secret_file:
+                try:
+                    with open(w.secret_file, "rb") as f:
+                        secret = f.read().strip()
+                except OSError as exc:
+                    raise PathsteerError(f"gateways.{cfg.name}.webhook.secret_file: {w.secret_file!r} cannot be "
+                                         f"read ({exc.strerror})") from None
+            self.webhook = WebhookSender(w.url, secret=secret, timeout_s=w.timeout, retries=w.retries,
+                                         queue_max=w.queue)
+            self._webhook_events = frozenset(w.events)
         self.failures = _Limited(cfg.name)
         self.actions: collections.deque[dict] = collections.deque(maxlen=ACTIONS)
         self.servers: dict[tuple[str, str], health.Server] = {}
@@ -277,8 +295,16 @@ class Adapter:
             raise PathsteerError(f"gateways.{self.name}.logs: cannot listen on {where} "
                                  f"({exc.strerror or exc})") from None
         self._saved_found = self._load_found()
+        if self.webhook is not None:
+            self._webhook_task = asyncio.get_running_loop().create_task(self.webhook.run(),
+                                                                        name=f"webhook {self.name}")
         if self.sink is not None:
             await self.read_servers(time.monotonic())
+
+    def on_event(self, e: Any) -> None:
+        """A bus event (on the loop): to the webhook when it is one of its events."""
+        if self.webhook is not None and e.name in self._webhook_events:
+            self.webhook.send({"name": e.name, "at": e.at, "seq": e.seq, "gateway": self.name, **e.fields})
 
     async def stop(self) -> None:
         for r in self.receivers:
@@ -299,6 +325,12 @@ class Adapter:
         if self.cfg.abuse.mirror and self.mirrored:
             with contextlib.suppress(Exception):
                 await self._mirror_apply(set())
+        if self._webhook_task is not None:
+            await self.webhook.flush(1.0)  # what was queued goes out first (a second at most)
+            self._webhook_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._webhook_task
+            self._webhook_task = None
 
     # --- usage in (the hot path: called per line, on the loop) ------------------------------
 
@@ -546,6 +578,7 @@ class Adapter:
             "parse_errors": sum(malformed.values()), "malformed": malformed,
             "upstreams": ups, "servers": servers,
             "mirrored": len(self.mirrored) if self.mirrored is not None else None,
+            "webhook": self.webhook.stats if self.webhook is not None else None,
             "errors": dict(self.failures.counts), "last_errors": dict(self.failures.last),
             "actions": list(self.actions)[-20:],
         }
@@ -644,10 +677,23 @@ class GatewaysService:
         logs.event(log, "gateways.stop", gateways=",".join(self.adapters) or "none")
 
     def _on_event(self, e: Any) -> None:
-        """The bus callback (any thread): a path, route, drain or block change wakes the loop."""
-        if e.name in WAKE_EVENTS and self._loop is not None and self._wake is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed
+        """The bus callback (any thread): a path, route, drain or block change wakes the loop;
+        webhooks get theirs (on the loop)."""
+        if self._loop is None or self._wake is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed
+            if e.name in WAKE_EVENTS:
                 self._loop.call_soon_threadsafe(self._wake.set)
+            if self._webhooks:
+                self._loop.call_soon_threadsafe(self._to_webhooks, e)
+
+    def _to_webhooks(self, e: Any) -> None:
+        for a in list(self.adapters.values()):
+            a.on_event(e)
+
+    @property
+    def _webhooks(self) -> bool:
+        return any(a.webhook is not None for a in self.adapters.values())
 
     # --- the loop ---------------------------------------------------------------------------
 
