@@ -103,6 +103,13 @@ def changed(path: str, value) -> dict:
     ("destinations.0.hysteresis", {"min_improvement_abs": "-1ms"}, "destinations[0].hysteresis.min_improvement_abs: '-1ms'"),
     ("destinations.0.hysteresis", {"min_improvement": "110%"}, "destinations[0].hysteresis.min_improvement: '110%' must be between 0% and 100%"),
     ("destinations.0.sla", {"max_loss": "5 percent"}, "destinations[0].sla.max_loss: '5 percent' is not a percentage"),
+    ("destinations.0.sla", {"max_upstream_time": "0ms"},
+     "destinations[0].sla.max_upstream_time: '0ms' must be a duration above 0"),
+    ("destinations.0.sla", {"max_upstream_time": "slow"},
+     "destinations[0].sla.max_upstream_time: 'slow' is not a duration"),
+    ("destinations.0.sla", {"upstream_hold": "500ms"},
+     "destinations[0].sla.upstream_hold: '500ms' must be at least 1s"),
+    ("destinations.0.sla", {"max_upstream_tim": "300ms"}, "destinations[0].sla.max_upstream_tim: unknown field"),
     ("paths.0.capacity", "100 furlongs", "paths[0].capacity: '100 furlongs' is not a rate"),
     ("paths.0.capacity", "0mbit", "paths[0].capacity: '0mbit' must be a rate above 0"),
     ("paths.0.probe", {"targets": ["198.51.100.9"], "interval": "5ms"}, "paths[0].probe.interval: '5ms' is below the 10ms minimum"),
@@ -134,6 +141,14 @@ def test_bad_values_name_the_field(field, value, message):
     assert "\n" not in text and text.startswith("c.yaml: ")
     assert message in text, text
     assert info.value.exit_code == 2
+
+
+def test_max_upstream_time_reaches_the_policy():
+    data = changed("destinations.0.sla", {"max_upstream_time": "300ms", "upstream_hold": "2m"})
+    sla = build.policy_params(parse_config(data, "c.yaml")).destinations[0].sla
+    assert (sla.max_upstream_time_s, sla.upstream_hold_s) == (pytest.approx(0.3), 120.0)
+    default = build.policy_params(parse_config(base(), "c.yaml")).destinations[0].sla
+    assert (default.max_upstream_time_s, default.upstream_hold_s) == (None, 60.0)
 
 
 def test_bpf_needs_ingress():

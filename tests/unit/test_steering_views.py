@@ -29,7 +29,7 @@ def test_route_view_has_the_figures_behind_the_choice():
     assert p1 == {"path": "p1", "order": 0, "state": "down", "eligibility": "down",
                   "why_not": "down (2/3 targets failing)", "rtt_ms": 10.0, "loss_pct": 0.0, "jitter_ms": 0.5,
                   "utilization": None, "capacity_bps": None, "samples": 100, "enough_samples": True,
-                  "rtt_source": "active"}
+                  "rtt_source": "active", "upstream_time_ms": None, "upstream_breach": False}
 
 
 def test_event_view():

@@ -209,6 +209,25 @@ class SlaConfig(Section):
     max_rtt: Seconds | None = None
     max_loss: Percent | None = None
     max_jitter: Seconds | None = None
+    # The gateways' upstream response time (p95 over their window) above which a path is not
+    # eligible for the destination, and how long that verdict stands after the last figure
+    # (a path left for being slow brings no more figures; then it is re-tried).
+    max_upstream_time: Seconds | None = None
+    upstream_hold: Seconds = 60.0
+
+    @field_validator("max_upstream_time")
+    @classmethod
+    def _upstream_time(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be a duration above 0")
+        return value
+
+    @field_validator("upstream_hold")
+    @classmethod
+    def _upstream_hold(cls, value: float) -> float:
+        if value < 1.0:
+            raise ValueError("must be at least 1s (the gateways report once a second)")
+        return value
 
 
 class WeightedConfig(Section):

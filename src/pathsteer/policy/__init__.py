@@ -4,6 +4,7 @@
 
     TelemetrySnapshot ─┐
     per-path load ─────┤
+    upstream times ────┤  (gateways' L7 response time per prefix and path: policy.upstream)
     PolicyParams ──────┼─► decide(now, …, previous: PolicyState) ─► Decision
     PolicyState ───────┘        │                                    ├─ desired: Desired ─► data plane (fib | bpf)
                                 │ per prefix:                        ├─ state: PolicyState (feed it back next call)
@@ -21,9 +22,10 @@ from pathsteer.policy.decide import decide
 from pathsteer.policy.params import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams,
                                      RttSource, RttStatistic, Sla, WeightedParams)
 from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteStatus
+from pathsteer.policy.upstream import UpstreamFigure, UpstreamTime
 
 __all__ = [
     "Candidate", "ChangeKind", "Decision", "DestinationParams", "Eligibility", "Event", "Hysteresis",
     "LoadFigures", "PathParams", "PolicyKind", "PolicyParams", "PolicyState", "PrefixState", "RouteStatus",
-    "RttSource", "RttStatistic", "Sla", "WeightedParams", "decide", "path_rtt",
+    "RttSource", "RttStatistic", "Sla", "UpstreamFigure", "UpstreamTime", "WeightedParams", "decide", "path_rtt",
 ]

@@ -13,7 +13,12 @@ in that queue see the same loss and delay, so a full link looks degraded by its 
 Taking it out moved its whole load onto the others (the lab: p3 at 98 % of 100 Mbit with 5 %
 probe loss left the weighted set and p1, p2 went to 116 % and 172 %), after which it looked
 fine again: a flap made of our own traffic. The destination's explicit SLA (``max_loss``,
-``max_rtt``, ``max_jitter``) and DOWN still take a congested path out.
+``max_rtt``, ``max_jitter``, ``max_upstream_time``) and DOWN still take a congested path out.
+
+``max_upstream_time`` judges a path by the gateways' upstream response time while it carried
+the destination (``upstream``: per path, an `UpstreamFigure` with when it was seen; one stays
+in force for ``sla.upstream_hold`` after that, so a path left for being slow stays out that long
+though it brings no more figures): see `pathsteer.policy.upstream`.
 
 A *drained* path (an operator's ``pathsteer drain``, maintenance) is ineligible for every
 policy whatever its figures: traffic leaves it as if it had failed, but its eligibility says
@@ -31,6 +36,7 @@ from enum import Enum
 from typing import Protocol
 
 from pathsteer.policy.params import DestinationParams, PathParams, PolicyParams, RttSource, RttStatistic
+from pathsteer.policy.upstream import UPSTREAM_MARGIN, UpstreamFigure, upstream_text
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, RttStats, TelemetrySnapshot
 
 
@@ -84,6 +90,10 @@ class Candidate:
     base_rtt_s: float | None = None  # the path's lowest RTT over the last minutes (`PathSnapshot.base_rtt_s`)
     # The highest utilization over the last few seconds (`telemetry.load.RECENT_PEAK_S`).
     recent_utilization: float | None = None
+    # The gateways' upstream response time while the path carried the destination (in force:
+    # seen within sla.upstream_hold), and whether it breaks sla.max_upstream_time.
+    upstream: UpstreamFigure | None = None
+    upstream_breach: bool = False
 
     @property
     def drained(self) -> bool:
@@ -114,6 +124,8 @@ class Candidate:
 
     def figures(self) -> str:
         text = figures_text(self.rtt_s, self.loss_pct, self.jitter_s)
+        if self.upstream is not None:
+            text += f", upstream p95 {upstream_text(self.upstream.p95_s)}"
         return text.replace("rtt ", f"{self.rtt_word} ", 1)
 
 
@@ -160,7 +172,26 @@ def measured_rtt(snap: PathSnapshot, dest: DestinationParams) -> tuple[float | N
     return path_rtt(snap.rtt, dest.rtt_statistic), snap.rtt.samples, "active"
 
 
-def _sla_breaches(dest: DestinationParams, rtt_s: float | None, p: PathSnapshot) -> list[str]:
+REMEMBERED_AFTER_S = 3.0  # an upstream figure older than this is no longer refreshed: its age is told
+
+
+def upstream_breach(dest: DestinationParams, upstream: UpstreamFigure | None) -> bool:
+    limit = dest.sla.max_upstream_time_s
+    return limit is not None and upstream is not None and upstream.p95_s > limit
+
+
+def _upstream_breach_text(dest: DestinationParams, upstream: UpstreamFigure, now: float | None) -> str:
+    """'upstream time 412 ms > sla 300 ms', and for a remembered figure (the path no longer
+    brings any) '(25 s ago, upstream_hold 60 s)'."""
+    sla = dest.sla
+    text = f"upstream time {upstream_text(upstream.p95_s)} > sla {sla.max_upstream_time_s * 1e3:g} ms"
+    if now is not None and upstream.age(now) >= REMEMBERED_AFTER_S:
+        text += f" ({upstream.age(now):.0f} s ago, upstream_hold {sla.upstream_hold_s:g} s)"
+    return text
+
+
+def _sla_breaches(dest: DestinationParams, rtt_s: float | None, p: PathSnapshot,
+                  upstream: UpstreamFigure | None = None, now: float | None = None) -> list[str]:
     sla, out = dest.sla, []
     if sla.max_rtt_s is not None and rtt_s is not None and rtt_s > sla.max_rtt_s:
         out.append(f"rtt {ms(rtt_s)} > sla {ms(sla.max_rtt_s)}")
@@ -168,6 +199,8 @@ def _sla_breaches(dest: DestinationParams, rtt_s: float | None, p: PathSnapshot)
         out.append(f"loss {p.loss_pct:.1f}% > sla {sla.max_loss_pct:g}%")
     if sla.max_jitter_s is not None and p.jitter_s is not None and p.jitter_s > sla.max_jitter_s:
         out.append(f"jitter {ms(p.jitter_s)} > sla {ms(sla.max_jitter_s)}")
+    if upstream_breach(dest, upstream):
+        out.append(_upstream_breach_text(dest, upstream, now))
     return out
 
 
@@ -238,29 +271,38 @@ def _drained(c: Candidate, note: str | None) -> Candidate:
 
 
 def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: TelemetrySnapshot | Mapping[str, PathSnapshot],
-             load: Mapping[str, LoadFigures], drains: Mapping[str, str | None] | None = None
+             load: Mapping[str, LoadFigures], drains: Mapping[str, str | None] | None = None,
+             upstream: Mapping[str, UpstreamFigure] | None = None, now: float | None = None
              ) -> tuple[Candidate, ...]:
     """Every path of ``dest``, in its order, judged. ``telemetry``: a snapshot, or its paths by
-    name; ``drains``: the drained paths, each with the operator's note (or None)."""
+    name; ``drains``: the drained paths, each with the operator's note (or None);
+    ``upstream``: per path, the gateways' upstream response time for this destination (those
+    seen ``sla.upstream_hold`` or longer before ``now`` no longer count)."""
     snapshots = telemetry if isinstance(telemetry, Mapping) else {p.name: p for p in telemetry.paths}
     drains = drains or {}
+    upstream = upstream or {}
     out = []
     for order, name in enumerate(dest.paths):
         pp = params.path(name)
         util = _utilization(load.get(name), pp.capacity_bps)
         snap = snapshots.get(name)
+        up = upstream.get(name)
+        if up is not None and now is not None and not up.in_force(now, dest.sla.upstream_hold_s):
+            up = None
         if snap is None:
             c = Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
-                          Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples)
+                          Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples,
+                          upstream=up, upstream_breach=upstream_breach(dest, up))
         else:
             rtt, samples, source = measured_rtt(snap, dest)
-            breaches = _sla_breaches(dest, rtt, snap)
+            breaches = _sla_breaches(dest, rtt, snap, up, now)
             eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util,
                                           _peak_utilization(load.get(name), pp.capacity_bps))
             c = Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
                           eligibility, why_not, len(breaches), samples, params.min_samples, source,
                           base_rtt_s=snap.base_rtt_s,
-                          recent_utilization=_peak_utilization(load.get(name), pp.capacity_bps, "recent_peak_bps"))
+                          recent_utilization=_peak_utilization(load.get(name), pp.capacity_bps, "recent_peak_bps"),
+                          upstream=up, upstream_breach=upstream_breach(dest, up))
         out.append(_drained(c, drains[name]) if name in drains else c)
     return tuple(out)
 
@@ -303,20 +345,27 @@ _BADNESS = {Eligibility.ELIGIBLE: -1, Eligibility.DEGRADED: -1, Eligibility.SLA:
 
 def badness(c: Candidate) -> tuple[float, ...]:
     """Order among ineligible paths: drained paths that work, then SLA breakers (fewest
-    breaches, least loss, lowest RTT) before paths without data before DOWN paths — a drained
-    one after an undrained one as bad; a path of the wrong family never."""
+    breaches, lowest upstream time where that is one of them, least loss, lowest RTT) before
+    paths without data before DOWN paths — a drained one after an undrained one as bad; a path
+    of the wrong family never."""
     if c.eligibility is Eligibility.NO_FAMILY:
         return (math.inf,)
     loss = c.loss_pct if c.loss_pct is not None else 100.0
     kind = c.health if c.drained and c.health is not None else c.eligibility
-    return (_BADNESS.get(kind, 0), int(c.drained), c.violations, loss, rtt_key(c)[0], c.order)
+    slow = c.upstream.p95_s if c.upstream_breach and c.upstream is not None else 0.0
+    return (_BADNESS.get(kind, 0), int(c.drained), c.violations, slow, loss, rtt_key(c)[0], c.order)
 
 
 def least_bad(candidates: tuple[Candidate, ...], current: str | None) -> Candidate:
     """The path to keep when none is eligible: the least bad, but ``current`` when it is as bad
-    as that one in kind, drain and number of breaches (no churn between equally broken paths)."""
+    as that one in kind, drain and number of breaches (no churn between equally broken paths) —
+    unless both are too slow upstream and the other's p95 is lower by `UPSTREAM_MARGIN` (fail
+    open to the best figure, without swapping on noise between a fresh and a remembered one)."""
     best = min(candidates, key=badness)
     for c in candidates:
         if c.path == current and badness(c)[:3] == badness(best)[:3]:
+            if (c is not best and c.upstream_breach and best.upstream_breach
+                    and best.upstream.p95_s < c.upstream.p95_s * (1.0 - UPSTREAM_MARGIN)):
+                return best
             return c
     return best

@@ -23,6 +23,13 @@ eligible for hold_down; weighted: joins after hold_down), and that change is lab
 `ChangeKind.UNDRAIN` (each prefix remembers, in `PrefixState.drained`, the paths drained and
 those undrained that are still winning their way back).
 
+Upstream figures (``upstream``: per prefix and path, the gateways' response time of the
+destination's upstreams while the path carried it, with when it was seen; see
+`pathsteer.policy.upstream`) are judged in step 2: a path whose p95 is above
+``sla.max_upstream_time`` breaks the SLA while the figure is in force (``sla.upstream_hold``
+after it was seen). A prefix with figures is judged and decided on its own (not with the
+destinations of its setup).
+
 Next hops never come out empty. An `Event` is returned for each prefix whose next hops change.
 """
 
@@ -37,6 +44,7 @@ from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, bes
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
 from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteStatus
 from pathsteer.policy.step import Step
+from pathsteer.policy.upstream import UpstreamFigure, upstream_text
 from pathsteer.telemetry.snapshot import TelemetrySnapshot
 
 _Initial = Callable[[float, DestinationParams, tuple[Candidate, ...]], Step]
@@ -50,17 +58,21 @@ _POLICIES: dict[PolicyKind, tuple[_Initial, _Step]] = {
 
 
 def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigures] | None,
-           params: PolicyParams, previous: PolicyState, drains: Mapping[str, str | None] | None = None) -> Decision:
+           params: PolicyParams, previous: PolicyState, drains: Mapping[str, str | None] | None = None,
+           upstream: Mapping[Prefix, Mapping[str, UpstreamFigure]] | None = None) -> Decision:
     """The routes every configured prefix should have at ``now`` (monotonic seconds, the
     telemetry engine's clock), with the new state, a status per prefix and the changes.
 
     ``load``: per path name, its measured throughput (e.g. `LoadMeter.sample()`); paths
     missing from it count as idle. ``drains``: the drained paths, each with the operator's
-    note (or None); names not configured are ignored. Nothing is mutated; the same inputs give
-    the same output.
+    note (or None); names not configured are ignored. ``upstream``: per prefix, per path, the
+    gateways' upstream response time with when it was seen (same clock as ``now``); prefixes
+    and paths not configured are ignored. Nothing is mutated; the same inputs give the same
+    output.
     """
     load = load or {}
     drains = drains or {}
+    upstream = upstream or {}
     started_at = previous.started_at if previous.started_at is not None else now
     in_grace = now - started_at < params.startup_grace_s
     prefixes: dict[Prefix, PrefixState] = {}
@@ -76,17 +88,22 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     for dest, setup in zip(params.destinations, params.setups):
         prev = previous.prefixes.get(dest.prefix)
         carried_over += prev is not None
-        candidates = judged.get(setup)
-        if candidates is None:
-            candidates = judged[setup] = evaluate(dest, params, snapshots, load, drains)
         carried = _carry(prev, dest, params)
-        situation = (setup, None if carried is None else (
-            carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since,
-            carried.shift, carried.drained))
-        got = stepped.get(situation)
-        if got is None:
-            got = stepped[situation] = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace),
-                                                    candidates, carried)
+        figures = upstream.get(dest.prefix)
+        if figures:  # this prefix's own upstream figures: judged and decided on its own
+            candidates = evaluate(dest, params, snapshots, load, drains, figures, now)
+            got = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates, carried)
+        else:
+            candidates = judged.get(setup)
+            if candidates is None:
+                candidates = judged[setup] = evaluate(dest, params, snapshots, load, drains)
+            situation = (setup, None if carried is None else (
+                carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since,
+                carried.shift, carried.drained))
+            got = stepped.get(situation)
+            if got is None:
+                got = stepped[situation] = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace),
+                                                        candidates, carried)
         step, drained = got
         before = prev.nexthops if prev is not None else ()
         moved = step.nexthops != before
@@ -158,6 +175,10 @@ def _least_bad(candidates: tuple[Candidate, ...], carried: PrefixState | None) -
             and (ALL_DRAINED in carried.reason) == drains):
         return Step(hops)
     whys = "; ".join(f"{c.path} {c.why_not}" for c in candidates)
+    if keep.upstream_breach and keep.upstream is not None:
+        return Step(hops, ChangeKind.LEAST_BAD,
+                    f"no path eligible ({whys}); keeping the least bad, {keep.path} (upstream time "
+                    f"{upstream_text(keep.upstream.p95_s)}), rather than blackholing the prefix")
     if drains:
         return Step(hops, ChangeKind.LEAST_BAD,
                     f"no path eligible ({whys}); {ALL_DRAINED}: keeping the least bad, {keep.path}, "

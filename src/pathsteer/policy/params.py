@@ -84,15 +84,25 @@ class Hysteresis:
 @dataclass(frozen=True)
 class Sla:
     """Limits a path must keep to be eligible; None: no limit. A path that breaks one is left
-    at once."""
+    at once.
+
+    ``max_upstream_time_s``: the gateways' upstream response time (p95 over their window,
+    `pathsteer.policy.upstream`) above which a path is not eligible for the destination;
+    ``upstream_hold_s``: how long such a figure stays in force after it was last seen (traffic
+    that left a slow path brings no more figures of it: the verdict stands that long, then the
+    path is eligible again and re-tried)."""
 
     max_rtt_s: float | None = None
     max_loss_pct: float | None = None
     max_jitter_s: float | None = None
+    max_upstream_time_s: float | None = None
+    upstream_hold_s: float = 60.0
 
     def __post_init__(self) -> None:
         _nonneg(self.max_rtt_s, "sla.max_rtt")
         _nonneg(self.max_jitter_s, "sla.max_jitter")
+        _nonneg(self.max_upstream_time_s, "sla.max_upstream_time")
+        _nonneg(self.upstream_hold_s, "sla.upstream_hold", optional=False)
         if self.max_loss_pct is not None:
             _fraction(self.max_loss_pct, "sla.max_loss", high=100.0)
 

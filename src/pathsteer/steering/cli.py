@@ -94,17 +94,28 @@ def _passive_text(p: dict) -> str:
     return f"{_num(passive.get('rtt_p50_ms'), '{:.2f}')} ({passive.get('samples', 0)})"
 
 
+def _upstream_text(p: dict) -> str:
+    """'412 (120)': the gateways' upstream p95 over this path (the highest of the destinations
+    it carried) and the requests timed; '-' without figures."""
+    figures = [f for f in (p.get("upstream_time_ms") or {}).values() if f.get("p95") is not None]
+    if not figures:
+        return "-"
+    return f"{max(f['p95'] for f in figures):.0f} ({sum(f.get('requests') or 0 for f in figures)})"
+
+
 def path_rows(status: dict) -> list[list[str]]:
     passive = any(p.get("passive") for p in status["paths"])
+    upstream = any(p.get("upstream_time_ms") for p in status["paths"])
     return [[p["name"], p["state"], _num(p.get("rtt_ms"), "{:.2f}"), _num(p.get("loss_pct")),
              _num(p.get("jitter_ms"), "{:.2f}"),
              _num(None if p.get("utilization") is None else p["utilization"] * 100, "{:.0f}%")]
-            + ([_passive_text(p)] if passive else [])
+            + ([_passive_text(p)] if passive else []) + ([_upstream_text(p)] if upstream else [])
             for p in status["paths"]]
 
 
 PATH_HEADER = ["PATH", "STATE", "RTT ms", "LOSS %", "JITTER ms", "UTIL"]
 PASSIVE_HEADER = "PASSIVE ms (n)"  # a column of its own when a path is measured passively
+UPSTREAM_HEADER = "UPSTREAM p95 ms (n)"  # ... and when the gateways report upstream times over a path
 ROUTE_HEADER = ["PREFIX", "POLICY", "VIA", "SINCE", "REASON"]
 
 
@@ -129,7 +140,8 @@ def render_status(status: dict) -> str:
         head += f" (table {dp.get('table')})"
     elif dp.get("mode") == "bpf":
         head += f" (ingress {', '.join(dp.get('ingress', []))}, stale_after {dp.get('stale_after_s')} s)"
-    header = PATH_HEADER + ([PASSIVE_HEADER] if any(p.get("passive") for p in status["paths"]) else [])
+    header = PATH_HEADER + ([PASSIVE_HEADER] if any(p.get("passive") for p in status["paths"]) else []) \
+        + ([UPSTREAM_HEADER] if any(p.get("upstream_time_ms") for p in status["paths"]) else [])
     return "\n".join([head, "", table(path_rows(status), header), "",
                       table(route_rows(status), ROUTE_HEADER)])
 

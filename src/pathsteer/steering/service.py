@@ -22,6 +22,14 @@ Drains (``steer.drain`` / ``steer.undrain``, `pathsteer.steering.drains`): an op
 path out for maintenance; every decision gets the drained paths (`decide`'s ``drains``), a
 drain or undrain wakes the decide loop (traffic moves in that tick), a drain's ttl is looked at
 before each decision, and the drains are kept in ``<state_dir>/drains.json`` across restarts.
+
+Upstream times (`note_upstream_times`, called by the gateways component about once a second):
+each upstream address's L7 response time is attributed to the destination holding it and the
+path(s) carrying that destination then, kept per (destination, path) with when it was seen
+(`upstream`), and handed to every decision (`decide`'s ``upstream``): a destination with
+``sla.max_upstream_time`` leaves a path that serves too slowly, and does not take it back for
+``sla.upstream_hold`` (see `pathsteer.policy.upstream`). A new figure over the limit on a
+carrying path wakes the decide loop.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ import concurrent.futures
 import collections
 import dataclasses
 import logging
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, StrictFloat, StrictInt, StrictStr
@@ -39,9 +49,10 @@ from pydantic import Field, StrictFloat, StrictInt, StrictStr
 from pathsteer import logs
 from pathsteer.config import Config
 from pathsteer.control.server import Args, Command, NoArgs
-from pathsteer.routes import DataPlane, Desired
+from pathsteer.routes import DataPlane, Desired, Prefix
 from pathsteer.errors import NotFoundError, PathsteerError, UsageError
-from pathsteer.policy import Decision, PolicyParams, PolicyState, decide
+from pathsteer.policy import Decision, DestinationParams, PolicyParams, PolicyState, decide
+from pathsteer.policy.upstream import MIN_REQUESTS, PrefixIndex, UpstreamFigure, UpstreamTime, combine, parse_address
 from pathsteer.probe.engine import ProbeEngine
 from pathsteer.steering import build, drains as drainfile, preflight, views
 from pathsteer.steering.drains import Drain
@@ -148,6 +159,13 @@ class SteeringService:
         self.state_dir = build.state_dir(config)
         self.drains: dict[str, Drain] = {}  # path name → its drain (loaded at start)
         self._drains_lock = asyncio.Lock()  # one write of the drains file at a time, the latest state
+        # Upstream times: prefix → path → the latest figure. Replaced, never changed in place
+        # (a decision in a worker thread may be reading the previous one).
+        self.upstream: dict[Prefix, dict[str, UpstreamFigure]] = {}
+        self.upstream_stats = {"calls": 0, "attributed": 0, "few_requests": 0, "not_steered": 0, "settling": 0,
+                               "not_an_address": 0, "not_a_figure": 0, "no_decision": 0}
+        self._paths_since: dict[Prefix, float] = {}  # since when each prefix's set of paths is what it is
+        self._index: tuple[PolicyParams, PrefixIndex[DestinationParams], dict[Prefix, DestinationParams]] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -423,6 +441,7 @@ class SteeringService:
             self._force_apply = True
         self.config = config
         self.params = params
+        self._prune_upstream(self.clock())
         await self._reload_drains(config)
         self._hash_flows()
         keep = config.decision.events_kept if config.decision else 1000
@@ -497,15 +516,23 @@ class SteeringService:
         snap = self.engine.snapshot() if self.engine is not None else TelemetrySnapshot(now, ())
         snap = self._with_passive(snap)
         drained = {name: d.reason for name, d in self.drains.items()}
+        if self.upstream:
+            self._prune_upstream(now)
+        upstream = self.upstream
         if len(self.params.destinations) <= INLINE_ROUTES:
             # A few prefixes decide in well under a millisecond: on the loop, without the two
             # thread wake-ups that cost a reroute several ms on a busy machine.
-            decision = decide(now, snap, self.load, self.params, self.state, drained)
+            decision = decide(now, snap, self.load, self.params, self.state, drained, upstream)
         else:
             decision = await asyncio.get_running_loop().run_in_executor(
-                self._decide_pool, decide, now, snap, self.load, self.params, self.state, drained)
+                self._decide_pool, decide, now, snap, self.load, self.params, self.state, drained, upstream)
         t1 = time.perf_counter()
         self.telemetry, self.decision, self.state = snap, decision, decision.state
+        for e in decision.events:
+            if not e.after:
+                self._paths_since.pop(e.prefix, None)
+            elif {h.path for h in e.before} != {h.path for h in e.after}:
+                self._paths_since[e.prefix] = e.at
         self.stats["decisions"] += 1
         self.stats["decide_ms_last"] = round((t1 - t0) * 1e3, 3)
         self.decide_hist.observe(t1 - t0)
@@ -592,6 +619,107 @@ class SteeringService:
                     self.load = self.load_meter.update(self._counters.samples(self._load_interfaces()))
             except Exception as exc:  # noqa: BLE001
                 log.warning("steer.load-failed error=%r", str(exc))
+
+    # --- upstream times (from the gateways) ----------------------------------------------------
+
+    def note_upstream_times(self, figures: Mapping[str, UpstreamTime], now: float | None = None) -> None:
+        """The gateways' latest response time per upstream address (``figures``: keys
+        ``192.0.2.7``, ``192.0.2.7:8080``, ``[2001:db8::7]:8080``; others are ignored), at
+        ``now`` (this service's clock, `time.monotonic`; None: now).
+
+        Each address goes to the configured destination holding it (longest match) and to the
+        path(s) carrying that destination in the current decision; per (destination, path) the
+        latest figure is kept (several addresses: the slowest). Not counted: a figure of fewer
+        than `MIN_REQUESTS` requests, an address no destination holds, and every figure of a
+        destination whose paths changed less than the figure's ``window_s`` ago (its window
+        still holds requests sent over the old paths). Quick (no I/O); call it from the
+        daemon's loop. A figure over a destination's ``sla.max_upstream_time`` on a path
+        carrying it wakes the decide loop (the path is left in this tick)."""
+        now = self.clock() if now is None else now
+        stats = self.upstream_stats
+        stats["calls"] += 1
+        decision = self.decision
+        if decision is None:
+            stats["no_decision"] += 1
+            return
+        index = self._destinations()[0]
+        groups: dict[Prefix, tuple[DestinationParams, list[UpstreamTime]]] = {}
+        for key, time_ in figures.items():
+            if not isinstance(time_, UpstreamTime):
+                stats["not_a_figure"] += 1
+                continue
+            address = parse_address(key)
+            if address is None:
+                stats["not_an_address"] += 1
+                continue
+            if time_.requests < MIN_REQUESTS:
+                stats["few_requests"] += 1
+                continue
+            dest = index.lookup(address)
+            if dest is None:
+                stats["not_steered"] += 1
+                continue
+            if now - self._paths_since.get(dest.prefix, -math.inf) < time_.window_s:
+                stats["settling"] += 1
+                continue
+            groups.setdefault(dest.prefix, (dest, []))[1].append(time_)
+        if not groups:
+            self._prune_upstream(now)
+            return
+        upstream = dict(self.upstream)
+        wake = False
+        for prefix, (dest, times) in groups.items():
+            route = decision.desired.routes.get(prefix)
+            if route is None or not route.nexthops:
+                continue
+            figure = combine(times, now)
+            per_path = dict(upstream.get(prefix, {}))
+            for hop in route.nexthops:
+                per_path[hop.path] = figure
+            upstream[prefix] = per_path
+            stats["attributed"] += len(times)
+            limit = dest.sla.max_upstream_time_s
+            wake = wake or (limit is not None and figure.p95_s > limit)
+        self.upstream = upstream
+        self._prune_upstream(now)
+        if wake:
+            self._wake.set()
+
+    def _destinations(self) -> tuple[PrefixIndex[DestinationParams], dict[Prefix, DestinationParams]]:
+        """The configured destinations: a longest-match index and by prefix (built once per params)."""
+        if self._index is None or self._index[0] is not self.params:
+            dests = self.params.destinations
+            self._index = (self.params, PrefixIndex((d.prefix, d) for d in dests), {d.prefix: d for d in dests})
+        return self._index[1], self._index[2]
+
+    def _prune_upstream(self, now: float) -> None:
+        """Forget the figures past their destination's ``sla.upstream_hold``, and those of
+        destinations or paths no longer configured."""
+        dests = self._destinations()[1] if self.upstream else {}
+        kept: dict[Prefix, dict[str, UpstreamFigure]] = {}
+        changed = False
+        for prefix, per_path in self.upstream.items():
+            dest = dests.get(prefix)
+            alive = {} if dest is None else {
+                p: f for p, f in per_path.items() if p in dest.paths and f.in_force(now, dest.sla.upstream_hold_s)}
+            changed = changed or len(alive) != len(per_path)
+            if alive:
+                kept[prefix] = alive if len(alive) != len(per_path) else per_path
+        if changed:
+            self.upstream = kept
+
+    def upstream_in_force(self, now: float | None = None) -> dict[Prefix, dict[str, UpstreamFigure]]:
+        """The upstream figures that count at ``now`` (within their destination's hold)."""
+        now = self.clock() if now is None else now
+        dests = self._destinations()[1] if self.upstream else {}
+        out = {}
+        for prefix, per_path in self.upstream.items():
+            dest = dests.get(prefix)
+            if dest is not None:
+                alive = {p: f for p, f in per_path.items() if f.in_force(now, dest.sla.upstream_hold_s)}
+                if alive:
+                    out[prefix] = alive
+        return out
 
     # --- drains -------------------------------------------------------------------------------
 
@@ -729,13 +857,17 @@ class SteeringService:
                                        for n, t in self.dataplane.path_totals().items()}
             except Exception:  # noqa: BLE001 - status answers without them
                 pass
-        return views.status(self.decision, self.telemetry, self._clock(), self._path_info(), info, self.load,
-                            self.drain_views())
+        clock = self._clock()
+        out = views.status(self.decision, self.telemetry, clock, self._path_info(), info, self.load,
+                           self.drain_views(), self.upstream_in_force(clock.mono))
+        out["upstream"] = dict(self.upstream_stats)  # what note_upstream_times counted, and why not
+        return out
 
     def view_paths(self) -> list[dict]:
         """The paths of `cmd_status` alone (the API's ``/paths``: no route views built)."""
-        return views.status(None, self.telemetry, self._clock(), self._path_info(), {}, self.load,
-                            self.drain_views())["paths"]
+        clock = self._clock()
+        return views.status(None, self.telemetry, clock, self._path_info(), {}, self.load,
+                            self.drain_views(), self.upstream_in_force(clock.mono))["paths"]
 
     def view_routes(self) -> list[dict]:
         """The routes of `cmd_status` alone (the API's ``/routes``)."""

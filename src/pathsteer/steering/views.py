@@ -3,6 +3,12 @@
 A drained path shows ``state`` "drained" (its probes' verdict stays in ``probe_state``) and
 its drain in ``drained``: {since, until, reason}, wall-clock (None: not drained).
 
+Upstream times (the gateways' L7 response time, `pathsteer.policy.upstream`): a path's view
+has ``upstream_time_ms``, per destination prefix it carried, ``{p50, p95, requests, age_s,
+addresses}`` (times in ms; only the figures still in force); an explained candidate has the
+same for its destination (or None) and ``upstream_breach`` (its p95 is over
+``sla.max_upstream_time``: the path is not eligible for it).
+
 Times: the policy and telemetry use the monotonic clock; views show wall-clock times
 (``since``, seconds since the epoch) and ages (``age_s``), computed from one ``(mono, wall)`` pair.
 """
@@ -12,10 +18,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from pathsteer.routes import NextHop
+from collections.abc import Mapping
+
+from pathsteer.routes import NextHop, Prefix
 from pathsteer.policy import Candidate, Decision, Event, RouteStatus
 from pathsteer.policy.candidates import path_rtt
 from pathsteer.policy.params import RttStatistic
+from pathsteer.policy.upstream import UpstreamFigure, upstream_text
 from pathsteer.telemetry import PathSnapshot, TelemetrySnapshot
 
 
@@ -80,11 +89,20 @@ def passive_view(p) -> dict:
             "total_samples": p.total_samples, "age_s": round(p.age_s, 3)}
 
 
-def candidate_view(c: Candidate) -> dict:
+def upstream_view(f: UpstreamFigure, clock: Clock) -> dict:
+    """An upstream figure: its response times in ms, the requests timed, how old it is, and how
+    many upstream addresses it combines (the slowest speaks)."""
+    return {"p50": _ms(f.p50_s), "p95": _ms(f.p95_s), "requests": f.requests, "age_s": round(clock.age(f.at), 3),
+            "addresses": f.addresses}
+
+
+def candidate_view(c: Candidate, clock: Clock | None = None) -> dict:
     return {"path": c.path, "order": c.order, "state": c.state.value, "eligibility": c.eligibility.value,
             "why_not": c.why_not, "rtt_ms": _ms(c.rtt_s), "loss_pct": c.loss_pct, "jitter_ms": _ms(c.jitter_s),
             "utilization": c.utilization, "capacity_bps": c.capacity_bps, "samples": c.samples,
-            "enough_samples": c.enough_samples, "rtt_source": c.rtt_source}
+            "enough_samples": c.enough_samples, "rtt_source": c.rtt_source,
+            "upstream_time_ms": upstream_view(c.upstream, clock) if c.upstream is not None and clock else None,
+            "upstream_breach": c.upstream_breach}
 
 
 def route_view(r: RouteStatus, clock: Clock, *, candidates: bool = False) -> dict:
@@ -92,7 +110,7 @@ def route_view(r: RouteStatus, clock: Clock, *, candidates: bool = False) -> dic
            "via": hops_text(r.nexthops), "since": clock.wall_of(r.since), "age_s": round(clock.age(r.since), 3),
            "kind": r.kind.value, "reason": r.reason, "pending": r.pending}
     if candidates:
-        out["candidates"] = [candidate_view(c) for c in r.candidates]
+        out["candidates"] = [candidate_view(c, clock) for c in r.candidates]
     return out
 
 
@@ -112,10 +130,16 @@ def drained_view(view: dict, drain: dict | None) -> dict:
 
 
 def status(decision: Decision | None, telemetry: TelemetrySnapshot | None, clock: Clock, paths: dict[str, dict],
-           dataplane: dict, load: dict, drains: dict[str, dict] | None = None) -> dict:
+           dataplane: dict, load: dict, drains: dict[str, dict] | None = None,
+           upstream: Mapping[Prefix, Mapping[str, UpstreamFigure]] | None = None) -> dict:
     """``paths``: per name, its interface, gateway and capacity from the config; ``drains``: per
-    drained path, its drain's view (`pathsteer.steering.drains.Drain.view`)."""
+    drained path, its drain's view (`pathsteer.steering.drains.Drain.view`); ``upstream``: per
+    prefix and path, the upstream figures in force."""
     drains = drains or {}
+    by_path: dict[str, dict[str, dict]] = {}
+    for prefix, per_path in (upstream or {}).items():
+        for name, figure in per_path.items():
+            by_path.setdefault(name, {})[str(prefix)] = upstream_view(figure, clock)
     pviews = []
     for name, info in paths.items():
         snap = None
@@ -135,6 +159,7 @@ def status(decision: Decision | None, telemetry: TelemetrySnapshot | None, clock
         else:
             view = path_view(snap, clock, interface=info["interface"], gateway=info.get("gateway"),
                              capacity_bps=info.get("capacity_bps"), utilization=util, load=load_d)
+        view["upstream_time_ms"] = by_path.get(name, {})
         pviews.append(drained_view(view, drains.get(name)))
     routes = [route_view(r, clock) for r in decision.routes] if decision is not None else []
     return {"paths": pviews, "routes": routes, "dataplane": dataplane}
@@ -171,7 +196,12 @@ def explain_text(r: RouteStatus) -> str:
             verdict = f"; eligible, {c.samples_text()}: cannot win on latency yet"
         else:
             verdict = "; eligible"
-        lines.append(f" {mark} {c.path}: {c.state.value}, {c.figures()}{verdict}")
+        upstream = ""
+        if c.upstream is not None:
+            p50 = "n/a" if c.upstream.p50_s is None else upstream_text(c.upstream.p50_s)
+            upstream = (f" (upstream p50 {p50}, {c.upstream.requests} requests"
+                        f"{'' if c.upstream.addresses == 1 else f' to {c.upstream.addresses} upstreams'})")
+        lines.append(f" {mark} {c.path}: {c.state.value}, {c.figures()}{upstream}{verdict}")
     if r.pending:
         lines.append(f"pending: {r.pending}")
     return "\n".join(lines)
