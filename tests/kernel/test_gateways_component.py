@@ -267,6 +267,9 @@ def test_log_lines_feed_the_window_and_bad_credentials_end_in_a_block_mirrored_i
             assert [(str(c), o, t) for c, o, t, _ in guard.calls] == [("192.0.2.77/32", Origin.GATEWAY, 300.0)]
             assert guard.calls[0][3].startswith("gateway:edge 401×25/")
             assert "192.0.2.77" in await HaproxyRuntime(haproxy.sock).acl_entries(haproxy.acl)
+            a._times_at = -1e18  # (handed to steering once a second)
+            await svc.tick()
+            assert not a.failures.counts, a.failures.last
             assert steer.times and all(p95 is not None for f in steer.times for p95 in [next(iter(f.values())).p95_s])
         finally:
             await svc.stop()

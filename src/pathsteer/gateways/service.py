@@ -745,8 +745,8 @@ class GatewaysService:
             return
         try:
             from pathsteer.policy.upstream import UpstreamTime
-            note({addr: UpstreamTime(p50_s=p50, p95_s=p95, requests=n) for addr, (p50, p95, n) in figures.items()
-                  if p95 is not None})
+            note({addr: UpstreamTime(p50_s=p50, p95_s=p95, requests=n, window_s=a.window.window_s)
+                  for addr, (p50, p95, n) in figures.items() if p95 is not None})
         except Exception as exc:  # noqa: BLE001 - a missed second of figures
             a.failures("upstream-times", str(exc))
 
