@@ -70,7 +70,7 @@ def gateway(lab3, tmp_path):
     t = lab3
     log_port = random.randint(20000, 40000)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(Backends(t, str(tmp_path)))
+        backends = stack.enter_context(Backends(t, str(tmp_path)))
         hap = Haproxy(t, str(tmp_path))
         stack.callback(hap.stop)
         # The gateway's own retry (a request to a server on a path just cut is sent again to
@@ -80,10 +80,12 @@ def gateway(lab3, tmp_path):
                   retries=3, extra_defaults=["option redispatch 1"], timeouts={"connect": "300ms"})
         made: list[LabDaemon] = []
 
-        def start(extra: dict | None = None, **gw) -> LabDaemon:
-            cfg = lab_config(t, socket=f"/run/pathsteer/{t.name}-gw.sock", prefixes=[P1_PREFIX, P2_PREFIX])
+        def start(extra: dict | None = None, *, prefixes=(P1_PREFIX, P2_PREFIX), split: bool = True,
+                  sla: dict | None = None, **gw) -> LabDaemon:
+            cfg = lab_config(t, socket=f"/run/pathsteer/{t.name}-gw.sock", prefixes=list(prefixes), sla=sla)
             for d in cfg["destinations"]:
-                d["paths"] = ["p1"] if d["prefix"] == P1_PREFIX else ["p2"]
+                if split:  # each backend over its own path
+                    d["paths"] = ["p1"] if d["prefix"] == P1_PREFIX else ["p2"]
             cfg["gateways"] = [{"name": "edge", "kind": "haproxy", "logs": [f"udp:127.0.0.1:{log_port}"],
                                 "runtime": hap.stats_socket, "acl": hap.acl_file, **gw}]
             cfg.update(extra or {})
@@ -92,7 +94,7 @@ def gateway(lab3, tmp_path):
             stack.callback(d.kill)
             return d.start()
 
-        yield t, hap, start, tmp_path
+        yield t, hap, start, tmp_path, backends
 
 
 def load(t, tmp_path, path: str = "/", *, ns: str = "client", name: str = "load", **kw) -> LoadClient:
@@ -105,7 +107,7 @@ def status(d: LabDaemon) -> dict:
 
 
 def test_a_cut_path_drains_its_server_within_a_second_and_the_load_stays_up(gateway):
-    t, hap, start, tmp = gateway
+    t, hap, start, tmp, backends = gateway
     d = start()
     d.wait_via(P1_PREFIX, "p1")
     d.wait_via(P2_PREFIX, "p2")
@@ -152,7 +154,7 @@ def test_a_cut_path_drains_its_server_within_a_second_and_the_load_stays_up(gate
 
 
 def test_an_attacker_with_bad_credentials_is_blocked_in_xdp_and_in_haproxy_until_the_ttl(gateway):
-    t, hap, start, tmp = gateway
+    t, hap, start, tmp, backends = gateway
     ttl = 6.0
     d = start({"guard": {"interfaces": ["r-a"], "state_dir": str(tmp / "guard")}}, abuse={"ttl": f"{ttl:g}s"})
     assert d.call("guard.list")["entries"] == []
@@ -197,3 +199,67 @@ def test_an_attacker_with_bad_credentials_is_blocked_in_xdp_and_in_haproxy_until
     again.wait(15)
     assert again.success_rate() == 1.0, again.summary()
     json.dumps(status(d))
+
+
+def routes(d: LabDaemon) -> dict[str, str]:
+    return {r["prefix"]: r["via"] for r in d.call("steer.status")["routes"]}
+
+
+def test_an_upstream_in_no_destination_is_steered_while_it_carries_traffic(gateway):
+    t, hap, start, tmp, backends = gateway
+    auto = "203.0.113.10/32"
+    d = start(prefixes=[P1_PREFIX], split=False, auto_destinations={"idle": "10s"})
+    d.wait_via(P1_PREFIX, "p1")
+    assert auto not in routes(d)
+    with load(t, tmp, rate=50, name="auto") as ld:
+        deadline = time.monotonic() + 10
+        while auto not in routes(d):
+            assert time.monotonic() < deadline, (routes(d), status(d))
+            time.sleep(0.1)
+        steered = time.time()
+        time.sleep(1.0)
+    last = max(r.t + r.duration for r in ld.records)
+    first = min(r.t for r in ld.records if r.backend == S2)
+    print(f"first request to s2 → steered {(steered - first) * 1000:.0f} ms; {ld.summary()}")
+    assert steered - first <= 3.0
+    assert routes(d)[auto] in ("p1", "p2", "p3")
+    view = status(d)
+    assert [a["prefix"] for a in view["auto_destinations"]] == [auto]
+    explain = d.call("steer.explain", {"address": "203.0.113.10"})
+    assert explain["steered"] and explain["prefix"] == auto, explain
+    deadline = time.monotonic() + 30
+    while auto in routes(d):
+        assert time.monotonic() < deadline, (routes(d), status(d))
+        time.sleep(0.2)
+    left = time.time()
+    print(f"idle 10 s: removed {left - last:.1f} s after the last request")
+    assert 9.0 <= left - last <= 13.0
+    assert P1_PREFIX in routes(d)
+    assert any(a["action"] == "auto-remove" for a in status(d)["actions"])
+
+
+def test_a_path_that_pings_fine_but_serves_slowly_is_left(gateway):
+    t, hap, start, tmp, backends = gateway
+    lab.set_path(t.name, "p1", delay="1ms")
+    lab.set_path(t.name, "p2", delay="5ms")
+    lab.set_path(t.name, "p3", delay="10ms")
+    d = start(prefixes=[P1_PREFIX], split=False, sla={"max_upstream_time": "200ms"})
+    d.wait_via(P1_PREFIX, "p1")
+    with load(t, tmp, rate=50, concurrency=16, timeout=5.0, name="slow") as ld:
+        time.sleep(11.0)  # a window's worth of answers over p1 (figures right after a route change are not used)
+        assert routes(d)[P1_PREFIX] == "p1"
+        backends.set_delay("198.51.100.10", 400)
+        slowed = time.time()
+        deadline = time.monotonic() + 10
+        while routes(d)[P1_PREFIX] == "p1":
+            assert time.monotonic() < deadline, (d.call("steer.explain", {"address": "198.51.100.10"})["why"],
+                                                 status(d)["upstreams"])
+            time.sleep(0.05)
+        left = time.time()
+    print(f"upstream slowed to 400 ms → p1 left in {(left - slowed) * 1000:.0f} ms; {ld.summary()}")
+    assert left - slowed <= 5.0
+    explain = d.call("steer.explain", {"address": "198.51.100.10"})
+    assert "upstream time" in explain["why"] and "> sla 200 ms" in explain["why"], explain["why"]
+    p1 = next(p for p in d.call("steer.status")["paths"] if p["name"] == "p1")
+    assert p1["state"] == "up" and p1["rtt_ms"] < 10  # it pings fine
+    assert p1["upstream_time_ms"][P1_PREFIX]["p95"] >= 200, p1

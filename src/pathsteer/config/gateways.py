@@ -23,6 +23,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pathsteer.config.fields import AbsolutePath, Cidr, Duration, Fraction
 from pathsteer.config.sections import Section
+from pathsteer.config.steering import HysteresisConfig, SlaConfig, WeightedConfig
 
 KINDS = ("haproxy", "apipark", "apinto", "jsonlines", "webhook")
 WEBHOOK_EVENTS = ("path.state", "steer.change", "steer.drain", "steer.undrain", "gateway.weight",
@@ -138,6 +139,38 @@ class WebhookConfig(Section):
 
 
 
+class AutoDestinationsConfig(Section):
+    """``gateways[].auto_destinations``: an upstream whose address is in no configured
+    destination is steered once it carries traffic (``min_requests`` in the usage window), as
+    its ``/prefix_len`` (``/prefix_len6``) under this template, and left to the kernel's routing
+    again after ``idle`` without a request. ``paths`` default: every path."""
+
+    prefix_len: int = Field(default=32, ge=8, le=32)
+    prefix_len6: int = Field(default=128, ge=16, le=128)
+    idle: Duration = 600.0
+    min_requests: int = Field(default=1, ge=1)
+    max: int = Field(default=256, ge=1, le=100_000)
+    policy: Literal["lowest-latency", "weighted", "failover"] = "lowest-latency"
+    paths: list[str] | None = None
+    hysteresis: HysteresisConfig = HysteresisConfig()
+    sla: SlaConfig = SlaConfig()
+    weighted: WeightedConfig = WeightedConfig()
+    rtt: Literal["robust", "ewma", "p50", "active", "passive", "best"] = "robust"
+
+    @field_validator("idle")
+    @classmethod
+    def _idle(cls, value: float) -> float:
+        if not 10.0 <= value <= 7 * 86400:
+            raise ValueError("must be between 10s and 7d")
+        return value
+
+    def destination(self, prefix, paths: list[str]):
+        """The steering destination for ``prefix`` (``paths``: the template's, or all)."""
+        from pathsteer.config.steering import DestinationConfig
+        return DestinationConfig(prefix=str(prefix), policy=self.policy, paths=self.paths or paths,
+                                 hysteresis=self.hysteresis, sla=self.sla, weighted=self.weighted, rtt=self.rtt)
+
+
 class GatewayConfig(Section):
     """One gateway. ``logs``: where its access log arrives (``udp:HOST:PORT``,
     ``unix:/path`` — syslog datagrams —, ``file:/path`` — tailed —, ``http:HOST:PORT`` —
@@ -162,6 +195,7 @@ class GatewayConfig(Section):
     health: GatewayHealthConfig = GatewayHealthConfig()
     abuse: GatewayAbuseConfig = GatewayAbuseConfig()
     webhook: WebhookConfig | None = None
+    auto_destinations: AutoDestinationsConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -239,10 +273,22 @@ class GatewayConfig(Section):
         return bool(self.runtime or self.admin)
 
 
-def check_gateways(gateways: list[GatewayConfig] | None) -> None:
-    """Cross-entry checks: unique names, no two receivers on one address."""
+def check_gateways(gateways: list[GatewayConfig] | None, paths: list | None = None) -> None:
+    """Cross-entry checks: unique names, no two receivers on one address; auto destinations
+    need steering and name its paths."""
     if not gateways:
         return
+    names_of_paths = [p.name for p in paths or []]
+    for i, g in enumerate(gateways):
+        ad = g.auto_destinations
+        if ad is None:
+            continue
+        if not paths:
+            raise ValueError(f"gateways[{i}].auto_destinations: needs steering (paths, destinations)")
+        for j, name in enumerate(ad.paths or []):
+            if name not in names_of_paths:
+                raise ValueError(f"gateways[{i}].auto_destinations.paths[{j}]: unknown path {name!r} "
+                                 f"(paths: {', '.join(names_of_paths)})")
     names: set[str] = set()
     listens: dict[str, str] = {}
     for i, g in enumerate(gateways):

@@ -159,7 +159,7 @@ class Config(Section):
             # one state dir per daemon: a file that moved the guard's keeps its history beside it
             object.__setattr__(self, "history", self.history.model_copy(update={"state_dir": self.guard.state_dir}))
         check_steering(self.dataplane, self.paths, self.destinations, self.decision)
-        check_gateways(self.gateways)
+        check_gateways(self.gateways, self.paths)
         if self.guard is None and self.paths is None:
             raise ValueError("nothing to run: the config needs a 'guard' section or steering "
                              "('dataplane', 'paths', 'destinations')")

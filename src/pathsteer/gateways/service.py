@@ -54,6 +54,7 @@ log = logging.getLogger("pathsteer.gateways")
 TICK_S = 0.25            # health, abuse and mirror passes (and at once on a path or route change)
 SERVERS_REFRESH_S = 5.0  # the gateway's servers and weights read again
 UPSTREAM_TIMES_S = 1.0   # upstream response times handed to steering
+AUTO_S = 1.0             # auto destinations looked at this often
 LOG_EVERY_S = 60.0       # one log line per kind of failure per gateway this often (with the count)
 STOP_S = 3.0             # the restore at stop, at most
 ACTIONS = 50             # last actions kept per gateway (status)
@@ -259,6 +260,11 @@ class Adapter:
         self._routes: dict[str, health.Route | None] = {}
         self._state_file = os.path.join(service.section.state_dir, f"gateway-{cfg.name}.json")
         self._saved_found: dict[str, int] = {}
+        self.auto_seen: dict[Any, float] = {}   # auto destination prefix → last request seen (monotonic)
+        self.last_seen: dict[str, float] = {}    # upstream → its last record (with auto destinations)
+        self._auto_set: tuple[str, ...] | None = None
+        self._auto_at = -1e18
+        self._auto_skipped: set[str] = set()
 
     def _make_sink(self) -> _Sink | None:
         c = self.cfg
@@ -342,7 +348,10 @@ class Adapter:
             rec = self.parser.parse(line, time.time())
         if rec is not None:
             self.records += 1
-            self.window.add(rec, time.monotonic())
+            mono = time.monotonic()
+            self.window.add(rec, mono)
+            if rec.upstream is not None and self.cfg.auto_destinations is not None:
+                self.last_seen[rec.upstream] = mono
 
     # --- the found weights, kept for a restart after a crash -------------------------------
 
@@ -450,6 +459,78 @@ class Adapter:
             logs.event(log, "gateway.weight", gateway=self.name, server=f"{v.server.backend}/{v.server.name}",
                        **{"from": before}, to=v.weight, health=v.health.value, path=v.path, why=v.why)
             self.action("weight", f"{v.server.backend}/{v.server.name} {before} → {v.weight}: {v.why}")
+
+    # --- auto destinations ------------------------------------------------------------------
+
+    @property
+    def owner(self) -> str:
+        return f"gateway:{self.name}"
+
+    def adopt_auto(self, steer: Any, mono: float) -> None:
+        """The auto destinations steering already has for this gateway (a restarted adapter):
+        kept as seen now, so they are not dropped before their traffic is seen again."""
+        for d in (getattr(steer, "auto", {}) or {}).get(self.owner, ()):
+            self.auto_seen.setdefault(d.prefix, mono)
+        if self.auto_seen:
+            self._auto_set = tuple(sorted(str(n) for n in self.auto_seen))
+
+    async def auto_pass(self, steer: Any, mono: float) -> None:
+        ad = self.cfg.auto_destinations
+        if ad is None or steer is None or not hasattr(steer, "set_auto_destinations"):
+            return
+        if mono - self._auto_at < AUTO_S:
+            return
+        self._auto_at = mono
+        cfg = steer.file_config
+        configured = [d.prefix for d in cfg.destinations]
+        paths = [p for p in cfg.paths if not ad.paths or p.name in ad.paths]
+        gateways = [ipaddress.ip_address(str(a)) for p in cfg.paths for a in (p.gateway, p.gateway6) if a is not None]
+        for key, f in self.window.upstreams(mono).items():
+            addr = host_of(key)
+            if addr is None or f.requests < ad.min_requests:
+                continue
+            ip = ipaddress.ip_address(addr)
+            if any(ip.version == n.version and ip in n for n in configured):
+                continue  # a configured destination steers it already
+            net = ipaddress.ip_network(f"{ip}/{ad.prefix_len if ip.version == 4 else ad.prefix_len6}", strict=False)
+            if net not in self.auto_seen:
+                why = None
+                if any(g.version == net.version and g in net for g in gateways):
+                    why = "it would cover a path's gateway"
+                elif not any((p.gateway if net.version == 4 else p.gateway6) is not None for p in paths):
+                    why = f"no path has an IPv{net.version} gateway"
+                elif len(self.auto_seen) >= ad.max:
+                    why = f"auto_destinations.max ({ad.max}) reached"
+                if why is not None:
+                    if str(net) not in self._auto_skipped and len(self._auto_skipped) < 10_000:
+                        self._auto_skipped.add(str(net))
+                        self.action("auto-skip", f"{net}: {why}")
+                        log.warning("gateway.auto-skip gateway=%s prefix=%s why=%r", self.name, net, why)
+                    continue
+            self.auto_seen[net] = max(self.auto_seen.get(net, -1e18), self.last_seen.get(key, mono))
+        for key, last in list(self.last_seen.items()):
+            if mono - last > ad.idle:
+                del self.last_seen[key]
+        for net, last in list(self.auto_seen.items()):
+            if mono - last > ad.idle:
+                del self.auto_seen[net]
+        want = tuple(sorted(str(n) for n in self.auto_seen))
+        if want == self._auto_set or (self._auto_set is None and not want):
+            return
+        names = [p.name for p in paths]
+        dests = [ad.destination(n, names) for n in sorted(self.auto_seen, key=lambda n: (n.version, n))]
+        try:
+            await steer.set_auto_destinations(self.owner, dests)
+        except Exception as exc:  # noqa: BLE001 - tried again at the next pass
+            self.failures("auto-destination", str(exc))
+            return
+        before = set(self._auto_set or ())
+        self._auto_set = want
+        added, removed = sorted(set(want) - before), sorted(before - set(want))
+        if added:
+            self.action("auto-add", f"{', '.join(added)} steered ({ad.policy})")
+        if removed:
+            self.action("auto-remove", f"{', '.join(removed)}: idle {ad.idle:g}s")
 
     # --- abuse in ---------------------------------------------------------------------------
 
@@ -579,6 +660,8 @@ class Adapter:
             "upstreams": ups, "servers": servers,
             "mirrored": len(self.mirrored) if self.mirrored is not None else None,
             "webhook": self.webhook.stats if self.webhook is not None else None,
+            "auto_destinations": [{"prefix": str(n), "idle_s": round(mono - at, 1)}
+                                  for n, at in sorted(self.auto_seen.items(), key=lambda kv: (kv[0].version, kv[0]))],
             "errors": dict(self.failures.counts), "last_errors": dict(self.failures.last),
             "actions": list(self.actions)[-20:],
         }
@@ -636,6 +719,7 @@ class GatewaysService:
             for g in self.section.gateways:
                 a = Adapter(g, self)
                 await a.start()
+                a.adopt_auto(self.ctx.component("steer"), time.monotonic())
                 self.adapters[g.name] = a
         except BaseException:
             for a in self.adapters.values():
@@ -650,13 +734,20 @@ class GatewaysService:
     async def commit(self, section: GatewaysSection) -> None:
         old, self.section = self.section, section
         keep = {g.name: g for g in section.gateways}
+        steer = self.ctx.component("steer")
         for name in list(self.adapters):
             if keep.get(name) != self.adapters[name].cfg or section.state_dir != old.state_dir:
-                await self.adapters.pop(name).stop()
+                a = self.adapters.pop(name)
+                await a.stop()
+                gone = keep.get(name) is None or keep[name].auto_destinations is None
+                if gone and steer is not None and hasattr(steer, "set_auto_destinations"):
+                    with contextlib.suppress(Exception):
+                        await steer.set_auto_destinations(a.owner, [])
         for g in section.gateways:
             if g.name not in self.adapters:
                 a = Adapter(g, self)
                 await a.start()
+                a.adopt_auto(steer, time.monotonic())
                 self.adapters[g.name] = a
         self._wake.set()
 
@@ -718,6 +809,7 @@ class GatewaysService:
                 await a.read_servers(mono)
             if steer is not None:
                 await a.health_pass(steer, states)
+                await a.auto_pass(steer, mono)
             a.abuse_pass(guard, mono)
             await a.mirror_pass(guard)
             if steer is not None and mono - a._times_at >= UPSTREAM_TIMES_S:

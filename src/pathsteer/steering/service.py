@@ -109,6 +109,7 @@ class SteeringPlan:
     dataplane_changed: bool  # another mode, table or ingress: the plane is replaced
     links_changed: bool  # other paths: the plane is handed over (the new one adopts)
     probes_changed: bool  # the probes restart
+    file_config: Config | None = None  # the section as the file gives it (config: with the auto destinations)
 
 
 class SteeringService:
@@ -116,6 +117,10 @@ class SteeringService:
 
     def __init__(self, config: Config, *, dataplane_factory=build.make_dataplane,
                  engine_factory=ProbeEngine, clock=time.monotonic) -> None:
+        self.file_config = config  # the section as the file gives it
+        # Destinations added at run time by another component (a gateway's auto-destinations),
+        # per owner; merged after the file's own (a prefix the file has is the file's).
+        self.auto: dict[str, tuple] = {}
         self.config = config
         self.params: PolicyParams = build.policy_params(config)
         self._dp_factory = dataplane_factory
@@ -178,12 +183,69 @@ class SteeringService:
 
     def check(self, config: Config) -> SteeringPlan:
         """Phase one of a reload: ``config`` checked and what it changes worked out; nothing
-        touched (raises UsageError naming the field when it cannot be used)."""
+        touched (raises UsageError naming the field when it cannot be used). The auto
+        destinations (`set_auto_destinations`) are merged in."""
+        file_config = config
+        config = self._merged(config, self.auto)
         self.validate(config)
         links = build.path_links(config, self.links)
         return SteeringPlan(config, build.policy_params(config), links,
                             build.dataplane_config(config) != build.dataplane_config(self.config),
-                            links != self.links, build.probe_configs(config) != build.probe_configs(self.config))
+                            links != self.links, build.probe_configs(config) != build.probe_configs(self.config),
+                            file_config)
+
+    @staticmethod
+    def _merged(config: Config, auto: dict[str, tuple]) -> Config:
+        """``config`` with the auto destinations after its own (a prefix it has stays its own)."""
+        have = {d.prefix for d in config.destinations}
+        extra = []
+        for _owner, dests in sorted(auto.items()):
+            for d in dests:
+                if d.prefix not in have:
+                    have.add(d.prefix)
+                    extra.append(d)
+        if not extra:
+            return config
+        from pathsteer.config.steering import check_steering
+        dests = [*config.destinations, *extra]
+        merged = (dataclasses.replace(config, destinations=dests) if dataclasses.is_dataclass(config)
+                  else config.model_copy(update={"destinations": dests}))  # (a whole Config, in tests)
+        try:
+            check_steering(merged.dataplane, merged.paths, merged.destinations, merged.decision)
+        except ValueError as exc:
+            raise UsageError(f"auto destinations: {exc}") from None
+        return merged
+
+    def auto_destinations(self) -> dict[str, list[str]]:
+        return {owner: [str(d.prefix) for d in dests] for owner, dests in sorted(self.auto.items())}
+
+    async def set_auto_destinations(self, owner: str, destinations) -> None:
+        """Steer ``destinations`` (DestinationConfig, prefixes the file does not have) for
+        ``owner`` (``gateway:edge``), replacing what it had: a reload of steering with the
+        file's own section (the routes of the others are not touched). Refused (UsageError,
+        nothing changed) when the merged set is not a valid steering config."""
+        new = tuple(destinations)
+        old = self.auto.get(owner, ())
+        if new == old:
+            return
+        auto = dict(self.auto)
+        if new:
+            auto[owner] = new
+        else:
+            auto.pop(owner, None)
+        self._merged(self.file_config, auto)  # refused here, before anything changes
+        self.auto = auto
+        try:
+            await self.commit(self.check(self.file_config))
+        except BaseException:
+            if old:
+                self.auto[owner] = old
+            else:
+                self.auto.pop(owner, None)
+            raise
+        before, after = {str(d.prefix) for d in old}, {str(d.prefix) for d in new}
+        event("steer.auto", owner=owner, destinations=len(new), added=",".join(sorted(after - before)) or "-",
+              removed=",".join(sorted(before - after)) or "-")
 
     @property
     def dp_config(self):
@@ -424,6 +486,8 @@ class SteeringService:
 
     async def _commit(self, plan: SteeringPlan) -> None:
         config, params, links = plan.config, plan.params, plan.links
+        if plan.file_config is not None:
+            self.file_config = plan.file_config
         dp_changed, links_changed, probes_changed = plan.dataplane_changed, plan.links_changed, plan.probes_changed
         if dp_changed or links_changed:
             new_dp = self._dp_factory(config, links)
