@@ -5,7 +5,8 @@ probing every 20 ms, lowest-latency with hold_down 0.3 s so traffic fails back b
 Three probe settings: the default (adaptive timeout, nothing else written), the old default
 (a fixed 50 ms timeout, what `interval: 20ms` used to get), a tuned one (timeout 15 ms on p1),
 and the default again with the HTTP API hammered (200 requests/s rotating over paths, routes,
-events, metrics, status, and an event stream open: a dashboard) — printed beside the idle ones.
+events, metrics, status, and an event stream open: a dashboard) and with a gateway's log read at
+10k HAProxy lines/s over UDP syslog — printed beside the idle ones.
 Each round: a 2 ms UDP echo stream from the client, p1 set down at a random point of the probe
 interval, the time from when p1 stopped carrying the stream (the last packet over it, or the
 call if none came after it) to the first packet the router sent over p2 (told by its RTT), as
@@ -21,6 +22,8 @@ import os
 import random
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -47,20 +50,57 @@ PROBES = {  # name → lab_config probe arguments
     "old-default": {"timeouts": {"p1": "50ms", "p2": "50ms"}, "hold": None},  # a fixed 50 ms
     "tuned": {"timeouts": {"p1": "15ms", "p2": "60ms"}},  # 15 ms on p1, hold 0.2 s
     "default+api-load": {"hold": None},  # the default, with the HTTP API hammered (below)
+    "default+gateway-logs": {"hold": None},  # the default, with 10k HAProxy log lines/s read (below)
 }
+GATEWAY_LOADED = {"default+gateway-logs"}  # a gateway's log at LOG_RATE lines/s over UDP syslog throughout
+LOG_RATE = 10_000
+SENDER = r"""
+import socket, sys, time
+port, rate = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n, t0 = 0, time.monotonic()
+while True:
+    date = time.strftime("%d/%b/%Y:%H:%M:%S")
+    for _ in range(100):
+        c = n % 5000
+        line = (f"<134>Dec  7 00:00:00 haproxy[1]: 10.{c >> 8 & 255}.{c & 255}.9:4000 [{date}.000] fe app/s{n % 4} "
+                f"0/0/1/{n % 50}/3 {200 if n % 20 else 401} 512 - - ---- 1/1/0/0/0 0/0 \"GET /x HTTP/1.1\"")
+        s.sendto(line.encode(), ("127.0.0.1", port))
+        n += 1
+    ahead = n / rate - (time.monotonic() - t0)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
 API_LOADED = {"default+api-load"}  # 200 requests/s over the API and an event stream open throughout
 SETTINGS = [s for s in os.environ.get("BENCH_REROUTE_PROBES", ",".join(PROBES)).split(",") if s]
 
 
-def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False) -> tuple[list[float], int]:
+@contextlib.contextmanager
+def log_sender(t, port: int):
+    """HAProxy log lines at LOG_RATE a second to 127.0.0.1:port in the router namespace."""
+    proc = t.popen("router", [sys.executable, "-c", SENDER, str(port), str(LOG_RATE)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False,
+           gateway_logs: bool = False) -> tuple[list[float], int]:
     cfg = lab_config(t, mode=mode, socket=f"/run/pathsteer/{t.name}-bench.sock", interval="20ms",
                      hold_down="0.3s", **probes)
+    port = random.randint(20000, 40000)
+    if gateway_logs:
+        cfg["gateways"] = [{"name": "bench", "kind": "haproxy", "logs": [f"udp:127.0.0.1:{port}"]}]
     d = LabDaemon(t, cfg, workdir, name=mode).start()
     times, missed = [], 0
     load = ApiLoad(d.api_socket, rate=200) if api_load else contextlib.nullcontext()
+    logs = log_sender(t, port) if gateway_logs else contextlib.nullcontext()
     t0 = time.monotonic()
     try:
-        with load, measure.UdpEcho(t, SERVER):
+        with load, logs, measure.UdpEcho(t, SERVER):
             d.wait_via(PREFIX, "p1", timeout=10)
             for _ in range(ROUNDS):
                 time.sleep(1.0)  # p1 up for longer than its hold time (0.5 s by default)
@@ -77,6 +117,10 @@ def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False) -> 
                     times.append(at - t_fail)
                 lab.set_path(t.name, "p1", down=False)
                 d.wait_via(PREFIX, "p1", timeout=10)
+        if gateway_logs:
+            g = d.call("gateways.status")["gateways"][0]
+            print(f"# gateway logs during {mode}: {g['records']} records ({g['records'] / (time.monotonic() - t0):.0f}/s), "
+                  f"{g['parse_errors']} parse errors", flush=True)
         if api_load:
             print(f"# api load during {mode}: {load.done} requests ({load.done / (time.monotonic() - t0):.0f}/s), "
                   f"{load.errors} errors, {load.sse_frames} SSE frames", flush=True)
@@ -96,7 +140,8 @@ def main() -> list[Figure]:
         with tempfile.TemporaryDirectory() as tmp:
             for setting in SETTINGS:
                 for mode in ("fib", "bpf"):
-                    times, missed = rounds(t, mode, tmp, PROBES[setting], setting in API_LOADED)
+                    times, missed = rounds(t, mode, tmp, PROBES[setting], setting in API_LOADED,
+                                           setting in GATEWAY_LOADED)
                     ms = [x * 1e3 for x in times] or [float("inf")]
                     what = f"reroute {mode}, probes {setting}"
                     out.append(Figure(f"{what}: median ({len(times)} failures, {missed} missed)",

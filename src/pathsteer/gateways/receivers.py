@@ -35,6 +35,7 @@ MAX_DATAGRAM = 65535  # a UDP datagram's most; syslog's own limit is lower (RFC 
 MAX_BODY = 1 << 20    # an HTTP body pathsteer takes (a Loki push batches lines: 1 MiB is thousands)
 TAIL_POLL_S = 0.25    # how often a tailed file is looked at
 MAX_LINE = 65536      # a tailed line longer than this without a newline is cut and counted
+RCVBUF = 4 << 20      # a syslog socket's receive buffer asked for (a burst of some 10k lines)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ class SyslogReceiver:
                 sock.close()
                 raise
             self._transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
+        sock = self._transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):  # room for a burst while the loop is busy (net.core.rmem_max caps it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
 
     @property
     def address(self) -> tuple | str | None:
