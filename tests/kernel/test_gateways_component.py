@@ -59,15 +59,28 @@ def backends():
             s.server_close()
 
 
+HAPROXY_JSON = ("log-format '{\"t\":%Ts%ms,\"ci\":\"%ci\",\"b\":\"%b\",\"s\":\"%s\",\"sa\":\"%si:%sp\","
+                "\"st\":%ST,\"bu\":%U,\"bd\":%B,\"tr\":%Tr,\"ta\":%Ta}'")
+
+
 @pytest.fixture
 def haproxy(tmp_path: Path, backends):
+    yield from _haproxy(tmp_path, backends, "option httplog")
+
+
+@pytest.fixture
+def haproxy_json(tmp_path: Path, backends):
+    yield from _haproxy(tmp_path, backends, HAPROXY_JSON)
+
+
+def _haproxy(tmp_path: Path, backends, log_option: str):
     sock, acl, log_sock = tmp_path / "admin.sock", tmp_path / "blocked.acl", tmp_path / "log.sock"
     acl.write_text("")
     port = free_port()
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(
         f"global\n    stats socket {sock} mode 600 level admin\n    log {log_sock} local0\n"
-        "defaults\n    mode http\n    log global\n    option httplog\n    retries 0\n    timeout connect 1s\n"
+        f"defaults\n    mode http\n    log global\n    {log_option}\n    retries 0\n    timeout connect 1s\n"
         "    timeout client 5s\n    timeout server 5s\n"
         f"frontend fe\n    bind 127.0.0.1:{port}\n    acl blocked src -f {acl}\n"
         "    http-request deny if blocked\n    default_backend app\n"
@@ -136,9 +149,9 @@ class Ctx:
         return self._c.get(name)
 
 
-def service(h, tmp_path, **abuse) -> tuple[GatewaysService, Steer, Guard]:
+def service(h, tmp_path, fmt: str | None = None, **abuse) -> tuple[GatewaysService, Steer, Guard]:
     g = GatewayConfig(name="edge", kind="haproxy", logs=[f"unix:{h.log_sock}"], runtime=h.sock, acl=h.acl,
-                      abuse={"threshold": 20, "ttl": "5m", **abuse})
+                      format=fmt, abuse={"threshold": 20, "ttl": "5m", **abuse})
     steer, guard = Steer(), Guard()
     return GatewaysService(GatewaysSection((g,), str(tmp_path / "state")), Ctx(steer, guard)), steer, guard
 
@@ -193,6 +206,7 @@ def test_a_dead_path_drains_its_server_and_recovery_and_stop_restore_it(haproxy,
             view = svc.cmd_status(None)["gateways"][0]
             s1 = next(s for s in view["servers"] if s["server"] == "s1")
             assert s1["weight"] == 0 and s1["health"] == "down" and s1["path"] == "p1"
+            assert s1["gateway_status"]["status"] in ("UP", "no check", "DRAIN") and "total" in s1["gateway_status"]
             assert any(a["action"] == "weight" for a in view["actions"])
 
             steer.states["p1"] = "degraded"
@@ -290,3 +304,49 @@ def synth_lines(a, client: str, status: int, n: int) -> list[str]:
     date = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime())
     return [f"<134>Jan  1 00:00:00 haproxy[1]: {client}:4000 [{date}.000] fe app/s1 0/0/0/1/1 {status} 120 - - "
             f"---- 1/1/0/0/0 0/0 \"GET /protected HTTP/1.1\"" for _ in range(n)]
+
+
+def test_a_json_log_format_is_read_too(haproxy_json, tmp_path):
+    async def main():
+        svc, _steer, _guard = service(haproxy_json, tmp_path, fmt="haproxy-json")
+        await svc.start()
+        try:
+            for path in ("/", "/", "/protected"):
+                assert await asyncio.to_thread(get, haproxy_json.port, path) in (200, 401)
+            a = svc.adapters["edge"]
+            await until(lambda: _true(a.records >= 3))
+            assert a.parser.malformed.total() == 0
+            view = svc.cmd_status(None)["gateways"][0]
+            ups = {u["upstream"]: u for u in view["upstreams"]}
+            servers = {f"{s['address']}:{s['server']}" for s in view["servers"]}  # (names, not ports, here)
+            assert ups and all(u.split(":")[0] in {x.split(":")[0] for x in servers} for u in ups), view
+            assert all(u["upstream_p50_ms"] is not None for u in ups.values())
+        finally:
+            await svc.stop()
+
+    asyncio.run(main())
+
+
+def test_a_server_removed_from_haproxy_is_counted_not_fatal(haproxy, tmp_path):
+    async def main():
+        svc, steer, _ = service(haproxy, tmp_path)
+        await svc.start()
+        try:
+            await svc.tick()
+            a = svc.adapters["edge"]
+            # A server HAProxy no longer has (a reload of HAProxy removed it), on the same path as
+            # s1: its set is refused after s1's went through; s1's found weight stays its own.
+            a.servers[("app", "s9")] = type(a.servers[("app", "s1")])("app", "s9", "127.0.0.2", 100)
+            a.current[("app", "s9")] = 100
+            steer.states["p1"] = "down"
+            await svc.tick()
+            assert a.failures.counts["refused"] == 1 and "s9" in a.failures.last["refused"]
+            assert await weights(haproxy) == {"s1": 0, "s2": 50}
+            await svc.tick()  # read again: s9 gone
+            assert ("app", "s9") not in a.servers and a.servers[("app", "s1")].found_weight == 100
+            assert a.failures.counts["refused"] == 1
+        finally:
+            await svc.stop()
+        assert await weights(haproxy) == {"s1": 100, "s2": 50}
+
+    asyncio.run(main())

@@ -66,7 +66,7 @@ def gw(**kw):
     (gw(abuse={"prefix_v6": 8}), "gateways[0].abuse.prefix_v6: 8"),
     (gw(abuse={"bogus": 1}), "gateways[0].abuse.bogus: unknown field"),
     (gw(health={"degraded_factor": "0%"}), "gateways[0].health.degraded_factor"),
-    (gw(format="nginx"), "gateways[0].format: 'nginx': a haproxy gateway logs in the 'haproxy' format"),
+    (gw(format="nginx"), "gateways[0].format: 'nginx': a haproxy gateway logs in the 'haproxy'"),
     (gw(admin="http://x:1"), "gateways[0].admin: admin/username/password_file/services are for apipark"),
     (gw(kind="apinto", runtime="/run/h.sock"), "gateways[0].runtime: runtime/acl are for haproxy gateways"),
     (gw(kind="jsonlines"), "gateways[0].format: a jsonlines gateway needs 'format'"),

@@ -101,7 +101,7 @@ def test_bad_lines_count_by_kind(line, kind):
 
 
 @pytest.mark.parametrize(("kw", "message"), [
-    ({"preset": "kong"}, "gateway preset: 'kong' is not known (have: apinto, envoy, nginx)"),
+    ({"preset": "kong"}, "gateway preset: 'kong' is not known (have: apinto, envoy, haproxy-json, nginx)"),
     ({"preset": "nginx", "fields": {"latency": "x"}}, "gateway fields: 'latency' is not a record field"),
     ({"preset": "nginx", "fields": {"client": ""}}, "gateway fields.client: '' is not a key"),
     ({"preset": "nginx", "fields": {"client": 5}}, "gateway fields.client: 5 is not a key"),

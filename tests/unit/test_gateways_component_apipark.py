@@ -286,3 +286,25 @@ def test_a_webhook_gets_path_and_route_events_signed(tmp_path):
         want = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
         assert headers["X-Pathsteer-Signature"] == want
     assert json.loads(got[1][1])["to"] == "p2" and json.loads(got[1][1])["gateway"] == "hook"
+
+
+def test_a_wrong_password_is_counted_as_refused_never_a_crash_and_never_logged(contract, tmp_path, caplog):
+    pw = tmp_path / "pw"
+    pw.write_text("wrong-pw")
+    svc, steer, _ = build({"name": "ap", "kind": "apipark", "admin": contract.url, "username": "admin",
+                           "password_file": str(pw), "services": ["svc1"]}, tmp_path)
+
+    async def main():
+        await svc.start()
+        try:
+            steer.states["p1"] = "down"
+            await svc.tick()
+            view = svc.cmd_status(None)["gateways"][0]
+            assert view["connected"] is False and view["errors"]["refused"] >= 1, view
+            assert "/api/v1/account/login/username" in view["last_errors"]["refused"]
+        finally:
+            await svc.stop()
+
+    asyncio.run(main())
+    assert nodes(contract) == {"10.0.0.1:80": 100, "10.0.0.2:80": 50}  # nothing touched
+    assert "wrong-pw" not in caplog.text and "wrong-pw" not in json.dumps(svc.cmd_status(None))

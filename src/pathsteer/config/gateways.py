@@ -28,7 +28,7 @@ from pathsteer.config.steering import HysteresisConfig, SlaConfig, WeightedConfi
 KINDS = ("haproxy", "apipark", "apinto", "jsonlines", "webhook")
 WEBHOOK_EVENTS = ("path.state", "steer.change", "steer.drain", "steer.undrain", "gateway.weight",
                   "guard.block", "guard.unblock", "guard.expire")
-FORMATS = ("haproxy", "apinto", "nginx", "envoy")
+FORMATS = ("haproxy", "haproxy-json", "apinto", "nginx", "envoy")
 DEFAULT_FORMAT = {"haproxy": "haproxy", "apipark": "apinto", "apinto": "apinto", "jsonlines": None, "webhook": None}
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
@@ -181,7 +181,7 @@ class GatewayConfig(Section):
     name: str
     kind: Literal["haproxy", "apipark", "apinto", "jsonlines", "webhook"]
     logs: list[Listen] = []
-    format: Literal["haproxy", "apinto", "nginx", "envoy"] | None = None
+    format: Literal["haproxy", "haproxy-json", "apinto", "nginx", "envoy"] | None = None
     fields: dict[str, str | list[str] | None] | None = None   # jsonlines: record field -> JSON key
     units: dict[str, str] | None = None                      # jsonlines: time field -> s|ms|us|ns
     utc_offset: Duration | None = None                       # HAProxy's clock zone (None: this host's)
@@ -235,8 +235,9 @@ class GatewayConfig(Section):
                                  "other kinds; any kind may have a 'webhook' too)")
             return self
         if k == "haproxy":
-            if self.format not in (None, "haproxy"):
-                raise ValueError(f".format: {self.format!r}: a haproxy gateway logs in the 'haproxy' format")
+            if self.format not in (None, "haproxy", "haproxy-json"):
+                raise ValueError(f".format: {self.format!r}: a haproxy gateway logs in the 'haproxy' (option httplog) "
+                                 "or 'haproxy-json' (log-format) format")
             if self.admin or self.username or self.password_file or self.services:
                 raise ValueError(".admin: admin/username/password_file/services are for apipark and apinto gateways")
             if self.acl and not self.runtime:

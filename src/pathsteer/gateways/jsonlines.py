@@ -53,6 +53,10 @@ PRESETS: dict[str, dict[str, Source]] = {
     "nginx": {"at_s": ("msec", "time_iso8601"), "client": "remote_addr", "upstream": "upstream_addr",
               "status": "status", "bytes_in": "request_length", "bytes_out": "body_bytes_sent",
               "upstream_time_s": "upstream_response_time", "total_time_s": "request_time"},
+    # HAProxy with log-format '{"t":%Ts%ms,"ci":"%ci","b":"%b","s":"%s","sa":"%si:%sp","st":%ST,"bu":%U,
+    # "bd":%B,"tr":%Tr,"ta":%Ta}' (docs/gateways.md): the server's address is in the record itself.
+    "haproxy-json": {"at_s": "t", "client": "ci", "upstream": "sa", "backend": "b", "server": "s", "status": "st",
+                     "bytes_in": "bu", "bytes_out": "bd", "upstream_time_s": "tr", "total_time_s": "ta"},
     "envoy": {"at_s": "start_time", "client": ("downstream_direct_remote_address", "downstream_remote_address"),
               "upstream": "upstream_host", "backend": "upstream_cluster", "status": "response_code",
               "bytes_in": "bytes_received", "bytes_out": "bytes_sent",
@@ -61,6 +65,7 @@ PRESETS: dict[str, dict[str, Source]] = {
 PRESET_UNITS: dict[str, dict[str, str]] = {
     "apinto": {"at_s": "ms", "upstream_time_s": "ms", "total_time_s": "ms"},
     "nginx": {"at_s": "s", "upstream_time_s": "s", "total_time_s": "s"},
+    "haproxy-json": {"at_s": "ms", "upstream_time_s": "ms", "total_time_s": "ms"},
     "envoy": {"at_s": "s", "upstream_time_s": "ms", "total_time_s": "ms"},
 }
 _FAILED = {"fail": True, "failed": True, "failure": True, "denied": True,
@@ -109,7 +114,18 @@ class JsonLinesParser:
             for f in FIELDS)
 
     def parse(self, line: str | bytes, now: float) -> Record | None:
-        """The record of one line; ``now`` stands in for a missing or unreadable time."""
+        """The record of one line; ``now`` stands in for a missing or unreadable time. A syslog
+        header before the JSON object (``<134>2026-12-07T10:00:00Z host apinto[7]: {...}``, as
+        syslog outputs send it) is skipped."""
+        if type(line) is str:
+            if line[:1] != "{":
+                i = line.find("{")
+                if i > 0:
+                    line = line[i:]
+        elif line[:1] != b"{":
+            i = line.find(b"{")
+            if i > 0:
+                line = line[i:]
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError):
@@ -205,13 +221,13 @@ def _addr(value: Any) -> str | None:
         return None
     if "," in value or " : " in value:
         value = _last(value)
-    return None if value in ("", "-") else value
+    return None if value in ("", "-") or value.startswith("-:") else value  # HAProxy's "-:-": no server
 
 
 def _name(value: Any) -> str | None:
     if type(value) is not str:
         return None
-    return None if value in ("", "-") else value
+    return None if value in ("", "-") or (value[0] == "<" and value[-1] == ">") else value  # HAProxy's <NOSRV>
 
 
 def _int(value: Any) -> int | None:

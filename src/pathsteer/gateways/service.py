@@ -119,7 +119,9 @@ class _Sink:
     async def read(self) -> dict[tuple[str, str], tuple[str | None, int]]:
         raise NotImplementedError
 
-    async def set(self, changes: list[tuple[tuple[str, str], int]]) -> None:
+    async def set(self, changes: list[tuple[tuple[str, str], int]], done=None) -> None:
+        """Set the weights; ``done(key, weight)`` after each one the gateway took (a failure
+        part way leaves the earlier ones done, and raises)."""
         raise NotImplementedError
 
 
@@ -130,16 +132,26 @@ class HaproxySink(_Sink):
         from pathsteer.gateways.runtime import HaproxyRuntime
         self.runtime = HaproxyRuntime(address)
         self.parser = parser
+        self.stat: dict[tuple[str, str], dict] = {}  # per server: HAProxy's own status and counters
 
     async def read(self):
         states = await self.runtime.servers_state()
         if self.parser is not None:
             self.parser.servers = servers_map(states)  # log lines name servers; records want addresses
+        try:
+            self.stat = {(r.get("pxname", ""), r.get("svname", "")): {
+                "status": r.get("status"), "check": r.get("check_status") or None,
+                "sessions": _int(r.get("scur")), "total": _int(r.get("stot")), "5xx": _int(r.get("hrsp_5xx"))}
+                for r in await self.runtime.stat() if r.get("svname") not in ("FRONTEND", "BACKEND")}
+        except Exception:  # noqa: BLE001 - the counters are for the eye; the weights are what matters
+            self.stat = {}
         return {key: (s.addr, s.weight) for key, s in states.items()}
 
-    async def set(self, changes):
+    async def set(self, changes, done=None):
         for (backend, server), weight in changes:
             await self.runtime.set_weight(backend, server, weight)
+            if done is not None:
+                done((backend, server), weight)
 
 
 class ApintoSink(_Sink):
@@ -158,9 +170,12 @@ class ApintoSink(_Sink):
                 out[(name, addr)] = (host_of(addr), 1 if w is None else w)
         return out
 
-    async def set(self, changes):
+    async def set(self, changes, done=None):
         for service, weights in _by_backend(changes).items():
             await self.client.set_weights(service, weights)
+            for addr, w in weights.items():
+                if done is not None:
+                    done((service, addr), w)
 
 
 class ApiparkSink(_Sink):
@@ -187,13 +202,23 @@ class ApiparkSink(_Sink):
                 self.unpublished.discard(sid)
         return out
 
-    async def set(self, changes):
+    async def set(self, changes, done=None):
         for service, weights in _by_backend(changes).items():
             try:
                 await self.client.set_weights(service, weights, reason="pathsteer: path health")
             except Exception:
                 self.unpublished.add(service)  # (or not saved at all: a publish of the same is harmless)
                 raise
+            for addr, w in weights.items():
+                if done is not None:
+                    done((service, addr), w)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
 
 
 def _by_backend(changes: list[tuple[tuple[str, str], int]]) -> dict[str, dict[str, int]]:
@@ -320,9 +345,8 @@ class Adapter:
             back = health.restore(self.servers.values(), self.current)
             try:
                 if back:
-                    await self.sink.set([(s.key, w) for s, w in back])
-                    for s, w in back:
-                        self.current[s.key] = w
+                    await self.sink.set([(s.key, w) for s, w in back],
+                                        lambda key, w: self.current.__setitem__(key, w))
                     logs.event(log, "gateway.restore", gateway=self.name, servers=len(back))
                 with contextlib.suppress(OSError):
                     os.unlink(self._state_file)
@@ -417,10 +441,13 @@ class Adapter:
             self._routes_key = None
 
     def _lost(self, exc: BaseException) -> None:
+        from pathsteer.gateways.apipark import GatewayRefused
+        from pathsteer.gateways.runtime import RuntimeApiRefused
+        kind = "refused" if isinstance(exc, (GatewayRefused, RuntimeApiRefused)) else "unreachable"
         if self.connected is not False:
-            logs.event(log, "gateway.unreachable", gateway=self.name, via=self.sink.label, error=str(exc))
+            logs.event(log, f"gateway.{kind}", gateway=self.name, via=self.sink.label, error=str(exc))
         self.connected = False
-        self.failures("unreachable", str(exc))
+        self.failures(kind, str(exc))
 
     def _route_of(self, address: str | None, decision: Any) -> health.Route | None:
         if decision is not self._routes_key:
@@ -446,19 +473,22 @@ class Adapter:
         todo = health.changes(self.verdicts, self.current)
         if not todo:
             return
+        verdicts = {v.server.key: v for v in todo}
+
+        def done(key: tuple[str, str], weight: int) -> None:
+            v = verdicts[key]
+            before = self.current.get(key)
+            self.current[key] = weight  # at once: a failure further on must not read it as someone else's
+            logs.event(log, "gateway.weight", gateway=self.name, server=f"{v.server.backend}/{v.server.name}",
+                       **{"from": before}, to=weight, health=v.health.value, path=v.path, why=v.why)
+            self.action("weight", f"{v.server.backend}/{v.server.name} {before} → {weight}: {v.why}")
+
         try:
-            await self.sink.set([(v.server.key, v.weight) for v in todo])
+            await self.sink.set([(v.server.key, v.weight) for v in todo], done)
         except Exception as exc:  # noqa: BLE001 - read again and retry at the next tick
             self.failures("refused", str(exc))
             self.action("error", f"setting weights: {exc}")
             self._read_at = -1e18
-            return
-        for v in todo:
-            before = self.current.get(v.server.key)
-            self.current[v.server.key] = v.weight
-            logs.event(log, "gateway.weight", gateway=self.name, server=f"{v.server.backend}/{v.server.name}",
-                       **{"from": before}, to=v.weight, health=v.health.value, path=v.path, why=v.why)
-            self.action("weight", f"{v.server.backend}/{v.server.name} {before} → {v.weight}: {v.why}")
 
     # --- auto destinations ------------------------------------------------------------------
 
@@ -648,7 +678,8 @@ class Adapter:
             servers.append({"backend": s.backend, "server": s.name, "address": s.address,
                             "found_weight": s.found_weight, "weight": self.current.get(key),
                             "health": v.health.value if v else "unknown", "path": v.path if v else None,
-                            "why": v.why if v else "not judged yet"})
+                            "why": v.why if v else "not judged yet",
+                            "gateway_status": getattr(self.sink, "stat", {}).get(key)})
         return {
             "name": self.name, "kind": self.cfg.kind,
             "connected": self.connected, "via": self.sink.label if self.sink else None,
