@@ -122,7 +122,8 @@ def test_a_cut_path_drains_its_server_within_a_second_and_the_load_stays_up(gate
         t_cut = time.time()
         lab.set_path(t.name, "p1", down=True)
         drained = wait_weight(hap, "s1", 0)
-        decided = logged_at(d, "steer.change", P1_PREFIX, after=t_cut)
+        # The decision: p1 judged down (the destination has no other path to move to)
+        decided = logged_at(d, "path.state", "path=p1", "to=down", after=t_cut)
         print(f"cut → decision {(decided - t_cut) * 1000:.0f} ms, decision → HAProxy weight 0 "
               f"{(drained - decided) * 1000:.0f} ms")
         assert drained - decided <= 1.0

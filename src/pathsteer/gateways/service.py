@@ -276,6 +276,7 @@ class Adapter:
         self.connected: bool | None = None  # None: nothing to reach, or not tried yet
         self.mirrored: set[str] | None = None     # the entries the gateway holds (None: not read yet)
         self.spared: dict[str, float] = {}
+        self.blocked_at: dict[str, float] = {}  # client → when this gateway had it blocked (monotonic)
         self.lines = 0
         self.records = 0
         self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=21)
@@ -568,8 +569,14 @@ class Adapter:
         a = self.cfg.abuse
         if not a.enabled:
             return
-        offenders = self.window.offenders(a.threshold, a.statuses, now=mono)
-        rates = ({c: f.requests_per_s for c, f in self.window.clients(mono).items()}
+        # The answers that led to a block stay in the window after it: a client blocked less than a
+        # window ago is judged again only on a whole window of answers after its block (a block
+        # shorter than the window must not be made again at its expiry by the same answers).
+        recent = {c for c, at in self.blocked_at.items() if mono - at < self.window.window_s}
+        if len(self.blocked_at) > len(recent) + 1000:
+            self.blocked_at = {c: self.blocked_at[c] for c in recent}
+        offenders = [o for o in self.window.offenders(a.threshold, a.statuses, now=mono) if o[0] not in recent]
+        rates = ({c: f.requests_per_s for c, f in self.window.clients(mono).items() if c not in recent}
                  if a.max_rps is not None else {})
         if not offenders and not any(r > a.max_rps for r in rates.values()):
             return
@@ -586,6 +593,7 @@ class Adapter:
             except PathsteerError as exc:
                 self.failures("block-failed", f"{b.cidr}: {exc}")
                 continue
+            self.blocked_at[b.client] = mono
             self.action("block", f"{b.cidr} for {self.rule.ttl_s:g}s: {b.reason}")
         for s in spared:
             if mono - self.spared.get(s.client, -1e18) >= LOG_EVERY_S:
