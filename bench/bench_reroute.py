@@ -6,7 +6,8 @@ Three probe settings: the default (adaptive timeout, nothing else written), the 
 (a fixed 50 ms timeout, what `interval: 20ms` used to get), a tuned one (timeout 15 ms on p1),
 and the default again with the HTTP API hammered (200 requests/s rotating over paths, routes,
 events, metrics, status, and an event stream open: a dashboard) and with a gateway's log read at
-10k HAProxy lines/s over UDP syslog — printed beside the idle ones.
+10k HAProxy lines/s over UDP syslog (and the same sender with nobody reading, its own share of
+the 2-core box) — printed beside the idle ones.
 Each round: a 2 ms UDP echo stream from the client, p1 set down at a random point of the probe
 interval, the time from when p1 stopped carrying the stream (the last packet over it, or the
 call if none came after it) to the first packet the router sent over p2 (told by its RTT), as
@@ -51,8 +52,10 @@ PROBES = {  # name → lab_config probe arguments
     "tuned": {"timeouts": {"p1": "15ms", "p2": "60ms"}},  # 15 ms on p1, hold 0.2 s
     "default+api-load": {"hold": None},  # the default, with the HTTP API hammered (below)
     "default+gateway-logs": {"hold": None},  # the default, with 10k HAProxy log lines/s read (below)
+    "default+unread-logs": {"hold": None},  # the same sender, nobody reading: its own cost on the box
 }
 GATEWAY_LOADED = {"default+gateway-logs"}  # a gateway's log at LOG_RATE lines/s over UDP syslog throughout
+SENDER_ONLY = {"default+unread-logs"}
 LOG_RATE = 10_000
 SENDER = r"""
 import socket, sys, time
@@ -88,7 +91,7 @@ def log_sender(t, port: int):
 
 
 def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False,
-           gateway_logs: bool = False) -> tuple[list[float], int]:
+           gateway_logs: bool = False, sender_only: bool = False) -> tuple[list[float], int]:
     cfg = lab_config(t, mode=mode, socket=f"/run/pathsteer/{t.name}-bench.sock", interval="20ms",
                      hold_down="0.3s", **probes)
     port = random.randint(20000, 40000)
@@ -97,7 +100,7 @@ def rounds(t, mode: str, workdir: str, probes: dict, api_load: bool = False,
     d = LabDaemon(t, cfg, workdir, name=mode).start()
     times, missed = [], 0
     load = ApiLoad(d.api_socket, rate=200) if api_load else contextlib.nullcontext()
-    logs = log_sender(t, port) if gateway_logs else contextlib.nullcontext()
+    logs = log_sender(t, port) if gateway_logs or sender_only else contextlib.nullcontext()
     t0 = time.monotonic()
     try:
         with load, logs, measure.UdpEcho(t, SERVER):
@@ -141,7 +144,7 @@ def main() -> list[Figure]:
             for setting in SETTINGS:
                 for mode in ("fib", "bpf"):
                     times, missed = rounds(t, mode, tmp, PROBES[setting], setting in API_LOADED,
-                                           setting in GATEWAY_LOADED)
+                                           setting in GATEWAY_LOADED, setting in SENDER_ONLY)
                     ms = [x * 1e3 for x in times] or [float("inf")]
                     what = f"reroute {mode}, probes {setting}"
                     out.append(Figure(f"{what}: median ({len(times)} failures, {missed} missed)",

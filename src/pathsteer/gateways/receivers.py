@@ -26,8 +26,10 @@ import logging
 import os
 import socket
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("pathsteer.gateways")
 
@@ -36,6 +38,7 @@ MAX_BODY = 1 << 20    # an HTTP body pathsteer takes (a Loki push batches lines:
 TAIL_POLL_S = 0.25    # how often a tailed file is looked at
 MAX_LINE = 65536      # a tailed line longer than this without a newline is cut and counted
 RCVBUF = 4 << 20      # a syslog socket's receive buffer asked for (a burst of some 10k lines)
+STOP_POLL_S = 0.2     # a syslog receiver's thread notices a stop within this
 
 
 @dataclass(frozen=True)
@@ -102,19 +105,12 @@ def _split(data: bytes) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, receiver: SyslogReceiver) -> None:
-        self.receiver = receiver
-
-    def datagram_received(self, data: bytes, addr) -> None:  # noqa: ANN001 - asyncio's signature
-        self.receiver._datagram(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.receiver.stats.last_error = str(exc)
-
-
 class SyslogReceiver:
-    """Syslog datagrams on UDP or a Unix datagram socket; each line to ``on_line``."""
+    """Syslog datagrams on UDP or a Unix datagram socket; each line to ``on_line``, called from
+    the receiver's own thread (``on_line`` must be thread-safe: the gateways' adapter takes its
+    lock). A thread, not the loop: 10k lines a second parsed on the daemon's loop would delay
+    the probes' ticks behind them; in a thread blocked in ``recv`` (no GIL held) each line holds
+    the GIL for its parse alone."""
 
     def __init__(self, listen: Listen, on_line: Callable[[str], None]) -> None:
         if listen.kind not in ("udp", "unix"):
@@ -122,53 +118,84 @@ class SyslogReceiver:
         self.listen = listen
         self.on_line = on_line
         self.stats = ReceiverStats()
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         if self.listen.kind == "udp":
             family = socket.AF_INET6 if ":" in (self.listen.host or "") else socket.AF_INET
-            self._transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self), local_addr=(self.listen.host, self.listen.port), family=family)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            address: Any = (self.listen.host, self.listen.port)
         else:
             path = self.listen.path
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
                     os.unlink(path)  # a socket left by an earlier run; any other file is not ours
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            try:
-                sock.bind(path)
+            address = path
+        try:
+            sock.bind(address)
+            if self.listen.kind == "unix":
                 os.chmod(path, 0o660)
-                sock.setblocking(False)
-            except BaseException:
-                sock.close()
-                raise
-            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
-        sock = self._transport.get_extra_info("socket")
-        with contextlib.suppress(OSError):  # room for a burst while the loop is busy (net.core.rmem_max caps it)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.settimeout(STOP_POLL_S)  # the thread looks at _stopping this often when idle
+            with contextlib.suppress(OSError):  # room for a burst (net.core.rmem_max caps it)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"syslog {self.listen}", daemon=True)
+        self._thread.start()
 
     @property
     def address(self) -> tuple | str | None:
         """The bound address (a UDP port 0 becomes the one the kernel chose)."""
-        if self._transport is None:
-            return None
-        return self._transport.get_extra_info("sockname")
+        return self._sock.getsockname() if self._sock is not None else None
+
+    def _run(self) -> None:
+        sock, recv = self._sock, self._sock.recv
+        while not self._stopping.is_set():
+            try:
+                data = recv(MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError as exc:  # closed at stop, an ICMP error queued on the socket, ...
+                if self._stopping.is_set() or sock.fileno() < 0:
+                    return
+                self.stats.last_error = str(exc)
+                continue
+            try:
+                self._datagram(data)
+            except Exception as exc:  # noqa: BLE001 - never the receiver's end
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
 
     def _datagram(self, data: bytes) -> None:
         self.stats.datagrams += 1
         self.stats.bytes += len(data)
+        if b"\n" not in data.rstrip(b"\r\n"):  # one line a datagram: the usual case
+            line = data.decode("utf-8", "replace").rstrip("\r\n")
+            if line.strip():
+                self.stats.lines += 1
+                self.on_line(line)
+            return
         for line in _split(data):
             self.stats.lines += 1
             self.on_line(line)
 
     async def stop(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-            if self.listen.kind == "unix":
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.listen.path)
+        if self._sock is None:
+            return
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 2 * STOP_POLL_S + 1.0)
+        self._sock.close()
+        self._sock = None
+        self._thread = None
+        if self.listen.kind == "unix":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.listen.path)
 
 
 class FileTail:

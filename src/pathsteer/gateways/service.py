@@ -34,6 +34,7 @@ import ipaddress
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -279,6 +280,7 @@ class Adapter:
         self.blocked_at: dict[str, float] = {}  # client → when this gateway had it blocked (monotonic)
         self.lines = 0
         self.records = 0
+        self.lock = threading.Lock()  # the window, last_seen and the counters (receivers' threads)
         self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=21)
         self._read_at = -1e18
         self._times_at = -1e18
@@ -366,17 +368,19 @@ class Adapter:
     # --- usage in (the hot path: called per line, on the loop) ------------------------------
 
     def on_line(self, line: str) -> None:
-        self.lines += 1
-        if self.haproxy_parser is not None:
-            rec = self.haproxy_parser.parse(line)
-        else:
-            rec = self.parser.parse(line, time.time())
-        if rec is not None:
-            self.records += 1
-            mono = time.monotonic()
-            self.window.add(rec, mono)
-            if rec.upstream is not None and self.cfg.auto_destinations is not None:
-                self.last_seen[rec.upstream] = mono
+        """One log line (a receiver's thread, or the loop: the lock keeps the window whole)."""
+        with self.lock:
+            if self.haproxy_parser is not None:
+                rec = self.haproxy_parser.parse(line)
+            else:
+                rec = self.parser.parse(line, time.time())
+            self.lines += 1
+            if rec is not None:
+                self.records += 1
+                mono = time.monotonic()
+                self.window.add(rec, mono)
+                if rec.upstream is not None and self.cfg.auto_destinations is not None:
+                    self.last_seen[rec.upstream] = mono
 
     # --- the found weights, kept for a restart after a crash -------------------------------
 
@@ -516,7 +520,10 @@ class Adapter:
         configured = [d.prefix for d in cfg.destinations]
         paths = [p for p in cfg.paths if not ad.paths or p.name in ad.paths]
         gateways = [ipaddress.ip_address(str(a)) for p in cfg.paths for a in (p.gateway, p.gateway6) if a is not None]
-        for key, f in self.window.upstreams(mono).items():
+        with self.lock:
+            upstreams = self.window.upstreams(mono)
+            last_seen = dict(self.last_seen)
+        for key, f in upstreams.items():
             addr = host_of(key)
             if addr is None or f.requests < ad.min_requests:
                 continue
@@ -538,10 +545,11 @@ class Adapter:
                         self.action("auto-skip", f"{net}: {why}")
                         log.warning("gateway.auto-skip gateway=%s prefix=%s why=%r", self.name, net, why)
                     continue
-            self.auto_seen[net] = max(self.auto_seen.get(net, -1e18), self.last_seen.get(key, mono))
-        for key, last in list(self.last_seen.items()):
-            if mono - last > ad.idle:
-                del self.last_seen[key]
+            self.auto_seen[net] = max(self.auto_seen.get(net, -1e18), last_seen.get(key, mono))
+        with self.lock:
+            for key, last in list(self.last_seen.items()):
+                if mono - last > ad.idle:
+                    del self.last_seen[key]
         for net, last in list(self.auto_seen.items()):
             if mono - last > ad.idle:
                 del self.auto_seen[net]
@@ -575,9 +583,10 @@ class Adapter:
         recent = {c for c, at in self.blocked_at.items() if mono - at < self.window.window_s}
         if len(self.blocked_at) > len(recent) + 1000:
             self.blocked_at = {c: self.blocked_at[c] for c in recent}
-        offenders = [o for o in self.window.offenders(a.threshold, a.statuses, now=mono) if o[0] not in recent]
-        rates = ({c: f.requests_per_s for c, f in self.window.clients(mono).items() if c not in recent}
-                 if a.max_rps is not None else {})
+        with self.lock:
+            offenders = [o for o in self.window.offenders(a.threshold, a.statuses, now=mono) if o[0] not in recent]
+            rates = ({c: f.requests_per_s for c, f in self.window.clients(mono).items() if c not in recent}
+                     if a.max_rps is not None else {})
         if not offenders and not any(r > a.max_rps for r in rates.values()):
             return
         if guard is None:
@@ -648,7 +657,9 @@ class Adapter:
 
     def upstream_times(self, mono: float) -> dict[str, tuple[float | None, float | None, int]]:
         out = {}
-        for key, f in self.window.upstreams(mono).items():
+        with self.lock:
+            upstreams = self.window.upstreams(mono)
+        for key, f in upstreams.items():
             addr = host_of(key)
             if addr is not None and f.samples:
                 out[addr] = (f.upstream_p50_s, f.upstream_p95_s, f.samples)
@@ -670,10 +681,13 @@ class Adapter:
 
     def view(self, steer: Any) -> dict:
         mono = time.monotonic()
-        malformed = dict(getattr(self.parser, "malformed", {}))
+        with self.lock:
+            malformed = dict(getattr(self.parser, "malformed", {}))
         decision = getattr(steer, "decision", None) if steer is not None else None
         ups = []
-        for key, f in sorted(self.window.upstreams(mono).items()):
+        with self.lock:
+            upstreams = self.window.upstreams(mono)
+        for key, f in sorted(upstreams.items()):
             addr = host_of(key)
             route = self._route_of(addr, decision) if decision is not None and addr else None
             ups.append({"upstream": key, "requests_per_s": round(f.requests_per_s, 2),
