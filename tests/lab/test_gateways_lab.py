@@ -264,3 +264,54 @@ def test_a_path_that_pings_fine_but_serves_slowly_is_left(gateway):
     p1 = next(p for p in d.call("steer.status")["paths"] if p["name"] == "p1")
     assert p1["state"] == "up" and p1["rtt_ms"] < 10  # it pings fine
     assert p1["upstream_time_ms"][P1_PREFIX]["p95"] >= 200, p1
+
+
+POSTER = r"""
+import http.client, json, sys, time
+port, remote, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def record(status, auth):
+    return {"msec": int(time.time() * 1000), "remote_addr": remote, "src_ip": "10.200.0.2",
+            "proxy_addr": "198.51.100.10:8080", "status": status, "proxy_status": status, "request_time": 3,
+            "proxy_time": 2, "request_length": 200, "response_length": "90", "auth_status": auth,
+            "block_name": "", "service": "billing", "api": "login", "node": "gw1", "cluster": "default",
+            "request_id": "x"}
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+for i in range(n):
+    c.request("POST", "/apinto", json.dumps(record(401 if i % 2 else 200, "fail")), {"Content-Type": "application/json"})
+    r = c.getresponse(); r.read()
+    assert r.status == 204, r.status
+"""
+
+
+def test_an_apinto_auth_failure_flood_ends_in_an_xdp_block(lab3, tmp_path):
+    """Apinto's http_output records (as its JSON formatter writes them) of a client failing
+    authentication, posted to the daemon's receiver: the client's own address ($remote_addr) is
+    blocked in XDP — its packets stop reaching the router —, never the forgeable $src_ip."""
+    t = lab3
+    port = random.randint(20000, 40000)
+    cfg = lab_config(t, socket=f"/run/pathsteer/{t.name}-ap.sock", prefixes=[P1_PREFIX])
+    cfg["guard"] = {"interfaces": ["r-a", "r-c"], "state_dir": str(tmp_path / "guard")}
+    cfg["gateways"] = [{"name": "apinto", "kind": "apinto", "logs": [f"http:127.0.0.1:{port}"]}]
+    d = LabDaemon(t, cfg, str(tmp_path), name="apinto")
+    try:
+        d.start()
+        ping = ["ping", "-c", "3", "-i", "0.2", "-W", "1", t.router_attacker_address]
+        assert t.run("attacker", ping, check=False).returncode == 0
+        out = t.run("router", [sys.executable, "-c", POSTER, str(port), t.attacker_address, "250"], check=False)
+        assert out.returncode == 0, out.stderr
+        deadline = time.monotonic() + 5
+        while not d.call("guard.list")["entries"]:
+            assert time.monotonic() < deadline, d.call("gateways.status")
+            time.sleep(0.05)
+        entries = d.call("guard.list")["entries"]
+        assert [(e["cidr"], e["origin"]) for e in entries] == [(f"{t.attacker_address}/32", "gateway")], entries
+        assert entries[0]["reason"].startswith("gateway:apinto 401×"), entries  # $auth_status=fail: a 401
+        assert t.run("attacker", ping, check=False).returncode != 0  # dropped in XDP
+        assert t.run("client", ["ping", "-c", "2", "-i", "0.2", "-W", "1", t.router_client_address],
+                     check=False).returncode == 0  # $src_ip (10.200.0.2, the client) never blocked
+        view = d.call("gateways.status")["gateways"][0]
+        assert view["records"] == 250 and view["parse_errors"] == 0, view
+        status, body = d.http("GET", "/api/v1/gateways")
+        assert status == 200 and body["gateways"][0]["name"] == "apinto", body
+    finally:
+        d.stop()

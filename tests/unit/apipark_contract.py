@@ -18,7 +18,8 @@ APIPark (APIParkLab/APIPark):
 
 Apinto (eosc ``process-admin/api-http/openapi-worker.go``): no auth; ``GET|PATCH|DELETE
 /api/service/{name}`` (PATCH merges and answers the OLD config), ``GET|PUT|DELETE
-/api/strategy/{name}``, ``POST /api/strategy``; errors are HTTP 500 with a text body.
+/api/strategy/{name}``, ``POST /api/strategy``, ``POST /api/output``; errors are HTTP 500 with a
+text body.
 
 Every request is recorded (`Recorded`) so tests can assert on exactly what was sent.
 """
@@ -97,6 +98,7 @@ class ContractState:
         self.services: dict[str, dict] = {"svc1": default_service("svc1")}
         self.ignore_patch = False                 # PATCH "succeeds" and changes nothing
         self.strategies: dict[str, dict] = {}
+        self.outputs: dict[str, dict] = {}
 
 
 def _envelope(code: int, data: Any = None, msg: str = "") -> dict:
@@ -205,6 +207,15 @@ class _Handler(BaseHTTPRequestHandler):
                     if not st.ignore_patch:
                         st.services[name].update(patch)
                     return self._reply(200, old)      # Apinto answers with the OLD config
+            elif segs == ["output"] and rec.method == "POST":
+                # docs/apipark.md: POST /api/output {"name","driver":"http_output","scopes":["access_log"],...}
+                body = json.loads(rec.body)
+                if body.get("driver") not in ("http_output", "file", "syslog_output", "loki") or not body.get("name"):
+                    return self._reply(500, "invalid output config\n", text=True)
+                if body["name"] in st.outputs:
+                    return self._reply(500, f"{body['name']}@output already exists\n", text=True)
+                st.outputs[body["name"]] = body
+                return self._reply(200, body)
             elif segs == ["strategy"] and rec.method == "POST":
                 body = json.loads(rec.body)
                 if body.get("driver") != "visit" or not body.get("name"):

@@ -127,10 +127,13 @@ def test_apipark_records_in_over_http_loki_and_syslog_and_an_auth_flood_ends_in_
                                  "values": [[str(time.time_ns()), json.dumps(record("192.0.2.66", 401, "fail"))]
                                             for _ in range(20)]}]}
             assert await asyncio.to_thread(post, http_port, "/loki/api/v1/push", json.dumps(push).encode()) == 204
-            # syslog_output over UDP: 15 more (an RFC 5424 header before the JSON is not Apinto's: bare lines)
+            # syslog_output over UDP: 15 more, with the header Go's log/syslog writes before the record
+            # (network: "<PRI>RFC3339 host tag[pid]: msg"), and bare
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                for _ in range(15):
-                    s.sendto(json.dumps(record("192.0.2.66", 200, "fail")).encode(), ("127.0.0.1", udp_port))
+                for i in range(15):
+                    head = "<134>2026-12-07T02:00:00Z gw1 apinto[812]: " if i % 2 else ""
+                    s.sendto((head + json.dumps(record("192.0.2.66", 200, "fail")) + "\n").encode(),
+                             ("127.0.0.1", udp_port))
             deadline = time.monotonic() + 5
             while a.records < 45:
                 assert time.monotonic() < deadline, (a.records, a.parser.malformed)
@@ -308,3 +311,20 @@ def test_a_wrong_password_is_counted_as_refused_never_a_crash_and_never_logged(c
     asyncio.run(main())
     assert nodes(contract) == {"10.0.0.1:80": 100, "10.0.0.2:80": 50}  # nothing touched
     assert "wrong-pw" not in caplog.text and "wrong-pw" not in json.dumps(svc.cmd_status(None))
+
+
+def test_apipark_setup_prints_and_registers_the_output(contract, capsys):
+    from pathsteer.cli.main import main
+
+    assert main(["gateways", "apipark-setup", "--url", "http://192.0.2.1:9181/apinto"]) == 0
+    out = capsys.readouterr().out
+    body = json.loads(out[out.index("{"):])
+    assert body["driver"] == "http_output" and body["url"] == "http://192.0.2.1:9181/apinto"
+    assert "$remote_addr" in body["formatter"]["fields"] and "$auth_status" in body["formatter"]["fields"]
+    assert main(["gateways", "apipark-setup", "--url", "http://192.0.2.1:9181/apinto", "--admin", contract.url]) == 0
+    assert contract.state.outputs["pathsteer"]["url"] == "http://192.0.2.1:9181/apinto"
+    # registered twice: Apinto refuses (HTTP 500 text): one line, exit 1, no traceback
+    assert main(["gateways", "apipark-setup", "--url", "http://192.0.2.1:9181/apinto", "--admin", contract.url]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err, err
+    assert main(["gateways", "apipark-setup", "--url", "ftp://x"]) == 2
