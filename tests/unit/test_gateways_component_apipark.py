@@ -328,3 +328,15 @@ def test_apipark_setup_prints_and_registers_the_output(contract, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "already exists" in err, err
     assert main(["gateways", "apipark-setup", "--url", "ftp://x"]) == 2
+
+
+def test_unreadable_secret_files_are_refused_at_check(tmp_path):
+    svc, _s, _g = build({"name": "hook", "kind": "webhook", "webhook": {"url": "http://127.0.0.1:1/",
+                                                                       "secret_file": str(tmp_path / "nope")}}, tmp_path)
+    from pathsteer.errors import PathsteerError
+    with pytest.raises(PathsteerError, match=r"gateways\.hook\.webhook\.secret_file: .*cannot be read"):
+        svc.check(svc.section)
+    svc2, _s, _g = build({"name": "ap", "kind": "apipark", "admin": "http://127.0.0.1:1", "username": "u",
+                          "password_file": str(tmp_path / "nope"), "services": ["s"]}, tmp_path)
+    with pytest.raises(PathsteerError, match=r"gateways\.ap\.password_file"):
+        svc2.check(svc2.section)

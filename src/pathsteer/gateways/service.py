@@ -755,14 +755,19 @@ class GatewaysService:
     # --- lifecycle --------------------------------------------------------------------------
 
     def check(self, section: GatewaysSection) -> GatewaysSection:
-        for g in section.gateways:  # parsers and sinks are built here (a password file unreadable: refused)
+        for g in section.gateways:  # the files an adapter reads at its start: refused here if unreadable
+            files = []
             if g.kind == "apipark" and g.password_file and g.admin:
+                files.append(("password_file", g.password_file))
+            if g.webhook is not None and g.webhook.secret_file:
+                files.append(("webhook.secret_file", g.webhook.secret_file))
+            for field, path in files:
                 try:
-                    with open(g.password_file):
+                    with open(path, "rb"):
                         pass
                 except OSError as exc:
-                    raise PathsteerError(f"gateways.{g.name}.password_file: {g.password_file!r} cannot be "
-                                         f"read ({exc.strerror})") from None
+                    raise PathsteerError(f"gateways.{g.name}.{field}: {path!r} cannot be read "
+                                         f"({exc.strerror})") from None
         return section
 
     async def start(self) -> None:
