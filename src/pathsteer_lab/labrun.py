@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -87,10 +89,15 @@ class LabDaemon:
             return self.proc.wait()
 
     def kill(self) -> None:
-        """kill -9: what a crash leaves."""
+        """kill -9: what a crash leaves (in the kernel: its control sockets' files are removed
+        here, so tests leave none behind under /run/pathsteer; a restart binds them anew)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            for path in (self.socket, self.api_socket):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(os.lstat(path).st_mode):
+                        os.unlink(path)
 
     def log(self) -> str:
         try:

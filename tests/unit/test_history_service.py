@@ -454,3 +454,26 @@ def test_the_reactor_runs_it_as_a_component(tmp_path, monkeypatch):
     asyncio.run(main())
     assert "steer.start" in [e["name"] for e in out["events"]["events"]]
     assert {"history.events", "history.rollups", "history.stats"} <= set(out["help"])
+
+
+def test_a_run_shorter_than_a_sample_interval_still_leaves_its_rollups(tmp_path):
+    """Steering starts after the history: the first sample is taken as soon as it runs, not a
+    sample interval later, so a run of half a second (stopped) still writes its paths' rows."""
+    ctx = Ctx()
+
+    async def main():
+        svc = make(tmp_path, ctx=ctx)
+        await svc.start()
+        await asyncio.sleep(0.1)
+        ctx.steer = FakeSteer()  # steering comes up
+        await asyncio.sleep(0.3)
+        await svc.stop()
+        svc2 = make(tmp_path, ctx=Ctx())
+        await svc2.start()
+        try:
+            return await call(server_for(svc2), "history.rollups", {"path": "p2"})
+        finally:
+            await svc2.stop()
+
+    r = asyncio.run(main())
+    assert [x["samples"] for x in r["rollups"]] == [1], r

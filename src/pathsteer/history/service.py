@@ -49,6 +49,7 @@ BATCH = 500            # items per transaction (and a batch at once when this ma
 QUEUE_MAX = 20_000     # items waiting; beyond, the oldest is dropped
 PRUNE_S = 60.0         # retention and size checked this often
 SAMPLE_S = 1.0         # steering's paths sampled this often for the rollups
+FIRST_SAMPLE_POLL_S = 0.05  # until steering runs, looked for this often (the first sample at once)
 STOP_S = 5.0           # stop waits this long for the queue to be written (a loaded disk)
 QUERY_FLUSH_S = 1.0    # a query first waits (at most this) for what is queued to be written
 
@@ -453,15 +454,20 @@ class HistoryService:
     # --- sampling -------------------------------------------------------------------------------
 
     async def _sample_loop(self) -> None:
+        # The first sample as soon as steering runs (it starts after the history): a run shorter
+        # than one sample interval still leaves its rollup at stop.
+        while not self.sample():
+            await asyncio.sleep(FIRST_SAMPLE_POLL_S)
         while True:
             await asyncio.sleep(self.sample_s)
             self.sample()
 
-    def sample(self) -> None:
-        """One sample of steering's paths (none when steering does not run); never raises."""
+    def sample(self) -> bool:
+        """One sample of steering's paths (none when steering does not run); never raises.
+        True when one was taken."""
         steer = self.ctx.component("steer")
         if steer is None:
-            return
+            return False
         try:
             views = steer.view_paths()
             rows = self.accumulator.add(self.clock(), views)
@@ -469,9 +475,10 @@ class HistoryService:
             if not self._sample_failing:
                 self._sample_failing = True
                 log.exception("history.sample-failed error=%r", str(exc))
-            return
+            return False
         self._sample_failing = False
         self.writer.put_many(rows)
+        return True
 
     # --- commands -------------------------------------------------------------------------------
 
