@@ -107,3 +107,39 @@ def test_webhook_mistakes(data, message):
     with pytest.raises(ConfigError) as info:
         parse_config(data, "c.yaml")
     assert message in str(info.value), str(info.value)
+
+
+STEER = {"dataplane": {"mode": "fib", "table": 200},
+         "paths": [{"name": "p1", "interface": "eth1", "gateway": "10.200.1.2",
+                    "probe": {"targets": ["198.51.100.9"]}}],
+         "destinations": [{"prefix": "198.51.100.0/24", "paths": ["p1"]}]}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"guard": {"interfaces": ["e"]}, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {}}]},
+     "gateways[0].auto_destinations: needs steering"),
+    ({**STEER, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {"paths": ["p9"]}}]},
+     "gateways[0].auto_destinations.paths[0]: unknown path 'p9' (paths: p1)"),
+    ({**STEER, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {"idle": "1s"}}]},
+     "gateways[0].auto_destinations.idle: '1s' must be between 10s and 7d"),
+    ({**STEER, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {"prefix_len": 40}}]},
+     "gateways[0].auto_destinations.prefix_len: 40"),
+    ({**STEER, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {"policy": "fastest"}}]},
+     "gateways[0].auto_destinations.policy: 'fastest'"),
+    ({**STEER, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {"max": 0}}]},
+     "gateways[0].auto_destinations.max: 0"),
+])
+def test_auto_destination_mistakes(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "c.yaml")
+    text = str(info.value)
+    assert "\n" not in text and message in text, text
+
+
+def test_auto_destinations_defaults():
+    c = parse_config({**STEER, "gateways": [{"name": "h", "kind": "haproxy", "auto_destinations": {}}]}, "c.yaml")
+    ad = c.gateways[0].auto_destinations
+    assert (ad.prefix_len, ad.prefix_len6, ad.idle, ad.min_requests, ad.max, ad.policy, ad.paths) == \
+        (32, 128, 600.0, 1, 256, "lowest-latency", None)
+    d = ad.destination("203.0.113.10/32", ["p1"])
+    assert str(d.prefix) == "203.0.113.10/32" and d.paths == ["p1"]

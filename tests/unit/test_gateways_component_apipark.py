@@ -340,3 +340,13 @@ def test_unreadable_secret_files_are_refused_at_check(tmp_path):
                           "password_file": str(tmp_path / "nope"), "services": ["s"]}, tmp_path)
     with pytest.raises(PathsteerError, match=r"gateways\.ap\.password_file"):
         svc2.check(svc2.section)
+
+
+def test_apipark_setup_bad_admin_is_a_usage_error(capsys):
+    from pathsteer.cli.main import main
+
+    assert main(["gateways", "apipark-setup", "--url", "http://192.0.2.1:9181/a", "--admin", "127.0.0.1:9400"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--admin: '127.0.0.1:9400' is not an http:// or https:// URL" in err, err
+    assert main(["gateways", "apipark-setup"]) == 2  # --url is required
+    assert "--url" in capsys.readouterr().err
