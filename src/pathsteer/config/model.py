@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from pathsteer.config.bgp import BgpConfig, check_bgp
 from pathsteer.config.gateways import GatewayConfig, check_gateways
 from pathsteer.config.operator import ApiConfig, HistoryConfig, MetricsConfig
 from pathsteer.config.fields import AbsolutePath, Cidr, Duration, InterfaceName, PortRange, Pps, Protocol
@@ -151,6 +152,7 @@ class Config(Section):
     destinations: list[DestinationConfig] | None = None
     decision: DecisionConfig | None = None
     gateways: list[GatewayConfig] | None = None
+    bgp: BgpConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -160,6 +162,7 @@ class Config(Section):
             object.__setattr__(self, "history", self.history.model_copy(update={"state_dir": self.guard.state_dir}))
         check_steering(self.dataplane, self.paths, self.destinations, self.decision)
         check_gateways(self.gateways, self.paths)
+        check_bgp(self.bgp, self.paths, self.destinations)
         if self.guard is None and self.paths is None:
             raise ValueError("nothing to run: the config needs a 'guard' section or steering "
                              "('dataplane', 'paths', 'destinations')")

@@ -282,6 +282,8 @@ class DestinationConfig(Section):
     # The probes' statistic (robust | ewma | p50; "active" is robust), or real traffic's RTT
     # (passive: only it; best: it when the path carried traffic in the last second, else the probes').
     rtt: Literal["robust", "ewma", "p50", "active", "passive", "best"] = "robust"
+    # bgp: announce this destination (when any destination says true, only those are announced; false: never)
+    announce: bool | None = None
 
 
 class DecisionConfig(Section):
