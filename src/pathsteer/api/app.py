@@ -397,6 +397,23 @@ def make_app(ctx, state: ApiState, *, max_body: int) -> FastAPI:
             return {"gateways": []}
         return await call("gateways.status", {})
 
+    # --- bgp ------------------------------------------------------------------------------------
+
+    @app.get(f"{PREFIX}/bgp", response_model=m.Bgp, response_model_by_alias=True, tags=["bgp"],
+             summary="BGP: each session's state and prefix counts, ExaBGP's process, announced and learned")
+    async def bgp() -> dict:
+        if ctx.component("bgp") is None:
+            return {"configured": False}
+        return {"configured": True, **(await call("bgp.status", {}))}
+
+    @app.get(f"{PREFIX}/bgp/prefix", response_model=m.BgpPrefix, tags=["bgp"],
+             responses={400: {"model": m.Error}, 404: {"model": m.Error}},
+             summary="one prefix: what was announced with which MED and communities, and why (or why not)")
+    async def bgp_prefix(prefix: str = Query(..., description="a prefix or an address", max_length=64)) -> dict:
+        if ctx.component("bgp") is None:
+            raise ApiError(404, "bgp does not run in this daemon (no 'bgp' section in the config)")
+        return await call("bgp.prefix", {"prefix": prefix})
+
     # --- guard ----------------------------------------------------------------------------------
 
     @app.get(f"{PREFIX}/guard/blocks", response_model=m.Blocks, tags=["guard"], responses={404: {"model": m.Error}},

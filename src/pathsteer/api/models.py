@@ -247,6 +247,70 @@ class Gateways(Open):
     gateways: list[GatewayView]
 
 
+class BgpSession(Open):
+    name: str
+    address: str
+    as_: int = Field(alias="as")
+    state: str = Field(description="idle, connected, up or down")
+    since: float | None = None
+    reason: str | None = None
+    ups: int
+    downs: int
+    updates: int
+    received: int = Field(description="prefixes the peer announces now")
+    announced: int = Field(description="prefixes announced to it")
+    learned: int = Field(description="its prefixes learned as steered destinations")
+
+
+class BgpExabgp(Open):
+    running: bool
+    pid: int | None = None
+    since: float | None = None
+    connected: bool
+    restarts: int
+    exits: list[dict]
+    commands_sent: int
+    acked: int
+    errors: int
+    garbage: int
+
+
+class Bgp(Open):
+    configured: bool = Field(description="false: no 'bgp' section in the config (the rest is then empty)")
+    local_as: int | None = None
+    router_id: str | None = None
+    exabgp: BgpExabgp | None = None
+    sessions: list[BgpSession] = []
+    announced: int = 0
+    withdrawn_here: int = 0
+    learned: int = 0
+    learned_applied: int = 0
+    learn_error: str | None = None
+    learn_filtered: int = 0
+    learn_over_max: int = 0
+
+
+class BgpPrefix(Open):
+    prefix: str
+    announced: bool
+    learned: bool
+    learned_from: list[str]
+    why: str = Field(description="why it is announced with this MED, or why it is not announced")
+    med: int | None = None
+    path: str | None = None
+    path_number: int | None = None
+    rtt_ms: float | None = None
+    loss_pct: float | None = None
+    state: str | None = None
+    communities: list[str] = []
+    large_communities: list[str] = Field(default=[], description="(local AS, kind, value): kind 1 path number, "
+                                         "2 RTT in µs, 3 loss in ppm, 4 state (1 up, 2 degraded)")
+    announced_age_s: float | None = None
+    pending: str | None = None
+    last_action: dict | None = None
+    peers: list[str]
+
+
 class BlockRequest(Strict):
     cidr: str = Field(description="an address or CIDR: 192.0.2.0/24, 2001:db8::/48")
     ttl: float | str | None = Field(default=None, description="seconds or a duration (10m, 1h); null = until unblocked")

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "pathsteer.guard.cli",
     "pathsteer.steering.cli",
     "pathsteer.gateways.cli",
+    "pathsteer.bgp.cli",
 )
 
 # Commands that live outside the runtime package, in the lab tools (package pathsteer_lab):

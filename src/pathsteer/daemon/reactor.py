@@ -142,6 +142,11 @@ def _gateways_section(c: Config):
     return GatewaysSection(tuple(c.gateways), c.history.state_dir)
 
 
+def _bgp(section, ctx) -> Component:
+    from pathsteer.bgp.service import BgpService
+    return BgpService(section, ctx)
+
+
 def _api_section(c: Config):
     return c if c.api.enabled else None
 
@@ -158,6 +163,7 @@ COMPONENTS: list[ComponentSpec] = [
     ComponentSpec("guard", lambda c: c.guard, _guard),
     ComponentSpec("steer", lambda c: c.steering, _steer),
     ComponentSpec("gateways", _gateways_section, _gateways),
+    ComponentSpec("bgp", lambda c: c.bgp, _bgp),
     ComponentSpec("api", _api_section, _api),
 ]
 
