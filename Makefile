@@ -14,7 +14,7 @@ BPF_HDRS    := $(wildcard bpf/*.h)
 PREFIX      ?= /opt/pathsteer
 UNITDIR     ?= /etc/systemd/system
 CONFDIR     ?= /etc/pathsteer
-DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng prometheus chromium chromium-driver haproxy
+DEB_PKGS    := clang llvm libbpf-dev bpftool iproute2 nftables iperf3 iputils-ping hping3 netsniff-ng prometheus chromium chromium-driver haproxy bird2 frr
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv bpf test test-unit test-kernel test-lab demo bench soak install install-systemd stage uninstall clean
