@@ -112,3 +112,58 @@ def test_group_puts_equal_attributes_in_one_command():
 @pytest.mark.parametrize("per,expected", [(100e-6, 100), (1e-3, 10)])
 def test_med_scale_is_configurable(per, expected):
     assert med_of(0.010, 0.0, AnnounceSettings(65001, med_per_s=per)) == expected
+
+
+def test_a_med_still_climbing_follows_every_min_interval_without_a_new_hold():
+    a = Announcer(S)
+    a.step(0.0, {P: wanted(route(cand("p1", 4.0)), NUMBERS, S)}, {P: 1.0})
+    seen = []
+    for i, rtt in enumerate([11.0, 17.0, 22.5, 27.0, 31.0], start=1):  # an EWMA after a step to 60 ms
+        for t in (i, i + 0.5):
+            seen += [(t, x.advert.med) for x in a.step(float(t), {P: wanted(route(cand("p1", rtt)), NUMBERS, S)},
+                                                       {P: 1.0})]
+    assert seen[0] == (2, 170)  # held 1 s from the first change (at 1 s)
+    assert [t for t, _ in seen[1:3]] == [3, 4]  # then every min_interval while it climbs
+    assert all("going on" in x.reason for x in a.step(6.0, {P: wanted(route(cand("p1", 40.0)), NUMBERS, S)},
+                                                        {P: 1.0}))
+    # The other way (recovery) is held again.
+    assert a.step(7.0, {P: wanted(route(cand("p1", 4.0)), NUMBERS, S)}, {P: 1.0}) == []
+
+
+def test_med_carries_the_paths_recent_rtt_and_the_passive_one_when_compared():
+    r = route(cand("p1", 10.0), cand("p2", 30.0))
+    ad, _ = wanted(r, NUMBERS, S, {"p1": (0.0402, 0.05), "p2": (0.003, 0.003)})
+    assert ad.path == "p1" and ad.med == 402 and (65001, 2, 40200) in ad.large_communities
+    ad, _ = wanted(r, NUMBERS, S, {"p1": (None, None)})
+    assert ad.med == 100  # no recent figure: the policy's
+    import dataclasses
+    passive = route(dataclasses.replace(cand("p1", 10.0), rtt_source="passive"))
+    assert wanted(passive, NUMBERS, S, {"p1": (0.050, 0.05)})[0].med == 100
+
+
+def test_recent_rtt_is_the_median_of_the_last_three_answers():
+    from pathsteer.telemetry.window import ProbeWindow, median
+    w = ProbeWindow(100, 60.0)
+    for i, r in enumerate([0.004, 0.004, None, 0.004, 0.1]):  # one spike
+        w.add(float(i), r)
+    assert median(w.recent()) == 0.004
+    w.add(5.0, 0.06)
+    assert median(w.recent()) == 0.06  # a step: two probes in
+    assert median([]) is None and median([1.0, 3.0]) == 2.0
+
+
+def test_the_hold_counts_from_the_first_probe_of_a_step():
+    a = Announcer(S)
+    a.step(0.0, {P: wanted(route(cand("p1", 4.0)), NUMBERS, S, {"p1": (0.004, 0.004)})}, {P: 1.0})
+    # 1st probe of the step (a late answer: the EWMA does not move): the last answer does.
+    assert a.step(10.0, {P: wanted(route(cand("p1", 4.0)), NUMBERS, S, {"p1": (0.004, 0.060)})}, {P: 1.0}) == []
+    # 2nd probe, a second later: the recent median is there, and the change has held 1 s.
+    acts = a.step(11.0, {P: wanted(route(cand("p1", 11.0)), NUMBERS, S, {"p1": (0.060, 0.060)})}, {P: 1.0})
+    assert [x.advert.med for x in acts] == [600]
+    # A single spike moves the last answer but never the recent median: nothing is announced.
+    b = Announcer(S)
+    b.step(0.0, {P: wanted(route(cand("p1", 4.0)), NUMBERS, S, {"p1": (0.004, 0.004)})}, {P: 1.0})
+    assert b.step(10.0, {P: wanted(route(cand("p1", 16.5)), NUMBERS, S, {"p1": (0.004, 0.100)})}, {P: 1.0}) == []
+    for t in (11.0, 12.0, 13.0):
+        assert b.step(t, {P: wanted(route(cand("p1", 12.0)), NUMBERS, S, {"p1": (0.004, 0.004)})}, {P: 1.0}) == []
+    assert P not in b.pending

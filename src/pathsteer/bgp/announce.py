@@ -6,7 +6,9 @@ the destination compares), provided it is measured (``decision.min_samples`` ans
 probes). Then:
 
 * **MED** = min(``med_max``, round(RTT / ``med_per``) + round(loss % × ``loss_med``)):
-  1 per 100 µs of RTT and 100 per percent of loss by default, capped at 65535.
+  1 per 100 µs of RTT and 100 per percent of loss by default, capped at 65535. The RTT is the
+  path's recent one (the median of its last 3 probes: `wanted`), or the real traffic's when
+  the destination compares that (``rtt: passive|best``).
 * **Large communities** ``(local_as, kind, value)`` (`COMMUNITY_KINDS`): 1 the path (its
   number: its place in ``paths``, from 1), 2 its RTT in µs, 3 its loss in parts per million,
   4 its state (1 up, 2 degraded); then the configured ones.
@@ -15,11 +17,14 @@ No eligible measured path here: the prefix is **withdrawn** at once (the fleet r
 this router); it is announced again when a path is back. Damping (`Announcer.step`): a new
 path is announced at most every ``min_interval``; a MED change is announced only when it is
 at least ``min_change`` of the announced MED (and at least 1 ms worth) and has held for the
-destination's ``hysteresis.hold_down`` — so BGP never changes faster than steering does.
+destination's ``hysteresis.hold_down`` — so BGP never changes faster than steering does; while
+it goes on the same way (an RTT still climbing after a slow-down: the RTT statistic follows a
+step over several probes), it is announced again every ``min_interval`` without a new hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -56,6 +61,9 @@ class Advert:
     degraded: bool
     communities: tuple[tuple[int, int], ...] = ()
     large_communities: tuple[tuple[int, int, int], ...] = ()
+    # The MED of the path's last answer: it moves at the first probe of a step (the recent
+    # RTT at the second), so a change's hold counts from then.
+    early_med: int | None = field(default=None, compare=False)
 
     def attributes(self) -> tuple:
         """What goes on the wire besides the prefix (adverts with equal ones share an update)."""
@@ -79,8 +87,14 @@ def med_of(rtt_s: float, loss_pct: float, s: AnnounceSettings) -> int:
     return int(min(s.med_max, med))
 
 
-def wanted(route: RouteStatus, path_numbers: Mapping[str, int], s: AnnounceSettings) -> tuple[Advert | None, str]:
-    """What ``route`` should be announced with here, or None and why not."""
+def wanted(route: RouteStatus, path_numbers: Mapping[str, int], s: AnnounceSettings,
+           recent: Mapping[str, tuple[float | None, float | None]] | None = None) -> tuple[Advert | None, str]:
+    """What ``route`` should be announced with here, or None and why not. ``recent``: each
+    path's (recent RTT, last answer) (`RttStats.recent_s`: the median of its last 3 probes;
+    `RttStats.last_s`): the MED and the RTT community carry the recent RTT when the destination
+    compares the probes' RTT (a lasting step shows in it after two probes, where the policy's
+    statistic takes several: by design, it is slow to move a route; a spike never does), and
+    the last answer starts a change's hold (`Advert.early_med`)."""
     chosen = {h.path for h in route.nexthops}
     best = None
     unmeasured = []
@@ -100,11 +114,16 @@ def wanted(route: RouteStatus, path_numbers: Mapping[str, int], s: AnnounceSetti
     loss = best.loss_pct or 0.0
     degraded = best.eligibility.value == "degraded"
     number = path_numbers.get(best.path, 0)
-    large = ((s.local_as, 1, number), (s.local_as, 2, min(2**32 - 1, round(best.rtt_s * 1e6))),
+    rtt = early = best.rtt_s
+    if best.rtt_source == "active" and recent and best.path in recent:
+        level, last = recent[best.path]
+        rtt = level if level is not None else rtt
+        early = last if last is not None else early
+    large = ((s.local_as, 1, number), (s.local_as, 2, min(2**32 - 1, round(rtt * 1e6))),
              (s.local_as, 3, min(1_000_000, round(loss * 10_000))), (s.local_as, 4, 2 if degraded else 1),
              *s.large_communities)
-    return Advert(route.prefix, med_of(best.rtt_s, loss, s), best.path, number, best.rtt_s, loss, degraded,
-                  s.communities, large), ""
+    return Advert(route.prefix, med_of(rtt, loss, s), best.path, number, rtt, loss, degraded,
+                  s.communities, large, med_of(early, loss, s)), ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +149,7 @@ class Announcer:
     pending: dict[Prefix, float] = field(default_factory=dict)  # MED change seen since
     last_change: dict[Prefix, float] = field(default_factory=dict)  # announce/withdraw time
     why_not: dict[Prefix, str] = field(default_factory=dict)
+    trend: dict[Prefix, tuple[int, float]] = field(default_factory=dict)  # last MED change: direction, when
 
     def significant(self, old: Advert, new: Advert) -> bool:
         floor = max(1, round(MED_FLOOR_S / self.settings.med_per_s))
@@ -168,14 +188,26 @@ class Announcer:
                 if quiet:
                     self._announce(now, advert, actions, f"path {old.path} -> {advert.path}: {advert.why()}")
                 continue
-            if not self.significant(old, advert):
+            level = self.significant(old, advert)
+            early = advert.early_med is not None and self.significant(old, dataclasses.replace(
+                advert, med=advert.early_med)) and (not level or (advert.early_med > old.med) == (advert.med > old.med))
+            if not level and not early:
                 self.pending.pop(prefix, None)
                 continue
             since = self.pending.setdefault(prefix, now)
-            if now - since >= hold_down.get(prefix, 1.0) and quiet:
+            if not level:
+                continue
+            hold = hold_down.get(prefix, 1.0)
+            direction = 1 if advert.med > old.med else -1
+            # A change that goes on the way the last one went (the RTT still climbing after a
+            # slow-down) was held already: it follows every min_interval, not every hold_down.
+            trend = self.trend.get(prefix)
+            going_on = trend is not None and trend[0] == direction and now - trend[1] <= hold + 2 * s.min_interval_s
+            if (now - since >= hold or going_on) and quiet:
                 self.pending.pop(prefix, None)
-                self._announce(now, advert, actions,
-                               f"MED {old.med} -> {advert.med} (held {now - since:.1f} s): {advert.why()}")
+                self.trend[prefix] = (direction, now)
+                held = f"held {now - since:.1f} s" if not going_on else "going on"
+                self._announce(now, advert, actions, f"MED {old.med} -> {advert.med} ({held}): {advert.why()}")
         return actions
 
     def _announce(self, now: float, advert: Advert, actions: list[Action], reason: str) -> None:

@@ -132,6 +132,7 @@ class BgpService:
         self._learn_error: str | None = None
         self._last_action: dict = {}
         self._local: dict[str, str | None] = {}
+        self._route_index: tuple = (None, [])
 
     def _reset_state(self) -> None:
         cfg = self.cfg
@@ -478,6 +479,9 @@ class BgpService:
         if self.cfg.learn.announce:
             for p in self.learner.counts:
                 hold.setdefault(p, self.cfg.learn.hysteresis.hold_down)
+        families = {ipaddress.ip_address(a).version for a in self.sessions}
+        if len(families) < 2:  # a prefix goes to the peers of its family only
+            hold = {p: h for p, h in hold.items() if p.version in families}
         return hold, {}
 
     def _path_numbers(self, steer) -> dict[str, int]:
@@ -489,10 +493,20 @@ class BgpService:
         if decision is None or getattr(steer, "applied", None) is None:
             return {p: (None, "steering has not decided yet") for p in hold}
         numbers = self._path_numbers(steer)
+        telemetry = getattr(steer, "telemetry", None)
+        recent = {p.name: (p.rtt.recent_s, p.rtt.last_s) for p in telemetry.paths} if telemetry is not None else {}
         out = {}
-        for r in decision.routes:
+        routes = decision.routes
+        # Where the announced prefixes sit in the decision's routes (config order: the same
+        # while the params are): found again only when they change, not at every tick.
+        key = (id(getattr(steer, "params", None)), len(routes), len(hold))
+        if self._route_index[0] != key or any(i >= len(routes) or routes[i].prefix not in hold
+                                               for i in self._route_index[1][:1]):
+            self._route_index = (key, [i for i, r in enumerate(routes) if r.prefix in hold])
+        for i in self._route_index[1]:
+            r = routes[i]
             if r.prefix in hold:
-                out[r.prefix] = wanted(r, numbers, self.settings)
+                out[r.prefix] = wanted(r, numbers, self.settings, recent)
         for p in hold:
             out.setdefault(p, (None, "not steered (yet)"))
         return out
@@ -540,11 +554,7 @@ class BgpService:
         if prefixes == self._learned_applied:
             return
         file_cfg = getattr(steer, "file_config", None) or steer.config
-        own = {d.prefix for d in file_cfg.destinations}
-        all_paths = [p.name for p in file_cfg.paths]
-        learn = self.cfg.learn
-        template = learn.destination(prefixes[0] if prefixes else "192.0.2.0/32", all_paths) if prefixes else None
-        dests = [template.model_copy(update={"prefix": p}) for p in prefixes if p not in own] if template else []
+        dests = await asyncio.to_thread(self._learned_destinations, prefixes, file_cfg)
         before = set(self._learned_applied)
         t0 = time.monotonic()
         try:
@@ -561,6 +571,15 @@ class BgpService:
                    first_added=",".join(map(str, added[:EVENT_PREFIXES])) or "-",
                    first_removed=",".join(map(str, removed[:EVENT_PREFIXES])) or "-",
                    took_ms=round((time.monotonic() - t0) * 1e3, 1))
+
+    def _learned_destinations(self, prefixes: tuple, file_cfg) -> list:
+        """Steering destinations for ``prefixes`` from the ``learn`` template (the file's own
+        prefixes stay the file's). Pure: run in a worker thread."""
+        if not prefixes:
+            return []
+        own = {d.prefix for d in file_cfg.destinations}
+        template = self.cfg.learn.destination(prefixes[0], [p.name for p in file_cfg.paths])
+        return [template.model_copy(update={"prefix": p}) for p in prefixes if p not in own]
 
     # --- views ----------------------------------------------------------------------------------
 

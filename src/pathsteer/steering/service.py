@@ -72,6 +72,13 @@ DECIDE_BUDGET_FACTOR = 5  # periodic decisions wait at least 5x the last one's d
 HASH_POLICY_SYSCTLS = ("/proc/sys/net/ipv4/fib_multipath_hash_policy", "/proc/sys/net/ipv6/fib_multipath_hash_policy")
 
 
+def _some(items: list[str], n: int = 8) -> str:
+    """At most ``n`` items of a list for an event (``a,b,c+997``), ``-`` for none."""
+    if not items:
+        return "-"
+    return ",".join(items[:n]) + (f"+{len(items) - n}" if len(items) > n else "")
+
+
 def event(name: str, **fields: object) -> None:
     """A structured log line: ``steer.change prefix=198.51.100.0/24 from=p1 to=p2 reason='...'``."""
     logs.event(log, name, **fields)
@@ -121,6 +128,7 @@ class SteeringService:
         # Destinations added at run time by another component (a gateway's auto-destinations),
         # per owner; merged after the file's own (a prefix the file has is the file's).
         self.auto: dict[str, tuple] = {}
+        self._auto_lock = asyncio.Lock()
         self.config = config
         self.params: PolicyParams = build.policy_params(config)
         self._dp_factory = dataplane_factory
@@ -175,21 +183,22 @@ class SteeringService:
     # --- lifecycle --------------------------------------------------------------------------
 
     @staticmethod
-    def validate(config: Config) -> None:
-        """Everything that can be checked before anything is touched."""
-        build.policy_params(config)  # policy-level rules (raises UsageError naming the field)
+    def validate(config: Config) -> PolicyParams:
+        """Everything that can be checked before anything is touched; the policy's params."""
+        params = build.policy_params(config)  # policy-level rules (raises UsageError naming the field)
         build.probe_configs(config)  # PathProbeConfig validates on construction
         preflight.check(config)
+        return params
 
-    def check(self, config: Config) -> SteeringPlan:
+    def check(self, config: Config, auto: dict[str, tuple] | None = None) -> SteeringPlan:
         """Phase one of a reload: ``config`` checked and what it changes worked out; nothing
         touched (raises UsageError naming the field when it cannot be used). The auto
-        destinations (`set_auto_destinations`) are merged in."""
+        destinations (`set_auto_destinations`; ``auto``: these instead) are merged in."""
         file_config = config
-        config = self._merged(config, self.auto)
-        self.validate(config)
+        config = self._merged(config, self.auto if auto is None else auto)
+        params = self.validate(config)
         links = build.path_links(config, self.links)
-        return SteeringPlan(config, build.policy_params(config), links,
+        return SteeringPlan(config, params, links,
                             build.dataplane_config(config) != build.dataplane_config(self.config),
                             links != self.links, build.probe_configs(config) != build.probe_configs(self.config),
                             file_config)
@@ -224,28 +233,33 @@ class SteeringService:
         ``owner`` (``gateway:edge``), replacing what it had: a reload of steering with the
         file's own section (the routes of the others are not touched). Refused (UsageError,
         nothing changed) when the merged set is not a valid steering config."""
-        new = tuple(destinations)
-        old = self.auto.get(owner, ())
-        if new == old:
-            return
-        auto = dict(self.auto)
-        if new:
-            auto[owner] = new
-        else:
-            auto.pop(owner, None)
-        self._merged(self.file_config, auto)  # refused here, before anything changes
-        self.auto = auto
-        try:
-            await self.commit(self.check(self.file_config))
-        except BaseException:
-            if old:
-                self.auto[owner] = old
+        async with self._auto_lock:  # one owner's change at a time (each reads the others')
+            new = tuple(destinations)
+            old = self.auto.get(owner, ())
+            if new == old:
+                return
+            auto = dict(self.auto)
+            if new:
+                auto[owner] = new
             else:
-                self.auto.pop(owner, None)
-            raise
+                auto.pop(owner, None)
+            file_config = self.file_config
+            # The check is pure (it touches nothing) and, for 100k learned prefixes, seconds of
+            # CPU: in a worker thread, so the probes and the API keep the loop meanwhile.
+            plan = await asyncio.to_thread(self.check, file_config, auto)
+            self.auto = auto
+            try:
+                await self.commit(plan)
+            except BaseException:
+                if old:
+                    self.auto[owner] = old
+                else:
+                    self.auto.pop(owner, None)
+                raise
         before, after = {str(d.prefix) for d in old}, {str(d.prefix) for d in new}
-        event("steer.auto", owner=owner, destinations=len(new), added=",".join(sorted(after - before)) or "-",
-              removed=",".join(sorted(before - after)) or "-")
+        added, removed = sorted(after - before), sorted(before - after)
+        event("steer.auto", owner=owner, destinations=len(new), added=_some(added), removed=_some(removed))
+
 
     @property
     def dp_config(self):

@@ -9,7 +9,7 @@ from pathsteer.telemetry.config import PathProbeConfig
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, TelemetrySnapshot
 from pathsteer.telemetry.state import MIN_PROBES_JUDGED, PathFigures, next_path_state
 from pathsteer.telemetry.target import TargetTracker
-from pathsteer.telemetry.window import MinFilter, rtt_stats
+from pathsteer.telemetry.window import MinFilter, rtt_stats, median
 
 # How long the path's base RTT (its lowest RTT, `PathSnapshot.base_rtt_s`) remembers a minimum:
 # long enough to span the minutes a path may stay full of our own traffic (whose queue lifts
@@ -108,7 +108,9 @@ class PathTracker:
         rtts: list[float] = []
         for t in live:
             rtts.extend(t.window.rtts())
-        rtt = rtt_stats(rtts, f.rtt_ewma_s)
+        recents = [t.window.recent() for t in live]
+        rtt = rtt_stats(rtts, f.rtt_ewma_s, median([m for m in (median(r) for r in recents) if m is not None]),
+                        median([r[0] for r in recents if r]))
         if rtt.min_s is not None:
             self.base_rtt.add(now, rtt.min_s)
         return PathSnapshot(

@@ -37,6 +37,10 @@ class RttStats:
     p99_s: float | None = None
     max_s: float | None = None
     samples: int = 0
+    # The median of the last RECENT_PROBES answered probes (a path: the median of its live
+    # targets' ones): a lasting step shows after two probes, one spike never (the BGP MED).
+    recent_s: float | None = None
+    last_s: float | None = None  # the last answer (a late one too; a path: the median of its targets')
 
 
 @dataclass(frozen=True)

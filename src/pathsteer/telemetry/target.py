@@ -12,7 +12,7 @@ from enum import Enum
 from pathsteer.telemetry.config import AdaptiveTimeout, Thresholds, WindowConfig
 from pathsteer.telemetry.histogram import RttHistogram
 from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
-from pathsteer.telemetry.window import ProbeWindow, rtt_stats
+from pathsteer.telemetry.window import ProbeWindow, rtt_stats, median
 
 SEQ_MEMORY = 1024  # resolved sequence numbers remembered to spot duplicates and late replies
 
@@ -307,13 +307,17 @@ class TargetTracker:
             return sent_at + self.timer.value
         return None
 
+    def _rtt_stats(self):
+        recent = self.window.recent()
+        return rtt_stats(self.window.rtts(), self.ewma_s, median(recent), recent[0] if recent else None)
+
     def snapshot(self, now: float) -> TargetSnapshot:
         self.window.trim(now)
         return TargetSnapshot(
             address=self.address,
             state=self.state,
             since=self.since,
-            rtt=rtt_stats(self.window.rtts(), self.ewma_s),
+            rtt=self._rtt_stats(),
             jitter_s=self.jitter_s,
             loss_pct=self.window.loss_pct(),
             window_probes=len(self.window),

@@ -18,11 +18,25 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def rtt_stats(rtts: Sequence[float], ewma_s: float | None) -> RttStats:
+RECENT_PROBES = 3
+
+
+def median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def rtt_stats(rtts: Sequence[float], ewma_s: float | None, recent_s: float | None = None,
+              last_s: float | None = None) -> RttStats:
     if not rtts:
-        return RttStats(ewma_s=ewma_s)
+        return RttStats(ewma_s=ewma_s, recent_s=recent_s, last_s=last_s)
     s = sorted(rtts)
     return RttStats(
+        recent_s=recent_s,
+        last_s=last_s,
         ewma_s=ewma_s,
         min_s=s[0],
         avg_s=math.fsum(s) / len(s),
@@ -86,6 +100,16 @@ class ProbeWindow:
 
     def rtts(self) -> list[float]:
         return [r for _, r in self._entries if r is not None]
+
+    def recent(self, n: int = RECENT_PROBES) -> list[float]:
+        """The last ``n`` answered RTTs (fewer when the window has fewer)."""
+        out: list[float] = []
+        for _, r in reversed(self._entries):
+            if r is not None:
+                out.append(r)
+                if len(out) == n:
+                    break
+        return out
 
 
 class MinFilter:
