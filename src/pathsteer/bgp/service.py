@@ -133,6 +133,7 @@ class BgpService:
         self._last_action: dict = {}
         self._local: dict[str, str | None] = {}
         self._route_index: tuple = (None, [])
+        self._stale: dict[str, set] = {}  # per peer: learned before an ExaBGP restart, not sent again yet
 
     def _reset_state(self) -> None:
         cfg = self.cfg
@@ -263,7 +264,10 @@ class BgpService:
             logs.event(log, "bgp.exabgp", state="exited", code=code, why=why, restart_in_s=round(backoff, 1))
             for s in self.sessions.values():
                 if s.state != "down":
-                    self._session(s.address, "down", "ExaBGP exited")
+                    # Its learned prefixes stay steered (an ExaBGP crash never touches
+                    # steering): kept as stale until the peer's End-of-RIB after the restart.
+                    self._stale[s.address] = set(self.learner.by_peer.get(s.address, ()))
+                    self._session(s.address, "down", "ExaBGP exited", keep_learned=True)
             self.announcer.forget()
             await asyncio.sleep(backoff)
             backoff = min(self.cfg.exabgp.restart_max, backoff * 2)
@@ -297,13 +301,16 @@ class BgpService:
         tail: deque[str] = deque(maxlen=5)
         reader = asyncio.get_running_loop().create_task(self._read_output(self._proc, tail))
         try:
-            try:
-                await asyncio.wait_for(self._connected.wait(), CONNECT_S)
-            except asyncio.TimeoutError:
+            proc = self._proc
+            connected = asyncio.ensure_future(self._connected.wait())
+            exited = asyncio.ensure_future(proc.wait())
+            await asyncio.wait([connected, exited], timeout=CONNECT_S, return_when=asyncio.FIRST_COMPLETED)
+            connected.cancel()
+            if not self._connected.is_set() and not exited.done():
                 await self._stop_exabgp()
-                return self._proc.returncode if self._proc else None, \
-                    "its API process did not connect: " + (" | ".join(tail) or "no output")
-            code = await self._proc.wait()
+                exited.cancel()
+                return proc.returncode, "its API process did not connect: " + (" | ".join(tail) or "no output")
+            code = await exited
             with contextlib.suppress(asyncio.TimeoutError, BaseException):
                 await asyncio.wait_for(asyncio.shield(reader), 1.0)
             return code, " | ".join(tail) or "no output"
@@ -387,8 +394,13 @@ class BgpService:
             if s is None:
                 return
             s.updates += 1
+            stale = self._stale.get(m.peer)
             if m.eor:
+                if stale is not None:  # everything the peer still has was sent again
+                    self._drop_stale(m.peer, "End-of-RIB")
                 return
+            if stale is not None:
+                stale.difference_update(m.announced)
             s.received.difference_update(m.withdrawn)
             s.received.update(m.announced)
             if m.peer in self._learning:
@@ -403,19 +415,36 @@ class BgpService:
                 self._garbage_logged = now
                 log.warning("bgp.garbage count=%d why=%s line=%r", self._garbage, m.why, m.line[:120])
 
-    def _session(self, peer: str, state: str, reason: str) -> None:
+    def _session(self, peer: str, state: str, reason: str, *, keep_learned: bool = False) -> None:
         s = self.sessions.get(peer)
         if s is None or s.state == state:
             return
         s.state, s.since, s.reason = state, time.time(), reason
         if state == "up":
             s.ups += 1
+            if peer in self._stale:  # no End-of-RIB within the hold time: what was not sent again goes
+                asyncio.get_running_loop().call_later(
+                    2 * self.cfg.peer_hold_time(self._peer_cfg(peer)), self._drop_stale, peer, "no End-of-RIB")
         elif state == "down":
             s.downs += 1
             s.received = set()
-            if self.learner.peer_down(peer):
-                self._learn_changed()
+            if not keep_learned:
+                self._stale.pop(peer, None)
+                if self.learner.peer_down(peer):
+                    self._learn_changed()
         logs.event(log, "bgp.session", peer=s.name, address=peer, state=state, reason=reason or "-")
+
+    def _peer_cfg(self, peer: str):
+        return next(p for p in self.cfg.peers if str(p.address) == peer)
+
+    def _drop_stale(self, peer: str, why: str) -> None:
+        stale = self._stale.pop(peer, None)
+        if not stale:
+            return
+        _added, removed = self.learner.update(messages.Update(peer, withdrawn=tuple(stale)))
+        if removed:
+            self._learn_changed()
+        logs.event(log, "bgp.stale", peer=self.sessions[peer].name, removed=removed, why=why)
 
     def _send(self, lines: list[str]) -> asyncio.Future | None:
         """Write ``lines`` to ExaBGP; a future done when ExaBGP acknowledged them all."""
