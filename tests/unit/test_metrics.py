@@ -408,3 +408,32 @@ def test_the_routes_section_is_written_again_only_when_a_route_changed(daemon):
     assert sample(fams, "pathsteer_route_nexthop_weight", prefix=PREFIX, path="p2") == 1
     assert ("pathsteer_route_nexthop_weight", PREFIX, "p1") not in {
         (s.name, s.labels.get("prefix"), s.labels.get("path")) for s in fams["pathsteer_route_nexthop_weight"].samples}
+
+
+class _Bgp:
+    def cmd_status(self, _args):
+        return {"sessions": [{"name": "core", "address": "10.100.1.1", "state": "up", "received": 3, "learned": 2,
+                              "downs": 1},
+                             {"name": "core2", "address": "10.100.2.1", "state": "down", "received": 0, "learned": 0,
+                              "downs": 4}],
+                "announced": 2, "withdrawn_here": 1, "learned": 2,
+                "exabgp": {"running": True, "connected": True, "restarts": 1, "errors": 0, "garbage": 2}}
+
+
+def test_bgp_families_when_bgp_runs_and_promtool_passes(daemon):
+    ctx, steer, guard, loop = daemon
+    ctx.components["bgp"] = _Bgp()
+    text = metrics.render(ctx)[0].decode()
+    fams = families(text)
+    assert sample(fams, "pathsteer_bgp_session_up", peer="core", address="10.100.1.1") == 1
+    assert sample(fams, "pathsteer_bgp_session_up", peer="core2") == 0
+    assert sample(fams, "pathsteer_bgp_session_downs", "pathsteer_bgp_session_downs_total", peer="core2") == 4
+    assert sample(fams, "pathsteer_bgp_received_prefixes", peer="core") == 3
+    assert sample(fams, "pathsteer_bgp_announced_prefixes") == 2
+    assert sample(fams, "pathsteer_bgp_learned_prefixes") == 2
+    assert sample(fams, "pathsteer_bgp_exabgp_up") == 1
+    assert sample(fams, "pathsteer_bgp_exabgp_restarts", "pathsteer_bgp_exabgp_restarts_total") == 1
+    assert sample(fams, "pathsteer_bgp_exabgp_errors", "pathsteer_bgp_exabgp_errors_total") == 2
+    if shutil.which("promtool"):
+        out = promtool(text)
+        assert out.returncode == 0, out.stdout + out.stderr

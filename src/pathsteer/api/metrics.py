@@ -341,6 +341,9 @@ class PathsteerCollector(Collector):
             sections.append(("steering", self._steering, (steer,)))
         if guard is not None:
             sections.append(("guard", self._guard, (guard,)))
+        bgp = self.ctx.component("bgp")
+        if bgp is not None:
+            sections.append(("bgp", self._bgp, (bgp,)))
         sections.append(("bpf", self._bpf, (steer, guard)))
         for name, fn, args in sections:
             try:
@@ -590,6 +593,34 @@ class PathsteerCollector(Collector):
                 routes.add_metric([policy], series.policies[policy])
             other.add_metric([], series.other)
         yield from (weight, share, unrouted, carried, routes, other)
+
+    def _bgp(self, bgp: Any) -> Iterator[Metric]:
+        st = bgp.cmd_status(None)
+        up = GaugeMetricFamily("pathsteer_bgp_session_up", "1 while the BGP session with the peer is up",
+                               labels=["peer", "address"])
+        received = GaugeMetricFamily("pathsteer_bgp_received_prefixes", "Prefixes the peer announces now",
+                                     labels=["peer"])
+        learned_p = GaugeMetricFamily("pathsteer_bgp_learned_prefixes_by_peer", "Of them, learned as destinations",
+                                      labels=["peer"])
+        flaps = CounterMetricFamily("pathsteer_bgp_session_downs", "Times the session went down", labels=["peer"])
+        for sess in st["sessions"]:
+            up.add_metric([sess["name"], sess["address"]], 1.0 if sess["state"] == "up" else 0.0)
+            received.add_metric([sess["name"]], sess["received"])
+            learned_p.add_metric([sess["name"]], sess["learned"])
+            flaps.add_metric([sess["name"]], sess["downs"])
+        yield from (up, received, learned_p, flaps)
+        yield GaugeMetricFamily("pathsteer_bgp_announced_prefixes", "Prefixes announced now", value=st["announced"])
+        yield GaugeMetricFamily("pathsteer_bgp_withdrawn_prefixes", "Destinations withdrawn here (no eligible path, "
+                                "not measured yet)", value=st["withdrawn_here"])
+        yield GaugeMetricFamily("pathsteer_bgp_learned_prefixes", "Prefixes learned from the peers",
+                                value=st["learned"])
+        ex = st["exabgp"]
+        yield GaugeMetricFamily("pathsteer_bgp_exabgp_up", "1 while ExaBGP runs and its API process is connected",
+                                value=1.0 if ex["running"] and ex["connected"] else 0.0)
+        yield CounterMetricFamily("pathsteer_bgp_exabgp_restarts", "Times ExaBGP exited and was started again",
+                                  value=ex["restarts"])
+        yield CounterMetricFamily("pathsteer_bgp_exabgp_errors", "ExaBGP commands answered 'error', and lines "
+                                  "from it that could not be read", value=ex["errors"] + ex["garbage"])
 
     def _steering(self, steer: Any) -> Iterator[Metric]:
         s = dict(steer.stats)
