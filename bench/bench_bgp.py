@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prefixes", type=int, default=100_000)
     ap.add_argument("--part", choices=["announce", "learn", "both"], default="both")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs) and print it")
     a = ap.parse_args([] if argv is None else argv)
     if shutil.which("bird") is None:
         raise SystemExit("bench bgp: bird2 is not installed (make deps)")
@@ -192,7 +193,10 @@ def main(argv: list[str] | None = None):
             figures.append(("decision duration max while learning", r["decide_during_ms"][1], "ms",
                             "the same before", r["decide_before_ms"][1], ""))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if a.keep:
+            print(f"logs in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     if argv is None:
         from bench.harness import Figure
         return [Figure(*f[:5], goal=f[5]) for f in figures]

@@ -15,7 +15,8 @@ announced to the peers, destinations learned from them (issue 10).
 * **Learn** (`pathsteer.bgp.learn`): updates from learning peers go through the filter; the
   learned set is handed to steering (``SteeringService.set_auto_destinations("bgp", ...)``)
   when it has been quiet for ``LEARN_QUIET_S`` (at most ``LEARN_MAX_DELAY_S`` after its first
-  change), so 100k prefixes arrive as a few steering reloads, not 100k.
+  change); a peer's first table (after its session came up) at its End-of-RIB, or once quiet
+  for ``LEARN_SYNC_QUIET_S``: 100k prefixes arrive as one steering reload, not 100k.
 * **Stop**: everything is withdrawn (and ExaBGP given ``STOP_S`` to send it), then ExaBGP is
   stopped (it closes the sessions with a NOTIFICATION).
 """
@@ -52,6 +53,7 @@ log = logging.getLogger("pathsteer.bgp")
 TICK_S = 0.1               # the announce pass
 LEARN_QUIET_S = 0.3        # learned changes handed to steering once quiet this long ...
 LEARN_MAX_DELAY_S = 2.0    # ... or this long after the first one
+LEARN_SYNC_QUIET_S = 1.0   # a peer's first table: handed over at its End-of-RIB, or once quiet this long
 STOP_S = 2.0               # withdrawals acknowledged by ExaBGP at stop, at most
 CONNECT_S = 10.0           # ExaBGP's API process connects within this, or ExaBGP is restarted
 CHUNK = 2000               # prefixes per ExaBGP command
@@ -127,6 +129,7 @@ class BgpService:
         self._garbage_logged = -1e18
         self._ack_waiters: deque[tuple[int, asyncio.Future]] = deque()
         self._learn_first: float | None = None
+        self._sync: set[str] = set()  # learning peers up whose End-of-RIB has not come yet
         self._learn_last = 0.0
         self._learned_applied: tuple = ()
         self._learn_error: str | None = None
@@ -396,6 +399,9 @@ class BgpService:
             s.updates += 1
             stale = self._stale.get(m.peer)
             if m.eor:
+                if m.peer in self._sync:
+                    self._sync.discard(m.peer)
+                    self._learn_last = 0.0  # the table is whole: hand it over now
                 if stale is not None:  # everything the peer still has was sent again
                     self._drop_stale(m.peer, "End-of-RIB")
                 return
@@ -422,17 +428,24 @@ class BgpService:
         s.state, s.since, s.reason = state, time.time(), reason
         if state == "up":
             s.ups += 1
+            if peer in self._learning:
+                self._sync.add(peer)
             if peer in self._stale:  # no End-of-RIB within the hold time: what was not sent again goes
                 asyncio.get_running_loop().call_later(
                     2 * self.cfg.peer_hold_time(self._peer_cfg(peer)), self._drop_stale, peer, "no End-of-RIB")
         elif state == "down":
             s.downs += 1
+            self._sync.discard(peer)
             s.received = set()
             if not keep_learned:
                 self._stale.pop(peer, None)
                 if self.learner.peer_down(peer):
                     self._learn_changed()
         logs.event(log, "bgp.session", peer=s.name, address=peer, state=state, reason=reason or "-")
+
+    @property
+    def _syncing(self) -> bool:
+        return bool(self._sync)
 
     def _peer_cfg(self, peer: str):
         return next(p for p in self.cfg.peers if str(p.address) == peer)
@@ -570,7 +583,12 @@ class BgpService:
             if self._learn_first is None:
                 continue
             now = time.monotonic()
-            if now - self._learn_last < LEARN_QUIET_S and now - self._learn_first < LEARN_MAX_DELAY_S:
+            if self._syncing:
+                # A learning peer is sending its table (up, no End-of-RIB yet): one change for
+                # the whole table when it ends, not one every LEARN_MAX_DELAY_S as it grows.
+                if now - self._learn_last < LEARN_SYNC_QUIET_S:
+                    continue
+            elif now - self._learn_last < LEARN_QUIET_S and now - self._learn_first < LEARN_MAX_DELAY_S:
                 continue
             self._learn_first = None
             await self._apply_learned()

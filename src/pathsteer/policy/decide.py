@@ -89,7 +89,7 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
         prev = previous.prefixes.get(dest.prefix)
         carried_over += prev is not None
         carried = _carry(prev, dest, params)
-        figures = upstream.get(dest.prefix)
+        figures = upstream.get(dest.prefix) if upstream else None
         if figures:  # this prefix's own upstream figures: judged and decided on its own
             candidates = evaluate(dest, params, snapshots, load, drains, figures, now)
             got = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates, carried)

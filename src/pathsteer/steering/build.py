@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathsteer.config import Config
 from pathsteer.config.model import DEFAULT_STATE_DIR
 from pathsteer.config.steering import DataplaneConfig, PathConfig
-from pathsteer.routes import PathLink
+from pathsteer.routes import PathLink, prefix_key
 from pathsteer.policy import (DestinationParams, Hysteresis, PathParams, PolicyKind, PolicyParams, RttSource,
                               RttStatistic, Sla, WeightedParams)
 from pathsteer.telemetry import PathProbeConfig, ProbeMethod, Thresholds, WindowConfig
@@ -19,19 +19,26 @@ def policy_params(config: Config) -> PolicyParams:
     paths = tuple(PathParams(p.name, p.capacity, ipv4=p.gateway is not None, ipv6=p.gateway6 is not None)
                   for p in config.paths)
     dests = []
+    # Destinations sharing their settings (learned ones share a template's objects) share the
+    # params built from them: built once, not once per prefix.
+    shared: dict[tuple, dict] = {}
     for d in config.destinations:
         h, s, w = d.hysteresis, d.sla, d.weighted
-        dests.append(DestinationParams(
-            prefix=d.prefix, policy=PolicyKind(d.policy), paths=tuple(d.paths),
-            hysteresis=Hysteresis(min_improvement=h.min_improvement, hold_down_s=h.hold_down,
-                                  min_improvement_abs_s=h.min_improvement_abs),
-            sla=Sla(max_rtt_s=s.max_rtt, max_loss_pct=s.max_loss, max_jitter_s=s.max_jitter,
-                    max_upstream_time_s=s.max_upstream_time, upstream_hold_s=s.upstream_hold),
-            weighted=WeightedParams(utilization_ceiling=w.utilization_ceiling, min_free=w.min_free,
-                                    latency_scale_s=w.latency_scale, min_shift=w.min_shift,
-                                    max_step=w.max_step_value),
-            rtt_statistic=RttStatistic.ROBUST if d.rtt in SOURCES else RttStatistic(d.rtt),
-            rtt_source=RttSource(d.rtt) if d.rtt in SOURCES else RttSource.ACTIVE))
+        key = (id(h), id(s), id(w), d.rtt, d.policy, tuple(d.paths))
+        common = shared.get(key)
+        if common is None:
+            common = shared[key] = dict(
+                policy=PolicyKind(d.policy), paths=tuple(d.paths),
+                hysteresis=Hysteresis(min_improvement=h.min_improvement, hold_down_s=h.hold_down,
+                                      min_improvement_abs_s=h.min_improvement_abs),
+                sla=Sla(max_rtt_s=s.max_rtt, max_loss_pct=s.max_loss, max_jitter_s=s.max_jitter,
+                        max_upstream_time_s=s.max_upstream_time, upstream_hold_s=s.upstream_hold),
+                weighted=WeightedParams(utilization_ceiling=w.utilization_ceiling, min_free=w.min_free,
+                                        latency_scale_s=w.latency_scale, min_shift=w.min_shift,
+                                        max_step=w.max_step_value),
+                rtt_statistic=RttStatistic.ROBUST if d.rtt in SOURCES else RttStatistic(d.rtt),
+                rtt_source=RttSource(d.rtt) if d.rtt in SOURCES else RttSource.ACTIVE)
+        dests.append(DestinationParams(prefix=prefix_key(d.prefix), **common))
     grace = config.decision.startup_grace if config.decision else 5.0
     min_samples = config.decision.min_samples if config.decision else 5
     return PolicyParams(paths, tuple(dests), startup_grace_s=grace, min_samples=min_samples)

@@ -63,6 +63,7 @@ from pathsteer.units import parse_ttl
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
 EVENT_BATCH = 256  # steer.change events told between two turns of the loop
+EVENT_DETAIL_MAX = 2000  # steer.change events of one decision; the rest are told as one steer.changes
 INLINE_ROUTES = 32  # up to this many prefixes, decide runs on the loop (pure, well under 1 ms)
 PASSIVE_INTERVAL_S = 0.2  # passive RTT reads; its figures cover the last PASSIVE_WINDOW_S
 PASSIVE_WINDOW_S = 1.0
@@ -622,13 +623,21 @@ class SteeringService:
             applying = asyncio.ensure_future(self._apply(decision.desired))
             await asyncio.sleep(0)  # let it take the plane lock and hand the work to its thread
         clock = views.Clock(now, time.time())
-        for i, e in enumerate(decision.events, 1):
+        detailed = decision.events[:EVENT_DETAIL_MAX]
+        for i, e in enumerate(detailed, 1):
             v = views.event_view(e, clock)
             self.events.append(v)
             event("steer.change", prefix=v["prefix"], policy=v["policy"], kind=v["kind"], **{"from": v["from"]},
                   to=v["to"], reason=v["reason"])
             if i % EVENT_BATCH == 0:
                 await asyncio.sleep(0)  # the API and the probes get the loop between batches
+        if len(decision.events) > EVENT_DETAIL_MAX:
+            # 100k learned destinations arriving at once: one event for the rest, not 100k (each
+            # one a log line, a history row and an SSE message); `explain` still has each reason.
+            rest = decision.events[EVENT_DETAIL_MAX:]
+            kinds = collections.Counter(e.kind.value for e in rest)
+            event("steer.changes", count=len(rest), kinds=",".join(f"{k}:{n}" for k, n in sorted(kinds.items())),
+                  first=str(rest[0].prefix), last=str(rest[-1].prefix), reason=rest[0].reason)
         if applying is not None:
             await applying
         return decision
