@@ -67,6 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathsteer.errors import LabError, UsageError
 from pathsteer_lab import build, netns
 from pathsteer_lab.measure import PingResult, parse_ping, ping_argv
+from pathsteer_lab.procs import stop_process as _stop, tail as _tail, unlink as _unlink
 from pathsteer_lab.topology import NS_PREFIX, Topology, lab_namespace_re, state_dir, validate_name
 
 CORE_ASN = 65000
@@ -137,31 +138,6 @@ def _popen(ns: str, argv: Sequence[str], log_path: str, *, gid: int | None = Non
     with open(log_path, "ab") as log:
         return netns.popen(ns, list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                            preexec_fn=_preexec(gid), cwd="/")
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
-    """SIGTERM, SIGKILL after ``timeout``; always reaped."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        pass
-
-
-def _tail(path: str, n: int = 8) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            lines = [line.rstrip() for line in f if line.strip()]
-    except OSError:
-        return "(no output)"
-    return " | ".join(lines[-n:]) or "(no output)"
 
 
 def _runtime_dir(workdir: str, subdir: str, prefix: str, longest: int = 16) -> tuple[str, str | None]:
@@ -671,14 +647,6 @@ class Bird:
 
     def count_networks(self) -> int:
         return parse_bird_count(self.birdc("show", "route", "count"))[1]
-
-
-def _unlink(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 _BIRD_ROUTE_HEAD = re.compile(

@@ -54,6 +54,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+from pathsteer_lab.procs import stop_process as _stop_process, tail as _tail, unlink as _unlink
+
 if TYPE_CHECKING:
     from pathsteer.gateways.haproxy import HaproxyParser, ServerState
     from pathsteer.gateways.runtime import HaproxyRuntime
@@ -96,39 +98,6 @@ def _socket_dir(workdir: str) -> tuple[str, str | None]:
         return os.path.abspath(workdir), None
     short = tempfile.mkdtemp(prefix="psgw-", dir="/tmp")
     return short, short
-
-
-def _stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; always reaped."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not reaped in 5 s
-        pass
-
-
-def _tail(path: str, n: int = 8) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            lines = [line.rstrip() for line in f if line.strip()]
-    except OSError:
-        return "(no output)"
-    return " | ".join(lines[-n:]) or "(no output)"
-
-
-def _unlink(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 def _ident(sockname) -> tuple[str | None, str]:

@@ -20,6 +20,27 @@ from pathsteer.control.client import ControlClient
 from pathsteer.errors import PathsteerError
 
 
+def logged_at(d, name: str, *words: str, after: float = 0.0, last: bool = False) -> float:
+    """The time (unix s) of the first (``last``: the last) line of ``d``'s log (a `LabDaemon`)
+    for event ``name`` with ``words`` at or after ``after``; AssertionError when there is none."""
+    import datetime
+    found = None
+    for line in d.log().splitlines():
+        stamp, _, rest = line.partition(" ")
+        if rest.split(" ", 1)[0] == name and all(w in rest for w in words):
+            try:
+                at = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            except ValueError:
+                continue
+            if at >= after:
+                found = at
+                if not last:
+                    return at
+    if found is None:
+        raise AssertionError(f"no {name} {' '.join(words)} in the log after {after}: {d.log_tail(30)}")
+    return found
+
+
 class LabDaemon:
     def __init__(self, t, config: dict, workdir: str, *, name: str = "steer") -> None:
         self.t = t

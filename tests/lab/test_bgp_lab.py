@@ -19,7 +19,6 @@ MED 1 per 100 µs, min_interval 1 s); only the probe targets are the lab's.
 
 from __future__ import annotations
 
-import datetime
 import os
 import secrets
 import shutil
@@ -31,7 +30,7 @@ import pytest
 from pathsteer_lab import impair
 from pathsteer_lab.fleet import EDGE_ASNS, BirdCore, Fleet, FrrCore, down as fleet_down, edge_address
 from pathsteer_lab.labconfig import lab_config
-from pathsteer_lab.labrun import LabDaemon
+from pathsteer_lab.labrun import LabDaemon, logged_at
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(shutil.which("bird") is None, reason="bird2 is not installed (make deps)")]
@@ -88,24 +87,6 @@ def cut(fl: Fleet, k: int, down: bool) -> None:
         impair.set_path(fl.edge(k).name, p, down=down)
 
 
-def logged_at(d: LabDaemon, name: str, *words: str, after: float = 0.0, last: bool = False) -> float:
-    found = None
-    for line in d.log().splitlines():
-        stamp, _, rest = line.partition(" ")
-        if rest.split(" ", 1)[0] == name and all(w in rest for w in words):
-            try:
-                at = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-            except ValueError:
-                continue
-            if at >= after:
-                found = at
-                if not last:
-                    return at
-    if found is None:
-        raise AssertionError(f"no {name} {' '.join(words)} in the log after {after}: {d.log_tail(30)}")
-    return found
-
-
 def wait_route_change(core, prefix: str, gateway: str | None, timeout: float) -> float:
     """Wall-clock time at which the core kernel's route for ``prefix`` became ``gateway``."""
     core.wait_kernel_route(prefix, gateway, timeout=timeout)
@@ -119,6 +100,18 @@ def traffic_goes_via(fl: Fleet, k: int) -> None:
     assert r.received >= 18, r
     got = [a - b for a, b in zip(after, before)]
     assert got[k - 1] >= 18 and got[2 - k] < 5, f"packets at edge 1/2: {got}"
+
+
+def slow_edge_1_moves_the_core(fl: Fleet, core, what: str) -> float:
+    """Edge 1's paths slowed to ≈ 60 ms RTT: the core's route moves to edge 2 within
+    hold_down + 2 s, and the client's traffic with it. Returns when the slow-down began."""
+    t0 = time.time()
+    delay(fl, 1, 30)
+    moved = wait_route_change(core, P, edge_address(2), timeout=20) - t0
+    print(f"{what}: slowed edge 1, the core moved after {moved:.2f} s")
+    assert moved <= HOLD_DOWN_S + 2.0, moved
+    traffic_goes_via(fl, 2)
+    return t0
 
 
 def started_fleet(fl: Fleet, edges, core, **bgp):
@@ -150,12 +143,7 @@ def test_core_follows_the_lower_measured_rtt_and_moves_when_an_edge_slows(fleet,
         assert status["sessions"][0]["state"] == "up" and status["announced"] == 2
 
         # Edge 1 slows to ≈ 60 ms: the core moves to edge 2 within hold_down + 2 s.
-        t0 = time.time()
-        delay(fleet, 1, 30)
-        moved = wait_route_change(core, P, edge_address(2), timeout=20) - t0
-        print(f"slowed edge 1: the core moved after {moved:.2f} s")
-        assert moved <= HOLD_DOWN_S + 2.0, moved
-        traffic_goes_via(fleet, 2)
+        t0 = slow_edge_1_moves_the_core(fleet, core, "BIRD")
         logged_at(d1, "bgp.announce", "MED", after=t0)  # announced again for its MED, with the reason
         # Recovery: back to edge 1 (the RTT statistic comes down over ~10 probes, by design).
         t1 = time.time()
@@ -269,12 +257,7 @@ def test_frr_core_follows_the_lower_measured_rtt_and_a_clean_stop(fleet, edges, 
     with FrrCore(fleet, str(tmp_path / "core")) as core:
         d1, _d2 = started_fleet(fleet, edges, core)
         traffic_goes_via(fleet, 1)
-        t0 = time.time()
-        delay(fleet, 1, 30)
-        moved = wait_route_change(core, P, edge_address(2), timeout=20) - t0
-        print(f"FRR: slowed edge 1, the core moved after {moved:.2f} s")
-        assert moved <= HOLD_DOWN_S + 2.0, moved
-        traffic_goes_via(fleet, 2)
+        slow_edge_1_moves_the_core(fleet, core, "FRR")
         delay(fleet, 1, 2)
         wait_route_change(core, P, edge_address(1), timeout=40)
         t1 = time.time()

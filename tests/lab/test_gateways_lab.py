@@ -14,7 +14,6 @@ over its stats socket, with default settings (probe interval, abuse window, tick
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import random
 import shutil
@@ -27,7 +26,7 @@ import pytest
 import pathsteer_lab as lab
 from pathsteer_lab.gateway import Backends, Haproxy, LoadClient
 from pathsteer_lab.labconfig import lab_config
-from pathsteer_lab.labrun import LabDaemon
+from pathsteer_lab.labrun import LabDaemon, logged_at
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make deps)")]
@@ -35,21 +34,6 @@ pytestmark = [pytest.mark.lab,
 S1, S2 = "198.51.100.10:8080", "203.0.113.10:8080"
 P1_PREFIX, P2_PREFIX = "198.51.100.0/24", "203.0.113.0/24"
 PORT = 8000
-
-
-def logged_at(d: LabDaemon, name: str, *words: str, after: float = 0.0) -> float:
-    """The time (unix s) of the daemon's first log line for event ``name`` with ``words`` at or
-    after ``after``."""
-    for line in d.log().splitlines():
-        stamp, _, rest = line.partition(" ")
-        if rest.split(" ", 1)[0] == name and all(w in rest for w in words):
-            try:
-                at = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-            except ValueError:
-                continue
-            if at >= after:
-                return at
-    raise AssertionError(f"no {name} {' '.join(words)} in the log after {after}: {d.log_tail(20)}")
 
 
 def weight(hap: Haproxy, server: str) -> int:

@@ -25,6 +25,7 @@ step over several probes), it is announced again every ``min_interval`` without 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -83,6 +84,10 @@ class Advert:
 
 
 def med_of(rtt_s: float, loss_pct: float, s: AnnounceSettings) -> int:
+    """min(med_max, round(RTT / med_per) + round(loss % × loss_med)); med_max for a figure that
+    is not finite."""
+    if not math.isfinite(rtt_s) or not math.isfinite(loss_pct):
+        return s.med_max
     med = round(max(0.0, rtt_s) / s.med_per_s) + round(max(0.0, loss_pct) * s.loss_med)
     return int(min(s.med_max, med))
 

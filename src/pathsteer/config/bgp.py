@@ -23,7 +23,6 @@ looked for when the daemon checks its components, not when the file is read).
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
 import shutil
@@ -35,7 +34,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_
 
 from pathsteer.config.fields import AbsolutePath, Duration, Fraction, IpAddress, Seconds
 from pathsteer.config.sections import Section
-from pathsteer.config.steering import HysteresisConfig, SlaConfig, WeightedConfig
+from pathsteer.config.steering import DestinationTemplate
 from pathsteer.errors import UsageError
 from pathsteer.units import parse_duration
 
@@ -361,11 +360,10 @@ class BgpAnnounceConfig(Section):
         return list(dict.fromkeys(value))
 
     def med(self, rtt_s: float, loss_pct: float = 0.0) -> int:
-        """The MED for a path with ``rtt_s`` seconds and ``loss_pct`` percent points of loss."""
-        if not math.isfinite(rtt_s) or not math.isfinite(loss_pct):
-            return self.med_max
-        value = round(max(rtt_s, 0.0) / self.med_per) + round(self.loss_med * max(loss_pct, 0.0))
-        return min(value, self.med_max)
+        """The MED for a path with ``rtt_s`` seconds and ``loss_pct`` percent points of loss
+        (`pathsteer.bgp.announce.med_of`, which the daemon uses)."""
+        from pathsteer.bgp.announce import AnnounceSettings, med_of
+        return med_of(rtt_s, loss_pct, AnnounceSettings(0, self.med_per, self.med_max, self.loss_med))
 
     @property
     def community_list(self) -> list[tuple[int, int]]:
@@ -376,7 +374,7 @@ class BgpAnnounceConfig(Section):
         return [parse_community(c) for c in self.large_communities]  # type: ignore[misc]
 
 
-class BgpLearnConfig(Section):
+class BgpLearnConfig(DestinationTemplate):
     """``bgp.learn``: routes from the peers (those with ``learn: true``) that match ``prefixes``
     (when given) and ``communities`` (when given: any one of them) become destinations, steered
     with this template (``paths`` empty: every path), at most ``max`` of them. Learning every
@@ -387,12 +385,7 @@ class BgpLearnConfig(Section):
     communities: list[Community] | None = None
     max: Annotated[int, BeforeValidator(_whole(1, 2_000_000))] = 200_000
     announce: bool = False  # learned destinations announced back too (like the file's)
-    policy: Literal["lowest-latency", "weighted", "failover"] = "lowest-latency"
     paths: list[str] = []
-    hysteresis: HysteresisConfig = HysteresisConfig()
-    sla: SlaConfig = SlaConfig()
-    weighted: WeightedConfig = WeightedConfig()
-    rtt: Literal["robust", "ewma", "p50", "active", "passive", "best"] = "robust"
 
     @field_validator("prefixes", "communities")
     @classmethod
@@ -428,22 +421,15 @@ class BgpLearnConfig(Section):
 
     def matches(self, prefix: str | IPNet, communities: object = ()) -> bool:
         """Whether a route for ``prefix`` carrying ``communities`` (tuples, or "A:B" strings) is
-        learned: it matches ``prefixes`` (when given) and one of ``communities`` (when given)."""
-        if self.prefixes is not None and not any(f.matches(prefix) for f in self.filters):
-            return False
-        if self.communities is not None:
-            wanted = self.community_set
-            have = {parse_community(c) if isinstance(c, str) else tuple(c) for c in communities}  # type: ignore[union-attr]
-            if not wanted & have:
-                return False
-        return True
+        learned: it matches ``prefixes`` (when given) and one of ``communities`` (when given).
+        (The daemon's `pathsteer.bgp.learn.Learner` does the same with these parsed once.)"""
+        from pathsteer.bgp.learn import Learner
+        have = frozenset(parse_community(c) if isinstance(c, str) else tuple(c) for c in communities)  # type: ignore[union-attr]
+        return Learner(tuple(self.filters), self.community_set).matches(prefix, have)
 
-    def destination(self, prefix, paths: list[str]):
+    def destination(self, prefix, paths: list[str], **extra):
         """The steering destination for a learned ``prefix`` (``paths``: the template's, or all)."""
-        from pathsteer.config.steering import DestinationConfig
-        return DestinationConfig(prefix=str(prefix), policy=self.policy, paths=self.paths or paths,
-                                 hysteresis=self.hysteresis, sla=self.sla, weighted=self.weighted, rtt=self.rtt,
-                                 announce=self.announce)
+        return super().destination(prefix, paths, announce=self.announce, **extra)
 
 
 class ExabgpConfig(Section):

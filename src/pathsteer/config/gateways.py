@@ -23,7 +23,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pathsteer.config.fields import AbsolutePath, Cidr, Duration, Fraction
 from pathsteer.config.sections import Section
-from pathsteer.config.steering import HysteresisConfig, SlaConfig, WeightedConfig
+from pathsteer.config.steering import DestinationTemplate
 
 KINDS = ("haproxy", "apipark", "apinto", "jsonlines", "webhook")
 WEBHOOK_EVENTS = ("path.state", "steer.change", "steer.drain", "steer.undrain", "gateway.weight",
@@ -139,7 +139,7 @@ class WebhookConfig(Section):
 
 
 
-class AutoDestinationsConfig(Section):
+class AutoDestinationsConfig(DestinationTemplate):
     """``gateways[].auto_destinations``: an upstream whose address is in no configured
     destination is steered once it carries traffic (``min_requests`` in the usage window), as
     its ``/prefix_len`` (``/prefix_len6``) under this template, and left to the kernel's routing
@@ -150,12 +150,7 @@ class AutoDestinationsConfig(Section):
     idle: Duration = 600.0
     min_requests: int = Field(default=1, ge=1)
     max: int = Field(default=256, ge=1, le=100_000)
-    policy: Literal["lowest-latency", "weighted", "failover"] = "lowest-latency"
     paths: list[str] | None = None
-    hysteresis: HysteresisConfig = HysteresisConfig()
-    sla: SlaConfig = SlaConfig()
-    weighted: WeightedConfig = WeightedConfig()
-    rtt: Literal["robust", "ewma", "p50", "active", "passive", "best"] = "robust"
 
     @field_validator("idle")
     @classmethod
@@ -164,11 +159,6 @@ class AutoDestinationsConfig(Section):
             raise ValueError("must be between 10s and 7d")
         return value
 
-    def destination(self, prefix, paths: list[str]):
-        """The steering destination for ``prefix`` (``paths``: the template's, or all)."""
-        from pathsteer.config.steering import DestinationConfig
-        return DestinationConfig(prefix=str(prefix), policy=self.policy, paths=self.paths or paths,
-                                 hysteresis=self.hysteresis, sla=self.sla, weighted=self.weighted, rtt=self.rtt)
 
 
 class GatewayConfig(Section):

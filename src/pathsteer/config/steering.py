@@ -270,6 +270,23 @@ class WeightedConfig(Section):
         return self.max_step if self.max_step is not None else max(0.20, self.min_shift)
 
 
+class DestinationTemplate(Section):
+    """What destinations made by pathsteer share (a gateway's auto destinations, BGP-learned
+    ones): the policy and its settings; each user of it names its own ``paths``."""
+
+    policy: Literal["lowest-latency", "weighted", "failover"] = "lowest-latency"
+    hysteresis: HysteresisConfig = HysteresisConfig()
+    sla: SlaConfig = SlaConfig()
+    weighted: WeightedConfig = WeightedConfig()
+    rtt: Literal["robust", "ewma", "p50", "active", "passive", "best"] = "robust"
+
+    def destination(self, prefix, paths: list[str], **extra) -> DestinationConfig:
+        """The steering destination for ``prefix`` (``paths``: the template's, else these)."""
+        return DestinationConfig(prefix=str(prefix), policy=self.policy, paths=getattr(self, "paths", None) or paths,
+                                 hysteresis=self.hysteresis, sla=self.sla, weighted=self.weighted, rtt=self.rtt,
+                                 **extra)
+
+
 class DestinationConfig(Section):
     """``destinations[]``: a prefix, its policy and its paths in order of preference."""
 
