@@ -469,7 +469,6 @@ class BgpConfig(Section):
     router_id: RouterId
     local_address: IpAddress | None = None  # the sessions' source address (None: the kernel picks)
     hold_time: HoldTime = 9  # seconds; keepalive a third of it
-    connect_retry: Duration = 5.0
     peers: list[BgpPeerConfig] = Field(min_length=1)
     announce: BgpAnnounceConfig = BgpAnnounceConfig()
     learn: BgpLearnConfig = BgpLearnConfig()
@@ -479,13 +478,6 @@ class BgpConfig(Section):
     @classmethod
     def _local(cls, value: IPAddr | None) -> IPAddr | None:
         return value if value is None else _unicast(value)
-
-    @field_validator("connect_retry")
-    @classmethod
-    def _retry(cls, value: float) -> float:
-        if not 1.0 <= value <= 3600.0:
-            raise ValueError("must be between 1s and 1h")
-        return value
 
     @model_validator(mode="after")
     def _peers(self) -> BgpConfig:
