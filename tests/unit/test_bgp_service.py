@@ -190,3 +190,24 @@ def test_an_exabgp_crash_keeps_learned_prefixes_until_the_peers_end_of_rib(tmp_p
     assert before["learned"] == 1
     assert during["exabgp"]["restarts"] == 1 and during["learned"] == 1  # steering keeps it
     assert after["learned"] == 0 and after["sessions"][0]["state"] == "up", after
+
+
+def test_the_runtime_directory_is_the_daemons_own_and_taken_back_after_a_kill(tmp_path):
+    from types import SimpleNamespace
+    svc = service("/bin/true")
+    svc.ctx.config = SimpleNamespace(control=SimpleNamespace(socket=str(tmp_path / "steer.sock")))
+    first = svc._runtime_dir()
+    try:
+        assert os.path.basename(first).startswith("bgp-") and stat.S_IMODE(os.stat(first).st_mode) == 0o700
+        with open(os.path.join(first, "exabgp.conf"), "w") as f:  # what a kill -9 leaves
+            f.write("old")
+        again = svc._runtime_dir()
+        assert again == first and os.listdir(again) == []
+        other = service("/bin/true")
+        other.ctx.config = SimpleNamespace(control=SimpleNamespace(socket=str(tmp_path / "other.sock")))
+        second = other._runtime_dir()
+        assert second != first
+        os.rmdir(second)
+    finally:
+        import shutil
+        shutil.rmtree(first, ignore_errors=True)

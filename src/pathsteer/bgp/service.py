@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import ipaddress
 import logging
 import os
@@ -186,7 +187,7 @@ class BgpService:
 
     async def start(self) -> None:
         self.check(self.cfg)
-        self._dir = tempfile.mkdtemp(prefix="ps-bgp-", dir="/run" if os.access("/run", os.W_OK) else None)
+        self._dir = self._runtime_dir()
         self._server = await asyncio.start_unix_server(self._on_relay, path=os.path.join(self._dir, "api.sock"),
                                                        limit=1 << 24)
         loop = asyncio.get_running_loop()
@@ -195,6 +196,21 @@ class BgpService:
                        loop.create_task(self._learn_loop(), name="bgp.learn")]
         logs.event(log, "bgp.start", local_as=self.cfg.local_as, router_id=str(self.cfg.router_id),
                    peers=",".join(s.address for s in self.sessions.values()))
+
+    def _runtime_dir(self) -> str:
+        """A private directory (0700) for ExaBGP's config (MD5 keys: 0600) and the API socket, in
+        the daemon's runtime directory (systemd's RuntimeDirectory: /run is read-only under
+        ProtectSystem=strict). Named after the daemon's control socket, so a restart after a
+        kill -9 takes the same one back instead of leaving one more behind."""
+        base = next((d for d in ("/run/pathsteer", "/run") if os.path.isdir(d) and os.access(d, os.W_OK)), None)
+        config = getattr(self.ctx, "config", None)
+        socket_path = getattr(getattr(config, "control", None), "socket", None)
+        if base is None or not isinstance(socket_path, str):
+            return tempfile.mkdtemp(prefix="ps-bgp-", dir=base)
+        path = os.path.join(base, "bgp-" + hashlib.sha1(socket_path.encode()).hexdigest()[:12])
+        shutil.rmtree(path, ignore_errors=True)  # a killed run's: its socket is ours (checked before)
+        os.mkdir(path, 0o700)
+        return path
 
     async def commit(self, cfg: BgpConfig) -> None:
         if cfg == self.cfg:
