@@ -110,8 +110,9 @@ class LabDaemon:
             return self.proc.wait()
 
     def kill(self) -> None:
-        """kill -9: what a crash leaves (in the kernel: its control sockets' files are removed
-        here, so tests leave none behind under /run/pathsteer; a restart binds them anew)."""
+        """kill -9: what a crash leaves (in the kernel: its control sockets' files, and its bgp
+        directory, are removed here, so tests leave none behind under /run/pathsteer; a restart
+        binds them anew)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -119,6 +120,12 @@ class LabDaemon:
                 with contextlib.suppress(OSError):
                     if stat.S_ISSOCK(os.lstat(path).st_mode):
                         os.unlink(path)
+            if self.config.get("bgp"):  # its ExaBGP's directory (config, API socket) too
+                import shutil
+                from pathsteer.bgp.service import runtime_dir_for
+                path = runtime_dir_for(self.socket)
+                if path is not None:
+                    shutil.rmtree(path, ignore_errors=True)
 
     def log(self) -> str:
         try:

@@ -82,6 +82,19 @@ def local_address_for(peer: str) -> str | None:
         return None
 
 
+def _runtime_base() -> str | None:
+    return next((d for d in ("/run/pathsteer", "/run") if os.path.isdir(d) and os.access(d, os.W_OK)), None)
+
+
+def runtime_dir_for(control_socket: str) -> str | None:
+    """The bgp component's private directory for the daemon with this control socket (None:
+    no writable runtime directory; a temporary one is used then)."""
+    base = _runtime_base()
+    if base is None:
+        return None
+    return os.path.join(base, "bgp-" + hashlib.sha1(control_socket.encode()).hexdigest()[:12])
+
+
 class PrefixArgs(Args):
     prefix: str = Field(description="a destination prefix or an address in one")
 
@@ -202,12 +215,11 @@ class BgpService:
         the daemon's runtime directory (systemd's RuntimeDirectory: /run is read-only under
         ProtectSystem=strict). Named after the daemon's control socket, so a restart after a
         kill -9 takes the same one back instead of leaving one more behind."""
-        base = next((d for d in ("/run/pathsteer", "/run") if os.path.isdir(d) and os.access(d, os.W_OK)), None)
         config = getattr(self.ctx, "config", None)
         socket_path = getattr(getattr(config, "control", None), "socket", None)
-        if base is None or not isinstance(socket_path, str):
-            return tempfile.mkdtemp(prefix="ps-bgp-", dir=base)
-        path = os.path.join(base, "bgp-" + hashlib.sha1(socket_path.encode()).hexdigest()[:12])
+        path = runtime_dir_for(socket_path) if isinstance(socket_path, str) else None
+        if path is None:
+            return tempfile.mkdtemp(prefix="ps-bgp-", dir=_runtime_base())
         shutil.rmtree(path, ignore_errors=True)  # a killed run's: its socket is ours (checked before)
         os.mkdir(path, 0o700)
         return path
