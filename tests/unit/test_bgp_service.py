@@ -211,3 +211,18 @@ def test_the_runtime_directory_is_the_daemons_own_and_taken_back_after_a_kill(tm
     finally:
         import shutil
         shutil.rmtree(first, ignore_errors=True)
+
+
+@pytest.mark.parametrize("text, error", [
+    ("not-a-prefix", "prefix: 'not-a-prefix' is not a prefix or an address"),
+    ("10.0.0.300", "prefix: '10.0.0.300' is not a prefix or an address"),
+    ("", "prefix: '' is not a prefix or an address"),
+    ("192.0.2.0/24", "prefix: '192.0.2.0/24' is not announced, withdrawn or learned here"),
+])
+def test_bgp_prefix_refuses_bad_input_in_one_line(text, error):
+    from pathsteer.bgp.service import PrefixArgs
+    from pathsteer.errors import UsageError
+    svc = service("/bin/true")
+    with pytest.raises(UsageError) as e:
+        svc.cmd_prefix(PrefixArgs(prefix=text))
+    assert str(e.value) == error and "\n" not in str(e.value)

@@ -46,15 +46,6 @@ ENV = {
 }
 
 
-def available(command: str | None) -> str | None:
-    """How ExaBGP will be run, as text for messages; None: not found."""
-    if command:
-        return command if (os.path.isfile(command) and os.access(command, os.X_OK)) or shutil.which(command) else None
-    if importlib.util.find_spec("exabgp") is not None:
-        return f"{sys.executable} -m pathsteer.bgp.exabgp"
-    return shutil.which("exabgp")
-
-
 def command(configured: str | None, config_path: str) -> list[str]:
     if configured:
         return [configured, config_path]

@@ -9,7 +9,6 @@ counted as refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pathsteer.bgp.messages import Update
@@ -25,7 +24,6 @@ class Learner:
     counts: dict[Prefix, int] = field(default_factory=dict)  # how many peers announce it
     refused_over_max: int = 0
     filtered: int = 0
-    changed: bool = False
 
     def matches(self, prefix: Prefix, communities: frozenset) -> bool:
         if self.filters and not any(f.matches(prefix) for f in self.filters):
@@ -58,8 +56,6 @@ class Learner:
             n = self.counts.get(p, 0)
             self.counts[p] = n + 1
             added += n == 0
-        if added or removed:
-            self.changed = True
         return added, removed
 
     def _drop(self, p: Prefix) -> int:
@@ -71,17 +67,7 @@ class Learner:
         return 0
 
     def peer_down(self, peer: str) -> int:
-        removed = sum(self._drop(p) for p in self.by_peer.pop(peer, set()))
-        if removed:
-            self.changed = True
-        return removed
+        return sum(self._drop(p) for p in self.by_peer.pop(peer, set()))
 
     def prefixes(self) -> list[Prefix]:
         return sorted(self.counts, key=lambda p: (p.version, p.network_address, p.prefixlen))
-
-    def received(self, peer: str) -> int:
-        return len(self.by_peer.get(peer, ()))
-
-    def forget(self, peers: Iterable[str]) -> None:
-        for peer in list(peers):
-            self.peer_down(peer)

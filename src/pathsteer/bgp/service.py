@@ -170,8 +170,6 @@ class BgpService:
             require_exabgp(cfg)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if cfg.exabgp.command is None and exabgp.available(None) is None:
-            raise UsageError("bgp.exabgp.command: no exabgp found: install it (pip install exabgp) or give its path")
         self._passwords(cfg)
         return cfg
 
@@ -541,7 +539,7 @@ class BgpService:
             else:
                 logs.event(log, "bgp.withdraw", prefixes=names + more, count=len(group_), reason=first.reason)
 
-    def announced_prefixes(self, steer) -> tuple[dict, dict]:
+    def announced_prefixes(self, steer) -> dict:
         """The destinations announced: prefix → hold_down, from steering's file config (and the
         learned ones when ``learn.announce``)."""
         file_cfg = getattr(steer, "file_config", None) or steer.config
@@ -552,7 +550,7 @@ class BgpService:
         families = {ipaddress.ip_address(a).version for a in self.sessions}
         if len(families) < 2:  # a prefix goes to the peers of its family only
             hold = {p: h for p, h in hold.items() if p.version in families}
-        return hold, {}
+        return hold
 
     def _path_numbers(self, steer) -> dict[str, int]:
         file_cfg = getattr(steer, "file_config", None) or steer.config
@@ -588,7 +586,7 @@ class BgpService:
             if steer is None or self._writer is None or not self.cfg.announce.enabled:
                 continue
             try:
-                hold, _ = self.announced_prefixes(steer)
+                hold = self.announced_prefixes(steer)
                 actions = self.announcer.step(time.monotonic(), self._wanted(steer, hold), hold)
             except Exception:  # noqa: BLE001 - never take the daemon down; said once per pass
                 log.exception("bgp.announce-failed")
