@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from pathsteer.routes import Desired, NextHop, Prefix, RouteIntent
 from pathsteer.policy import failover, lowest_latency, weighted
 from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, best_tier, evaluate, least_bad
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
-from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteStatus
+from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteTable
 from pathsteer.policy.step import Step
 from pathsteer.policy.upstream import UpstreamFigure, upstream_text
 from pathsteer.telemetry.snapshot import TelemetrySnapshot
@@ -69,75 +70,277 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     gateways' upstream response time with when it was seen (same clock as ``now``); prefixes
     and paths not configured are ignored. Nothing is mutated; the same inputs give the same
     output.
+
+    Cost: what changed. A state made by `decide` with the same ``params`` carries how its
+    destinations were grouped (`PolicyState.memo`): destinations alike in the same situation
+    get one answer, so each group is judged and stepped once, and only the members of a group
+    whose answer changes something are visited (`_incremental`). Without it (the first call,
+    a reload, an adopted state) every destination is visited (`_full`); both give the same
+    `Decision` (tests/unit/test_policy_incremental.py).
     """
     load = load or {}
     drains = drains or {}
     upstream = upstream or {}
+    memo = previous.memo
+    if isinstance(memo, _Memo) and memo.params is params and previous.started_at is not None:
+        return _incremental(now, telemetry, load, params, previous, memo, drains, upstream)
+    return _full(now, telemetry, load, params, previous, drains, upstream)
+
+
+def _situation(state: PrefixState) -> tuple:
+    """What a destination's step depends on, of its state (with its setup: its group's key)."""
+    return (state.nexthops, state.measured, state.kind, state.winning, state.rebalance_since, state.shift,
+            state.drained)
+
+
+def _keeps(carried: PrefixState, step: Step, drained: frozenset[str]) -> bool:
+    """Whether ``step`` leaves a state as it is (the same object is kept)."""
+    return (step.nexthops == carried.nexthops and step.kind is None and step.winning == carried.winning
+            and step.rebalance_since == carried.rebalance_since and step.shift == carried.shift
+            and drained == carried.drained)
+
+
+def _advance(now: float, dest: DestinationParams, prev: PrefixState | None, carried: PrefixState | None,
+             step: Step, drained: frozenset[str]) -> tuple[PrefixState, Event | None]:
+    """A destination's new state after ``step``, and its event if its next hops changed."""
+    before = prev.nexthops if prev is not None else ()
+    moved = step.nexthops != before
+    if moved or carried is None:
+        kind = step.kind or ChangeKind.RECONFIGURED
+        reason = step.reason or "config changed"
+        since = now
+    elif step.kind is not None:
+        kind, reason, since = step.kind, step.reason or carried.reason, carried.since
+    else:
+        kind, reason, since = carried.kind, carried.reason, carried.since
+    if moved and prev is not None and prev.config != dest:
+        reason = f"config changed; {reason}"
+    if carried is prev and carried is not None and not moved and _keeps(carried, step, drained):
+        state = carried  # nothing new: keep the old object
+    else:
+        measured = (carried is not None and carried.measured) or step.kind not in (
+            None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
+        state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning,
+                            step.rebalance_since, step.shift, drained)
+    event = Event(now, dest.prefix, dest.policy, before, step.nexthops, kind, reason) if moved else None
+    return state, event
+
+
+@dataclass(frozen=True, eq=False)
+class _Memo:
+    """How a decision grouped its destinations, for the next call with the same params: a
+    group is the destinations of one setup (`PolicyParams.setups`) in one situation
+    (`_situation` of their states). Never changed once made (a later decision copies what it
+    changes)."""
+
+    params: PolicyParams
+    desired: Desired
+    of: list[int]  # per destination (config order): its group
+    members: dict[int, list[int]]  # per group: its destinations, ascending
+    ids: dict[tuple, int]  # per (setup, situation): its group
+    keys: dict[int, tuple]  # per group: its (setup, situation)
+    next_id: int
+
+
+def _memo_of(params: PolicyParams, desired: Desired, states: Mapping[Prefix, PrefixState]) -> _Memo:
+    of: list[int] = []
+    members: dict[int, list[int]] = {}
+    ids: dict[tuple, int] = {}
+    for i, (dest, setup) in enumerate(zip(params.destinations, params.setups)):
+        key = (setup, _situation(states[dest.prefix]))
+        gid = ids.get(key)
+        if gid is None:
+            gid = ids[key] = len(ids)
+            members[gid] = []
+        of.append(gid)
+        members[gid].append(i)
+    return _Memo(params, desired, of, members, ids, {g: k for k, g in ids.items()}, len(ids))
+
+
+def _full(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigures], params: PolicyParams,
+          previous: PolicyState, drains: Mapping[str, str | None],
+          upstream: Mapping[Prefix, Mapping[str, UpstreamFigure]]) -> Decision:
+    """Every destination visited (see `decide`)."""
     started_at = previous.started_at if previous.started_at is not None else now
     in_grace = now - started_at < params.startup_grace_s
     prefixes: dict[Prefix, PrefixState] = {}
-    routes: list[RouteStatus] = []
     events: list[Event] = []
     desired: dict[Prefix, RouteIntent] = {}
     snapshots = {p.name: p for p in telemetry.paths}
     # Destinations alike (same paths, SLA, policy...) in the same situation get the same answer:
     # judge and decide each such group once (10k prefixes usually share a handful of setups).
     judged: dict[int, tuple[Candidate, ...]] = {}
-    stepped: dict[tuple, tuple[Step, frozenset[str]]] = {}
+    stepped: dict[tuple, tuple[Step, frozenset[str], int]] = {}
+    results: list[tuple[str | None, tuple[Candidate, ...]]] = []
+    of: list[int] = []
+    alone: dict[int, tuple[str | None, tuple[Candidate, ...]]] = {}
     carried_over = 0
-    for dest, setup in zip(params.destinations, params.setups):
+    for i, (dest, setup) in enumerate(zip(params.destinations, params.setups)):
         prev = previous.prefixes.get(dest.prefix)
         carried_over += prev is not None
         carried = _carry(prev, dest, params)
         figures = upstream.get(dest.prefix) if upstream else None
         if figures:  # this prefix's own upstream figures: judged and decided on its own
             candidates = evaluate(dest, params, snapshots, load, drains, figures, now)
-            got = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates, carried)
+            step, drained = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates,
+                                          carried)
+            alone[i] = (step.pending, candidates)
+            of.append(-1)
         else:
             candidates = judged.get(setup)
             if candidates is None:
                 candidates = judged[setup] = evaluate(dest, params, snapshots, load, drains)
-            situation = (setup, None if carried is None else (
-                carried.nexthops, carried.measured, carried.kind, carried.winning, carried.rebalance_since,
-                carried.shift, carried.drained))
+            situation = (setup, None if carried is None else _situation(carried))
             got = stepped.get(situation)
             if got is None:
-                got = stepped[situation] = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace),
-                                                        candidates, carried)
-        step, drained = got
-        before = prev.nexthops if prev is not None else ()
-        moved = step.nexthops != before
-        if moved or carried is None:
-            kind = step.kind or ChangeKind.RECONFIGURED
-            reason = step.reason or "config changed"
-            since = now
-        elif step.kind is not None:
-            kind, reason, since = step.kind, step.reason or carried.reason, carried.since
-        else:
-            kind, reason, since = carried.kind, carried.reason, carried.since
-        if moved and prev is not None and prev.config != dest:
-            reason = f"config changed; {reason}"
-        if (carried is prev and carried is not None and not moved and step.kind is None
-                and step.winning == carried.winning and step.rebalance_since == carried.rebalance_since
-                and step.shift == carried.shift and drained == carried.drained):
-            state = carried  # nothing new: keep the old object
-        else:
-            measured = (carried is not None and carried.measured) or step.kind not in (
-                None, ChangeKind.STARTUP, ChangeKind.ADOPTED, ChangeKind.RECONFIGURED)
-            state = PrefixState(dest, step.nexthops, since, reason, kind, measured, step.winning,
-                                step.rebalance_since, step.shift, drained)
+                step, drained = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace),
+                                              candidates, carried)
+                got = stepped[situation] = (step, drained, len(results))
+                results.append((step.pending, candidates))
+            step, drained, rid = got
+            of.append(rid)
+        state, ev = _advance(now, dest, prev, carried, step, drained)
         prefixes[dest.prefix] = state
         desired[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
-        routes.append(RouteStatus(dest.prefix, dest.policy, step.nexthops, since, kind, reason, step.pending,
-                                  candidates))
-        if moved:
-            events.append(Event(now, dest.prefix, dest.policy, before, step.nexthops, kind, reason))
+        if ev is not None:
+            events.append(ev)
     if carried_over < len(previous.prefixes):
         for prefix, old in previous.prefixes.items():
             if prefix not in prefixes:
                 events.append(Event(now, prefix, old.config.policy, old.nexthops, (), ChangeKind.REMOVED,
                                     "removed from the config"))
-    return Decision(Desired(desired), PolicyState(prefixes, started_at), tuple(routes), tuple(events))
+    want = Desired(desired)
+    memo = _memo_of(params, want, prefixes)
+    routes = RouteTable(params, prefixes, of, dict(enumerate(results)), alone)
+    return Decision(want, PolicyState(prefixes, started_at, memo), routes, tuple(events))
+
+
+def _incremental(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigures],
+                 params: PolicyParams, previous: PolicyState, memo: _Memo, drains: Mapping[str, str | None],
+                 upstream: Mapping[Prefix, Mapping[str, UpstreamFigure]]) -> Decision:
+    """Each group judged and stepped once (its first member, in config order, not decided
+    alone: the one `_full` would step first); only the members of groups whose step changes
+    their state are visited, then regrouped by their new situation (see `decide`)."""
+    started_at = previous.started_at
+    assert started_at is not None
+    in_grace = now - started_at < params.startup_grace_s
+    dests = params.destinations
+    states = previous.prefixes
+    snapshots = {p.name: p for p in telemetry.paths}
+    alone_in: dict[int, Mapping[str, UpstreamFigure]] = {}
+    if upstream:
+        positions = params.positions
+        for prefix, figures in upstream.items():
+            i = positions.get(prefix)
+            if figures and i is not None:
+                alone_in[i] = figures
+    judged: dict[int, tuple[Candidate, ...]] = {}
+    results: dict[int, tuple[str | None, tuple[Candidate, ...]]] = {}
+    changed: list[tuple[int, Step, frozenset[str]]] = []
+    for gid, members in memo.members.items():
+        rep = members[0]
+        if alone_in and rep in alone_in:
+            rep = next((i for i in members if i not in alone_in), -1)
+            if rep < 0:
+                continue  # every member decided on its own
+        dest = dests[rep]
+        setup = memo.keys[gid][0]
+        carried = states[dest.prefix]
+        candidates = judged.get(setup)
+        if candidates is None:
+            candidates = judged[setup] = evaluate(dest, params, snapshots, load, drains)
+        step, drained = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates, carried)
+        results[gid] = (step.pending, candidates)
+        if not _keeps(carried, step, drained):
+            changed.append((gid, step, drained))
+    if not changed and not alone_in:
+        state = PolicyState(states, started_at, memo)
+        return Decision(memo.desired, state, RouteTable(params, states, memo.of, results, {}), ())
+
+    new_states = dict(states)
+    routes_in = dict(memo.desired.routes)
+    events: list[tuple[int, Event]] = []
+    groups = _Regroup(memo)
+    for gid, step, drained in changed:
+        movers = []
+        state = None
+        for i in memo.members[gid]:
+            if i in alone_in:
+                continue
+            dest = dests[i]
+            prev = states[dest.prefix]
+            state, ev = _advance(now, dest, prev, prev, step, drained)
+            new_states[dest.prefix] = state
+            if ev is not None:
+                routes_in[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
+                events.append((i, ev))
+            movers.append(i)
+        if state is not None:
+            groups.move(gid, movers, (memo.keys[gid][0], _situation(state)))
+    alone: dict[int, tuple[str | None, tuple[Candidate, ...]]] = {}
+    for i, figures in sorted(alone_in.items()):
+        dest = dests[i]
+        prev = states[dest.prefix]
+        candidates = evaluate(dest, params, snapshots, load, drains, figures, now)
+        step, drained = _drain_labels(_decide_prefix(now, dest, candidates, prev, in_grace), candidates, prev)
+        alone[i] = (step.pending, candidates)
+        state, ev = _advance(now, dest, prev, prev, step, drained)
+        if state is not prev:
+            new_states[dest.prefix] = state
+            groups.move(memo.of[i], [i], (params.setups[i], _situation(state)))
+        if ev is not None:
+            routes_in[dest.prefix] = RouteIntent(dest.prefix, step.nexthops)
+            events.append((i, ev))
+    events.sort(key=lambda e: e[0])
+    want = Desired(routes_in) if events else memo.desired
+    routes = RouteTable(params, new_states, memo.of, results, alone)
+    return Decision(want, PolicyState(new_states, started_at, groups.memo(want)), routes,
+                    tuple(e for _, e in events))
+
+
+class _Regroup:
+    """The next `_Memo`, copied from the last one as far as it changes."""
+
+    def __init__(self, memo: _Memo) -> None:
+        self.old = memo
+        self.of = memo.of  # copied on the first member that changes group
+        self.members = dict(memo.members)
+        self.ids = dict(memo.ids)
+        self.keys = dict(memo.keys)
+        self.next_id = memo.next_id
+
+    def move(self, gid: int, movers: list[int], key: tuple) -> None:
+        """``movers`` (ascending, members of group ``gid``) are now in situation ``key``."""
+        old_key = self.keys[gid]
+        if key == old_key:
+            return
+        members = self.members[gid]
+        whole = len(movers) == len(members)
+        target = self.ids.get(key)
+        if whole and target is None:  # the whole group moves on: it is relabelled, nobody moves
+            del self.ids[old_key]
+            self.ids[key] = gid
+            self.keys[gid] = key
+            return
+        if self.of is self.old.of:
+            self.of = list(self.old.of)
+        if target is None:
+            target = self.ids[key] = self.next_id
+            self.keys[target] = key
+            self.members[target] = []
+            self.next_id += 1
+        if whole:
+            del self.members[gid], self.ids[old_key], self.keys[gid]
+        else:
+            gone = set(movers)
+            self.members[gid] = [i for i in members if i not in gone]
+        self.members[target] = sorted(self.members[target] + movers)  # two ascending runs: linear
+        of = self.of
+        for i in movers:
+            of[i] = target
+
+    def memo(self, desired: Desired) -> _Memo:
+        return _Memo(self.old.params, desired, self.of, self.members, self.ids, self.keys, self.next_id)
 
 
 def _carry(prev: PrefixState | None, dest: DestinationParams, params: PolicyParams) -> PrefixState | None:

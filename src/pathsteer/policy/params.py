@@ -229,8 +229,13 @@ class PolicyParams:
         return tuple(ids.setdefault((d.paths, d.policy, d.hysteresis, d.sla, d.weighted, d.rtt_statistic,
                                      d.rtt_source, d.prefix.version), len(ids)) for d in self.destinations)
 
+    @cached_property
+    def positions(self) -> dict[Prefix, int]:
+        """Each destination's index in ``destinations`` (config order)."""
+        return {d.prefix: i for i, d in enumerate(self.destinations)}
+
     def destination(self, prefix: Prefix) -> DestinationParams:
-        for d in self.destinations:
-            if d.prefix == prefix:
-                return d
-        raise KeyError(prefix)
+        i = self.positions.get(prefix)
+        if i is None:
+            raise KeyError(prefix)
+        return self.destinations[i]

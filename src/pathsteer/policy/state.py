@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -80,6 +80,9 @@ class PolicyState:
 
     prefixes: Mapping[Prefix, PrefixState] = field(default_factory=dict)
     started_at: float | None = None
+    # How the decision that made this state grouped its destinations (`pathsteer.policy.decide`,
+    # the incremental path); None: the next decision starts from the prefixes alone.
+    memo: object = field(default=None, compare=False, repr=False)
 
     @classmethod
     def adopt(cls, desired: Desired, params: PolicyParams, now: float) -> PolicyState:
@@ -134,14 +137,73 @@ class RouteStatus:
         return {nh.path: nh.weight / total for nh in self.nexthops}
 
 
+class RouteTable(Sequence[RouteStatus]):
+    """A decision's `RouteStatus` per destination, in config order, made when asked for: a
+    decision over 1M prefixes where nothing moved costs what its groups cost, not a million
+    objects nobody reads. ``results``: per group of the decision, its (pending, candidates);
+    ``of``: each destination's group; ``alone``: the destinations decided on their own (upstream
+    figures), with their own. Treat as immutable, like the rest of a `Decision`."""
+
+    __slots__ = ("_dests", "_positions", "_states", "_of", "_results", "_alone")
+
+    def __init__(self, params: PolicyParams, states: Mapping[Prefix, PrefixState], of: Sequence[int],
+                 results: Mapping[int, tuple[str | None, tuple[Candidate, ...]]],
+                 alone: Mapping[int, tuple[str | None, tuple[Candidate, ...]]]) -> None:
+        self._dests = params.destinations
+        self._positions = params
+        self._states, self._of, self._results, self._alone = states, of, results, alone
+
+    def __len__(self) -> int:
+        return len(self._dests)
+
+    def _make(self, i: int) -> RouteStatus:
+        d = self._dests[i]
+        st = self._states[d.prefix]
+        got = self._alone.get(i) if self._alone else None
+        pending, candidates = got if got is not None else self._results[self._of[i]]
+        return RouteStatus(d.prefix, d.policy, st.nexthops, st.since, st.kind, st.reason, pending, candidates)
+
+    def __getitem__(self, index):  # int or slice, as a tuple's
+        if isinstance(index, slice):
+            return tuple(self._make(i) for i in range(*index.indices(len(self._dests))))
+        n = len(self._dests)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("route index out of range")
+        return self._make(index)
+
+    def __iter__(self) -> Iterator[RouteStatus]:
+        return (self._make(i) for i in range(len(self._dests)))
+
+    def get(self, prefix: Prefix) -> RouteStatus | None:
+        i = self._positions.positions.get(prefix)
+        return None if i is None else self._make(i)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RouteTable({len(self)} routes)"
+
+
 @dataclass(frozen=True)
 class Decision:
     desired: Desired
     state: PolicyState
-    routes: tuple[RouteStatus, ...]  # in config order
+    routes: Sequence[RouteStatus]  # in config order (a `RouteTable` from `decide`)
     events: tuple[Event, ...]
 
     def route(self, prefix: Prefix) -> RouteStatus:
+        if isinstance(self.routes, RouteTable):
+            r = self.routes.get(prefix)
+            if r is None:
+                raise KeyError(prefix)
+            return r
         for r in self.routes:
             if r.prefix == prefix:
                 return r
