@@ -38,6 +38,7 @@ tick = st.tuples(
     st.tuples(path_figures, path_figures, path_figures),
     st.sampled_from([(), (), (), ("p1",), ("p2",), ("p1", "p3")]),  # drained paths
     st.sampled_from([None, None, None, (0, "p1", 0.05), (3, "p2", 2.0), (7, "p1", 2.0)]),  # upstream figure
+    st.sampled_from([False, True, True]),  # the same snapshot and load objects as the last tick (nothing probed)
 )
 ticks = st.lists(tick, min_size=1, max_size=40)
 setups = st.lists(st.tuples(
@@ -76,12 +77,13 @@ def test_incremental_and_full_decisions_agree(kinds, steps, adopt):
     p = build(kinds)
     installed = Desired({x: RouteIntent(x, (NextHop(a),)) for x, a in zip(PREFIXES, adopt)
                          if a is not None and a in p.destination(x).paths})
-    state, now = PolicyState.adopt(installed, p, 0.0), 0.0
-    for dt, figures, drained, figure in steps:
+    state, now, snaps, load = PolicyState.adopt(installed, p, 0.0), 0.0, None, None
+    for dt, figures, drained, figure, repeat in steps:
         now += dt
-        snaps = [path(n, rtt, state=s, loss=loss, jitter_ms=jit, failing=3 if s is PathState.DOWN else 0)
-                 for n, (s, rtt, loss, jit, _) in zip(PATHS, figures)]
-        load = {n: Load(out_bps=u * CAPS[n]) for n, (*_, u) in zip(PATHS, figures)}
+        if not repeat or snaps is None:
+            snaps = [path(n, rtt, state=s, loss=loss, jitter_ms=jit, failing=3 if s is PathState.DOWN else 0)
+                     for n, (s, rtt, loss, jit, _) in zip(PATHS, figures)]
+            load = {n: Load(out_bps=u * CAPS[n]) for n, (*_, u) in zip(PATHS, figures)}
         upstream = None
         if figure is not None:
             i, where, p95 = figure
@@ -136,3 +138,18 @@ def test_a_move_visits_the_moved_groups_only():
             assert d2.state.prefixes[d.prefix] is d1.state.prefixes[d.prefix]
     same(d2, decide(1.0, snap(1.0, path("a", 10.0, state=PathState.DOWN, failing=3), *up[1:]), None, p,
                     replace(d1.state, memo=None)))
+
+
+def test_a_hold_down_ends_while_nothing_is_probed():
+    """A challenger's hold_down runs on the clock: the step is taken again even when the same
+    snapshot objects come back (probes every second, decisions every 100 ms)."""
+    from test_policy_fixtures import params as one
+
+    p = one(PolicyKind.LOWEST_LATENCY, ("p1", "p2"), hold_down_s=1.0)
+    d = decide(0.0, snap(0.0, path("p1", 50.0), path("p2", 50.0)), None, p, PolicyState())
+    faster = (path("p1", 50.0), path("p2", 20.0))  # the same objects from here on
+    for now in (0.1, 0.2, 0.6):
+        d = decide(now, snap(now, *faster), None, p, d.state)
+        assert d.events == () and d.routes[0].pending.endswith(f"for {now - 0.1:.1f} s of hold_down 1 s")
+    d = decide(1.2, snap(1.2, *faster), None, p, d.state)
+    assert [e.after for e in d.events] == [(NextHop("p2"),)]

@@ -140,6 +140,31 @@ class _Memo:
     ids: dict[tuple, int]  # per (setup, situation): its group
     keys: dict[int, tuple]  # per group: its (setup, situation)
     next_id: int
+    # What the call judged per setup: (its inputs, `_inputs`; the candidates), and per group
+    # that its step left as it was: (representative, its state, in_grace, candidates, step,
+    # drained). The next call takes them over while their inputs are the same objects.
+    judged: dict[int, tuple[tuple, tuple[Candidate, ...]]] = dataclasses.field(default_factory=dict)
+    kept: dict[int, tuple] = dataclasses.field(default_factory=dict)
+
+
+_NOT_DRAINED = object()
+
+
+def _inputs(dest: DestinationParams, snapshots: Mapping, load: Mapping, drains: Mapping) -> tuple:
+    """What `evaluate` judges a destination without upstream figures from, per path."""
+    return tuple((snapshots.get(n), load.get(n), drains.get(n, _NOT_DRAINED)) for n in dest.paths)
+
+
+def _same_inputs(a: tuple, b: tuple) -> bool:
+    """The same snapshot and load objects (a path's snapshot is the same object while nothing
+    changed, `PathTracker.snapshot`) and the same drains."""
+    return all(x[0] is y[0] and x[1] is y[1] and x[2] == y[2] for x, y in zip(a, b))
+
+
+def _timers(state: PrefixState) -> bool:
+    """Whether the state has a clock running (a challenger's hold_down, a rebalance, a shift
+    waiting for the load): its step depends on ``now``, not on its inputs alone."""
+    return bool(state.winning) or state.rebalance_since is not None or state.shift is not None
 
 
 def _memo_of(params: PolicyParams, desired: Desired, states: Mapping[Prefix, PrefixState]) -> _Memo:
@@ -234,7 +259,8 @@ def _incremental(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, Lo
             i = positions.get(prefix)
             if figures and i is not None:
                 alone_in[i] = figures
-    judged: dict[int, tuple[Candidate, ...]] = {}
+    judged: dict[int, tuple[tuple, tuple[Candidate, ...]]] = {}
+    kept: dict[int, tuple] = {}
     results: dict[int, tuple[str | None, tuple[Candidate, ...]]] = {}
     changed: list[tuple[int, Step, frozenset[str]]] = []
     for gid, members in memo.members.items():
@@ -246,14 +272,29 @@ def _incremental(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, Lo
         dest = dests[rep]
         setup = memo.keys[gid][0]
         carried = states[dest.prefix]
-        candidates = judged.get(setup)
-        if candidates is None:
-            candidates = judged[setup] = evaluate(dest, params, snapshots, load, drains)
-        step, drained = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates, carried)
+        got = judged.get(setup)
+        if got is None:
+            inputs = _inputs(dest, snapshots, load, drains)
+            last = memo.judged.get(setup)
+            if last is not None and _same_inputs(last[0], inputs):
+                got = judged[setup] = last  # nothing it is judged from changed
+            else:
+                got = judged[setup] = (inputs, evaluate(dest, params, snapshots, load, drains))
+        candidates = got[1]
+        last = memo.kept.get(gid)
+        if (last is not None and last[0] == rep and last[1] is carried and last[2] == in_grace
+                and last[3] is candidates and not _timers(carried)):
+            step, drained = last[4], last[5]  # the same inputs, no clock running: the same step
+        else:
+            step, drained = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates,
+                                          carried)
         results[gid] = (step.pending, candidates)
         if not _keeps(carried, step, drained):
             changed.append((gid, step, drained))
+        else:
+            kept[gid] = (rep, carried, in_grace, candidates, step, drained)
     if not changed and not alone_in:
+        memo = dataclasses.replace(memo, judged=judged, kept=kept)
         state = PolicyState(states, started_at, memo)
         return Decision(memo.desired, state, RouteTable(params, states, memo.of, results, {}), ())
 
@@ -294,7 +335,7 @@ def _incremental(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, Lo
     events.sort(key=lambda e: e[0])
     want = Desired(routes_in) if events else memo.desired
     routes = RouteTable(params, new_states, memo.of, results, alone)
-    return Decision(want, PolicyState(new_states, started_at, groups.memo(want)), routes,
+    return Decision(want, PolicyState(new_states, started_at, groups.memo(want, judged, kept)), routes,
                     tuple(e for _, e in events))
 
 
@@ -339,8 +380,8 @@ class _Regroup:
         for i in movers:
             of[i] = target
 
-    def memo(self, desired: Desired) -> _Memo:
-        return _Memo(self.old.params, desired, self.of, self.members, self.ids, self.keys, self.next_id)
+    def memo(self, desired: Desired, judged: dict, kept: dict) -> _Memo:
+        return _Memo(self.old.params, desired, self.of, self.members, self.ids, self.keys, self.next_id, judged, kept)
 
 
 def _carry(prev: PrefixState | None, dest: DestinationParams, params: PolicyParams) -> PrefixState | None:

@@ -232,7 +232,7 @@ class ProbeEngine:
         now = time.monotonic()
         for path in self.paths:
             self.changed(path, now)
-        return snapshot_of(self.paths, now)
+        return snapshot_of(self.paths, now, updated=True)
 
     def _read_ready(self) -> None:
         """Read every socket with replies waiting (none while the engine is not running)."""

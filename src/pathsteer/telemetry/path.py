@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 
@@ -9,7 +10,7 @@ from pathsteer.telemetry.config import PathProbeConfig
 from pathsteer.telemetry.snapshot import PathSnapshot, PathState, TelemetrySnapshot
 from pathsteer.telemetry.state import MIN_PROBES_JUDGED, PathFigures, next_path_state
 from pathsteer.telemetry.target import TargetTracker
-from pathsteer.telemetry.window import MinFilter, rtt_stats, median
+from pathsteer.telemetry.window import MinFilter, median, rtt_stats_sorted
 
 # How long the path's base RTT (its lowest RTT, `PathSnapshot.base_rtt_s`) remembers a minimum:
 # long enough to span the minutes a path may stay full of our own traffic (whose queue lifts
@@ -43,6 +44,11 @@ class PathTracker:
         self.state = PathState.UNKNOWN
         self.since = now
         self.base_rtt = MinFilter(BASE_RTT_HORIZON_S)
+        self._figures: PathFigures | None = None  # of the last `update`
+        self._rtt_key: tuple | None = None  # (live windows and their versions, ewma) of `_rtt`
+        self._rtt = None
+        self._snap_key: tuple | None = None  # what `_snap` was made of
+        self._snap: PathSnapshot | None = None
 
     def handed_over(self) -> PathTracker:
         """This tracker, for a new engine (a reload): the measurements and the state stay, the
@@ -96,36 +102,53 @@ class PathTracker:
 
     def update(self, now: float) -> PathState:
         """Re-evaluate the state machine; call after probe events. Returns the state."""
-        self.state, self.since = next_path_state(
-            self.state, self.since, self.figures(now), self.config.thresholds, now
-        )
+        self._figures = self.figures(now)
+        self.state, self.since = next_path_state(self.state, self.since, self._figures, self.config.thresholds, now)
         return self.state
 
-    def snapshot(self, now: float) -> PathSnapshot:
-        self.update(now)
-        f = self.figures(now)
+    def snapshot(self, now: float, updated: bool = False) -> PathSnapshot:
+        """The path's figures at ``now``; ``updated``: `update` ran at ``now`` and nothing
+        happened since (its figures are used as they are)."""
+        if not updated or self._figures is None:
+            self.update(now)
+        f = self._figures
         live = self._live()
-        rtts: list[float] = []
-        for t in live:
-            rtts.extend(t.window.rtts())
-        recents = [t.window.recent() for t in live]
-        rtt = rtt_stats(rtts, f.rtt_ewma_s, median([m for m in (median(r) for r in recents) if m is not None]),
-                        median([r[0] for r in recents if r]))
+        key = (tuple((id(t.window), t.window.version) for t in live), f.rtt_ewma_s)
+        if key == self._rtt_key:
+            rtt = self._rtt  # no answer, loss or ageing out since the last snapshot
+        else:
+            if len(live) == 1:
+                ordered = live[0].window.sorted_rtts()
+            else:
+                ordered = sorted(itertools.chain.from_iterable(t.window.sorted_rtts() for t in live))  # runs: linear
+            recents = [t.window.recent() for t in live]
+            rtt = rtt_stats_sorted(ordered, f.rtt_ewma_s,
+                                   median([m for m in (median(r) for r in recents) if m is not None]),
+                                   median([r[0] for r in recents if r]))
+            self._rtt_key, self._rtt = key, rtt
         if rtt.min_s is not None:
             self.base_rtt.add(now, rtt.min_s)
-        return PathSnapshot(
+        targets = tuple(t.snapshot(now) for t in self.targets.values())
+        key = (self.state, self.since, rtt, self.base_rtt.value(), f.jitter_s, f.loss_pct, f.failing, f.quorum)
+        last = self._snap
+        if last is not None and key == self._snap_key and all(a is b for a, b in zip(targets, last.targets)):
+            return last  # nothing changed: the same object (`decide` reuses what it judged of it)
+        self._snap_key = key
+        self._snap = PathSnapshot(
             name=self.name,
             state=self.state,
             since=self.since,
             rtt=rtt,
-            base_rtt_s=self.base_rtt.value(),
+            base_rtt_s=key[3],
             jitter_s=f.jitter_s,
             loss_pct=f.loss_pct,
             failing=f.failing,
             quorum=f.quorum,
-            targets=tuple(t.snapshot(now) for t in self.targets.values()),
+            targets=targets,
         )
+        return self._snap
 
 
-def snapshot_of(paths: Sequence[PathTracker], now: float) -> TelemetrySnapshot:
-    return TelemetrySnapshot(taken_at=now, paths=tuple(p.snapshot(now) for p in paths))
+def snapshot_of(paths: Sequence[PathTracker], now: float, updated: bool = False) -> TelemetrySnapshot:
+    """Every path's snapshot at ``now`` (``updated``: each path's `update` ran at ``now``)."""
+    return TelemetrySnapshot(taken_at=now, paths=tuple(p.snapshot(now, updated) for p in paths))

@@ -12,7 +12,7 @@ from enum import Enum
 from pathsteer.telemetry.config import AdaptiveTimeout, Thresholds, WindowConfig
 from pathsteer.telemetry.histogram import RttHistogram
 from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
-from pathsteer.telemetry.window import ProbeWindow, rtt_stats, median
+from pathsteer.telemetry.window import ProbeWindow, median, rtt_stats_sorted
 
 SEQ_MEMORY = 1024  # resolved sequence numbers remembered to spot duplicates and late replies
 
@@ -133,6 +133,10 @@ class TargetTracker:
         self.last_answer_at: float | None = None
         self.sent_count = self.answered = self.lost = 0
         self.late = self.duplicate = self.foreign = self.errors = 0
+        self._stats_key: tuple | None = None  # (window, its version, ewma) of `_stats`
+        self._stats = None
+        self._snap_key: tuple | None = None  # what `_snap` was made of
+        self._snap: TargetSnapshot | None = None
 
     # -- events -------------------------------------------------------------------------
 
@@ -308,11 +312,28 @@ class TargetTracker:
         return None
 
     def _rtt_stats(self):
+        key = (id(self.window), self.window.version, self.ewma_s)
+        if self._stats_key == key:
+            return self._stats  # nothing answered, lost or aged out since the last snapshot
         recent = self.window.recent()
-        return rtt_stats(self.window.rtts(), self.ewma_s, median(recent), recent[0] if recent else None)
+        self._stats = rtt_stats_sorted(self.window.sorted_rtts(), self.ewma_s, median(recent),
+                                       recent[0] if recent else None)
+        self._stats_key = key
+        return self._stats
 
     def snapshot(self, now: float) -> TargetSnapshot:
+        """The target's figures at ``now``: the same object as the last call's while nothing
+        changed (no probe sent, answered, lost or aged out), so a consumer can tell by identity."""
         self.window.trim(now)
+        key = (id(self.window), self.window.version, self.state, self.since, self.ewma_s, self.jitter_s,
+               self.consecutive_lost, self.last_answer_at, self.sent_count, self.answered, self.lost,
+               len(self._pending), self.late, self.duplicate, self.foreign, self.errors)
+        if key == self._snap_key:
+            return self._snap
+        self._snap_key, self._snap = key, self._snapshot()
+        return self._snap
+
+    def _snapshot(self) -> TargetSnapshot:
         return TargetSnapshot(
             address=self.address,
             state=self.state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -31,9 +32,14 @@ def median(values: Sequence[float]) -> float | None:
 
 def rtt_stats(rtts: Sequence[float], ewma_s: float | None, recent_s: float | None = None,
               last_s: float | None = None) -> RttStats:
-    if not rtts:
+    return rtt_stats_sorted(sorted(rtts), ewma_s, recent_s, last_s)
+
+
+def rtt_stats_sorted(s: Sequence[float], ewma_s: float | None, recent_s: float | None = None,
+                     last_s: float | None = None) -> RttStats:
+    """`rtt_stats` of RTTs already in ascending order (`ProbeWindow.sorted_rtts`)."""
+    if not s:
         return RttStats(ewma_s=ewma_s, recent_s=recent_s, last_s=last_s)
-    s = sorted(rtts)
     return RttStats(
         recent_s=recent_s,
         last_s=last_s,
@@ -52,21 +58,28 @@ class ProbeWindow:
     """The last ``max_count`` resolved probes sent within ``max_age_s`` of now.
 
     Each entry is (sent_at, rtt_s or None for lost). Counts of lost entries are kept
-    incrementally so loss is O(1); percentiles sort on demand.
+    incrementally so loss is O(1), and the answered RTTs are kept sorted as they come and go
+    (a bisect each), so order statistics cost no sort per snapshot. ``version`` changes with
+    every change of the contents (a snapshot of an unchanged window can be reused).
     """
 
-    __slots__ = ("_entries", "_lost", "max_count", "max_age_s")
+    __slots__ = ("_entries", "_lost", "_sorted", "max_count", "max_age_s", "version")
 
     def __init__(self, max_count: int, max_age_s: float) -> None:
         self._entries: deque[tuple[float, float | None]] = deque()
         self._lost = 0
+        self._sorted: list[float] = []
         self.max_count = max_count
         self.max_age_s = max_age_s
+        self.version = 0
 
     def add(self, sent_at: float, rtt_s: float | None) -> None:
         self._entries.append((sent_at, rtt_s))
+        self.version += 1
         if rtt_s is None:
             self._lost += 1
+        else:
+            bisect.insort(self._sorted, rtt_s)
         while len(self._entries) > self.max_count:
             self._pop()
 
@@ -76,6 +89,7 @@ class ProbeWindow:
         if self._lost:
             self._entries = deque(e for e in self._entries if e[1] is not None)
             self._lost = 0
+            self.version += 1
 
     def trim(self, now: float) -> None:
         horizon = now - self.max_age_s
@@ -84,8 +98,11 @@ class ProbeWindow:
 
     def _pop(self) -> None:
         _, rtt = self._entries.popleft()
+        self.version += 1
         if rtt is None:
             self._lost -= 1
+        else:
+            del self._sorted[bisect.bisect_left(self._sorted, rtt)]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -100,6 +117,10 @@ class ProbeWindow:
 
     def rtts(self) -> list[float]:
         return [r for _, r in self._entries if r is not None]
+
+    def sorted_rtts(self) -> list[float]:
+        """The answered RTTs, ascending: the window's own list (read it, do not change it)."""
+        return self._sorted
 
     def recent(self, n: int = RECENT_PROBES) -> list[float]:
         """The last ``n`` answered RTTs (fewer when the window has fewer)."""

@@ -1,0 +1,64 @@
+"""A path's snapshot is the same object while nothing changed (what lets `decide` skip judging
+it again), and a new one as soon as a probe is sent, answered, lost or ages out; its order
+statistics come from windows kept sorted, and equal a sort of the window."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pathsteer.telemetry.config import PathProbeConfig, WindowConfig
+from pathsteer.telemetry.path import PathTracker, snapshot_of
+from pathsteer.telemetry.window import ProbeWindow, rtt_stats
+
+
+def tracker() -> PathTracker:
+    return PathTracker(PathProbeConfig("p1", "eth0", ("192.0.2.1", "192.0.2.2"), interval_s=1.0), 0.0)
+
+
+def probe(p: PathTracker, seq: int, now: float, rtt: float | None) -> None:
+    for t in p.targets.values():
+        t.on_sent(seq, now)
+        if rtt is not None:
+            t.on_reply(seq, now + rtt)
+
+
+def test_unchanged_path_gives_the_same_snapshot_object():
+    p = tracker()
+    for seq in range(1, 8):
+        probe(p, seq, float(seq), 0.010 + seq / 1000)
+    a = p.snapshot(8.0)
+    b = p.snapshot(8.1)
+    assert b is a and snapshot_of([p], 8.2).paths[0] is a
+    probe(p, 8, 8.3, None)  # sent, not answered yet: the counters moved
+    c = p.snapshot(8.35)
+    assert c is not a and c.targets[0].counters.pending == 1
+    p.targets["192.0.2.1"].on_reply(8, 8.32)
+    d = p.snapshot(8.4)
+    assert d is not c and d.targets[0].rtt.samples == 8 and d.targets[1].rtt is c.targets[1].rtt
+
+
+def test_ageing_out_makes_a_new_snapshot():
+    p = PathTracker(PathProbeConfig("p1", "eth0", ("192.0.2.1",), interval_s=1.0,
+                                    window=WindowConfig(count=100, seconds=10.0)), 0.0)
+    for seq in range(1, 6):
+        probe(p, seq, float(seq), 0.010)
+    a = p.snapshot(6.0)
+    assert p.snapshot(6.5) is a
+    b = p.snapshot(11.5)  # the first probe (sent at 1 s) left the 10 s window
+    assert b is not a and b.rtt.samples == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(0.0, 1.0)), min_size=1, max_size=300), st.integers(1, 50))
+def test_sorted_window_gives_what_a_sort_gives(rtts, count):
+    w = ProbeWindow(count, 1e9)
+    for i, r in enumerate(rtts):
+        w.add(float(i), r)
+        if i % 7 == 0:
+            w.forget_lost()
+        assert w.sorted_rtts() == sorted(w.rtts())
+    ewma = random.random()
+    assert rtt_stats(w.rtts(), ewma) == rtt_stats(list(reversed(w.rtts())), ewma)
