@@ -1,14 +1,21 @@
-"""steer: test_run ns/packet at 1k and 1M prefixes; LPM programming of 100k and 1M prefixes; iperf3 kernel vs bpf.
+"""steer: test_run ns/packet per step at 1k/100k/1M prefixes, hash vs LPM; programming of 100k and 1M prefixes; iperf3 kernel vs bpf.
 
 Three parts, each against an anchor measured in the same run:
 
-1. ``BPF_PROG_TEST_RUN`` ns/packet of ``tc_steer`` for a steered TCP packet with 1k and 1M
-   steered /24s (two-path Maglev group), and for a packet in no prefix — anchor: the
-   foundation's ``tc_count_in`` counter program. Runs in a scratch namespace (its loopback is
-   the ingress and the paths' device; test_run never really transmits).
-2. ``BpfSteerDataPlane.apply`` of 100k and 1M fresh /24 prefixes (Maglev tables + trie
+1. ``BPF_PROG_TEST_RUN`` ns/packet of ``tc_steer`` for a steered TCP packet with 1k, 100k and
+   1M steered /24s (two-path Maglev group), and for a packet in no prefix — anchor: the empty
+   TC program (baseline ``tc_pass``: what test_run itself costs), and the foundation's
+   ``tc_count_in`` counter program. Two builds of the same source, compiled into a temporary
+   directory here: the shipped one (per-length hashes + route_lengths) and
+   ``-DSTEER_ROUTES_LPM=1`` (the LPM tries of the first version), each also with
+   ``-DSTEER_BENCH_STOP=N`` (pass after step N of enum steer_step, run against the full
+   build's maps) to price each step: heartbeat, parse, lookup, Maglev, MTU check, and the rest
+   (rewrite, counters, redirect). Goal (issue 12): the steered packet at 1M prefixes costs
+   <= 60 ns above the empty program, and <= 1.3x its own 1k figure. Runs in a scratch
+   namespace (its loopback is the ingress and the paths' device; test_run never really transmits).
+2. ``BpfSteerDataPlane.apply`` of 100k and 1M fresh /24 prefixes (Maglev tables + route
    batches + Python diffing, end to end) — anchor: ``ip -batch`` of 100k routes into a table
-   (PLATFORM.md's reference for bulk programming), and the trie batch alone for 1M (the
+   (PLATFORM.md's reference for bulk programming), and the route batch alone for 1M (the
    kernel's part). Goal (issue 11): 1M in <= 2 s. At 1M also ``reconcile`` of the unchanged
    table — the daemon's every-second call with the `Desired` it applied (goal <= 0.5 s) and
    with a new, equal `Desired` (a decision that changed nothing: the full diff) — and the RSS
@@ -16,6 +23,9 @@ Three parts, each against an anchor measured in the same run:
    process with the `Desired` only).
 3. iperf3 (4 streams) client → router → p1 → server: kernel forwarding alone, then the same
    path chosen by the bpf data plane (rounds alternate; medians). Goal: bpf >= 1.0x kernel.
+
+``python -m bench steer`` runs all three; ``python -c 'import bench.bench_steer as b;
+[print(f.line()) for f in b.bench_testrun()]'`` the first alone (about a minute).
 """
 
 from __future__ import annotations
@@ -32,10 +42,11 @@ import tempfile
 import time
 
 from bench.harness import Figure
-from pathsteer.bpf import in_netns
+from pathsteer.bpf import BpfObject, in_netns
+from pathsteer.bpf.build import BPF_SOURCE_DIR, compile_object
 from pathsteer.bpf.counters import Counters, Hook
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane
-from pathsteer.dataplane.bpf_steer_abi import key_bytes
+from pathsteer.dataplane.bpf_steer_abi import PROGRAM, key_bytes
 from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
 import pathsteer_lab as lab
 from pathsteer_lab import measure
@@ -99,26 +110,85 @@ def ns_per_packet(program, data: bytes) -> float:
         for _ in range(ROUNDS))
 
 
+STEPS = ("heartbeat", "parse", "lookup", "Maglev", "MTU check")  # enum steer_step 1..5, in order
+VARIANTS = {"hash": {}, "LPM": {"STEER_ROUTES_LPM": 1}}  # routes maps: shipped, the first version's
+
+
+def build_variants(tmp: str) -> dict[tuple[str, int], str]:
+    """steer.bpf.c compiled as each variant, full (stop 0) and stopped after each step."""
+    source = BPF_SOURCE_DIR / "steer.bpf.c"
+    out = {}
+    for variant, defines in VARIANTS.items():
+        for stop in range(len(STEPS) + 1):
+            d = {**defines, **({"STEER_BENCH_STOP": stop} if stop else {})}
+            out[variant, stop] = str(compile_object(source, f"{tmp}/steer-{variant}-{stop}.bpf.o", defines=d))
+    return out
+
+
+@contextlib.contextmanager
+def stopped_build(path: str, prog):
+    """A stop build loaded against ``prog``'s maps (the tables the full build was given)."""
+    obj = BpfObject.open(path)
+    try:
+        for name, m in prog.maps.items():
+            obj.reuse_map(name, m.fd)
+        obj.load()
+        yield obj.program(PROGRAM)
+    finally:
+        obj.close()
+
+
+def measure_variant(path: dict, variant: str, n: int) -> dict:
+    """ns/packet of the full build (steered and missed) and of each stop build, at n prefixes."""
+    plane = BpfSteerDataPlane(scratch_paths(), ["lo"], stale_after_s=3600, object_path=path[variant, 0])
+    try:
+        plane.apply(desired(prefixes(n, ipaddress.ip_network("198.51.100.0/24"))))
+        prog = plane.prog.program
+        out = {"steered": ns_per_packet(prog, frame(DST)), "missed": ns_per_packet(prog, frame("240.0.0.1"))}
+        totals = plane.path_totals()
+        assert sum(t.packets for t in totals.values()) >= REPEAT * ROUNDS, totals
+        for stop in range(1, len(STEPS) + 1):
+            with stopped_build(path[variant, stop], plane.prog) as stopped:
+                out[stop] = ns_per_packet(stopped, frame(DST))
+    finally:
+        plane.stop()
+    return out
+
+
 def bench_testrun() -> list[Figure]:
     figures = []
-    with scratch_netns():
+    empty = "empty TC program (baseline tc_pass)"
+    with tempfile.TemporaryDirectory(prefix="pathsteer-bench-") as tmp, scratch_netns():
+        path = build_variants(tmp)
+        with BpfObject.open("baseline") as base:
+            base.load()
+            anchor = ns_per_packet(base.program("tc_pass"), frame(DST))
         with Counters.load() as counters:
-            anchor = ns_per_packet(counters.programs[Hook.TC_INGRESS], frame(DST))
-        for n in (1_000, 1_000_000):
-            plane = BpfSteerDataPlane(scratch_paths(), ["lo"], stale_after_s=3600)
-            try:
-                plane.apply(desired(prefixes(n, ipaddress.ip_network("198.51.100.0/24"))))
-                prog = plane.prog.program
-                steered = ns_per_packet(prog, frame(DST))
-                missed = ns_per_packet(prog, frame("240.0.0.1"))
-                totals = plane.path_totals()
-                assert sum(t.packets for t in totals.values()) >= REPEAT * ROUNDS, totals
-            finally:
-                plane.stop()
-            figures.append(Figure(f"steer test_run, steered TCP packet, {n:,} prefixes", steered, "ns",
-                                  "counters tc_count_in", anchor))
-            figures.append(Figure(f"steer test_run, packet in no prefix, {n:,} prefixes", missed, "ns",
-                                  "counters tc_count_in", anchor))
+            count = ns_per_packet(counters.programs[Hook.TC_INGRESS], frame(DST))
+        got = {}
+        for n in (1_000, 100_000, 1_000_000):
+            for variant in VARIANTS:
+                got[variant, n] = r = measure_variant(path, variant, n)
+                what = f"{variant}, {n:,} prefixes"
+                figures.append(Figure(f"steer test_run, steered TCP packet, {what}", r["steered"], "ns", empty, anchor))
+                figures.append(Figure(f"steer test_run, packet in no prefix, {what}", r["missed"], "ns", empty, anchor))
+                before = anchor
+                for stop, step in enumerate(STEPS, 1):
+                    figures.append(Figure(f"  step {stop} {step}, {what} (this build minus the one before)",
+                                          r[stop] - before, "ns", empty, anchor))
+                    before = r[stop]
+                figures.append(Figure(f"  rest (TTL, counters, redirect), {what}", r["steered"] - before, "ns",
+                                      empty, anchor))
+            steered = got["hash", n]["steered"]
+            figures.append(Figure(f"steer test_run, steered TCP packet, hash, {n:,} prefixes", steered, "ns",
+                                  "counters tc_count_in", count))
+        above = {k: v["steered"] - anchor for k, v in got.items()}
+        figures.append(Figure("steer above the empty TC program, hash, 1,000,000 prefixes", above["hash", 1_000_000],
+                              "ns", "LPM, 1,000,000 prefixes", above["LPM", 1_000_000], goal="<= 60 ns"))
+        figures.append(Figure("steer above the empty TC program, hash, 1,000,000 prefixes", above["hash", 1_000_000],
+                              "ns", "hash, 1,000 prefixes", above["hash", 1_000], goal="ratio <= 1.3"))
+        figures.append(Figure("steer above the empty TC program, LPM, 1,000,000 prefixes", above["LPM", 1_000_000],
+                              "ns", "LPM, 1,000 prefixes", above["LPM", 1_000]))
     return figures
 
 

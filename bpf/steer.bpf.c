@@ -105,16 +105,183 @@ static __always_inline int fresh(void)
 {
 	__u32 zero = 0;
 	struct steer_state *st = bpf_map_lookup_elem(&steer_state, &zero);
-	__u64 now, hb;
+	__u64 now, hb, jiffy;
 
 	if (!st)
 		return 0;
+	/* Once fresh in this jiffy, fresh for the rest of it: bpf_jiffies64 reads a variable,
+	 * where the clock below cost about 20 ns/packet (a jiffy is 4 ms at HZ=250, nothing
+	 * against a stale_after of seconds).  Jiffy 0 is never cached (0 = "not checked"). */
+	jiffy = bpf_jiffies64();
+	if (jiffy && st->fresh_jiffies == jiffy)
+		return 1;
 	hb = st->heartbeat_ns;
 	if (!hb)
 		return 0;
-	now = bpf_ktime_get_ns();
+	/* CLOCK_MONOTONIC_COARSE (ktime_get_coarse_ns, kernel/time/timekeeping.c): the same clock
+	 * user space writes, as of the last tick — at most a jiffy behind, and no clocksource
+	 * read (bpf_ktime_get_ns reads the TSC: 20 ns more). */
+	now = bpf_ktime_get_coarse_ns();
 	/* A heartbeat "from the future" (clock read before the write landed) counts as fresh. */
-	return now <= hb || now - hb <= st->stale_after_ns;
+	if (now <= hb || now - hb <= st->stale_after_ns) {
+		st->fresh_jiffies = jiffy; /* races between CPUs write the same jiffy */
+		return 1;
+	}
+	return 0;
+}
+
+/* Index of the highest set bit of x (x != 0), without a branch: a branch here would double the
+ * verifier's paths at every probe of the loops below.  Smear the top bit down, then count. */
+static __always_inline __u32 top_bit(__u64 x)
+{
+	x |= x >> 1;
+	x |= x >> 2;
+	x |= x >> 4;
+	x |= x >> 8;
+	x |= x >> 16;
+	x |= x >> 32;
+	/* popcount (Hacker's Delight 5-2) */
+	x -= (x >> 1) & 0x5555555555555555ULL;
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+	return (__u32)((x * 0x0101010101010101ULL) >> 56) - 1;
+}
+
+/* The network-order mask of the first n (0..32) bits of a word, without a branch. */
+static __always_inline __u32 mask32(__u32 n)
+{
+	return bpf_htonl((__u32)(0xFFFFFFFF00000000ULL >> (n & 63)));
+}
+
+/* max(v, 0) of a signed 32-bit value, without a branch. */
+static __always_inline __s32 clamp0(__s32 v)
+{
+	return v & ~(v >> 31);
+}
+
+/* The prefix-length bits of one family (route_lengths), or 0 words when the map is missing. */
+static __always_inline struct steer_lengths *lengths_of(__u32 family_index)
+{
+	return bpf_map_lookup_elem(&route_lengths, &family_index);
+}
+
+/* Longest prefix match of an IPv4 destination (network order): the group of the routes_v4
+ * entry of the longest length present whose masked address is in the map, or
+ * STEER_GROUP_NONE.  One hash lookup per length probed, longest first; the length bits are
+ * read once, as one word (user space writes them after the entries they announce and clears
+ * them before deleting: struct steer_lengths).
+ *
+ * A global function, so the verifier checks it once, on its own, instead of once per parser
+ * path that reaches it (as a static function its probe loop was re-walked for each of them,
+ * past the 1M-instruction limit for IPv6); it returns the group, as a global function cannot
+ * return a map value pointer. */
+__noinline __u32 route_group_v4(__u32 daddr)
+{
+	struct steer_v4_key key = {};
+	struct steer_lengths *ls;
+	struct steer_route *r;
+	__u64 bits;
+
+	if (STEER_ROUTES_LPM) {
+		key.prefixlen = 32;
+		__builtin_memcpy(key.addr, &daddr, 4);
+		r = bpf_map_lookup_elem(&routes_v4, &key);
+		return r ? r->group : STEER_GROUP_NONE;
+	}
+	ls = lengths_of(STEER_LENGTHS_V4);
+	if (!ls)
+		return STEER_GROUP_NONE;
+	bits = *(volatile __u64 *)&ls->bits[0] & ((1ULL << 33) - 1);
+	for (int i = 0; i < 33 && bits; i++) {
+		__u32 len = top_bit(bits);
+
+		bits &= ~(1ULL << (len & 63));
+		key.prefixlen = len;
+		*(__u32 *)key.addr = daddr & mask32(len);
+		r = bpf_map_lookup_elem(&routes_v4, &key);
+		if (r)
+			return r->group;
+	}
+	return STEER_GROUP_NONE;
+}
+
+/* The network-order mask of word w (0..3) of an IPv6 prefix of length len (0..128):
+ * mask32(clamp(len - 32w, 0, 32)), without a branch. */
+static __always_inline __u32 mask6(__u32 len, __u32 w)
+{
+	__s32 bits = clamp0((__s32)len - (__s32)(32 * w));
+
+	return mask32(32 - clamp0(32 - bits));
+}
+
+/* One probe of routes_v6: the group of (len, daddr masked to len), or STEER_GROUP_NONE. */
+static __always_inline __u32 probe_v6(struct steer_v6_key *key, __u32 len, __u32 d0, __u32 d1, __u32 d2, __u32 d3)
+{
+	__u32 *a = (__u32 *)key->addr;
+	struct steer_route *r;
+
+	key->prefixlen = len;
+	a[0] = d0 & mask6(len, 0);
+	a[1] = d1 & mask6(len, 1);
+	a[2] = d2 & mask6(len, 2);
+	a[3] = d3 & mask6(len, 3);
+	r = bpf_map_lookup_elem(&routes_v6, key);
+	return r ? r->group : STEER_GROUP_NONE;
+}
+
+/* route_group_v4 for IPv6 (the destination's four words, network order).  Length 128 is
+ * probed first, then lengths 127..0 in one loop over the two lower words — the word is chosen
+ * by arithmetic, not a branch: nested loops with early exits multiplied the verifier's paths
+ * past its limit. */
+__noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
+{
+	struct steer_v6_key key = {};
+	struct steer_lengths *ls;
+	struct steer_route *r;
+	__u64 hi, lo;
+	__u32 group;
+
+	if (STEER_ROUTES_LPM) {
+		__u32 *a = (__u32 *)key.addr;
+
+		key.prefixlen = 128;
+		a[0] = d0;
+		a[1] = d1;
+		a[2] = d2;
+		a[3] = d3;
+		r = bpf_map_lookup_elem(&routes_v6, &key);
+		return r ? r->group : STEER_GROUP_NONE;
+	}
+	ls = lengths_of(STEER_LENGTHS_V6);
+	if (!ls)
+		return STEER_GROUP_NONE;
+	lo = *(volatile __u64 *)&ls->bits[0];
+	hi = *(volatile __u64 *)&ls->bits[1];
+	if (*(volatile __u64 *)&ls->bits[2] & 1) {
+		group = probe_v6(&key, 128, d0, d1, d2, d3);
+		if (group != STEER_GROUP_NONE)
+			return group;
+	}
+	for (int i = 0; i < 128 && (hi | lo); i++) {
+		__u64 in_hi = (hi | (0 - hi)) >> 63; /* 1 while hi has bits left, else 0 */
+		__u64 sel = (hi & (0 - in_hi)) | (lo & (in_hi - 1));
+		__u32 bit = top_bit(sel), len = bit + 64 * (__u32)in_hi;
+		__u64 b = 1ULL << (bit & 63);
+
+		hi &= ~(b & (0 - in_hi));
+		lo &= ~(b & (in_hi - 1));
+		group = probe_v6(&key, len, d0, d1, d2, d3);
+		if (group != STEER_GROUP_NONE)
+			return group;
+	}
+	return STEER_GROUP_NONE;
+}
+
+/* Bench builds pass every packet after step STEER_BENCH_STOP (enum steer_step); 0 in the
+ * daemon's object, where the compiler drops every check. */
+static __always_inline int bench_stop(enum steer_step step)
+{
+	return STEER_BENCH_STOP == step;
 }
 
 /* Parse IPv4 at data + ETH_HLEN.  Returns a steer_reason to pass with, or STEER_STEERED to go on. */
@@ -236,9 +403,9 @@ int tc_steer(struct __sk_buff *skb)
 	struct iphdr *iph = 0;
 	struct ipv6hdr *ip6h = 0;
 	struct flow f = {};
-	struct steer_route *route;
 	struct ch_ring *ring;
 	struct steer_path *path;
+	__u32 *path_slot;
 	struct bpf_redir_neigh nh = {};
 	void *data, *data_end;
 	__u32 reason, group, slot, path_id, mtu_len, len = skb->len;
@@ -246,6 +413,8 @@ int tc_steer(struct __sk_buff *skb)
 
 	if (!fresh())
 		return pass(skb, STEER_PASS_STALE);
+	if (bench_stop(STEER_STEP_FRESH))
+		return TC_ACT_UNSPEC;
 	if (skb->pkt_type != PACKET_HOST || skb->vlan_present)
 		return pass(skb, STEER_PASS_NOT_IP);
 	proto = skb->protocol;
@@ -262,31 +431,27 @@ int tc_steer(struct __sk_buff *skb)
 	if (data + ETH_HLEN > data_end || ((struct ethhdr *)data)->h_proto != proto)
 		return pass(skb, STEER_PASS_NOT_IP);
 
-	if (proto == bpf_htons(ETH_P_IP)) {
-		struct steer_v4_key key = { .prefixlen = 32 };
-
+	if (proto == bpf_htons(ETH_P_IP))
 		reason = parse_v4(skb, &f, &iph);
-		if (reason != STEER_STEERED)
-			return pass(skb, reason);
-		__builtin_memcpy(key.addr, &f.w[1], 4);
-		route = bpf_map_lookup_elem(&routes_v4, &key);
-	} else {
-		struct steer_v6_key key = { .prefixlen = 128 };
-
+	else
 		reason = parse_v6(skb, &f, &ip6h);
-		if (reason != STEER_STEERED)
-			return pass(skb, reason);
-		__builtin_memcpy(key.addr, &f.w[4], 16);
-		route = bpf_map_lookup_elem(&routes_v6, &key);
-	}
-	if (!route)
+	if (reason != STEER_STEERED)
+		return pass(skb, reason);
+	if (bench_stop(STEER_STEP_PARSE))
+		return TC_ACT_UNSPEC;
+	if (f.family == AF_INET)
+		group = route_group_v4(f.w[1]);
+	else
+		group = route_group_v6(f.w[4], f.w[5], f.w[6], f.w[7]);
+	if (bench_stop(STEER_STEP_LOOKUP))
+		return TC_ACT_UNSPEC;
+	if (group == STEER_GROUP_NONE)
 		return pass(skb, STEER_PASS_NO_ROUTE);
 	if (f.ttl <= 1)
 		return pass(skb, STEER_PASS_TTL);
 
-	/* One read of the route value: the group it names is complete (written before the
-	 * route pointed to it, freed only a grace period after no route does). */
-	group = route->group;
+	/* One read of the route value (in route_group_v4/v6): the group it names is complete
+	 * (written before the route pointed to it, freed only a grace period after no route does). */
 	if (group == STEER_GROUP_LOCAL)
 		return pass(skb, STEER_PASS_LOCAL);
 	ring = bpf_map_lookup_elem(&ch_rings, &group);
@@ -307,17 +472,28 @@ int tc_steer(struct __sk_buff *skb)
 	path_id = ring->path[slot];
 	if (!path_id)
 		return pass(skb, STEER_PASS_NO_PATH);
-	path = bpf_map_lookup_elem(&steer_paths, &path_id);
+	path_slot = bpf_map_lookup_elem(&path_slots, &path_id);
+	if (!path_slot)
+		return pass(skb, STEER_PASS_NO_PATH);
+	path = bpf_map_lookup_elem(&steer_paths, path_slot);
 	if (!path)
 		return pass(skb, STEER_PASS_NO_PATH);
 	if (f.family == AF_INET ? !(path->flags & STEER_PATH_HAS_GW4) : !(path->flags & STEER_PATH_HAS_GW6))
 		return pass(skb, STEER_PASS_NO_PATH);
+	if (bench_stop(STEER_STEP_MAGLEV))
+		return TC_ACT_UNSPEC;
 	/* A redirect of a frame the egress device cannot carry is dropped without ICMP; the
 	 * kernel's own forwarding at least fragments it or answers "fragmentation needed".
-	 * GSO packets are checked segment by segment (net/core/filter.c, bpf_skb_check_mtu). */
+	 * GSO packets are checked segment by segment (net/core/filter.c, bpf_skb_check_mtu).
+	 * Packets no larger than the family's MTU floor fit every path device (IPv6 links carry
+	 * 1280 bytes, RFC 8200 section 5; IPv4 576, see STEER_MTU_FLOOR_V4): the helper (about
+	 * 15 ns) only for larger ones. */
 	mtu_len = 0;
-	if (bpf_check_mtu(skb, path->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+	if (len > ETH_HLEN + (f.family == AF_INET ? STEER_MTU_FLOOR_V4 : STEER_MTU_FLOOR_V6) &&
+	    bpf_check_mtu(skb, path->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
 		return pass(skb, STEER_PASS_MTU);
+	if (bench_stop(STEER_STEP_MTU))
+		return TC_ACT_UNSPEC;
 
 	/* Re-derive the header pointers: the verifier wants them checked against data_end
 	 * again after the helper calls above. */

@@ -14,9 +14,10 @@ __attribute__((noinline)) int steer_abi(enum steer_limits limits, enum steer_has
 }
 
 __attribute__((noinline)) int steer_abi_groups(enum steer_group_special special, enum pathsteer_tc_prio prio,
-					       enum pathsteer_tc_handle handle)
+					       enum pathsteer_tc_handle handle, enum steer_family_index family,
+					       enum steer_step step)
 {
-	return special + prio + handle;
+	return special + prio + handle + family + step;
 }
 
 #endif /* STEER_ABI_H */

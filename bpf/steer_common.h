@@ -6,8 +6,9 @@
  * there.  Each limit has an #ifndef default so a build can change it (-DNAME=...).
  *
  * Memory (defaults): ch_rings is preallocated, STEER_MAX_GROUPS x STEER_RING_SIZE x 2 bytes =
- * 1024 x 4099 x 2 = 8.4 MB; group_members 1024 x 196 bytes; the route tries are not
- * preallocated (about 80 bytes per IPv4 prefix in the kernel's trie nodes).
+ * 1024 x 4099 x 2 = 8.4 MB; group_members 1024 x 196 bytes; routes_v4/v6 are hashes
+ * without preallocated elements (about 64 bytes per prefix) but with their bucket arrays
+ * allocated at load: STEER_MAX_ROUTES x 16 bytes = 32 MB per family.
  */
 #ifndef STEER_COMMON_H
 #define STEER_COMMON_H
@@ -27,13 +28,26 @@
 #define STEER_MAX_PATHS 256 /* path ids 1..STEER_MAX_PATHS-1; id 0 = no path */
 #endif
 #ifndef STEER_MAX_ROUTES
-#define STEER_MAX_ROUTES 4194304 /* prefixes per family (tries are not preallocated) */
+#define STEER_MAX_ROUTES 2097152 /* prefixes per family (a power of two: the hash's bucket count) */
 #endif
 #ifndef STEER_MAX_EXT_HEADERS
 #define STEER_MAX_EXT_HEADERS 6 /* IPv6 extension headers walked to find the ports */
 #endif
+#ifndef STEER_MTU_FLOOR_V4
+/* IPv4 packets up to this size skip bpf_check_mtu: RFC 791's datagram every host accepts.
+ * A path device with a smaller MTU (Linux allows 68) would see such packets dropped by the
+ * redirect instead of fragmented: the daemon warns about one (bpf.path_mtu_below_floor). */
+#define STEER_MTU_FLOOR_V4 576
+#endif
+#ifndef STEER_MTU_FLOOR_V6
+#define STEER_MTU_FLOOR_V6 1280 /* RFC 8200 section 5: every IPv6 link's minimum MTU */
+#endif
 #ifndef STEER_PULL_BYTES
 #define STEER_PULL_BYTES 128 /* bytes made linear (bpf_skb_pull_data) before parsing */
+#endif
+
+#ifndef STEER_BENCH_STOP
+#define STEER_BENCH_STOP 0 /* bench builds only (bench/bench_steer.py): pass after step N (enum steer_step) */
 #endif
 
 enum steer_limits {
@@ -44,6 +58,25 @@ enum steer_limits {
 	STEER_LIMIT_ROUTES = STEER_MAX_ROUTES,
 	STEER_LIMIT_EXT_HEADERS = STEER_MAX_EXT_HEADERS,
 	STEER_DEFAULT_STALE_AFTER_MS = 10000, /* dataplane.stale_after's default */
+	STEER_LENGTH_WORDS = 3,               /* u64 words of struct steer_lengths: bits 0..128 */
+	STEER_LIMIT_MTU_FLOOR_V4 = STEER_MTU_FLOOR_V4,
+	STEER_LIMIT_MTU_FLOOR_V6 = STEER_MTU_FLOOR_V6,
+};
+
+/* Index of route_lengths: which family's prefix lengths. */
+enum steer_family_index {
+	STEER_LENGTHS_V4 = 0,
+	STEER_LENGTHS_V6 = 1,
+};
+
+/* The steps of tc_steer, in order; a bench build with -DSTEER_BENCH_STOP=N passes every packet
+ * after step N, so the bench can price each step as the difference of two builds. */
+enum steer_step {
+	STEER_STEP_FRESH = 1,  /* heartbeat check */
+	STEER_STEP_PARSE = 2,  /* Ethernet + IPv4/IPv6 (+ ports) */
+	STEER_STEP_LOOKUP = 3, /* longest prefix match: routes_v4/v6 */
+	STEER_STEP_MAGLEV = 4, /* flow hash, ch_rings, steer_paths */
+	STEER_STEP_MTU = 5,    /* bpf_check_mtu */
 };
 
 /* Seed of the flow hash (steer.bpf.c flow_hash; mirrored by bpf_steer_abi.flow_hash). */
@@ -75,6 +108,8 @@ enum steer_group_special {
 	 * it.  User space writes these from the router's local routing table, so the trie's
 	 * longest match keeps packets to the router itself off the paths at no extra cost. */
 	STEER_GROUP_LOCAL = 0xFFFF,
+	/* Never stored: what the lookup (route_group_v4/v6) returns for "in no steered prefix". */
+	STEER_GROUP_NONE = 0xFFFE,
 };
 
 /* steer_path.flags */

@@ -9,23 +9,45 @@
 #include "steer_common.h"
 #include "steer_structs.h"
 
-/* Steered IPv4 destination prefixes -> group slot. */
+/* The route maps' type: exact-match hashes probed once per prefix length present (cost grows
+ * with the number of distinct lengths, not with the table).  -DSTEER_ROUTES_LPM=1 builds the
+ * LPM tries of the first version instead: only the bench builds that, as its comparison. */
+#ifndef STEER_ROUTES_LPM
+#define STEER_ROUTES_LPM 0
+#endif
+#if STEER_ROUTES_LPM
+#define STEER_ROUTES_TYPE BPF_MAP_TYPE_LPM_TRIE
+#else
+#define STEER_ROUTES_TYPE BPF_MAP_TYPE_HASH
+#endif
+
+/* Steered IPv4 destination prefixes (prefix length, masked address) -> group slot. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, STEER_ROUTES_TYPE);
 	__uint(max_entries, STEER_MAX_ROUTES);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
+	/* elements allocated on update (and swapped under RCU: an update is atomic); required
+	 * for LPM tries */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct steer_v4_key);
 	__type(value, struct steer_route);
 } routes_v4 SEC(".maps");
 
 /* Steered IPv6 destination prefixes -> group slot. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, STEER_ROUTES_TYPE);
 	__uint(max_entries, STEER_MAX_ROUTES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct steer_v6_key);
 	__type(value, struct steer_route);
 } routes_v6 SEC(".maps");
+
+/* Prefix lengths present in routes_v4 (STEER_LENGTHS_V4) and routes_v6 (STEER_LENGTHS_V6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct steer_lengths);
+} route_lengths SEC(".maps");
 
 /* Maglev tables, one per group slot (Katran's ch_rings, one value per ring).  A slot is
  * written only while no route points to it. */
@@ -44,15 +66,26 @@ struct {
 	__type(value, struct steer_group);
 } group_members SEC(".maps");
 
-/* Path id -> egress interface and gateways.  A hash without preallocation: an update
- * replaces the element under RCU, so a packet never reads half of a changed path. */
+/* Path slot -> egress interface and gateways: two slots per path id (2 id, 2 id + 1), the
+ * one path_slots names is live.  A change is written into the other slot, then path_slots
+ * flips (one array write): a packet never reads half of a changed path.  An array, not a
+ * hash: its lookup is inlined (a hash lookup cost about 40 ns/packet here).  Slot 0 (path id
+ * 0, "no path") stays zero. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, STEER_MAX_PATHS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * STEER_MAX_PATHS);
 	__type(key, __u32);
 	__type(value, struct steer_path);
 } steer_paths SEC(".maps");
+
+/* Path id -> its live slot of steer_paths (0: no such path).  Old and new slot differ in the
+ * lowest bit only, so even a byte-wise copy of the update reads as one or the other. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STEER_MAX_PATHS);
+	__type(key, __u32);
+	__type(value, __u32);
+} path_slots SEC(".maps");
 
 /* Heartbeat and stale_after (one entry). */
 struct {

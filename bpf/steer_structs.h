@@ -8,8 +8,9 @@
 #include "common.h"
 #include "steer_common.h"
 
-/* Keys of routes_v4 / routes_v6: struct bpf_lpm_trie_key layout (prefix length in bits, then
- * the address in network order). */
+/* Keys of routes_v4 / routes_v6: prefix length in bits, then the address in network order with
+ * every bit past the prefix length zero (the hash is exact-match: one lookup per length).  The
+ * layout is struct bpf_lpm_trie_key's, so the bench's LPM build takes the same keys. */
 struct steer_v4_key {
 	__u32 prefixlen;
 	__u8 addr[4];
@@ -21,10 +22,18 @@ struct steer_v6_key {
 };
 
 /* Value of routes_v4 / routes_v6: which Maglev table (group slot) carries the prefix.
- * Replacing this value is the one atomic step of every route change (an LPM update swaps the
- * trie node under RCU: a packet sees the old slot or the new one, never a mix). */
+ * Replacing this value is the one atomic step of every route change (a hash update without
+ * preallocation swaps the element under RCU: a packet sees the old slot or the new one). */
 struct steer_route {
 	__u32 group; /* index of ch_rings / group_members */
+};
+
+/* Value of route_lengths: the prefix lengths one family's routes map holds, bit L of
+ * bits[L / 64] for length L (IPv4 uses bits 0..32 of bits[0]).  A bit is set only after the
+ * first entry of its length is in the map and cleared before the last one is deleted, so a
+ * lookup that probes the set lengths longest first finds the longest match. */
+struct steer_lengths {
+	__u64 bits[STEER_LENGTH_WORDS];
 };
 
 /* Value of ch_rings: one Maglev lookup table, ring position -> path id (0 = none). */
@@ -40,7 +49,8 @@ struct steer_group {
 	__u8 weight[STEER_MAX_GROUP_PATHS];   /* 1..255 */
 };
 
-/* Value of steer_paths (key: path id): where to send a packet that took this path. */
+/* Value of steer_paths (key: path slot, see path_slots): where to send a packet that took
+ * this path. */
 struct steer_path {
 	__u32 ifindex;     /* egress interface, in the namespace the program is attached in */
 	__u32 flags;       /* enum steer_path_flags */
@@ -52,6 +62,9 @@ struct steer_path {
 struct steer_state {
 	__u64 heartbeat_ns;   /* CLOCK_MONOTONIC ns of the control plane's last heartbeat; 0 = none */
 	__u64 stale_after_ns; /* steer only while now - heartbeat_ns <= stale_after_ns */
+	__u64 fresh_jiffies;  /* written by the program: the jiffy in which it last found the
+			       * heartbeat fresh (the check is not repeated within it); user
+			       * space writes 0 with every heartbeat, so a new state is checked */
 };
 
 #endif /* STEER_STRUCTS_H */

@@ -22,6 +22,7 @@ class FakeProgram:
         self.id = 42
         self.ops: list[tuple] = []
         self.routes = {4: {}, 6: {}}
+        self.lengths = {4: 0, 6: 0}
         self.groups: dict[int, tuple[list, list]] = {}
         self.paths: dict = {}
         self.state = State(0, 0)
@@ -68,6 +69,23 @@ class FakeProgram:
         for kb in keys:
             self.ops.append(("delete", kb))
             self.routes[version].pop(kb, None)
+            self.check_lengths(version)
+
+    def present(self, version):
+        return {int.from_bytes(kb[:4], "little") for kb in self.routes[version]}
+
+    def check_lengths(self, version):
+        """The invariant of route_lengths (steer_structs.h): every length announced has an entry."""
+        named = {n for n in range(129) if self.lengths[version] >> n & 1}
+        assert named <= self.present(version), f"v{version} lengths {named - self.present(version)} have no entry"
+
+    def write_lengths(self, version, mask):
+        self.ops.append(("lengths", version, mask))
+        self.lengths[version] = mask
+        self.check_lengths(version)
+
+    def read_lengths(self, version):
+        return self.lengths[version]
 
     def write_routes_packed(self, version, keys, values):
         size = 8 if version == 4 else 20

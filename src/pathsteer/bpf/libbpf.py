@@ -156,6 +156,7 @@ bpf_program__type = _fn("bpf_program__type", c_int, c_void_p)
 
 bpf_map__name = _fn("bpf_map__name", c_char_p, c_void_p)
 bpf_map__fd = _fn("bpf_map__fd", c_int, c_void_p)
+bpf_map__reuse_fd = _fn("bpf_map__reuse_fd", c_int, c_void_p, c_int)
 bpf_map__type = _fn("bpf_map__type", c_int, c_void_p)
 bpf_map__key_size = _fn("bpf_map__key_size", c_uint32, c_void_p)
 bpf_map__value_size = _fn("bpf_map__value_size", c_uint32, c_void_p)

@@ -257,6 +257,14 @@ class BpfObject:
                 raise BpfError(f"map {name}: {role} type {ctype.__name__} is {ctypes.sizeof(ctype)} bytes, "
                                f"the map's {role} is {size} bytes")
 
+    def reuse_map(self, name: str, fd: int) -> None:
+        """Before `load`: let map ``name`` be the existing map ``fd`` (bpf_map__reuse_fd; libbpf
+        checks type, key and value sizes at load), e.g. a second build of a program run
+        against the first one's maps."""
+        if self.loaded:
+            raise BpfError(f"BPF object {self.name}: reuse_map({name!r}) must come before load()")
+        lb.check_int(lb.bpf_map__reuse_fd(self._map_ptr(name), fd), f"map {name}: reuse fd {fd}")
+
     def max_entries(self, name: str) -> int:
         return lb.bpf_map__max_entries(self._map_ptr(name))
 

@@ -43,8 +43,8 @@ from pathsteer.bpf import ifindex_of
 from pathsteer.dataplane import maglev
 from pathsteer import netlink as nl
 from pathsteer.dataplane.bpf_steer_abi import (
-    V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_version, key_bytes, key_int, key_int_of,
-    keys_blob, supernet_keys)
+    V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_prefixlen, int_version, key_bytes, key_int,
+    key_int_of, keys_blob, supernet_keys)
 from pathsteer.dataplane.bpf_steer_program import SteerProgram, Totals
 from pathsteer.dataplane.netlink_monitor import LocalTableWatch
 from pathsteer.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
@@ -77,12 +77,14 @@ class BpfSteerDataPlane:
 
     ``paths``: every path a route may name (ids are the BPF path ids); ``ingress``: the
     interfaces whose incoming traffic is steered (in the calling thread's network namespace);
-    ``stale_after_s``: how long the program keeps steering without a heartbeat.
+    ``stale_after_s``: how long the program keeps steering without a heartbeat; ``object_path``:
+    a build of steer.bpf.c other than the shipped object (the bench's LPM and per-step builds).
 
     The mirror of the tries (``_inst``) is keyed by integer keys (`bpf_steer_abi.key_int`),
     its values the `_Group` objects themselves; ``installed`` shows it as prefixes."""
 
-    def __init__(self, paths: list[PathLink], ingress: list[str], stale_after_s: float = 10.0) -> None:
+    def __init__(self, paths: list[PathLink], ingress: list[str], stale_after_s: float = 10.0, *,
+                 object_path: str | None = None) -> None:
         if not ingress:
             raise UsageError("dataplane.ingress: the bpf data plane needs at least one interface")
         if stale_after_s <= 0:
@@ -94,6 +96,7 @@ class BpfSteerDataPlane:
         self._by_id = {p.id: p for p in paths}
         self.ingress = list(ingress)
         self.stale_after_ns = int(stale_after_s * 1e9)
+        self.object_path = object_path  # another build of steer.bpf.c (the bench's); None: the shipped one
         self.prog: SteerProgram | None = None
         self._inst: dict[int, _Group] = {}  # what the tries hold, as we wrote it (integer keys)
         self._groups: dict[GroupKey, _Group] = {}
@@ -104,6 +107,7 @@ class BpfSteerDataPlane:
         self._local_seen: frozenset[int] | None = None  # the local table at the last _sync_local
         self._local_watch: LocalTableWatch | None | bool = None  # tells when to read the local table again
         self._synced: tuple[Desired, int] | None = None  # the Desired the tries hold (and its size)
+        self._lens = _no_lengths()  # entries per prefix length in routes_v4/v6 (ours and local ones)
 
     # --- views --------------------------------------------------------------------------------
 
@@ -120,7 +124,7 @@ class BpfSteerDataPlane:
 
     def _ensure_loaded(self) -> SteerProgram:
         if self.prog is None:
-            self.prog = SteerProgram.load()
+            self.prog = SteerProgram.load() if self.object_path is None else SteerProgram.load(self.object_path)
             self._free = list(range(self.prog.abi.max_groups - 1, -1, -1))
             self.prog.heartbeat(self.stale_after_ns)
             self._write_paths()
@@ -129,6 +133,10 @@ class BpfSteerDataPlane:
     def _path_value(self, p: PathLink) -> PathC:
         flags = self.prog.abi.path_flags
         v = PathC(ifindex=ifindex_of(p.interface))
+        mtu = _mtu_of(p.interface)
+        if mtu is not None and mtu < self.prog.abi.mtu_floor_v4:
+            log.warning("bpf.path_mtu_below_floor path=%s interface=%s mtu=%d floor=%d (IPv4 packets up to the floor "
+                        "are redirected without an MTU check)", p.name, p.interface, mtu, self.prog.abi.mtu_floor_v4)
         if p.gateway is not None:
             v.flags |= flags["STEER_PATH_HAS_GW4"]
             v.gateway4[:] = list(p.gateway.packed)
@@ -255,6 +263,7 @@ class BpfSteerDataPlane:
         moves6: collections.defaultdict[_Group, list[int]] = collections.defaultdict(list)
         olds: list[_Group] = []
         new = absent = 0
+        lens4, lens6 = [0] * 33, [0] * 129  # new entries per prefix length
         resolve = self._resolve
         hops4 = hops6 = g4 = g6 = None  # the last next-hop tuple seen per family (runs share one)
         for prefix, intent in desired.routes.items():
@@ -267,7 +276,7 @@ class BpfSteerDataPlane:
                     if g4 is None:
                         g4 = memo4[id(hops)] = resolve(intent, 4, fresh)
                     hops4 = hops
-                g, moves = g4, moves4
+                g, moves, lens = g4, moves4, lens4
             else:
                 plen = prefix._prefixlen
                 k = V6_FLAG | (plen << 152) | (prefix.network_address._ip >> (128 - plen))
@@ -276,7 +285,7 @@ class BpfSteerDataPlane:
                     if g6 is None:
                         g6 = memo6[id(hops)] = resolve(intent, 6, fresh)
                     hops6 = hops
-                g, moves = g6, moves6
+                g, moves, lens = g6, moves6, lens6
             old = get(k)
             if old is not g:
                 if old is None:
@@ -284,6 +293,7 @@ class BpfSteerDataPlane:
                         absent += 1
                         continue
                     new += 1
+                    lens[plen] += 1
                 else:
                     olds.append(old)
                 moves[g].append(k)
@@ -309,7 +319,14 @@ class BpfSteerDataPlane:
                     keys.sort()  # address order (within a prefix length): the trie's fast order
                     batches.append((version, g, keys))
         gone = removed + moves4.get(_UNSTEERED, []) + moves6.get(_UNSTEERED, [])
-        kernel = _KernelWrites(self.prog, batches, gone)
+        # the prefix lengths to announce once the writes are in, and those still present after
+        # the removals (route_lengths: announced after the first entry, retired before the last)
+        grown = {4: [a + b for a, b in zip(self._lens[4], lens4)], 6: [a + b for a, b in zip(self._lens[6], lens6)]}
+        after = {4: list(grown[4]), 6: list(grown[6])}
+        for k in gone:
+            after[int_version(k)][int_prefixlen(k)] -= 1
+        kernel = _KernelWrites(self.prog, batches, gone, {v: _mask(c) for v, c in grown.items()},
+                               {v: _mask(c) for v, c in after.items()})
         kernel.start()
         try:
             # 3. the new mirror (swapped in once the kernel took everything) and reference counts
@@ -334,8 +351,9 @@ class BpfSteerDataPlane:
         finally:
             kernel.join()
         if kernel.error is not None:
-            raise kernel.error  # the mirror stays as it was: reconcile puts the tries back
+            raise kernel.error  # the mirror stays as it was: reconcile puts the maps back
         self._inst = mirror
+        self._lens = after
         for moves in (moves4, moves6):
             for g, keys in moves.items():
                 if g is not _UNSTEERED:
@@ -377,12 +395,27 @@ class BpfSteerDataPlane:
         new = want - self._local
         mark = self.prog.abi.group_local
         for version in (4, 6):
+            counts = self._lens[version]
             add = sorted(k for k in new if int_version(k) == version)
             if add:
                 self.prog.write_routes_packed(version, keys_blob(add, version), struct.pack("<I", mark) * len(add))
+                before = _mask(counts)
+                for k in add:
+                    counts[int_prefixlen(k)] += 1
+                if _mask(counts) != before:  # the entries first, then their lengths
+                    self.prog.write_lengths(version, _mask(counts))
             drop = [k for k in gone if int_version(k) == version]
             if drop:
-                self.prog.delete_routes_packed(version, keys_blob(drop, version))
+                before = _mask(counts)
+                for k in drop:
+                    counts[int_prefixlen(k)] -= 1
+                # a local entry that became a route of ours was overwritten by the apply (and
+                # counted there): it stays in the map
+                drop = [k for k in drop if k not in inst]
+                if _mask(counts) != before:  # a length retired before its last entry goes
+                    self.prog.write_lengths(version, _mask(counts))
+                if drop:
+                    self.prog.delete_routes_packed(version, keys_blob(drop, version))
         self._local = want
         self._local_seen = seen
 
@@ -417,6 +450,15 @@ class BpfSteerDataPlane:
         return repaired
 
     def _repair_routes(self) -> list[str]:
+        out = self._repair_entries()
+        for version in (4, 6):  # after the entries are back, before anything else is deleted
+            want = _mask(self._lens[version])
+            if self.prog.read_lengths(version) != want:
+                self.prog.write_lengths(version, want)
+                out.append(f"route lengths v{version} rewritten")
+        return out
+
+    def _repair_entries(self) -> list[str]:
         inst, local = self._inst, self._local
         mark = self.prog.abi.group_local
         out = []
@@ -477,10 +519,12 @@ class BpfSteerDataPlane:
         self._inst = inst = {}
         self._groups = {}
         self._synced = None
+        self._lens = lens = _no_lengths()
         for version in (4, 6):
             moves = []
             for kb, slot in prog.read_routes(version).items():
                 k = bytes_key_int(kb)
+                lens[version][int_prefixlen(k)] += 1
                 if slot == prog.abi.group_local:
                     self._local.add(k)
                     continue
@@ -499,6 +543,8 @@ class BpfSteerDataPlane:
                 inst[k] = g
                 g.refs += 1
             prog.write_routes(version, moves)
+            if prog.read_lengths(version) != _mask(lens[version]):  # every entry is in already
+                prog.write_lengths(version, _mask(lens[version]))
         used = {g.slot for g in self._groups.values()}
         # Slots no route names are free at once: whatever packet read them did so before the
         # old process died, and a restart takes far longer than a TC program run.
@@ -546,6 +592,7 @@ class BpfSteerDataPlane:
         self._groups = {}
         self._synced = None
         self._local = set()
+        self._lens = _no_lengths()
         self._close_watch()
 
     def _close_watch(self) -> None:
@@ -593,9 +640,11 @@ class _KernelWrites(threading.Thread):
     keys), then the deletion of ``gone``. A thread because bpf_map_update_batch runs without
     the GIL (ctypes releases it): the caller builds its mirror meanwhile and joins."""
 
-    def __init__(self, prog: SteerProgram, batches: list[tuple[int, _Group, list[int]]], gone: list[int]) -> None:
+    def __init__(self, prog: SteerProgram, batches: list[tuple[int, _Group, list[int]]], gone: list[int],
+                 grown: dict[int, int], after: dict[int, int]) -> None:
         super().__init__(name="bpf-steer-writes", daemon=True)
         self.prog, self.batches, self.gone = prog, batches, gone
+        self.grown, self.after = grown, after  # route_lengths once the writes are in / after the removals
         self.error: BaseException | None = None
         self.written = 0
 
@@ -605,11 +654,34 @@ class _KernelWrites(threading.Thread):
                 self.prog.write_routes_packed(version, keys_blob(keys, version), struct.pack("<I", g.slot) * len(keys))
                 self.written += len(keys)
             for version in (4, 6):
+                have = self.prog.read_lengths(version)
+                if self.grown[version] != have:  # new lengths: announced now that their entries are in
+                    self.prog.write_lengths(version, self.grown[version])
+                if self.after[version] != self.grown[version]:  # emptied lengths: retired first
+                    self.prog.write_lengths(version, self.after[version])
                 keys = [k for k in self.gone if int_version(k) == version]
                 if keys:
                     self.prog.delete_routes_packed(version, keys_blob(keys, version))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
+
+
+def _mtu_of(interface: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{interface}/mtu") as f:
+            return int(f.read())
+    except (OSError, ValueError):  # another namespace's /sys, or gone
+        return None
+
+
+def _no_lengths() -> dict[int, list[int]]:
+    """Entries per prefix length of each family: none."""
+    return {4: [0] * 33, 6: [0] * 129}
+
+
+def _mask(counts: list[int]) -> int:
+    """route_lengths' bit set of per-length entry counts: bit L while some /L is present."""
+    return sum(1 << plen for plen, n in enumerate(counts) if n > 0)
 
 
 RTN_LOCAL, RTN_BROADCAST = 2, 3

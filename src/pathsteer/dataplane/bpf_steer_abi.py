@@ -9,6 +9,7 @@ limit (``struct ch_ring``, ``struct steer_group``) are built from the compiled l
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import ipaddress
 import struct
@@ -49,8 +50,8 @@ class PathC(ctypes.Structure):
 
 
 class State(ctypes.Structure):
-    """``struct steer_state``."""
-    _fields_ = [("heartbeat_ns", c_uint64), ("stale_after_ns", c_uint64)]
+    """``struct steer_state`` (``fresh_jiffies`` is the program's: user space writes 0)."""
+    _fields_ = [("heartbeat_ns", c_uint64), ("stale_after_ns", c_uint64), ("fresh_jiffies", c_uint64)]
 
 
 class Counter(ctypes.Structure):
@@ -86,6 +87,9 @@ class Abi:
     hash_seed: int
     reasons: dict  # Reason → index of steer_stats
     path_flags: dict  # "STEER_PATH_HAS_GW4"/"..._GW6" → bit
+    length_words: int  # u64 words of struct steer_lengths (STEER_LENGTH_WORDS)
+    mtu_floor_v4: int  # IPv4 packets up to this size skip bpf_check_mtu (STEER_MTU_FLOOR_V4)
+    lengths_index: dict  # version (4/6) → index of route_lengths (enum steer_family_index)
     tc_handle: int  # PATHSTEER_TC_HANDLE_STEER (bpf/common.h)
     tc_priority: int  # PATHSTEER_TC_PRIO_STEER: after passive RTT, before the counters
     group_local: int  # steer_route.group of a local entry (STEER_GROUP_LOCAL)
@@ -101,6 +105,9 @@ class Abi:
             hash_seed=btf.constant("steer_hash", "STEER_HASH_SEED") & 0xFFFFFFFF,
             reasons={r: btf.constant("steer_reason", r.value) for r in Reason},  # BpfError names a missing one
             path_flags=btf.enum_values("steer_path_flags"),
+            length_words=lim["STEER_LENGTH_WORDS"], mtu_floor_v4=lim["STEER_LIMIT_MTU_FLOOR_V4"],
+            lengths_index={4: btf.constant("steer_family_index", "STEER_LENGTHS_V4"),
+                           6: btf.constant("steer_family_index", "STEER_LENGTHS_V6")},
             tc_handle=tc.handle, tc_priority=tc.priority,
             group_local=btf.constant("steer_group_special", "STEER_GROUP_LOCAL"),
         )
@@ -119,12 +126,30 @@ class Abi:
             "_fields_": [("count", c_uint16), ("pad", c_uint16), ("path", c_uint16 * n), ("weight", c_uint8 * n)],
             "__doc__": "``struct steer_group``."})
 
+    @cached_property
+    def lengths_type(self) -> type:
+        """``struct steer_lengths`` (bit L of ``bits[L // 64]``: length L present)."""
+        return type("SteerLengths", (ctypes.Structure,), {"_fields_": [("bits", c_uint64 * self.length_words)],
+                                                          "__doc__": "``struct steer_lengths``."})
+
+    def lengths_value(self, mask: int):
+        """A `lengths_type` value holding the integer bit set ``mask`` (bit L: length L)."""
+        v = self.lengths_type()
+        for i in range(self.length_words):
+            v.bits[i] = (mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF
+        return v
+
+    @staticmethod
+    def lengths_mask(value) -> int:
+        """The integer bit set a `lengths_type` value holds."""
+        return sum(int(w) << (64 * i) for i, w in enumerate(value.bits))
+
     def map_types(self) -> dict[str, tuple[type, type]]:
         """Map name → (key type, value type)."""
         return {
-            "routes_v4": (V4Key, Route), "routes_v6": (V6Key, Route),
+            "routes_v4": (V4Key, Route), "routes_v6": (V6Key, Route), "route_lengths": (c_uint32, self.lengths_type),
             "ch_rings": (c_uint32, self.ring_type), "group_members": (c_uint32, self.group_type),
-            "steer_paths": (c_uint32, PathC), "steer_state": (c_uint32, State),
+            "steer_paths": (c_uint32, PathC), "path_slots": (c_uint32, c_uint32), "steer_state": (c_uint32, State),
             "path_counters": (c_uint32, Counter), "steer_stats": (c_uint32, Counter),
         }
 
@@ -134,7 +159,8 @@ def check_layouts(btf: Btf) -> Abi:
     abi = Abi.from_btf(btf)
     for name, ctype in (("steer_v4_key", V4Key), ("steer_v6_key", V6Key), ("steer_route", Route),
                         ("steer_path", PathC), ("steer_state", State), ("pathsteer_counter", Counter),
-                        ("ch_ring", abi.ring_type), ("steer_group", abi.group_type)):
+                        ("ch_ring", abi.ring_type), ("steer_group", abi.group_type),
+                        ("steer_lengths", abi.lengths_type)):
         check_type(btf, btf.find(name, KIND_STRUCT), ctype, f"struct {name}")
     return abi
 
@@ -195,6 +221,21 @@ def int_address(k: int) -> int:
         return (k & _LOW56) << (32 - (k >> 56))
     plen = (k >> 152) & 0xFF
     return (k & _LOW152) << (128 - plen)
+
+
+def lengths_of_sorted(keys: list[int]) -> set[int]:
+    """The prefix lengths among sorted integer keys of one family (one bisect per length: the
+    length sits above the network number, so each length is one run of the sorted list)."""
+    out: set[int] = set()
+    i, n = 0, len(keys)
+    while i < n:
+        k = keys[i]
+        plen = int_prefixlen(k)
+        out.add(plen)
+        # the first key of the next length: (plen + 1) in the length field, network number 0
+        nxt = (k & V6_FLAG) | ((plen + 1) << (56 if k < V6_FLAG else 152))
+        i = bisect.bisect_left(keys, nxt, i + 1)
+    return out
 
 
 def int_key_bytes(k: int) -> bytes:

@@ -29,8 +29,9 @@ from pathsteer.dataplane import bpf_steer_abi as abi_mod
 from pathsteer.dataplane.bpf_steer_abi import Abi, Counter, PathC, Reason, Route, State
 from pathsteer.errors import BpfError
 
-BATCH = 65536  # trie entries per bpf_map_update_batch syscall
+BATCH = 65536  # route entries per bpf_map_update_batch syscall
 SORT_ABOVE = 4096  # batches larger than this are written in address order
+PATH_GRACE_S = 0.1  # a steer_paths slot is rewritten only this long after it stopped being live
 
 
 def _address_order(item: tuple[bytes, int]) -> bytes:
@@ -55,13 +56,15 @@ class SteerProgram:
         self.abi = abi
         self._obj = obj
         self.id = program.id
+        self._retired: dict[int, float] = {}  # steer_paths slot → when packets stopped being sent to it
 
     # --- getting one ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls) -> SteerProgram:
-        """Load a fresh ``steer.bpf.o`` (needs root and ``make bpf``); nothing attached yet."""
-        obj = load_object(abi_mod.OBJECT)
+    def load(cls, path: str | os.PathLike | None = None) -> SteerProgram:
+        """Load a fresh ``steer.bpf.o`` (needs root and ``make bpf``); nothing attached yet.
+        ``path``: another build of the same source (the bench's variants)."""
+        obj = load_object(abi_mod.OBJECT if path is None else path)
         try:
             abi = abi_mod.check_layouts(obj.btf)
             maps = {name: obj.map(name, k, v) for name, (k, v) in abi.map_types().items()}
@@ -173,15 +176,35 @@ class SteerProgram:
     # --- paths ----------------------------------------------------------------------------
 
     def read_paths(self) -> dict[int, PathC]:
-        return {int(k): v for k, v in self.maps["steer_paths"].items()}
+        """Path id → its live steer_paths entry, for every id path_slots names."""
+        slots, paths = self.maps["path_slots"], self.maps["steer_paths"]
+        out = {}
+        for pid, slot in slots.items():
+            if pid and slot and slot >> 1 == pid:
+                out[int(pid)] = paths.lookup(slot)
+        return out
 
     def write_path(self, path_id: int, value: PathC) -> None:
+        """Write the path into its slot that packets do not read, then point path_slots at it
+        (steer_maps.h): a packet reads the old path or the new one. A slot is written again
+        only `PATH_GRACE_S` after packets stopped being sent to it."""
         if not 0 < path_id < self.abi.max_paths:
             raise BpfError(f"path id {path_id} out of range 1..{self.abi.max_paths - 1}")
-        self.maps["steer_paths"].update(path_id, value)
+        live = self.maps["path_slots"].lookup(path_id)
+        target = 2 * path_id + 1 if live == 2 * path_id else 2 * path_id
+        wait = self._retired.get(target, 0.0) + PATH_GRACE_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self.maps["steer_paths"].update(target, value)
+        self.maps["path_slots"].update(path_id, target)
+        if live:
+            self._retired[live] = time.monotonic()
 
     def delete_path(self, path_id: int) -> None:
-        self.maps["steer_paths"].delete(path_id)
+        live = self.maps["path_slots"].lookup(path_id)
+        self.maps["path_slots"].update(path_id, 0)  # slot 0: zero, no gateway of either family
+        if live:
+            self._retired[live] = time.monotonic()
 
     # --- groups ---------------------------------------------------------------------------
 
@@ -223,17 +246,18 @@ class SteerProgram:
 
     # --- routes ---------------------------------------------------------------------------
 
-    def _trie(self, version: int) -> Map:
+    def _routes(self, version: int) -> Map:
         return self.maps[f"routes_v{version}"]
 
     def write_routes(self, version: int, items: Sequence[tuple[bytes, int]]) -> int:
-        """Store (raw trie key, group slot) pairs with bpf_map_update_batch, BATCH per syscall;
-        each entry is replaced atomically (the trie swaps its node under RCU)."""
+        """Store (raw route key, group slot) pairs with bpf_map_update_batch, BATCH per syscall;
+        each entry is replaced atomically (the hash swaps its element under RCU). A new prefix
+        length still has to be announced (`write_lengths`) before packets look for it."""
         if not items:
             return 0
         if len(items) > SORT_ABOVE:
-            # In address order consecutive inserts walk the same trie nodes: 1M /24s go in
-            # about twice as fast as in random order (cache misses dominate trie_update_elem).
+            # Address order: what the bench's LPM build takes fastest (consecutive inserts walk
+            # the same trie nodes); the hash does not mind.
             items = sorted(items, key=_address_order)
         return self.write_routes_packed(version, b"".join(k for k, _ in items),
                                         struct.pack(f"<{len(items)}I", *(g for _, g in items)))
@@ -241,7 +265,7 @@ class SteerProgram:
     def write_routes_packed(self, version: int, keys: bytes, values: bytes) -> int:
         """`write_routes` for bulk callers: the keys packed back to back (in the order they are
         to go in; address order is the fast one) and the u32 slots likewise."""
-        m = self._trie(version)
+        m = self._routes(version)
         ksize = ctypes.sizeof(m.key_type)
         total = len(keys) // ksize
         if len(keys) != ksize * total or len(values) != 4 * total:
@@ -262,7 +286,7 @@ class SteerProgram:
         return done
 
     def delete_routes(self, version: int, keys: Iterable[bytes]) -> int:
-        m = self._trie(version)
+        m = self._routes(version)
         n = 0
         for k in keys:
             ret = lb.bpf_map_delete_elem(m.fd, k)
@@ -273,14 +297,14 @@ class SteerProgram:
         return n
 
     def delete_routes_packed(self, version: int, keys: bytes) -> int:
-        """Delete many trie keys (packed back to back) with bpf_map_delete_batch; absent ones
+        """Delete many route keys (packed back to back) with bpf_map_delete_batch; absent ones
         are skipped. Returns how many were deleted."""
         if not keys:
             return 0
-        return self._trie(version).delete_batch(keys, missing_ok=True, batch_size=BATCH)
+        return self._routes(version).delete_batch(keys, missing_ok=True, batch_size=BATCH)
 
     def lookup_route(self, version: int, key: bytes) -> int | None:
-        m = self._trie(version)
+        m = self._routes(version)
         out = ctypes.c_uint32()
         ret = lb.bpf_map_lookup_elem(m.fd, key, ctypes.byref(out))
         if ret == -errno.ENOENT:
@@ -289,10 +313,10 @@ class SteerProgram:
         return out.value
 
     def read_routes(self, version: int, batch: int = 8192) -> dict[bytes, int]:
-        """Every (raw key → group slot) of one trie: bpf_map_lookup_batch into raw buffers
-        (the kernel walks the trie with get_next_key for us; -ENOENT marks the end with
+        """Every (raw key → group slot) of one routes map: bpf_map_lookup_batch into raw buffers
+        (the kernel walks the map for us; -ENOENT marks the end with
         ``count`` still filled in, PLATFORM.md)."""
-        m = self._trie(version)
+        m = self._routes(version)
         ksize = ctypes.sizeof(m.key_type)
         out: dict[bytes, int] = {}
         tokens = [ctypes.create_string_buffer(max(ksize, 8)), ctypes.create_string_buffer(max(ksize, 8))]
@@ -314,6 +338,22 @@ class SteerProgram:
                 return out
             tokens.reverse()
             first = False
+
+    # --- prefix lengths -------------------------------------------------------------------
+
+    def read_lengths(self, version: int) -> int:
+        """route_lengths of one family as an integer bit set (bit L: some /L is in routes_vN)."""
+        v = self.maps["route_lengths"].lookup(self.abi.lengths_index[version])
+        return self.abi.lengths_mask(v) if v is not None else 0
+
+    def write_lengths(self, version: int, mask: int) -> None:
+        """Announce the prefix lengths of one family (one array update). Callers write a length's
+        first entry before its bit and clear the bit before deleting its last entry: the
+        program probes only the lengths named here."""
+        limit = 32 if version == 4 else 128
+        if mask >> (limit + 1):
+            raise BpfError(f"route_lengths v{version}: lengths beyond /{limit} in {mask:#x}")
+        self.maps["route_lengths"].update(self.abi.lengths_index[version], self.abi.lengths_value(mask))
 
     # --- counters -------------------------------------------------------------------------
 
