@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import signal
@@ -58,7 +59,10 @@ class LabDaemon:
     def write(self, config: dict) -> None:
         self.config = config
         with open(self.config_path, "w") as f:
-            yaml.safe_dump(config, f, sort_keys=False)
+            if len(config.get("destinations") or ()) > 10_000:
+                json.dump(config, f)  # JSON is YAML, and a million destinations dump and load in seconds
+            else:
+                yaml.safe_dump(config, f, sort_keys=False)
 
     def start(self, timeout: float = 15.0) -> LabDaemon:
         log = open(self.log_path, "a")

@@ -268,3 +268,42 @@ def test_both_data_planes_keep_the_whole_dataplane_protocol():
     assert wanted == {"adopt", "apply", "reconcile", "heartbeat", "path_totals", "stop", "close"}
     for plane in (FibDataPlane, BpfSteerDataPlane, FakePlane):
         assert wanted <= {n for n in dir(plane) if callable(getattr(plane, n))}, plane
+
+
+def test_a_reconcile_queued_during_an_apply_checks_the_new_table():
+    """A reconcile that waits for an apply must not take the kernel back to the table before it
+    (it once did: the argument was read when the call was queued)."""
+    import threading
+
+    class SlowPlane(FakePlane):
+        def __init__(self):
+            super().__init__()
+            self.gate = threading.Event()
+            self.gate.set()
+            self.checked: list[str] = []
+
+        def apply(self, desired):
+            self.gate.wait(5)
+            super().apply(desired)
+
+        def reconcile(self, desired):
+            self.checked.append(",".join(nh.path for nh in desired.routes[PREFIX].nexthops))
+            return []
+
+    async def main():
+        plane = SlowPlane()
+        s = service(plane, config(dataplane={"mode": "fib", "table": 200, "reconcile_interval": "50ms"}))
+        await s.start()
+        s.engine.set(path("p1", 10), path("p2", 30))
+        await settle()
+        assert plane.via() == "p1"
+        plane.gate.clear()  # the next apply hangs until released
+        s.engine.set(path("p1", None, state=PathState.DOWN, failing=3), path("p2", 30))
+        await settle(0.2)  # the apply (to p2) runs; reconciles queue behind it
+        plane.checked.clear()
+        plane.gate.set()
+        await settle(0.2)
+        assert plane.via() == "p2"
+        assert plane.checked and set(plane.checked) == {"p2"}, plane.checked
+        await s.stop()
+    asyncio.run(main())

@@ -195,11 +195,15 @@ class PolicyParams:
                 raise UsageError(f"paths[{i}].name: {p.name!r} is used twice")
             names[p.name] = p
         prefixes: set[Prefix] = set()
+        checked: set[tuple] = set()  # (paths, family) already found good: 1M destinations share a few
         for i, d in enumerate(self.destinations):
-            where = f"destinations[{i}]"
             if d.prefix in prefixes:
-                raise UsageError(f"{where}.prefix: {str(d.prefix)!r} is listed twice")
+                raise UsageError(f"destinations[{i}].prefix: {str(d.prefix)!r} is listed twice")
             prefixes.add(d.prefix)
+            if (d.paths, d.prefix.version) in checked:
+                continue
+            checked.add((d.paths, d.prefix.version))
+            where = f"destinations[{i}]"
             if not d.paths:
                 raise UsageError(f"{where}.paths: needs at least one path")
             for j, name in enumerate(d.paths):

@@ -680,13 +680,21 @@ class SteeringService:
             if self.applied is None or self.dataplane is None:
                 continue
             try:
-                repaired = await self._in_plane(self.dataplane.reconcile, self.applied)
+                repaired = await self._in_plane(self._reconcile_applied)
                 self.stats["reconciles"] += 1
                 if repaired:
                     self.stats["repairs"] += len(repaired)
                     event("steer.repair", count=len(repaired), what="; ".join(repaired[:3]))
             except Exception as exc:  # noqa: BLE001
                 log.error("steer.reconcile-failed error=%r", str(exc))
+
+    def _reconcile_applied(self) -> list[str]:
+        """Reconcile against the last applied table, read when the call runs (under the plane
+        lock), not when it was queued: a reconcile queued while an apply ran would otherwise
+        put the kernel back to the table before that apply (a path just left, taken again
+        until the next reconcile)."""
+        applied = self.applied
+        return self.dataplane.reconcile(applied) if applied is not None else []
 
     async def _heartbeat_loop(self) -> None:
         while True:
