@@ -1,4 +1,4 @@
-"""steer: test_run ns/packet per step at 1k/100k/1M prefixes, hash vs LPM; programming of 100k and 1M prefixes; iperf3 kernel vs bpf.
+"""steer: test_run ns/packet per step at 1k/100k/1M prefixes, /24 table vs LPM; programming of 100k and 1M prefixes; iperf3 kernel vs bpf.
 
 Three parts, each against an anchor measured in the same run:
 
@@ -6,7 +6,8 @@ Three parts, each against an anchor measured in the same run:
    1M steered /24s (two-path Maglev group), and for a packet in no prefix — anchor: the empty
    TC program (baseline ``tc_pass``: what test_run itself costs), and the foundation's
    ``tc_count_in`` counter program. Two builds of the same source, compiled into a temporary
-   directory here: the shipped one (per-length hashes + route_lengths) and
+   directory here: the shipped one (IPv4: the /24 table routes_v4_24, per-length hashes
+   beyond /24; IPv6: per-length hashes over route_lengths) and
    ``-DSTEER_ROUTES_LPM=1`` (the LPM tries of the first version), each also with
    ``-DSTEER_BENCH_STOP=N`` (pass after step N of enum steer_step, run against the full
    build's maps) to price each step: heartbeat, parse, lookup, Maglev, MTU check, and the rest
@@ -111,7 +112,7 @@ def ns_per_packet(program, data: bytes) -> float:
 
 
 STEPS = ("heartbeat", "parse", "lookup", "Maglev", "MTU check")  # enum steer_step 1..5, in order
-VARIANTS = {"hash": {}, "LPM": {"STEER_ROUTES_LPM": 1}}  # routes maps: shipped, the first version's
+VARIANTS = {"table": {}, "LPM": {"STEER_ROUTES_LPM": 1}}  # IPv4 lookup: /24 table + hashes (shipped), the first version's tries
 
 
 def build_variants(tmp: str) -> dict[tuple[str, int], str]:
@@ -179,14 +180,14 @@ def bench_testrun() -> list[Figure]:
                     before = r[stop]
                 figures.append(Figure(f"  rest (TTL, counters, redirect), {what}", r["steered"] - before, "ns",
                                       empty, anchor))
-            steered = got["hash", n]["steered"]
-            figures.append(Figure(f"steer test_run, steered TCP packet, hash, {n:,} prefixes", steered, "ns",
+            steered = got["table", n]["steered"]
+            figures.append(Figure(f"steer test_run, steered TCP packet, table, {n:,} prefixes", steered, "ns",
                                   "counters tc_count_in", count))
         above = {k: v["steered"] - anchor for k, v in got.items()}
-        figures.append(Figure("steer above the empty TC program, hash, 1,000,000 prefixes", above["hash", 1_000_000],
+        figures.append(Figure("steer above the empty TC program, table, 1,000,000 prefixes", above["table", 1_000_000],
                               "ns", "LPM, 1,000,000 prefixes", above["LPM", 1_000_000], goal="<= 60 ns"))
-        figures.append(Figure("steer above the empty TC program, hash, 1,000,000 prefixes", above["hash", 1_000_000],
-                              "ns", "hash, 1,000 prefixes", above["hash", 1_000], goal="ratio <= 1.3"))
+        figures.append(Figure("steer above the empty TC program, table, 1,000,000 prefixes", above["table", 1_000_000],
+                              "ns", "table, 1,000 prefixes", above["table", 1_000], goal="ratio <= 1.3"))
         figures.append(Figure("steer above the empty TC program, LPM, 1,000,000 prefixes", above["LPM", 1_000_000],
                               "ns", "LPM, 1,000 prefixes", above["LPM", 1_000]))
     return figures
@@ -208,9 +209,9 @@ def ip_batch_seconds(nets) -> float:
         os.unlink(path)
 
 
-def bench_lpm_batch() -> dict:
-    """The trie batch alone (keys packed beforehand), measured first, before any large map of
-    this process is being freed in the background (freeing 1M trie nodes competes for the CPU)."""
+def bench_route_batch() -> dict:
+    """The routes_v4 hash batch alone (keys packed beforehand), measured first, before any large map of
+    this process is being freed in the background (freeing 1M hash elements competes for the CPU)."""
     out = {}
     with scratch_netns():
         plane = BpfSteerDataPlane(scratch_paths(), ["lo"], stale_after_s=3600)
@@ -219,7 +220,7 @@ def bench_lpm_batch() -> dict:
             for n in (100_000, 1_000_000):
                 items = [(key_bytes(p), 0) for p in prefixes(n)]
                 runs = []
-                for _ in range(2):  # the first fill of a fresh trie also grows the kernel's slabs
+                for _ in range(2):  # the first fill of a fresh map also grows the kernel's slabs
                     t0 = time.perf_counter()
                     plane.prog.write_routes(4, items)
                     runs.append(time.perf_counter() - t0)
@@ -232,7 +233,7 @@ def bench_lpm_batch() -> dict:
 
 
 def bench_programming() -> list[Figure]:
-    out = bench_lpm_batch()
+    out = bench_route_batch()
     with scratch_netns():
         anchor = ip_batch_seconds(prefixes(100_000))
         for n in (100_000, 1_000_000):
@@ -253,7 +254,7 @@ def bench_programming() -> list[Figure]:
                     repaired = plane.reconcile(again)
                     out["rediff"] = time.perf_counter() - t0
                     assert not repaired, repaired[:3]
-                # a weight change for every prefix: one new table, every trie value flipped
+                # a weight change for every prefix: one new table, every route value flipped
                 t0 = time.perf_counter()
                 plane.apply(desired(d.routes, (("p1", 2), ("p2", 1))))
                 out[f"flip{n}"] = time.perf_counter() - t0
@@ -262,13 +263,13 @@ def bench_programming() -> list[Figure]:
             time.sleep(3)  # let the kernel free the old maps before the next timing
     rss = rss_in_child(1_000_000)
     return [
-        Figure("bpf LPM batch (bpf_map_update_batch) 1,000,000 prefixes", out["raw1000000"], "s",
+        Figure("bpf routes_v4 batch (write_routes: packing + bpf_map_update_batch) 1,000,000 prefixes", out["raw1000000"], "s",
                "same, 100,000 prefixes", out["raw100000"], goal="<= 2 s"),
         Figure("bpf apply 100,000 prefixes", out[100_000], "s", "ip -batch 100,000 routes", anchor),
         Figure("bpf apply 1,000,000 prefixes (end to end, Python diff included)", out[1_000_000], "s",
                "ip -batch 100,000 routes", anchor, goal="<= 2 s"),
         Figure("bpf apply 1,000,000 prefixes (end to end)", out[1_000_000], "s",
-               "LPM batch alone, 1,000,000 prefixes", out["raw1000000"]),
+               "routes_v4 batch alone, 1,000,000 prefixes", out["raw1000000"]),
         # the machine is shared: CPU time (both threads, and the kernel's work on our behalf)
         Figure("bpf apply 1,000,000 prefixes, CPU time of the process", out["cpu1000000"], "s",
                "wall time", out[1_000_000]),

@@ -165,34 +165,26 @@ static __always_inline struct steer_lengths *lengths_of(__u32 family_index)
 	return bpf_map_lookup_elem(&route_lengths, &family_index);
 }
 
-/* Longest prefix match of an IPv4 destination (network order): the group of the routes_v4
- * entry of the longest length present whose masked address is in the map, or
- * STEER_GROUP_NONE.  One hash lookup per length probed, longest first; the length bits are
- * read once, as one word (user space writes them after the entries they announce and clears
- * them before deleting: struct steer_lengths).
+/* The longest match among the routes_v4 entries longer than /24 (lengths 25..32 that
+ * route_lengths names), probed longest first: one hash lookup per length; the length bits
+ * are read once, as one word (user space writes them after the entries they announce and
+ * clears them before deleting: struct steer_lengths).  Returns the group or STEER_GROUP_NONE.
  *
  * A global function, so the verifier checks it once, on its own, instead of once per parser
- * path that reaches it (as a static function its probe loop was re-walked for each of them,
- * past the 1M-instruction limit for IPv6); it returns the group, as a global function cannot
- * return a map value pointer. */
-__noinline __u32 route_group_v4(__u32 daddr)
+ * path that reaches it (as a static function its probe loop was re-walked for each of them);
+ * it returns the group, as a global function cannot return a map value pointer. */
+__noinline __u32 route_group_v4_deep(__u32 daddr)
 {
 	struct steer_v4_key key = {};
 	struct steer_lengths *ls;
 	struct steer_route *r;
 	__u64 bits;
 
-	if (STEER_ROUTES_LPM) {
-		key.prefixlen = 32;
-		__builtin_memcpy(key.addr, &daddr, 4);
-		r = bpf_map_lookup_elem(&routes_v4, &key);
-		return r ? r->group : STEER_GROUP_NONE;
-	}
 	ls = lengths_of(STEER_LENGTHS_V4);
 	if (!ls)
 		return STEER_GROUP_NONE;
-	bits = *(volatile __u64 *)&ls->bits[0] & ((1ULL << 33) - 1);
-	for (int i = 0; i < 33 && bits; i++) {
+	bits = *(volatile __u64 *)&ls->bits[0] & (((1ULL << 33) - 1) & ~((1ULL << 25) - 1));
+	for (int i = 0; i < 8 && bits; i++) {
 		__u32 len = top_bit(bits);
 
 		bits &= ~(1ULL << (len & 63));
@@ -203,6 +195,38 @@ __noinline __u32 route_group_v4(__u32 daddr)
 			return r->group;
 	}
 	return STEER_GROUP_NONE;
+}
+
+/* Longest prefix match of an IPv4 destination (network order): its /24's entry of
+ * routes_v4_24 (DIR-24-8's first level: the longest match of length <= 24, one inlined
+ * array read), and only where that entry says a longer prefix lies inside the /24, the
+ * per-length hash first.  Returns the group (slot or STEER_GROUP_LOCAL) or STEER_GROUP_NONE. */
+static __always_inline __u32 route_group_v4(__u32 daddr)
+{
+	struct steer_v4_key key = {};
+	struct steer_v4_quad *q;
+	struct steer_route *r;
+	__u32 a = bpf_ntohl(daddr), idx = a >> 10, entry, group;
+
+	if (STEER_ROUTES_LPM) {
+		key.prefixlen = 32;
+		__builtin_memcpy(key.addr, &daddr, 4);
+		r = bpf_map_lookup_elem(&routes_v4, &key);
+		return r ? r->group : STEER_GROUP_NONE;
+	}
+	q = bpf_map_lookup_elem(&routes_v4_24, &idx);
+	if (!q)
+		return STEER_GROUP_NONE;
+	entry = *(volatile __u16 *)&q->entry[(a >> 8) & 3];
+	if (entry & STEER_V4_DEEPER) {
+		group = route_group_v4_deep(daddr);
+		if (group != STEER_GROUP_NONE)
+			return group;
+	}
+	entry &= ~STEER_V4_DEEPER;
+	if (entry == STEER_V4_NONE)
+		return STEER_GROUP_NONE;
+	return entry == STEER_V4_LOCAL ? STEER_GROUP_LOCAL : entry - STEER_V4_SLOT_BASE;
 }
 
 /* The network-order mask of word w (0..3) of an IPv6 prefix of length len (0..128):

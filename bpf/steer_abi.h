@@ -20,4 +20,9 @@ __attribute__((noinline)) int steer_abi_groups(enum steer_group_special special,
 	return special + prio + handle + family + step;
 }
 
+__attribute__((noinline)) int steer_abi_v4(enum steer_v4_entry entry)
+{
+	return entry;
+}
+
 #endif /* STEER_ABI_H */

@@ -102,6 +102,14 @@ enum steer_reason {
 	STEER_REASON_COUNT = 11,
 };
 
+/* Entries of routes_v4_24 (u16, struct steer_v4_quad). */
+enum steer_v4_entry {
+	STEER_V4_NONE = 0,           /* no prefix of length <= 24 holds the /24 */
+	STEER_V4_SLOT_BASE = 1,      /* group slot s is stored as s + STEER_V4_SLOT_BASE */
+	STEER_V4_LOCAL = 0x7FFF,     /* the longest match is a STEER_GROUP_LOCAL entry */
+	STEER_V4_DEEPER = 0x8000,    /* flag: a prefix longer than /24 lies inside: probe those first */
+};
+
 /* steer_route.group values that name no table. */
 enum steer_group_special {
 	/* A local address (or local-table route) inside a steered prefix: the kernel delivers

@@ -41,6 +41,19 @@ struct {
 	__type(value, struct steer_route);
 } routes_v6 SEC(".maps");
 
+/* IPv4, DIR-24-8's first level: index /24 >> 2 (the destination's top 22 bits), entry
+ * (/24 & 3) of the value: the longest match of length <= 24 for the /24 (enum
+ * steer_v4_entry).  Derived by user space from routes_v4 (which stays the record: adopt
+ * reads it back) and written through mmap with aligned 2-byte stores, so a packet reads an
+ * entry as it was or as it becomes, never half of one.  32 MB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 22);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct steer_v4_quad);
+} routes_v4_24 SEC(".maps");
+
 /* Prefix lengths present in routes_v4 (STEER_LENGTHS_V4) and routes_v6 (STEER_LENGTHS_V6). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

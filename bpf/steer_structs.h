@@ -28,6 +28,12 @@ struct steer_route {
 	__u32 group; /* index of ch_rings / group_members */
 };
 
+/* Value of routes_v4_24: the entries (enum steer_v4_entry) of four consecutive /24s — an
+ * array value is at least 8 bytes, and 2^24 of them would take 128 MB. */
+struct steer_v4_quad {
+	__u16 entry[4];
+};
+
 /* Value of route_lengths: the prefix lengths one family's routes map holds, bit L of
  * bits[L / 64] for length L (IPv4 uses bits 0..32 of bits[0]).  A bit is set only after the
  * first entry of its length is in the map and cleared before the last one is deleted, so a

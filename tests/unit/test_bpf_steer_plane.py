@@ -87,6 +87,9 @@ class FakeProgram:
     def read_lengths(self, version):
         return self.lengths[version]
 
+    def v4_table(self):
+        return memoryview(bytearray(2 << 24)).cast("H")
+
     def write_routes_packed(self, version, keys, values):
         size = 8 if version == 4 else 20
         n = len(keys) // size

@@ -29,6 +29,7 @@ read by rtnetlink, again only after a notification says it changed (`LocalTableW
 
 from __future__ import annotations
 
+import bisect
 import collections
 import ctypes
 import itertools
@@ -46,6 +47,7 @@ from pathsteer.dataplane.bpf_steer_abi import (
     V6_FLAG, PathC, Reason, bytes_key_int, int_key_bytes, int_prefix, int_prefixlen, int_version, key_bytes, key_int,
     key_int_of, keys_blob, supernet_keys)
 from pathsteer.dataplane.bpf_steer_program import SteerProgram, Totals
+from pathsteer.dataplane.bpf_steer_v4table import ENTRIES, V4Table
 from pathsteer.dataplane.netlink_monitor import LocalTableWatch
 from pathsteer.routes import Desired, NextHop, PathLink, Prefix, RouteIntent
 from pathsteer.errors import BpfError, UsageError
@@ -57,6 +59,7 @@ FULL_CHECK_LIMIT = 100_000  # reconcile compares whole tries up to this many rou
 WINDOW = 20_000  # ... and beyond that this many prefixes per call, round robin
 
 TRIM_ABOVE = 100_000  # after an apply writing this many entries, free heap goes back to the kernel
+_LOW56 = (1 << 56) - 1  # an IPv4 integer key's network number
 GroupKey = tuple[tuple[int, int], ...]  # ((path id, weight), ...) sorted by path id
 
 
@@ -108,6 +111,7 @@ class BpfSteerDataPlane:
         self._local_watch: LocalTableWatch | None | bool = None  # tells when to read the local table again
         self._synced: tuple[Desired, int] | None = None  # the Desired the tries hold (and its size)
         self._lens = _no_lengths()  # entries per prefix length in routes_v4/v6 (ours and local ones)
+        self._v4: V4Table | None = None  # routes_v4_24, painted from the mirror
 
     # --- views --------------------------------------------------------------------------------
 
@@ -125,6 +129,7 @@ class BpfSteerDataPlane:
     def _ensure_loaded(self) -> SteerProgram:
         if self.prog is None:
             self.prog = SteerProgram.load() if self.object_path is None else SteerProgram.load(self.object_path)
+            self._v4 = self._v4_table(self.prog.v4_table())
             self._free = list(range(self.prog.abi.max_groups - 1, -1, -1))
             self.prog.heartbeat(self.stale_after_ns)
             self._write_paths()
@@ -348,12 +353,24 @@ class BpfSteerDataPlane:
             lost = collections.Counter(olds)
             for k in removed:
                 lost[mirror.pop(k)] += 1
-        finally:
+            # 4. the IPv4 /24 table's entries of prefixes up to /24, while the kernel takes the
+            # hash writes: the program reads no hash entry of those lengths (the tables they
+            # name are written, the old slots not cooling yet: every entry names a live table)
+            v4sets = [(g, keys) for v, g, keys in batches if v == 4]
+            v4gone = [k for k in gone if k < V6_FLAG]
+            self._paint_v4_short(v4sets, v4gone, mirror)
+        except BaseException:
             kernel.join()
+            self._repaint_v4()  # the table back to the mirror we keep
+            raise
+        kernel.join()
         if kernel.error is not None:
+            self._repaint_v4()
             raise kernel.error  # the mirror stays as it was: reconcile puts the maps back
         self._inst = mirror
         self._lens = after
+        # 5. its flags of longer prefixes: now that their hash entries and lengths are in
+        self._paint_v4_deep(v4sets, v4gone)
         for moves in (moves4, moves6):
             for g, keys in moves.items():
                 if g is not _UNSTEERED:
@@ -416,8 +433,91 @@ class BpfSteerDataPlane:
                     self.prog.write_lengths(version, _mask(counts))
                 if drop:
                     self.prog.delete_routes_packed(version, keys_blob(drop, version))
+        v4 = self._v4
+        for k in sorted((k for k in new if k < V6_FLAG), key=int_prefixlen):  # after their hash entries
+            plen, net = k >> 56, k & _LOW56
+            if plen <= 24:
+                v4.set(plen, net, v4.local)
+            else:
+                v4.add_deep(k, net >> (plen - 24))
+        for k in gone:
+            if k < V6_FLAG and k not in inst:
+                plen, net = k >> 56, k & _LOW56
+                if plen <= 24:
+                    v4.unset(plen, net, self._cover(k, inst, want))
+                else:
+                    v4.remove_deep(k, net >> (plen - 24))
         self._local = want
         self._local_seen = seen
+
+    # --- the IPv4 /24 table -------------------------------------------------------------------
+
+    def _v4_table(self, view: memoryview) -> V4Table:
+        e = self.prog.abi.v4_entry
+        return V4Table(view, none=e["STEER_V4_NONE"], local=e["STEER_V4_LOCAL"], deeper=e["STEER_V4_DEEPER"],
+                       slot_base=e["STEER_V4_SLOT_BASE"])
+
+    def _cover(self, k: int, inst: dict[int, _Group], local: set[int]) -> tuple[int, int] | None:
+        """(length, routes_v4_24 entry) of the longest prefix of length <= 24 in ``inst`` or
+        ``local`` strictly holding IPv4 key ``k``; None if none."""
+        v4 = self._v4
+        for s in supernet_keys(k):
+            plen = s >> 56
+            if plen > 24:
+                continue
+            g = inst.get(s)
+            if g is not None:
+                return plen, v4.entry_of_slot(g.slot)
+            if s in local:
+                return plen, v4.local
+        return None
+
+    def _paint_v4_short(self, sets: list[tuple[_Group, list[int]]], gone: list[int], inst: dict[int, _Group]) -> None:
+        """routes_v4_24's entries for the prefixes up to /24 an apply wrote (``sets``: group,
+        sorted IPv4 keys) and deleted (``gone``), against the new mirror ``inst``."""
+        v4 = self._v4
+        for g, keys in sets:
+            entry = v4.entry_of_slot(g.slot)
+            i, n = 0, len(keys)
+            while i < n and keys[i] >> 56 <= 24:  # one run per prefix length (the keys are sorted)
+                plen = keys[i] >> 56
+                j = bisect.bisect_left(keys, (plen + 1) << 56, i)
+                if plen == 24:
+                    v4.set_24s([k & _LOW56 for k in keys[i:j]], entry)
+                else:
+                    for k in keys[i:j]:
+                        v4.set(plen, k & _LOW56, entry)
+                i = j
+        for k in sorted((k for k in gone if k >> 56 <= 24), key=int_prefixlen, reverse=True):
+            v4.unset(k >> 56, k & _LOW56, self._cover(k, inst, self._local))
+
+    def _paint_v4_deep(self, sets: list[tuple[_Group, list[int]]], gone: list[int]) -> None:
+        """routes_v4_24's DEEPER flags for the /25../32 prefixes of an apply."""
+        v4 = self._v4
+        for _g, keys in sets:
+            for k in keys[bisect.bisect_left(keys, 25 << 56):]:
+                v4.add_deep(k, (k & _LOW56) >> ((k >> 56) - 24))
+        for k in gone:
+            if k >> 56 > 24:
+                v4.remove_deep(k, (k & _LOW56) >> ((k >> 56) - 24))
+
+    def _repaint_v4(self) -> None:
+        """Rebuild routes_v4_24 from the mirror (adopt): painted aside, then copied over the
+        live table in one pass (entries that were right are written with the same value)."""
+        scratch = self._v4_table(memoryview(bytearray(2 * ENTRIES)).cast("H"))
+        live = self._v4.t
+        keys = [k for k in itertools.chain(self._inst, self._local) if k < V6_FLAG]
+        keys.sort(key=int_prefixlen)  # shortest first, as a longer prefix paints over a shorter one
+        for k in keys:
+            plen, net = k >> 56, k & _LOW56
+            if plen > 24:
+                scratch.add_deep(k, net >> (plen - 24))
+                continue
+            g = self._inst.get(k)
+            scratch.set(plen, net, scratch.local if g is None else scratch.entry_of_slot(g.slot))
+        live[:] = scratch.t
+        scratch.t = live
+        self._v4 = scratch
 
     def heartbeat(self) -> None:
         if self.prog is not None:
@@ -545,6 +645,8 @@ class BpfSteerDataPlane:
             prog.write_routes(version, moves)
             if prog.read_lengths(version) != _mask(lens[version]):  # every entry is in already
                 prog.write_lengths(version, _mask(lens[version]))
+        self._v4 = self._v4_table(prog.v4_table())
+        self._repaint_v4()
         used = {g.slot for g in self._groups.values()}
         # Slots no route names are free at once: whatever packet read them did so before the
         # old process died, and a restart takes far longer than a TC program run.
@@ -586,6 +688,7 @@ class BpfSteerDataPlane:
                 self.prog.detach(name)
             except Exception as exc:  # interface gone: nothing attached there any more
                 log.warning("bpf.detach_failed interface=%s error=%s", name, exc)
+        self._v4 = None
         self.prog.close()
         self.prog = None
         self._inst = {}
@@ -604,6 +707,7 @@ class BpfSteerDataPlane:
     def close(self) -> None:
         """Close fds without detaching (what a crash leaves; tests and handover)."""
         if self.prog is not None:
+            self._v4 = None
             self.prog.close()
             self.prog = None
         self._synced = None

@@ -44,6 +44,11 @@ class Route(ctypes.Structure):
     _fields_ = [("group", c_uint32)]
 
 
+class V4Quad(ctypes.Structure):
+    """``struct steer_v4_quad``: four /24 entries of routes_v4_24."""
+    _fields_ = [("entry", c_uint16 * 4)]
+
+
 class PathC(ctypes.Structure):
     """``struct steer_path``."""
     _fields_ = [("ifindex", c_uint32), ("flags", c_uint32), ("gateway4", c_uint8 * 4), ("gateway6", c_uint8 * 16)]
@@ -89,6 +94,7 @@ class Abi:
     path_flags: dict  # "STEER_PATH_HAS_GW4"/"..._GW6" → bit
     length_words: int  # u64 words of struct steer_lengths (STEER_LENGTH_WORDS)
     mtu_floor_v4: int  # IPv4 packets up to this size skip bpf_check_mtu (STEER_MTU_FLOOR_V4)
+    v4_entry: dict  # enum steer_v4_entry: STEER_V4_NONE, _SLOT_BASE, _LOCAL, _DEEPER
     lengths_index: dict  # version (4/6) → index of route_lengths (enum steer_family_index)
     tc_handle: int  # PATHSTEER_TC_HANDLE_STEER (bpf/common.h)
     tc_priority: int  # PATHSTEER_TC_PRIO_STEER: after passive RTT, before the counters
@@ -106,6 +112,7 @@ class Abi:
             reasons={r: btf.constant("steer_reason", r.value) for r in Reason},  # BpfError names a missing one
             path_flags=btf.enum_values("steer_path_flags"),
             length_words=lim["STEER_LENGTH_WORDS"], mtu_floor_v4=lim["STEER_LIMIT_MTU_FLOOR_V4"],
+            v4_entry=btf.enum_values("steer_v4_entry"),
             lengths_index={4: btf.constant("steer_family_index", "STEER_LENGTHS_V4"),
                            6: btf.constant("steer_family_index", "STEER_LENGTHS_V6")},
             tc_handle=tc.handle, tc_priority=tc.priority,
@@ -148,6 +155,7 @@ class Abi:
         """Map name → (key type, value type)."""
         return {
             "routes_v4": (V4Key, Route), "routes_v6": (V6Key, Route), "route_lengths": (c_uint32, self.lengths_type),
+            "routes_v4_24": (c_uint32, V4Quad),
             "ch_rings": (c_uint32, self.ring_type), "group_members": (c_uint32, self.group_type),
             "steer_paths": (c_uint32, PathC), "path_slots": (c_uint32, c_uint32), "steer_state": (c_uint32, State),
             "path_counters": (c_uint32, Counter), "steer_stats": (c_uint32, Counter),
@@ -160,7 +168,7 @@ def check_layouts(btf: Btf) -> Abi:
     for name, ctype in (("steer_v4_key", V4Key), ("steer_v6_key", V6Key), ("steer_route", Route),
                         ("steer_path", PathC), ("steer_state", State), ("pathsteer_counter", Counter),
                         ("ch_ring", abi.ring_type), ("steer_group", abi.group_type),
-                        ("steer_lengths", abi.lengths_type)):
+                        ("steer_lengths", abi.lengths_type), ("steer_v4_quad", V4Quad)):
         check_type(btf, btf.find(name, KIND_STRUCT), ctype, f"struct {name}")
     return abi
 
@@ -280,6 +288,17 @@ def keys_blob(keys: list[int], version: int) -> bytes:
     if keys and min(keys) >> 56 == max(keys) >> 56:  # one prefix length (1M /24s): one shift
         head = keys[0] & ~_LOW56
         shift = 32 - (head >> 56)
+        if shift % 8 == 0 and sys.byteorder == "little":
+            # a whole number of bytes (/24, /16, /8): the integer keys as big-endian u64s are
+            # ``prefixlen, 0, 0, 0, 0, network number bytes``; moving the network number's
+            # bytes up by shift/8 gives the key — slices at C speed, no Python per key
+            a = array("Q", keys)
+            a.byteswap()
+            raw, out, n = a.tobytes(), bytearray(8 * len(keys)), shift // 8
+            out[0::8] = raw[0::8]
+            for i in range(4 - n):
+                out[4 + i::8] = raw[4 + n + i::8]
+            return bytes(out)
         a = array("Q", [head | ((k ^ head) << shift) for k in keys])
     else:
         a = array("Q", [(k & ~_LOW56) | ((k & _LOW56) << (32 - (k >> 56))) for k in keys])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import struct
 import time
@@ -57,6 +58,7 @@ class SteerProgram:
         self._obj = obj
         self.id = program.id
         self._retired: dict[int, float] = {}  # steer_paths slot → when packets stopped being sent to it
+        self._mapped: list[tuple[mmap.mmap, memoryview]] = []
 
     # --- getting one ----------------------------------------------------------------------
 
@@ -122,6 +124,10 @@ class SteerProgram:
 
     def close(self) -> None:
         """Close our fds; an attached program keeps its maps alive (the kernel holds them)."""
+        for mm, view in self._mapped:
+            view.release()  # raises while a caller still holds a slice of it
+            mm.close()
+        self._mapped = []
         for m in self.maps.values():
             m.close()
         self.maps = {}
@@ -338,6 +344,18 @@ class SteerProgram:
                 return out
             tokens.reverse()
             first = False
+
+    # --- the IPv4 /24 table ---------------------------------------------------------------
+
+    def v4_table(self) -> memoryview:
+        """routes_v4_24 mapped into this process (BPF_F_MMAPABLE), as its 2^24 u16 entries
+        (valid until `close`). Writes through it are what packets read next."""
+        m = self.maps["routes_v4_24"]
+        mm = mmap.mmap(m.fd, m.max_entries * ctypes.sizeof(m.value_type), mmap.MAP_SHARED,
+                       mmap.PROT_READ | mmap.PROT_WRITE)
+        view = memoryview(mm).cast("H")
+        self._mapped.append((mm, view))
+        return view
 
     # --- prefix lengths -------------------------------------------------------------------
 
