@@ -113,7 +113,7 @@ enum steer_v4_entry {
 /* steer_route.group values that name no table. */
 enum steer_group_special {
 	/* A local address (or local-table route) inside a steered prefix: the kernel delivers
-	 * it.  User space writes these from the router's local routing table, so the trie's
+	 * it.  User space writes these from the router's local routing table, so the lookup's
 	 * longest match keeps packets to the router itself off the paths at no extra cost. */
 	STEER_GROUP_LOCAL = 0xFFFF,
 	/* Never stored: what the lookup (route_group_v4/v6) returns for "in no steered prefix". */

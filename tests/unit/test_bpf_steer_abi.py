@@ -67,3 +67,32 @@ def test_flow_hash_is_murmur3_of_the_words():
     a = abi.flow_hash(abi.flow_words("10.0.0.1", "10.0.0.2", 6, 1, 2), 0x5EED5EED)
     b = abi.flow_hash(abi.flow_words("10.0.0.1", "10.0.0.2", 6, 1, 3), 0x5EED5EED)
     assert a != b and 0 <= a < 2**32
+
+
+def test_lookup_constants_from_btf(obj):
+    a = abi.Abi.from_btf(obj.btf)
+    e = a.v4_entry
+    # a /24 entry holds "none", slot + base for every slot, or local, in 15 bits; DEEPER above
+    assert e["STEER_V4_NONE"] == 0 and e["STEER_V4_DEEPER"] == 0x8000
+    assert e["STEER_V4_SLOT_BASE"] + a.max_groups - 1 < e["STEER_V4_LOCAL"] < e["STEER_V4_DEEPER"]
+    assert a.length_words * 64 > 128
+    assert a.lengths_index == {4: 0, 6: 1}
+    assert obj.max_entries("routes_v4_24") * 4 == 1 << 24
+    assert obj.btf.constant("steer_group_special", "STEER_GROUP_NONE") not in (a.group_local, *range(a.max_groups))
+
+
+@pytest.mark.parametrize("mask", [0, 1, 1 << 24 | 1 << 32, (1 << 129) - 1, 1 << 64 | 1 << 128])
+def test_lengths_value_round_trip(obj, mask):
+    a = abi.Abi.from_btf(obj.btf)
+    assert a.lengths_mask(a.lengths_value(mask)) == mask
+
+
+@pytest.mark.parametrize("plen", [0, 7, 8, 16, 20, 24, 31, 32])
+def test_keys_blob_is_the_packed_keys(plen):
+    import random
+    rnd = random.Random(plen)
+    nets = sorted({ipaddress.ip_network((rnd.getrandbits(32), plen), strict=False) for _ in range(200)})
+    keys = [abi.key_int(n) for n in nets]
+    assert abi.keys_blob(keys, 4) == b"".join(abi.key_bytes(n) for n in nets)
+    mixed = sorted(keys + [abi.key_int(ipaddress.ip_network("10.0.0.0/9"))])
+    assert abi.keys_blob(mixed, 4) == b"".join(abi.int_key_bytes(k) for k in mixed)

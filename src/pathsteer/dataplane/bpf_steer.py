@@ -5,24 +5,29 @@ its maps equal to the decision's `Desired`.
 
     Desired ──apply──► groups: one Maglev table per distinct ((path id, weight), ...) set
                  │         (maglev.build → ch_rings[slot] + group_members[slot])
-                 └──────► routes_v4/v6: prefix → slot   (bpf_map_update_batch, diff only)
+                 ├──────► routes_v4/v6: prefix → slot   (hashes; bpf_map_update_batch, diff only)
+                 │        route_lengths: the prefix lengths present, per family
+                 └──────► routes_v4_24: each /24's longest match up to /24 (mmapped, painted:
+                          bpf_steer_v4table), flagged where a longer prefix lies inside
     heartbeat ─────────► steer_state.heartbeat_ns       (stale_after_ns later: fail open)
-    adopt ◄── interface ─► prog id ─► map ids ─► tries + groups ─► Desired (no pins)
+    adopt ◄── interface ─► prog id ─► map ids ─► route hashes + groups ─► Desired (no pins)
 
 Atomic updates (no packet sees half a decision): a table is written only into a slot no route
-points to; the one step that changes what packets do is the trie update of a prefix's
-``steer_route`` value, which the kernel performs by swapping the trie node under RCU. A slot
-that no route uses any more is freed only after `GRACE_S` (a TC program holds RCU for
-microseconds), so a packet that read the old slot number still finds the old table.
+points to; what changes what packets do is the hash update of a prefix's ``steer_route``
+value (the element swapped under RCU) or, for IPv4 up to /24, the single-entry writes of its
+/24 entries. A prefix length is named in route_lengths only after its first entry is in the
+hash and retired before its last one is deleted; a /24's DEEPER flag likewise. A slot that no
+route uses any more is freed only after `GRACE_S` (a TC program holds RCU for microseconds),
+so a packet that read the old slot number still finds the old table.
 
 A crash (no `stop`) leaves the program attached and the maps alive (the TC filter holds the
 program, the program its maps): flows keep their paths until ``stale_after``, then the kernel
 routes them. A restart calls `adopt` within that time and picks everything up by the kernel's
 ids, also from a new ``ip netns exec`` where earlier pins are invisible.
 
-At 1M prefixes (issue 11): the mirror of the tries is keyed by integers (`key_int`), the diff
-is one small loop per prefix and the trie writes go in sorted, packed batches from a thread
-while the mirror is built; handed the `Desired` it applied last (the daemon's reconcile every
+At 1M prefixes (issue 11): the mirror of the route maps is keyed by integers (`key_int`), the
+diff is one small loop per prefix and the hash writes go in sorted, packed batches from a
+thread while the mirror is built and the /24 table painted; handed the `Desired` it applied last (the daemon's reconcile every
 second), apply skips the diff. The local routing table (entries marked STEER_GROUP_LOCAL) is
 read by rtnetlink, again only after a notification says it changed (`LocalTableWatch`).
 """
@@ -55,7 +60,7 @@ from pathsteer.errors import BpfError, UsageError
 log = logging.getLogger("pathsteer.dataplane.bpf")
 
 GRACE_S = 1.0  # a freed group slot is reused only this long after the last route left it
-FULL_CHECK_LIMIT = 100_000  # reconcile compares whole tries up to this many routes ...
+FULL_CHECK_LIMIT = 100_000  # reconcile compares whole route maps up to this many routes ...
 WINDOW = 20_000  # ... and beyond that this many prefixes per call, round robin
 
 TRIM_ABOVE = 100_000  # after an apply writing this many entries, free heap goes back to the kernel
@@ -72,7 +77,7 @@ class _Group:
     image: bytes | None = field(default=None, repr=False)  # members + table as stored (reconcile compares)
 
 
-_UNSTEERED = _Group(())  # a prefix with no usable path: not in the tries (the kernel routes it)
+_UNSTEERED = _Group(())  # a prefix with no usable path: not in the route maps (the kernel routes it)
 
 
 class BpfSteerDataPlane:
@@ -83,7 +88,7 @@ class BpfSteerDataPlane:
     ``stale_after_s``: how long the program keeps steering without a heartbeat; ``object_path``:
     a build of steer.bpf.c other than the shipped object (the bench's LPM and per-step builds).
 
-    The mirror of the tries (``_inst``) is keyed by integer keys (`bpf_steer_abi.key_int`),
+    The mirror of the route maps (``_inst``) is keyed by integer keys (`bpf_steer_abi.key_int`),
     its values the `_Group` objects themselves; ``installed`` shows it as prefixes."""
 
     def __init__(self, paths: list[PathLink], ingress: list[str], stale_after_s: float = 10.0, *,
@@ -101,7 +106,7 @@ class BpfSteerDataPlane:
         self.stale_after_ns = int(stale_after_s * 1e9)
         self.object_path = object_path  # another build of steer.bpf.c (the bench's); None: the shipped one
         self.prog: SteerProgram | None = None
-        self._inst: dict[int, _Group] = {}  # what the tries hold, as we wrote it (integer keys)
+        self._inst: dict[int, _Group] = {}  # what the route maps hold, as we wrote it (integer keys)
         self._groups: dict[GroupKey, _Group] = {}
         self._free: list[int] = []
         self._cooling: collections.deque[tuple[float, int]] = collections.deque()
@@ -109,7 +114,7 @@ class BpfSteerDataPlane:
         self._local: set[int] = set()  # local-table entries inside steered prefixes (STEER_GROUP_LOCAL)
         self._local_seen: frozenset[int] | None = None  # the local table at the last _sync_local
         self._local_watch: LocalTableWatch | None | bool = None  # tells when to read the local table again
-        self._synced: tuple[Desired, int] | None = None  # the Desired the tries hold (and its size)
+        self._synced: tuple[Desired, int] | None = None  # the Desired the route maps hold (and its size)
         self._lens = _no_lengths()  # entries per prefix length in routes_v4/v6 (ours and local ones)
         self._v4: V4Table | None = None  # routes_v4_24, painted from the mirror
 
@@ -117,7 +122,7 @@ class BpfSteerDataPlane:
 
     @property
     def installed(self) -> dict[Prefix, GroupKey]:
-        """What the tries hold, as prefixes (made on each call: for tests and inspection)."""
+        """What the route maps hold, as prefixes (made on each call: for tests and inspection)."""
         return {int_prefix(k): g.key for k, g in self._inst.items()}
 
     @property
@@ -241,7 +246,7 @@ class BpfSteerDataPlane:
         Written for 1M prefixes: per prefix an integer key, one memo lookup (the group of its
         next-hop tuple, per family) and one dict lookup in the mirror with an identity compare;
         the changed keys are collected per group, sorted as ints (address order, which the
-        trie takes fastest) and written as one packed batch per group and family; the mirror
+        LPM build takes fastest) and written as one packed batch per group and family; the mirror
         and reference counts move in bulk. The same `Desired` object again (the daemon's
         reconcile hands over the last one it applied) skips the diff."""
         self._ensure_loaded()
@@ -315,13 +320,13 @@ class BpfSteerDataPlane:
             for g in moves:
                 if g is not _UNSTEERED and g.slot is None:
                     self._write_table(g)
-        # 2. the flips (one trie update per prefix, atomic each), then the removals: in a
-        # thread, as the kernel's trie inserts run without the GIL while the mirror is built
+        # 2. the flips (one hash update per prefix, atomic each), then the removals: in a
+        # thread, as the kernel's inserts run without the GIL while the mirror is built
         batches = []
         for version, moves in ((4, moves4), (6, moves6)):
             for g, keys in moves.items():
                 if g is not _UNSTEERED:
-                    keys.sort()  # address order (within a prefix length): the trie's fast order
+                    keys.sort()  # by length, then address: runs per length for the /24 table
                     batches.append((version, g, keys))
         gone = removed + moves4.get(_UNSTEERED, []) + moves6.get(_UNSTEERED, [])
         # the prefix lengths to announce once the writes are in, and those still present after
@@ -390,7 +395,7 @@ class BpfSteerDataPlane:
 
     def _sync_local(self, routes_changed: bool = True) -> None:
         """Mirror the local routing table's entries that lie inside steered prefixes into the
-        tries as STEER_GROUP_LOCAL (packets to the router itself stay with the kernel).
+        route maps as STEER_GROUP_LOCAL (packets to the router itself stay with the kernel).
         Nothing to do while neither the local table nor our routes changed: the table is read
         again only when a route notification of table local came (or none could be trusted)."""
         if self._local_watch is None:
@@ -524,7 +529,7 @@ class BpfSteerDataPlane:
             self.prog.heartbeat(self.stale_after_ns)
 
     def reconcile(self, desired: Desired) -> list[str]:
-        """Re-attach where someone detached us, repair paths, tables and trie entries changed
+        """Re-attach where someone detached us, repair paths, tables and route entries changed
         behind our back, then apply ``desired``. Returns what was repaired."""
         if self.prog is None:
             self.apply(desired)
@@ -740,7 +745,7 @@ def _trim_heap() -> None:
 
 
 class _KernelWrites(threading.Thread):
-    """The trie writes of one apply, in order: ``batches`` of (version, group, sorted integer
+    """The route hash writes of one apply, in order: ``batches`` of (version, group, sorted integer
     keys), then the deletion of ``gone``. A thread because bpf_map_update_batch runs without
     the GIL (ctypes releases it): the caller builds its mirror meanwhile and joins."""
 

@@ -9,7 +9,6 @@ limit (``struct ch_ring``, ``struct steer_group``) are built from the compiled l
 
 from __future__ import annotations
 
-import bisect
 import ctypes
 import ipaddress
 import struct
@@ -229,21 +228,6 @@ def int_address(k: int) -> int:
         return (k & _LOW56) << (32 - (k >> 56))
     plen = (k >> 152) & 0xFF
     return (k & _LOW152) << (128 - plen)
-
-
-def lengths_of_sorted(keys: list[int]) -> set[int]:
-    """The prefix lengths among sorted integer keys of one family (one bisect per length: the
-    length sits above the network number, so each length is one run of the sorted list)."""
-    out: set[int] = set()
-    i, n = 0, len(keys)
-    while i < n:
-        k = keys[i]
-        plen = int_prefixlen(k)
-        out.add(plen)
-        # the first key of the next length: (plen + 1) in the length field, network number 0
-        nxt = (k & V6_FLAG) | ((plen + 1) << (56 if k < V6_FLAG else 152))
-        i = bisect.bisect_left(keys, nxt, i + 1)
-    return out
 
 
 def int_key_bytes(k: int) -> bytes:
