@@ -11,7 +11,8 @@
  *         one inlined array read (DIR-24-8's first level); where the entry is flagged
  *         STEER_V4_DEEPER, the lengths 25..32 present are probed in routes_v4 first.
  *   IPv6: routes_v6, a hash keyed by (length, masked address), probed once per length that
- *         route_lengths names, longest first: the cost grows with the distinct lengths.
+ *         route_lengths names, longest first, while there are at most STEER_V6_HASH_LENGTHS
+ *         of them; else routes_v6_lpm, an LPM trie of the same prefixes.
  * (The first version's LPM tries cost 130 ns more per packet at 1M prefixes: bench steer.)
  *
  * Every step that does not apply ends in TC_ACT_UNSPEC: the packet goes on to the kernel's own
@@ -139,6 +140,15 @@ static __always_inline int fresh(void)
 	return 0;
 }
 
+/* Bits set in x (Hacker's Delight 5-2), without a branch. */
+static __always_inline __u32 popcount(__u64 x)
+{
+	x -= (x >> 1) & 0x5555555555555555ULL;
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+	return (__u32)((x * 0x0101010101010101ULL) >> 56);
+}
+
 /* Index of the highest set bit of x (x != 0), without a branch: a branch here would double the
  * verifier's paths at every probe of the loops below.  Smear the top bit down, then count. */
 static __always_inline __u32 top_bit(__u64 x)
@@ -149,11 +159,7 @@ static __always_inline __u32 top_bit(__u64 x)
 	x |= x >> 8;
 	x |= x >> 16;
 	x |= x >> 32;
-	/* popcount (Hacker's Delight 5-2) */
-	x -= (x >> 1) & 0x5555555555555555ULL;
-	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-	x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-	return (__u32)((x * 0x0101010101010101ULL) >> 56) - 1;
+	return popcount(x) - 1;
 }
 
 /* The network-order mask of the first n (0..32) bits of a word, without a branch. */
@@ -262,16 +268,17 @@ static __always_inline __u32 probe_v6(struct steer_v6_key *key, __u32 len, __u32
 	return r ? r->group : STEER_GROUP_NONE;
 }
 
-/* route_group_v4 for IPv6 (the destination's four words, network order).  Length 128 is
- * probed first, then lengths 127..0 in one loop over the two lower words — the word is chosen
- * by arithmetic, not a branch: nested loops with early exits multiplied the verifier's paths
- * past its limit. */
+/* The longest match of an IPv6 destination (its four words, network order): with at most
+ * STEER_V6_HASH_LENGTHS lengths present, the per-length hash — length 128 probed first, then
+ * the others longest first in one loop over the two lower words, the word chosen by
+ * arithmetic, not a branch (nested loops with early exits multiplied the verifier's paths
+ * past its limit); with more, the trie. */
 __noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
 {
 	struct steer_v6_key key = {};
 	struct steer_lengths *ls;
 	struct steer_route *r;
-	__u64 hi, lo;
+	__u64 hi, lo, top;
 	__u32 group;
 
 	if (STEER_ROUTES_LPM) {
@@ -290,12 +297,25 @@ __noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
 		return STEER_GROUP_NONE;
 	lo = *(volatile __u64 *)&ls->bits[0];
 	hi = *(volatile __u64 *)&ls->bits[1];
-	if (*(volatile __u64 *)&ls->bits[2] & 1) {
+	top = *(volatile __u64 *)&ls->bits[2] & 1;
+	if (popcount(lo) + popcount(hi) + top > STEER_V6_HASH_LENGTHS) {
+		/* many lengths: the trie (complete entry by entry, like the hash) */
+		__u32 *a = (__u32 *)key.addr;
+
+		key.prefixlen = 128;
+		a[0] = d0;
+		a[1] = d1;
+		a[2] = d2;
+		a[3] = d3;
+		r = bpf_map_lookup_elem(&routes_v6_lpm, &key);
+		return r ? r->group : STEER_GROUP_NONE;
+	}
+	if (top) {
 		group = probe_v6(&key, 128, d0, d1, d2, d3);
 		if (group != STEER_GROUP_NONE)
 			return group;
 	}
-	for (int i = 0; i < 128 && (hi | lo); i++) {
+	for (int i = 0; i < STEER_V6_HASH_LENGTHS && (hi | lo); i++) {
 		__u64 in_hi = (hi | (0 - hi)) >> 63; /* 1 while hi has bits left, else 0 */
 		__u64 sel = (hi & (0 - in_hi)) | (lo & (in_hi - 1));
 		__u32 bit = top_bit(sel), len = bit + 64 * (__u32)in_hi;

@@ -41,6 +41,17 @@ struct {
 	__type(value, struct steer_route);
 } routes_v6 SEC(".maps");
 
+/* The same IPv6 prefixes as an LPM trie: looked up instead of routes_v6 while route_lengths
+ * names more than STEER_V6_HASH_LENGTHS lengths (a trie lookup costs less than that many hash
+ * probes).  Written with routes_v6, entry by entry; read by the program only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STEER_MAX_ROUTES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct steer_v6_key);
+	__type(value, struct steer_route);
+} routes_v6_lpm SEC(".maps");
+
 /* IPv4, DIR-24-8's first level: index /24 >> 2 (the destination's top 22 bits), entry
  * (/24 & 3) of the value: the longest match of length <= 24 for the /24 (enum
  * steer_v4_entry).  Derived by user space from routes_v4 (which stays the record: adopt

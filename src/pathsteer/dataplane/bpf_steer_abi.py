@@ -94,6 +94,7 @@ class Abi:
     length_words: int  # u64 words of struct steer_lengths (STEER_LENGTH_WORDS)
     mtu_floor_v4: int  # IPv4 packets up to this size skip bpf_check_mtu (STEER_MTU_FLOOR_V4)
     v4_entry: dict  # enum steer_v4_entry: STEER_V4_NONE, _SLOT_BASE, _LOCAL, _DEEPER
+    v6_hash_lengths: int  # IPv6 looks up routes_v6_lpm above this many lengths (STEER_V6_HASH_LENGTHS)
     lengths_index: dict  # version (4/6) → index of route_lengths (enum steer_family_index)
     tc_handle: int  # PATHSTEER_TC_HANDLE_STEER (bpf/common.h)
     tc_priority: int  # PATHSTEER_TC_PRIO_STEER: after passive RTT, before the counters
@@ -111,7 +112,7 @@ class Abi:
             reasons={r: btf.constant("steer_reason", r.value) for r in Reason},  # BpfError names a missing one
             path_flags=btf.enum_values("steer_path_flags"),
             length_words=lim["STEER_LENGTH_WORDS"], mtu_floor_v4=lim["STEER_LIMIT_MTU_FLOOR_V4"],
-            v4_entry=btf.enum_values("steer_v4_entry"),
+            v4_entry=btf.enum_values("steer_v4_entry"), v6_hash_lengths=lim["STEER_LIMIT_V6_HASH_LENGTHS"],
             lengths_index={4: btf.constant("steer_family_index", "STEER_LENGTHS_V4"),
                            6: btf.constant("steer_family_index", "STEER_LENGTHS_V6")},
             tc_handle=tc.handle, tc_priority=tc.priority,
@@ -153,7 +154,8 @@ class Abi:
     def map_types(self) -> dict[str, tuple[type, type]]:
         """Map name → (key type, value type)."""
         return {
-            "routes_v4": (V4Key, Route), "routes_v6": (V6Key, Route), "route_lengths": (c_uint32, self.lengths_type),
+            "routes_v4": (V4Key, Route), "routes_v6": (V6Key, Route), "routes_v6_lpm": (V6Key, Route),
+            "route_lengths": (c_uint32, self.lengths_type),
             "routes_v4_24": (c_uint32, V4Quad),
             "ch_rings": (c_uint32, self.ring_type), "group_members": (c_uint32, self.group_type),
             "steer_paths": (c_uint32, PathC), "path_slots": (c_uint32, c_uint32), "steer_state": (c_uint32, State),

@@ -270,7 +270,8 @@ class SteerProgram:
 
     def write_routes_packed(self, version: int, keys: bytes, values: bytes) -> int:
         """`write_routes` for bulk callers: the keys packed back to back (in the order they are
-        to go in; address order is the fast one) and the u32 slots likewise."""
+        to go in; address order is the fast one) and the u32 slots likewise. IPv6 entries go
+        into routes_v6 and routes_v6_lpm alike (the program reads one or the other)."""
         m = self._routes(version)
         ksize = ctypes.sizeof(m.key_type)
         total = len(keys) // ksize
@@ -281,33 +282,42 @@ class SteerProgram:
         kbuf = ctypes.create_string_buffer(keys, len(keys) or 1)
         vbuf = ctypes.create_string_buffer(values, len(values) or 1)
         kbase, vbase = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
-        done = 0
-        while done < total:
-            n = min(BATCH, total - done)
-            count = ctypes.c_uint32(n)
-            ret = lb.bpf_map_update_batch(m.fd, ctypes.c_void_p(kbase + done * ksize),
-                                          ctypes.c_void_p(vbase + done * 4), ctypes.byref(count), ctypes.byref(opts))
-            lb.check_int(ret, f"map routes_v{version}: update_batch ({done + count.value} of {total} stored)")
-            done += n
-        return done
+        for target in self._written(version):
+            done = 0
+            while done < total:
+                n = min(BATCH, total - done)
+                count = ctypes.c_uint32(n)
+                ret = lb.bpf_map_update_batch(target.fd, ctypes.c_void_p(kbase + done * ksize),
+                                              ctypes.c_void_p(vbase + done * 4), ctypes.byref(count),
+                                              ctypes.byref(opts))
+                lb.check_int(ret, f"map {target.name}: update_batch ({done + count.value} of {total} stored)")
+                done += n
+        return total
+
+    def _written(self, version: int) -> list[Map]:
+        """The maps a route of ``version`` is written to: routes_v4; routes_v6 and routes_v6_lpm."""
+        if version == 6 and "routes_v6_lpm" in self.maps:
+            return [self.maps["routes_v6"], self.maps["routes_v6_lpm"]]
+        return [self._routes(version)]
 
     def delete_routes(self, version: int, keys: Iterable[bytes]) -> int:
-        m = self._routes(version)
+        keys = list(keys)
         n = 0
-        for k in keys:
-            ret = lb.bpf_map_delete_elem(m.fd, k)
-            if ret == 0:
-                n += 1
-            elif ret != -errno.ENOENT:
-                lb.check_int(ret, f"map routes_v{version}: delete")
+        for i, m in enumerate(self._written(version)):
+            for k in keys:
+                ret = lb.bpf_map_delete_elem(m.fd, k)
+                if ret == 0:
+                    n += i == 0
+                elif ret != -errno.ENOENT:
+                    lb.check_int(ret, f"map {m.name}: delete")
         return n
 
     def delete_routes_packed(self, version: int, keys: bytes) -> int:
         """Delete many route keys (packed back to back) with bpf_map_delete_batch; absent ones
-        are skipped. Returns how many were deleted."""
+        are skipped. Returns how many were deleted (from routes_vN)."""
         if not keys:
             return 0
-        return self._routes(version).delete_batch(keys, missing_ok=True, batch_size=BATCH)
+        return [m.delete_batch(keys, missing_ok=True, batch_size=BATCH) for m in self._written(version)][0]
 
     def lookup_route(self, version: int, key: bytes) -> int | None:
         m = self._routes(version)
