@@ -12,7 +12,7 @@
  *         STEER_V4_DEEPER, the lengths 25..32 present are probed in routes_v4 first.
  *   IPv6: routes_v6, a hash keyed by (length, masked address), probed once per length that
  *         route_lengths names, longest first, while there are at most STEER_V6_HASH_LENGTHS
- *         of them; else routes_v6_lpm, an LPM trie of the same prefixes.
+ *         of them and the table is large; else routes_v6_lpm, an LPM trie of the same prefixes.
  * (The first version's LPM tries cost 130 ns more per packet at 1M prefixes: bench steer.)
  *
  * Every step that does not apply ends in TC_ACT_UNSPEC: the packet goes on to the kernel's own
@@ -272,7 +272,7 @@ static __always_inline __u32 probe_v6(struct steer_v6_key *key, __u32 len, __u32
  * STEER_V6_HASH_LENGTHS lengths present, the per-length hash — length 128 probed first, then
  * the others longest first in one loop over the two lower words, the word chosen by
  * arithmetic, not a branch (nested loops with early exits multiplied the verifier's paths
- * past its limit); with more, the trie. */
+ * past its limit); with more, or while user space asks for it (lookup_lpm), the trie. */
 __noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
 {
 	struct steer_v6_key key = {};
@@ -298,8 +298,8 @@ __noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
 	lo = *(volatile __u64 *)&ls->bits[0];
 	hi = *(volatile __u64 *)&ls->bits[1];
 	top = *(volatile __u64 *)&ls->bits[2] & 1;
-	if (popcount(lo) + popcount(hi) + top > STEER_V6_HASH_LENGTHS) {
-		/* many lengths: the trie (complete entry by entry, like the hash) */
+	if (*(volatile __u32 *)&ls->lookup_lpm || popcount(lo) + popcount(hi) + top > STEER_V6_HASH_LENGTHS) {
+		/* a small table or many lengths: the trie (complete entry by entry, like the hash) */
 		__u32 *a = (__u32 *)key.addr;
 
 		key.prefixlen = 128;

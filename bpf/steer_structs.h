@@ -40,6 +40,10 @@ struct steer_v4_quad {
  * lookup that probes the set lengths longest first finds the longest match. */
 struct steer_lengths {
 	__u64 bits[STEER_LENGTH_WORDS];
+	__u32 lookup_lpm; /* IPv6 only: 1 = look up routes_v6_lpm whatever the lengths (user space
+			   * sets it while the table is small: one trie lookup then costs less
+			   * than one hash probe) */
+	__u32 pad;
 };
 
 /* Value of ch_rings: one Maglev lookup table, ring position -> path id (0 = none). */

@@ -22,7 +22,7 @@ from scapy.layers.l2 import Ether
 
 from pathsteer.bpf import Btf, ifindex_of
 from pathsteer.bpf.testrun import skb_context
-from pathsteer.dataplane import maglev
+from pathsteer.dataplane import bpf_steer, maglev
 from pathsteer.dataplane.bpf_steer import BpfSteerDataPlane, local_prefixes
 from pathsteer.dataplane.bpf_steer_abi import Reason, flow_hash, flow_words
 from pathsteer.routes import Desired, NextHop, PathLink, RouteIntent
@@ -113,12 +113,22 @@ def run(plane, dst: str):
     raise AssertionError(f"{dst}: other packets kept passing the program ({reasons})")
 
 
+@pytest.fixture(params=["v6-hash", "v6-trie"])
+def v6_lookup(request, monkeypatch):
+    """IPv6 through the per-length hash (as from V6_HASH_MIN_ROUTES prefixes on; the trie still
+    past STEER_V6_HASH_LENGTHS lengths) or through the trie (a small table's default)."""
+    if request.param == "v6-hash":
+        monkeypatch.setattr(bpf_steer, "V6_HASH_MIN_ROUTES", 0)
+    return request.param
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(table=tables, dsts=st.lists(st.sampled_from(V4_POOL + V6_POOL + ["10.9.0.3", "2001:db8:1::99"]),
                                    min_size=1, max_size=6))
-def test_verdicts_are_longest_prefix_match(plane, table, dsts):
+def test_verdicts_are_longest_prefix_match(v6_lookup, plane, table, dsts):
     plane.apply(desired(table))
+    assert plane.prog.v6_lookup_lpm() is (v6_lookup == "v6-trie")
     for dst in dsts:
         want, hops = model(table, plane.test_local, dst)
         retval, reason, moved, words = run(plane, dst)

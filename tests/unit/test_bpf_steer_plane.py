@@ -87,6 +87,9 @@ class FakeProgram:
     def read_lengths(self, version):
         return self.lengths[version]
 
+    def set_v6_lookup_lpm(self, on):
+        self.lpm6 = on
+
     def v4_table(self):
         return memoryview(bytearray(2 << 24)).cast("H")
 

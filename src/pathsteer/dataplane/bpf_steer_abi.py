@@ -136,12 +136,13 @@ class Abi:
     @cached_property
     def lengths_type(self) -> type:
         """``struct steer_lengths`` (bit L of ``bits[L // 64]``: length L present)."""
-        return type("SteerLengths", (ctypes.Structure,), {"_fields_": [("bits", c_uint64 * self.length_words)],
-                                                          "__doc__": "``struct steer_lengths``."})
+        return type("SteerLengths", (ctypes.Structure,), {
+            "_fields_": [("bits", c_uint64 * self.length_words), ("lookup_lpm", c_uint32), ("pad", c_uint32)],
+            "__doc__": "``struct steer_lengths``."})
 
-    def lengths_value(self, mask: int):
+    def lengths_value(self, mask: int, lookup_lpm: bool = False):
         """A `lengths_type` value holding the integer bit set ``mask`` (bit L: length L)."""
-        v = self.lengths_type()
+        v = self.lengths_type(lookup_lpm=int(lookup_lpm))
         for i in range(self.length_words):
             v.bits[i] = (mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF
         return v

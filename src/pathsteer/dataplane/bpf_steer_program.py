@@ -377,11 +377,22 @@ class SteerProgram:
     def write_lengths(self, version: int, mask: int) -> None:
         """Announce the prefix lengths of one family (one array update). Callers write a length's
         first entry before its bit and clear the bit before deleting its last entry: the
-        program probes only the lengths named here."""
+        program probes only the lengths named here. IPv6's lookup_lpm is kept."""
         limit = 32 if version == 4 else 128
         if mask >> (limit + 1):
             raise BpfError(f"route_lengths v{version}: lengths beyond /{limit} in {mask:#x}")
-        self.maps["route_lengths"].update(self.abi.lengths_index[version], self.abi.lengths_value(mask))
+        self.maps["route_lengths"].update(self.abi.lengths_index[version],
+                                          self.abi.lengths_value(mask, version == 6 and self.v6_lookup_lpm()))
+
+    def v6_lookup_lpm(self) -> bool:
+        """Whether IPv6 lookups use routes_v6_lpm whatever the lengths (route_lengths.lookup_lpm)."""
+        v = self.maps["route_lengths"].lookup(self.abi.lengths_index[6])
+        return bool(v is not None and v.lookup_lpm)
+
+    def set_v6_lookup_lpm(self, on: bool) -> None:
+        """Switch IPv6 lookups between the per-length hash and the trie (both always hold every
+        prefix, so either may be read at any time)."""
+        self.maps["route_lengths"].update(self.abi.lengths_index[6], self.abi.lengths_value(self.read_lengths(6), on))
 
     # --- counters -------------------------------------------------------------------------
 
