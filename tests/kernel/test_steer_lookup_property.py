@@ -192,3 +192,27 @@ def test_lengths_are_announced_after_entries_and_retired_before_them(plane):
             want, _ = model(table, plane.test_local, dst)
             assert run(plane, dst)[1] is want, (dst, table)
     assert len(checks) > 10
+
+
+def test_adopt_repaints_the_same_table(plane):
+    """A restarted daemon (a new plane, by kernel ids) reads the route hashes back, repaints the
+    /24 table to the same bytes, and every verdict stays the longest match."""
+    table = {ipaddress.ip_network(x): HOPS[i % 3] for i, x in enumerate(
+        ["0.0.0.0/0", "10.0.0.0/8", "10.9.0.0/16", "10.9.0.0/24", "10.9.0.128/25", "10.9.0.129/32", "192.0.2.0/24",
+         "2001:db8::/32", "2001:db8:1::/48", "2001:db8:1:8000::/49"])}
+    plane.apply(desired(table))
+    before = bytes(plane._v4.t.cast("B"))
+    plane.close()  # what a crash leaves: attached, our fds gone
+    again = BpfSteerDataPlane(list(plane.paths.values()), plane.ingress, stale_after_s=60)
+    try:
+        assert again.adopt() == desired(table)
+        assert bytes(again._v4.t.cast("B")) == before
+        again.test_ctx, again.test_mac = plane.test_ctx, plane.test_mac
+        for dst in V4_POOL + V6_POOL + ["10.9.0.3", "11.0.0.1"]:
+            want, hops = model(table, plane.test_local, dst)
+            retval, reason, moved, words = run(again, dst)
+            assert reason is want, dst
+            if want is Reason.STEERED:
+                assert moved == [expected_path(again, hops, words)], dst
+    finally:
+        again.stop()
