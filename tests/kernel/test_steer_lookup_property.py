@@ -216,3 +216,24 @@ def test_adopt_repaints_the_same_table(plane):
                 assert moved == [expected_path(again, hops, words)], dst
     finally:
         again.stop()
+
+
+def test_reconcile_repaints_a_scribbled_table(plane, monkeypatch):
+    """Entries of routes_v4_24 changed behind the plane's back (through the map) are put back by
+    the next reconcile that checks the table (every TABLE_CHECK_S; here every one); a second
+    reconcile finds nothing."""
+    monkeypatch.setattr(bpf_steer, "TABLE_CHECK_S", 0.0)
+    table = {ipaddress.ip_network("10.9.0.0/16"): HOPS[0], ipaddress.ip_network("10.9.0.128/25"): HOPS[1]}
+    d = desired(table)
+    plane.apply(d)
+    assert plane.reconcile(d) == []
+    before = bytes(plane._v4.t.cast("B"))
+    scribble = plane.prog.v4_table()  # a second mapping of the same map
+    index = int(ipaddress.ip_address("10.9.0.1")) >> 8
+    scribble[index] = 0  # no route, and the longer prefix's flag gone
+    scribble[index + 1] = 0x7FFF
+    assert "IPv4 /24 table repainted" in plane.reconcile(d)
+    assert bytes(plane._v4.t.cast("B")) == before
+    assert plane.reconcile(d) == []
+    for dst in ("10.9.0.1", "10.9.0.129", "10.9.1.1"):
+        assert run(plane, dst)[1] is Reason.STEERED

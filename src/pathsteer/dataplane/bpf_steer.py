@@ -67,6 +67,7 @@ TRIM_ABOVE = 100_000  # after an apply writing this many entries, free heap goes
 # IPv6 lookups use the per-length hash only from this many prefixes on, the trie below (bench
 # steer: one IPv6 hash probe about 55 ns; a trie lookup about 20 ns at 1k prefixes, 100 ns at 100k)
 V6_HASH_MIN_ROUTES = 10_000
+TABLE_CHECK_S = 60.0  # reconcile compares the /24 table with a fresh painting this often
 _LOW56 = (1 << 56) - 1  # an IPv4 integer key's network number
 GroupKey = tuple[tuple[int, int], ...]  # ((path id, weight), ...) sorted by path id
 
@@ -121,6 +122,7 @@ class BpfSteerDataPlane:
         self._lens = _no_lengths()  # entries per prefix length in routes_v4/v6 (ours and local ones)
         self._v4: V4Table | None = None  # routes_v4_24, painted from the mirror
         self._v6_lpm: bool | None = None  # route_lengths.lookup_lpm as we last wrote it
+        self._v4_checked = time.monotonic()  # when reconcile last compared routes_v4_24 with the mirror
 
     # --- views --------------------------------------------------------------------------------
 
@@ -511,11 +513,9 @@ class BpfSteerDataPlane:
             if k >> 56 > 24:
                 v4.remove_deep(k, (k & _LOW56) >> ((k >> 56) - 24))
 
-    def _repaint_v4(self) -> None:
-        """Rebuild routes_v4_24 from the mirror (adopt): painted aside, then copied over the
-        live table in one pass (entries that were right are written with the same value)."""
+    def _painted_v4(self) -> V4Table:
+        """routes_v4_24 as the mirror makes it, painted into a private buffer."""
         scratch = self._v4_table(memoryview(bytearray(2 * ENTRIES)).cast("H"))
-        live = self._v4.t
         keys = [k for k in itertools.chain(self._inst, self._local) if k < V6_FLAG]
         keys.sort(key=int_prefixlen)  # shortest first, as a longer prefix paints over a shorter one
         for k in keys:
@@ -525,9 +525,19 @@ class BpfSteerDataPlane:
                 continue
             g = self._inst.get(k)
             scratch.set(plen, net, scratch.local if g is None else scratch.entry_of_slot(g.slot))
-        live[:] = scratch.t
+        return scratch
+
+    def _repaint_v4(self) -> bool:
+        """Bring routes_v4_24 back to the mirror (adopt, a failed apply, reconcile): painted
+        aside, then copied over the live table where it differs (every entry is written whole).
+        Returns whether anything differed."""
+        scratch, live = self._painted_v4(), self._v4.t
+        differed = live.cast("B") != scratch.t.cast("B")
+        if differed:
+            live[:] = scratch.t
         scratch.t = live
         self._v4 = scratch
+        return differed
 
     def _choose_v6_lookup(self) -> None:
         """IPv6 through the trie while the table is small (route_lengths.lookup_lpm)."""
@@ -573,6 +583,13 @@ class BpfSteerDataPlane:
             if self.prog.read_lengths(version) != want:
                 self.prog.write_lengths(version, want)
                 out.append(f"route lengths v{version} rewritten")
+        # the /24 table against a fresh painting (0.1-0.2 s up to FULL_CHECK_LIMIT routes: not
+        # every second; beyond that only applies write it)
+        now = time.monotonic()
+        if len(self._inst) + len(self._local) <= FULL_CHECK_LIMIT and now - self._v4_checked >= TABLE_CHECK_S:
+            self._v4_checked = now
+            if self._repaint_v4():
+                out.append("IPv4 /24 table repainted")
         return out
 
     def _repair_entries(self) -> list[str]:
