@@ -39,6 +39,7 @@ import collections
 import ctypes
 import itertools
 import logging
+import math
 import socket
 import struct
 import threading
@@ -68,6 +69,9 @@ TRIM_ABOVE = 100_000  # after an apply writing this many entries, free heap goes
 # steer: one IPv6 hash probe about 55 ns; a trie lookup about 20 ns at 1k prefixes, 100 ns at 100k)
 V6_HASH_MIN_ROUTES = 10_000
 TABLE_CHECK_S = 60.0  # reconcile compares the /24 table with a fresh painting this often
+# ... and the route hashes entry by entry this often: reading a hash walks all its buckets
+# (2M per family, whatever it holds), ~1 % of a core when done every second on an idle daemon
+ENTRIES_CHECK_S = 10.0
 _LOW56 = (1 << 56) - 1  # an IPv4 integer key's network number
 GroupKey = tuple[tuple[int, int], ...]  # ((path id, weight), ...) sorted by path id
 
@@ -123,6 +127,7 @@ class BpfSteerDataPlane:
         self._v4: V4Table | None = None  # routes_v4_24, painted from the mirror
         self._v6_lpm: bool | None = None  # route_lengths.lookup_lpm as we last wrote it
         self._v4_checked = time.monotonic()  # when reconcile last compared routes_v4_24 with the mirror
+        self._entries_checked = -math.inf  # when reconcile last compared the route hashes with what we wrote
 
     # --- views --------------------------------------------------------------------------------
 
@@ -577,7 +582,11 @@ class BpfSteerDataPlane:
         return repaired
 
     def _repair_routes(self) -> list[str]:
-        out = self._repair_entries()
+        now = time.monotonic()
+        out = []
+        if now - self._entries_checked >= ENTRIES_CHECK_S:
+            self._entries_checked = now
+            out = self._repair_entries()
         for version in (4, 6):  # after the entries are back, before anything else is deleted
             want = _mask(self._lens[version])
             if self.prog.read_lengths(version) != want:
@@ -585,7 +594,6 @@ class BpfSteerDataPlane:
                 out.append(f"route lengths v{version} rewritten")
         # the /24 table against a fresh painting (0.1-0.2 s up to FULL_CHECK_LIMIT routes: not
         # every second; beyond that only applies write it)
-        now = time.monotonic()
         if len(self._inst) + len(self._local) <= FULL_CHECK_LIMIT and now - self._v4_checked >= TABLE_CHECK_S:
             self._v4_checked = now
             if self._repaint_v4():
