@@ -268,6 +268,22 @@ static __always_inline __u32 probe_v6(struct steer_v6_key *key, __u32 len, __u32
 	return r ? r->group : STEER_GROUP_NONE;
 }
 
+/* The trie's longest match of an IPv6 destination (``map``: routes_v6 in the LPM build,
+ * routes_v6_lpm in the shipped one). */
+static __always_inline __u32 lpm_v6(void *map, __u32 d0, __u32 d1, __u32 d2, __u32 d3)
+{
+	struct steer_v6_key key = { .prefixlen = 128 };
+	__u32 *a = (__u32 *)key.addr;
+	struct steer_route *r;
+
+	a[0] = d0;
+	a[1] = d1;
+	a[2] = d2;
+	a[3] = d3;
+	r = bpf_map_lookup_elem(map, &key);
+	return r ? r->group : STEER_GROUP_NONE;
+}
+
 /* The longest match of an IPv6 destination (its four words, network order): with at most
  * STEER_V6_HASH_LENGTHS lengths present, the per-length hash — length 128 probed first, then
  * the others longest first in one loop over the two lower words, the word chosen by
@@ -277,21 +293,11 @@ __noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
 {
 	struct steer_v6_key key = {};
 	struct steer_lengths *ls;
-	struct steer_route *r;
 	__u64 hi, lo, top;
 	__u32 group;
 
-	if (STEER_ROUTES_LPM) {
-		__u32 *a = (__u32 *)key.addr;
-
-		key.prefixlen = 128;
-		a[0] = d0;
-		a[1] = d1;
-		a[2] = d2;
-		a[3] = d3;
-		r = bpf_map_lookup_elem(&routes_v6, &key);
-		return r ? r->group : STEER_GROUP_NONE;
-	}
+	if (STEER_ROUTES_LPM)
+		return lpm_v6(&routes_v6, d0, d1, d2, d3);
 	ls = lengths_of(STEER_LENGTHS_V6);
 	if (!ls)
 		return STEER_GROUP_NONE;
@@ -300,15 +306,7 @@ __noinline __u32 route_group_v6(__u32 d0, __u32 d1, __u32 d2, __u32 d3)
 	top = *(volatile __u64 *)&ls->bits[2] & 1;
 	if (*(volatile __u32 *)&ls->lookup_lpm || popcount(lo) + popcount(hi) + top > STEER_V6_HASH_LENGTHS) {
 		/* a small table or many lengths: the trie (complete entry by entry, like the hash) */
-		__u32 *a = (__u32 *)key.addr;
-
-		key.prefixlen = 128;
-		a[0] = d0;
-		a[1] = d1;
-		a[2] = d2;
-		a[3] = d3;
-		r = bpf_map_lookup_elem(&routes_v6_lpm, &key);
-		return r ? r->group : STEER_GROUP_NONE;
+		return lpm_v6(&routes_v6_lpm, d0, d1, d2, d3);
 	}
 	if (top) {
 		group = probe_v6(&key, 128, d0, d1, d2, d3);

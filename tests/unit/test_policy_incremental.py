@@ -20,19 +20,12 @@ from pathsteer.policy.state import RouteTable
 from pathsteer.telemetry.snapshot import PathState
 
 from test_policy_fixtures import Load, path, snap
+from test_policy_properties import path_figures
 
 PATHS = ("p1", "p2", "p3")
 CAPS = {"p1": 100_000_000, "p2": 50_000_000, "p3": 50_000_000}
 PREFIXES = tuple(ipaddress.ip_network(f"198.51.{i}.0/24") for i in range(12))
 
-path_figures = st.tuples(
-    st.sampled_from([PathState.UP, PathState.UP, PathState.UP, PathState.DEGRADED, PathState.DOWN,
-                     PathState.UNKNOWN]),
-    st.floats(1.0, 200.0),  # rtt ms
-    st.sampled_from([0.0, 0.0, 1.0, 4.0, 10.0, 100.0]),  # loss %
-    st.floats(0.0, 30.0),  # jitter ms
-    st.floats(0.0, 1.2),  # utilization
-)
 tick = st.tuples(
     st.sampled_from([0.0, 0.02, 0.02, 0.1, 0.5, 1.5, 6.0]),  # time step (6 s: past the startup grace)
     st.tuples(path_figures, path_figures, path_figures),
