@@ -144,13 +144,13 @@ class RouteTable(Sequence[RouteStatus]):
     ``of``: each destination's group; ``alone``: the destinations decided on their own (upstream
     figures), with their own. Treat as immutable, like the rest of a `Decision`."""
 
-    __slots__ = ("_dests", "_positions", "_states", "_of", "_results", "_alone")
+    __slots__ = ("_dests", "_params", "_states", "_of", "_results", "_alone")
 
     def __init__(self, params: PolicyParams, states: Mapping[Prefix, PrefixState], of: Sequence[int],
                  results: Mapping[int, tuple[str | None, tuple[Candidate, ...]]],
                  alone: Mapping[int, tuple[str | None, tuple[Candidate, ...]]]) -> None:
         self._dests = params.destinations
-        self._positions = params
+        self._params = params
         self._states, self._of, self._results, self._alone = states, of, results, alone
 
     def __len__(self) -> int:
@@ -177,7 +177,7 @@ class RouteTable(Sequence[RouteStatus]):
         return (self._make(i) for i in range(len(self._dests)))
 
     def get(self, prefix: Prefix) -> RouteStatus | None:
-        i = self._positions.positions.get(prefix)
+        i = self._params.positions.get(prefix)
         return None if i is None else self._make(i)
 
     def __eq__(self, other: object) -> bool:
