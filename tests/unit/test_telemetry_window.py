@@ -80,7 +80,9 @@ def test_min_filter_falls_at_once_and_forgets_an_old_minimum_after_its_horizon()
     assert f.value() == 0.004
     f.add(31.0, 0.003)       # a lower RTT shows at once
     assert f.value() == 0.003
-    f.add(95.0, 0.040)       # a lasting rise: after one horizon (31 s + 60 s) it is the minimum
+    f.add(95.0, 0.040)       # 64 s after 0.003, but its bucket (30-40 s) still holds values < 60 s old
+    assert f.value() == 0.003
+    f.add(101.0, 0.040)      # a lasting rise: after one horizon plus one bucket it is the minimum
     assert f.value() == 0.040
     with pytest.raises(ValueError, match="horizon"):
         MinFilter(0.0)
@@ -121,7 +123,11 @@ def test_a_paths_base_rtt_is_its_lowest_over_minutes_while_its_queue_lifts_the_w
         probe(0.040 + (seq % 5) * 0.005)
     snap = tracker.snapshot(now)
     assert snap.rtt.min_s == pytest.approx(0.040) and snap.base_rtt_s == pytest.approx(0.004)
-    now += BASE_RTT_HORIZON_S
+    now += BASE_RTT_HORIZON_S * 0.9  # everything within the horizon is remembered
+    probe(0.040)
+    assert tracker.snapshot(now).base_rtt_s == pytest.approx(0.004)
+    now += BASE_RTT_HORIZON_S * 0.2
     for _ in range(100):
         probe(0.040)
-    assert tracker.snapshot(now).base_rtt_s == pytest.approx(0.040)  # a lasting rise shows after the horizon
+    # a lasting rise shows after the horizon plus one bucket (a tenth of it)
+    assert tracker.snapshot(now).base_rtt_s == pytest.approx(0.040)

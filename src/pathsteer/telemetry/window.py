@@ -136,7 +136,9 @@ class ProbeWindow:
 class MinFilter:
     """The lowest value seen over the last ``horizon_s`` seconds, kept in ``buckets`` buckets
     (LEDBAT's base delay, RFC 6817 §3.4.2: a running minimum that forgets old minima, so a
-    lasting rise shows after at most one horizon and a fall at once). O(buckets) memory."""
+    lasting rise shows after at most one horizon plus one bucket and a fall at once).
+    A bucket is dropped only once its newest possible value is older than the horizon, so
+    nothing seen within the horizon is ever forgotten. O(buckets) memory."""
 
     __slots__ = ("horizon_s", "_span_s", "_buckets")
 
@@ -154,7 +156,11 @@ class MinFilter:
                 last[1] = value
         else:
             self._buckets.append([now, value])
-        while self._buckets and self._buckets[0][0] <= now - self.horizon_s:
+        # a bucket holds values less than one span after its start (now - start < span): drop
+        # it when even those are older than the horizon (written in the same form, so that
+        # float rounding cannot drop a value the horizon still holds)
+        oldest = now - self.horizon_s
+        while self._buckets and oldest - self._buckets[0][0] >= self._span_s:
             self._buckets.popleft()
 
     def value(self) -> float | None:
