@@ -47,6 +47,7 @@ SENT_MEMORY = 4096
 MAX_SLACK_S = 0.005  # a probe may leave this much early to share a wake-up (interval/4 at most)
 MAX_IDLE_S = 0.05  # replies are read at least this often when nothing else is due (and by snapshot())
 EXPIRY_SLACK_S = 0.0005  # fire just after a deadline, so the probe is surely past it
+MAX_READ_ROUNDS = 64  # datagrams read per socket per tick at most (see _read_ready)
 REPIN_INTERVAL_S = 1.0  # how often a failing path's pin is checked and put back
 
 
@@ -71,6 +72,7 @@ class _Prober:
         self.ident = secrets.randbelow(0x10000)
         self.token = secrets.randbelow(1 << 32)
         self.sent_ntp: dict[int, int] = {}
+        self.echo = icmp.EchoSession(self.version, self.ident, self.token, self.cfg.payload_size)
         self.sock = sockets.open_icmp(pin, self.ident) if self.cfg.method is ProbeMethod.ICMP else sockets.open_udp(pin)
         port = 0 if self.cfg.method is ProbeMethod.ICMP else self.cfg.port
         ip = ipaddress.ip_address(self.target)
@@ -94,7 +96,7 @@ class _Prober:
 
     def _packet(self, seq: int) -> bytes:
         if self.cfg.method is ProbeMethod.ICMP:
-            return icmp.encode_echo_request(self.version, self.ident, seq, icmp.echo_data(self.token, self.cfg.payload_size))
+            return self.echo.request(seq)
         ntp = twamp.to_ntp(time.time())
         self.sent_ntp[seq & 0xFFFFFFFF] = ntp
         if len(self.sent_ntp) > SENT_MEMORY:
@@ -133,17 +135,28 @@ class _Prober:
 
     # -- receiving ----------------------------------------------------------------------
 
-    def on_readable(self) -> None:
+    def on_readable(self) -> bool:
+        """Read one datagram (one reply is what a prober usually has waiting; the engine asks
+        again while epoll says more are). False when nothing was waiting."""
         try:
-            for data, addr, received_at in sockets.drain(self.sock):
-                if self.cfg.method is ProbeMethod.ICMP:
-                    self._icmp(data, addr, received_at)
-                else:
-                    self._udp(data, addr, received_at)
+            got = sockets.receive(self.sock)
         except OSError:  # a queued ICMP error on the socket (IP_RECVERR is off: rare)
             self.tracker.on_error()
+            return True
+        if got is None:
+            return False
+        if self.cfg.method is ProbeMethod.ICMP:
+            self._icmp(*got)
+        else:
+            self._udp(*got)
+        return True
 
     def _icmp(self, data: bytes, addr: tuple, received_at: float) -> None:
+        seq = self.echo.reply_seq(data)  # an answer of ours, read without decoding (most replies)
+        if seq is not None:
+            if addr[0] == self.target or addr[0].split("%")[0] == self.target:
+                self._reply(_unwrap(self.seq, seq, 16), received_at, None)
+            return  # from another address: another target's prober handles it
         try:
             msg = icmp.decode(self.version, icmp.strip_ipv4_header(data) if self.version == 4 else data)
         except icmp.MalformedPacket:
@@ -238,8 +251,17 @@ class ProbeEngine:
         """Read every socket with replies waiting (none while the engine is not running)."""
         if self._poller is None or self._poller.closed:
             return
-        for fd, _events in self._poller.poll(0):
-            self._by_fd[fd].on_readable()
+        # One datagram per ready socket per round, rounds while epoll (level-triggered) says
+        # more wait: one poll per round instead of a failed read (EAGAIN) per socket. The cap
+        # bounds a tick under a flood; what is left is read on the next tick (receive times are
+        # the kernel's, so reading later measures the same).
+        for _ in range(MAX_READ_ROUNDS):
+            ready = self._poller.poll(0)
+            if not ready:
+                return
+            by_fd = self._by_fd
+            for fd, _events in ready:
+                by_fd[fd].on_readable()
 
     def changed(self, path: PathTracker, now: float) -> None:
         before = path.state

@@ -75,6 +75,62 @@ def encode_echo_request(version: int, ident: int, seq: int, data: bytes) -> byte
     return msg
 
 
+class EchoSession:
+    """One prober's echo requests and the replies that are surely its own, per packet
+    without building objects: the data (magic, token, padding) is fixed, so a request is its
+    header packed over the data with the checksum updated for the sequence number (RFC 1624:
+    the sum of the fixed words is kept), and a reply is ours when its type, identifier and
+    data head match at fixed offsets. Anything else goes to `decode` (the rare path)."""
+
+    __slots__ = ("version", "ident", "data", "_kind", "_reply", "_sum", "_head")
+
+    def __init__(self, version: int, ident: int, token: int, padding: int = 0) -> None:
+        self.version = version
+        self.ident = ident & 0xFFFF
+        self.data = echo_data(token, padding)
+        self._kind = ECHO_REQUEST_V4 if version == 4 else ECHO_REQUEST_V6
+        if version == 4:
+            fixed = HEADER.pack(self._kind, 0, 0, self.ident, 0) + self.data
+            if len(fixed) % 2:
+                fixed += b"\0"
+            self._sum = sum(struct.unpack(f"!{len(fixed) // 2}H", fixed))
+        else:
+            self._sum = 0  # the kernel fills an ICMPv6 checksum (RFC 3542 §3.1)
+        # an echo reply's type, code, (checksum skipped), identifier: then our data
+        self._reply = ECHO_REPLY_V4 if version == 4 else ECHO_REPLY_V6
+        self._head = self.data[:DATA_HEADER.size]
+
+    def request(self, seq: int) -> bytes:
+        """`encode_echo_request(version, ident, seq, data)`, byte for byte."""
+        seq &= 0xFFFF
+        if self.version == 4:
+            total = self._sum + seq
+            while total >> 16:
+                total = (total & 0xFFFF) + (total >> 16)
+            return HEADER.pack(self._kind, 0, ~total & 0xFFFF, self.ident, seq) + self.data
+        return HEADER.pack(self._kind, 0, 0, self.ident, seq) + self.data
+
+    def reply_seq(self, packet: bytes) -> int | None:
+        """The 16-bit sequence number when ``packet`` (as the raw socket gives it: IPv4 with
+        its IP header, ICMPv6 without) is an echo reply of this session, identifier and token
+        both ours; None for anything else, which `decode` then reads."""
+        if self.version == 4:
+            if len(packet) < 20 or packet[0] >> 4 != 4:
+                return None
+            at = (packet[0] & 0x0F) * 4
+            if at < 20:
+                return None
+        else:
+            at = 0
+        head = self._head
+        end = at + HEADER.size
+        if (len(packet) < end + len(head) or packet[at] != self._reply or packet[at + 1] != 0
+                or (packet[at + 4] << 8 | packet[at + 5]) != self.ident
+                or packet[end:end + len(head)] != head):
+            return None
+        return packet[at + 6] << 8 | packet[at + 7]
+
+
 def strip_ipv4_header(packet: bytes) -> bytes:
     """Raw IPv4 sockets deliver the IP header; drop it (IHL in 32-bit words, RFC 791 §3.1)."""
     if len(packet) < 20 or packet[0] >> 4 != 4:

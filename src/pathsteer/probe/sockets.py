@@ -127,6 +127,23 @@ def kernel_time(ancdata: list) -> float | None:
     return None
 
 
+def receive(sock: socket.socket) -> tuple[bytes, tuple, float] | None:
+    """One datagram waiting on ``sock``, as `drain` gives it; None when none is waiting.
+    Socket errors (queued ICMP errors) are raised to the caller."""
+    try:
+        data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, ANCILLARY)
+    except BlockingIOError:
+        return None
+    mono = time.monotonic()
+    for level, kind, value in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(value)
+            # The packet's age by the realtime clock, taken off the monotonic now.
+            mono -= max(0.0, time.time() - (sec + nsec * 1e-9))
+            break
+    return data, addr, mono
+
+
 def drain(sock: socket.socket) -> Iterator[tuple[bytes, tuple, float]]:
     """Every datagram waiting on ``sock``: (data, source address, receive time on the
     monotonic clock). Socket errors (queued ICMP errors) are raised to the caller."""

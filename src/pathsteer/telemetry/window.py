@@ -23,10 +23,10 @@ RECENT_PROBES = 3
 
 
 def median(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
+    n = len(values)
+    if n <= 2:  # most calls: a target's last 3 answers, a path's 2 targets
+        return None if n == 0 else values[0] if n == 1 else (values[0] + values[1]) / 2
     s = sorted(values)
-    n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
@@ -38,20 +38,14 @@ def rtt_stats(rtts: Sequence[float], ewma_s: float | None, recent_s: float | Non
 def rtt_stats_sorted(s: Sequence[float], ewma_s: float | None, recent_s: float | None = None,
                      last_s: float | None = None) -> RttStats:
     """`rtt_stats` of RTTs already in ascending order (`ProbeWindow.sorted_rtts`)."""
-    if not s:
+    n = len(s)
+    if not n:
         return RttStats(ewma_s=ewma_s, recent_s=recent_s, last_s=last_s)
-    return RttStats(
-        recent_s=recent_s,
-        last_s=last_s,
-        ewma_s=ewma_s,
-        min_s=s[0],
-        avg_s=math.fsum(s) / len(s),
-        p50_s=percentile(s, 50),
-        p95_s=percentile(s, 95),
-        p99_s=percentile(s, 99),
-        max_s=s[-1],
-        samples=len(s),
-    )
+    # `percentile` inlined (nearest rank: the ceil(p/100 × n)-th value, at least the first);
+    # run for every target and path ten times a second, so the calls are worth saving
+    return RttStats(ewma_s, s[0], math.fsum(s) / n, s[max(1, math.ceil(0.5 * n)) - 1],
+                    s[max(1, math.ceil(0.95 * n)) - 1], s[max(1, math.ceil(0.99 * n)) - 1], s[-1], n,
+                    recent_s, last_s)
 
 
 class ProbeWindow:
@@ -63,7 +57,7 @@ class ProbeWindow:
     every change of the contents (a snapshot of an unchanged window can be reused).
     """
 
-    __slots__ = ("_entries", "_lost", "_sorted", "max_count", "max_age_s", "version")
+    __slots__ = ("_entries", "_lost", "_sorted", "max_count", "max_age_s", "version", "_recent")
 
     def __init__(self, max_count: int, max_age_s: float) -> None:
         self._entries: deque[tuple[float, float | None]] = deque()
@@ -72,6 +66,7 @@ class ProbeWindow:
         self.max_count = max_count
         self.max_age_s = max_age_s
         self.version = 0
+        self._recent: tuple[int, list[float]] = (-1, [])  # (version, `recent()` at it)
 
     def add(self, sent_at: float, rtt_s: float | None) -> None:
         self._entries.append((sent_at, rtt_s))
@@ -123,13 +118,18 @@ class ProbeWindow:
         return self._sorted
 
     def recent(self, n: int = RECENT_PROBES) -> list[float]:
-        """The last ``n`` answered RTTs (fewer when the window has fewer)."""
+        """The last ``n`` answered RTTs, newest first (fewer when the window has fewer). The
+        default's list is kept until the window changes (read it, do not change it)."""
+        if n == RECENT_PROBES and self._recent[0] == self.version:
+            return self._recent[1]
         out: list[float] = []
         for _, r in reversed(self._entries):
             if r is not None:
                 out.append(r)
                 if len(out) == n:
                     break
+        if n == RECENT_PROBES:
+            self._recent = (self.version, out)
         return out
 
 
