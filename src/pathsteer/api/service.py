@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 import uvicorn
@@ -30,7 +31,9 @@ from pathsteer.errors import PathsteerError, UsageError
 
 log = logging.getLogger("pathsteer.api")
 MAX_TOKEN = 4096
-PREBUILD_POLL_S = 0.05  # how often a new decision is looked for (an identity check)
+PREBUILD_POLL_S = 0.05  # how often a new decision is looked for (an identity check) while watched
+PREBUILD_IDLE_S = 0.5  # how often it looks whether anyone watches (the first request builds its own)
+SERVER_TICK_S = 1.0  # how often a listener's loop looks at its exit flag and remakes its Date header
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,25 @@ class ApiPlan:
 
 
 class _Server(uvicorn.Server):
+    _wake: asyncio.Event | None = None
+
     @contextlib.contextmanager
     def capture_signals(self):  # the daemon's loop owns SIGTERM/SIGHUP/SIGINT
         yield
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop ticks every 100 ms (a look at should_exit; the Date header every
+        tenth tick): an idle daemon woke ten times a second per listener for nothing. Here it
+        ticks once a second (each tick makes the Date header) and at once on `exit_soon`."""
+        self._wake = asyncio.Event()
+        while not await self.on_tick(0):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SERVER_TICK_S)
+
+    def exit_soon(self) -> None:
+        self.should_exit = True
+        if self._wake is not None:
+            self._wake.set()
 
 
 def read_token(path: str | None) -> bytes | None:
@@ -227,7 +246,10 @@ class ApiService:
         thread as soon as it is there: the request then answers with bytes made already, and
         does not share the GIL with a 10k-prefix decision while it works."""
         while True:
-            await asyncio.sleep(PREBUILD_POLL_S)
+            # 20 times a second only while someone watches the table (a request for it sets
+            # watched_until): an idle daemon is not woken 20 times a second for nothing
+            watched = time.monotonic() < self.routes.watched_until
+            await asyncio.sleep(PREBUILD_POLL_S if watched else PREBUILD_IDLE_S)
             steer = self.ctx.component("steer")
             if steer is None or not self.routes.wanted(steer.decision):
                 continue
@@ -245,7 +267,7 @@ class ApiService:
         for st in self._states:
             st.stopping.set()
         for server, _task, _sock, _path in self._servers:
-            server.should_exit = True
+            server.exit_soon()
         for server, task, sock, unix_path in self._servers:
             try:
                 await asyncio.wait_for(asyncio.shield(task), 3)

@@ -200,7 +200,9 @@ class _Prober:
         kind = self.tracker.on_reply(seq, received_at, rtt)
         if kind is ReplyKind.LATE or self.tracker.state is not before or not self.path.answer_cannot_change_state():
             self.engine.changed(self.path, received_at)
-        if self.tracker.timer.adaptive:  # the timeout may have shrunk: expire on the new deadline
+        if not self.tracker.pending:
+            self.expiry_at = None  # nothing left to expire: the engine need not wake for it
+        elif self.tracker.timer.adaptive:  # the timeout may have shrunk: expire on the new deadline
             self.engine.schedule_expiry(self)
 
 
@@ -326,6 +328,8 @@ class ProbeEngine:
         wake = now + MAX_IDLE_S
         if sends and sends[0][0] < wake:
             wake = sends[0][0]
+        while expiries and expiries[0][0] != expiries[0][2].expiry_at:
+            heapq.heappop(expiries)  # superseded, or answered in full: no reason to wake
         if expiries and expiries[0][0] < wake:
             wake = expiries[0][0]
         self._tick_handle = self.loop.call_at(wake, self._guarded_tick)

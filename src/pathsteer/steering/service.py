@@ -455,7 +455,8 @@ class SteeringService:
 
     async def _passive_loop(self) -> None:
         while True:
-            await asyncio.sleep(PASSIVE_INTERVAL_S)
+            # without passive paths there is nothing to read: a look a second for a reload
+            await asyncio.sleep(PASSIVE_INTERVAL_S if self._passive is not None else 1.0)
             try:
                 self._read_passive()
             except Exception as exc:  # noqa: BLE001 - the probes' figures still count
