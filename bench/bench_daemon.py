@@ -4,7 +4,8 @@ A lab with 64 paths; ``pathsteer run`` in the router namespace probing every pat
 targets every 100 ms (1280 probes/s), 10k lowest-latency /24 destinations (100.64.0.0/10), each
 over three of the paths, decisions every 100 ms (the default). After 5 s of warm-up, the
 daemon's CPU (utime + stime from /proc/PID/stat) over 30 s as a share of one core, and its RSS
-at the end. Anchor: the same daemon with 1 path and 1 prefix. That idle daemon is also a
+at the end (the window starts once the first measured decision is applied and the daemon has
+changed nothing for 5 s: `settle`). Anchor: the same daemon with 1 path and 1 prefix. That idle daemon is also a
 figure of its own, anchored by a bare Python asyncio loop waking every 100 ms, measured over the
 same window. Then the same 64 paths with 1M destinations (100.64.0.0 onwards, the config
 written as JSON), anchored by the 64 paths with 1 prefix: what the prefixes themselves cost.
@@ -20,6 +21,7 @@ Goals (issue 12): 10k ≤ 10 % of a core in both planes, 1M ≤ 25 %, idle ≤ 1
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import secrets
@@ -56,6 +58,44 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+SETTLE_S = 5.0
+SETTLE_LARGE_S = 20.0  # 1M: the reconcile's full read of the table after the first big apply
+SETTLE_UNMEASURED_S = 15.0  # settled without a "measured" change logged (nothing had to move)
+SETTLE_EVENTS = ("steer.change", "steer.changes", "fib.apply", "bpf.apply")
+
+
+def settle(d: LabDaemon, timeout: float, quiet: float = SETTLE_S) -> float:
+    """Wait until the daemon's first measured decision is made and applied (or, when none is
+    logged, SETTLE_UNMEASURED_S) and nothing has changed or been applied for ``quiet`` seconds
+    (at most ``timeout``); returns how long it took. At 1M destinations the first measurement
+    re-points most of the table (~650k routes, logged when the apply starts, ~5 s of netlink
+    work, then a full read of the table): a start-up cost, not the steady state measured here."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        measured, changed, applied = False, 0.0, 0.0
+        for line in d.log().splitlines():
+            stamp, _, rest = line.partition(" ")
+            name = rest.split(" ", 1)[0]
+            if name not in SETTLE_EVENTS:
+                continue
+            try:
+                at = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            except ValueError:
+                continue
+            if name.endswith(".apply"):
+                applied = at
+            else:
+                changed = at
+                measured = measured or "measured" in rest
+        # a destination whose first path is also the best one logs no change when measured
+        if ((measured or time.time() - t0 >= SETTLE_UNMEASURED_S) and applied >= changed
+                and time.time() - max(changed, applied) >= quiet):
+            return time.time() - t0
+        time.sleep(1.0)
+    print(f"# {d.log_path}: not settled after {timeout:.0f} s; measuring anyway", file=sys.stderr)
+    return time.time() - t0
+
+
 def config(t, mode: str, paths: int, prefixes: int, sock: str) -> dict:
     cfg = lab_config(t, mode=mode, socket=sock, interval="100ms", timeout="300ms",
                      paths=[f"p{i}" for i in range(1, paths + 1)], prefixes=[])
@@ -74,6 +114,7 @@ def measure(t, mode: str, paths: int, prefixes: int, workdir: str) -> tuple[floa
     sock = f"/run/pathsteer/{t.name}-bd.sock"
     d = LabDaemon(t, config(t, mode, paths, prefixes, sock), workdir,
                   name=f"{mode}-{paths}").start(timeout=60 if prefixes <= PREFIXES else 900)
+    settle(d, 60, SETTLE_S) if prefixes <= PREFIXES else settle(d, 900, SETTLE_LARGE_S)
     loop = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
     try:
         time.sleep(5.0)

@@ -128,33 +128,21 @@ def kernel_time(ancdata: list) -> float | None:
 
 
 def receive(sock: socket.socket) -> tuple[bytes, tuple, float] | None:
-    """One datagram waiting on ``sock``, as `drain` gives it; None when none is waiting.
-    Socket errors (queued ICMP errors) are raised to the caller."""
+    """One datagram waiting on ``sock``: (data, source address, receive time on the monotonic
+    clock); None when none is waiting. Socket errors (queued ICMP errors) are raised."""
     try:
         data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, ANCILLARY)
     except BlockingIOError:
         return None
+    real = kernel_time(anc)
     mono = time.monotonic()
-    for level, kind, value in anc:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
-            sec, nsec = TIMESPEC.unpack_from(value)
-            # The packet's age by the realtime clock, taken off the monotonic now.
-            mono -= max(0.0, time.time() - (sec + nsec * 1e-9))
-            break
+    if real is not None:
+        # The packet's age by the realtime clock, taken off the monotonic now.
+        mono -= max(0.0, time.time() - real)
     return data, addr, mono
 
 
 def drain(sock: socket.socket) -> Iterator[tuple[bytes, tuple, float]]:
-    """Every datagram waiting on ``sock``: (data, source address, receive time on the
-    monotonic clock). Socket errors (queued ICMP errors) are raised to the caller."""
-    while True:
-        try:
-            data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, ANCILLARY)
-        except BlockingIOError:
-            return
-        real = kernel_time(anc)
-        mono = time.monotonic()
-        if real is not None:
-            # The packet's age by the realtime clock, taken off the monotonic now.
-            mono -= max(0.0, time.time() - real)
-        yield data, addr, mono
+    """Every datagram waiting on ``sock``, as `receive` gives each."""
+    while (got := receive(sock)) is not None:
+        yield got
