@@ -85,21 +85,26 @@ def test_echo_filter_jumps_stay_inside(version):
 @given(st.sampled_from([4, 6]), st.integers(0, 0xFFFF), st.integers(0, (1 << 32) - 1),
        st.integers(0, 64), st.integers(0, 1 << 40))
 def test_an_echo_session_builds_what_the_codec_builds_and_knows_its_replies(version, ident, token, padding, seq):
-    session = icmp.EchoSession(version, ident, token, padding)
     data = icmp.echo_data(token, padding)
+    session = icmp.EchoSession(version, ident, data)
     request = session.request(seq)
-    assert request == icmp.encode_echo_request(version, ident, seq, data)
+    header = bytes([8 if version == 4 else 128, 0, 0, 0]) + bytes([ident >> 8, ident & 0xFF,
+                                                                   (seq >> 8) & 0xFF, seq & 0xFF])
+    assert request[4:] == header[4:] + data and request[:2] == header[:2]
     if version == 4:
         assert icmp.checksum(request) == 0  # a valid checksum sums to all ones
+    else:
+        assert request[2:4] == b"\0\0"  # the kernel fills it
+    assert request == icmp.encode_echo_request(version, ident, seq, data)
     # the reply the target sends: type echo reply, the same identifier, sequence and data
     reply = bytes([0 if version == 4 else 129, 0]) + request[2:]
     wire = (bytes([0x45]) + bytes(19) + reply) if version == 4 else reply
     assert session.reply_seq(wire) == seq & 0xFFFF
     assert icmp.decode(version, icmp.strip_ipv4_header(wire) if version == 4 else wire).seq == seq & 0xFFFF
     # anything else is left to the decoder: another identifier, token, an echo request, cut short
-    other = icmp.EchoSession(version, ident ^ 1, token, padding)
+    other = icmp.EchoSession(version, ident ^ 1, data)
     assert other.reply_seq(wire) is None
-    assert icmp.EchoSession(version, ident, token ^ 1, padding).reply_seq(wire) is None
+    assert icmp.EchoSession(version, ident, icmp.echo_data(token ^ 1, padding)).reply_seq(wire) is None
     assert session.reply_seq(wire[:-len(data) + 4 - 1] if data else wire[:-1]) is None
     assert session.reply_seq(request if version == 6 else bytes([0x45]) + bytes(19) + request) is None
     if version == 4:

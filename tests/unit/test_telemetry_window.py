@@ -40,6 +40,9 @@ def test_rtt_stats_order(values):
     assert r.min_s <= r.p50_s <= r.p95_s <= r.p99_s <= r.max_s
     assert r.min_s - 1e-12 <= r.avg_s <= r.max_s + 1e-12
     assert r.samples == len(values)
+    # the inlined ranks are `percentile`'s (nearest rank)
+    s = sorted(values)
+    assert (r.p50_s, r.p95_s, r.p99_s) == (percentile(s, 50), percentile(s, 95), percentile(s, 99))
 
 
 def test_rtt_stats_empty_keeps_ewma():

@@ -72,7 +72,8 @@ class _Prober:
         self.ident = secrets.randbelow(0x10000)
         self.token = secrets.randbelow(1 << 32)
         self.sent_ntp: dict[int, int] = {}
-        self.echo = icmp.EchoSession(self.version, self.ident, self.token, self.cfg.payload_size)
+        self.echo = icmp.EchoSession(self.version, self.ident, icmp.echo_data(self.token, self.cfg.payload_size)) \
+            if self.cfg.method is ProbeMethod.ICMP else None
         self.sock = sockets.open_icmp(pin, self.ident) if self.cfg.method is ProbeMethod.ICMP else sockets.open_udp(pin)
         port = 0 if self.cfg.method is ProbeMethod.ICMP else self.cfg.port
         ip = ipaddress.ip_address(self.target)
@@ -257,11 +258,11 @@ class ProbeEngine:
         # more wait: one poll per round instead of a failed read (EAGAIN) per socket. The cap
         # bounds a tick under a flood; what is left is read on the next tick (receive times are
         # the kernel's, so reading later measures the same).
+        by_fd = self._by_fd
         for _ in range(MAX_READ_ROUNDS):
             ready = self._poller.poll(0)
             if not ready:
                 return
-            by_fd = self._by_fd
             for fd, _events in ready:
                 by_fd[fd].on_readable()
 

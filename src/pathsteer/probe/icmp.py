@@ -25,14 +25,23 @@ class MalformedPacket(ValueError):
     """Bytes that are not an ICMP message we can read."""
 
 
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071): ones' complement of the ones' complement sum."""
+def _sum16(data: bytes) -> int:
+    """The sum of ``data``'s 16-bit big-endian words (a zero octet pads an odd length)."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+
+
+def _fold(total: int) -> int:
+    """The ones' complement of the ones' complement sum ``total`` (carries folded in)."""
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): ones' complement of the ones' complement sum."""
+    return _fold(_sum16(data))
 
 
 @dataclass(frozen=True)
@@ -68,47 +77,34 @@ def echo_data(token: int, padding: int = 0) -> bytes:
 def encode_echo_request(version: int, ident: int, seq: int, data: bytes) -> bytes:
     """An echo request. IPv4: checksum filled in; IPv6: left 0 because the kernel fills it
     for raw ICMPv6 sockets (RFC 3542 §3.1: the checksum covers a pseudo-header we do not see)."""
-    kind = ECHO_REQUEST_V4 if version == 4 else ECHO_REQUEST_V6
-    msg = HEADER.pack(kind, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + data
-    if version == 4:
-        msg = msg[:2] + struct.pack("!H", checksum(msg)) + msg[4:]
-    return msg
+    return EchoSession(version, ident, data).request(seq)
 
 
 class EchoSession:
     """One prober's echo requests and the replies that are surely its own, per packet
-    without building objects: the data (magic, token, padding) is fixed, so a request is its
-    header packed over the data with the checksum updated for the sequence number (RFC 1624:
-    the sum of the fixed words is kept), and a reply is ours when its type, identifier and
-    data head match at fixed offsets. Anything else goes to `decode` (the rare path)."""
+    without building objects: the data (``echo_data``: magic, token, padding) is fixed, so a
+    request is its header packed over the data with the checksum updated for the sequence
+    number (RFC 1624: the sum of the fixed words is kept), and a reply is ours when its type,
+    identifier and data head match at fixed offsets. Anything else goes to `decode`."""
 
     __slots__ = ("version", "ident", "data", "_kind", "_reply", "_sum", "_head")
 
-    def __init__(self, version: int, ident: int, token: int, padding: int = 0) -> None:
+    def __init__(self, version: int, ident: int, data: bytes) -> None:
         self.version = version
         self.ident = ident & 0xFFFF
-        self.data = echo_data(token, padding)
+        self.data = data
         self._kind = ECHO_REQUEST_V4 if version == 4 else ECHO_REQUEST_V6
-        if version == 4:
-            fixed = HEADER.pack(self._kind, 0, 0, self.ident, 0) + self.data
-            if len(fixed) % 2:
-                fixed += b"\0"
-            self._sum = sum(struct.unpack(f"!{len(fixed) // 2}H", fixed))
-        else:
-            self._sum = 0  # the kernel fills an ICMPv6 checksum (RFC 3542 §3.1)
-        # an echo reply's type, code, (checksum skipped), identifier: then our data
+        # IPv6: no checksum of ours, the kernel fills it (RFC 3542 §3.1)
+        self._sum = _sum16(HEADER.pack(self._kind, 0, 0, self.ident, 0) + data) if version == 4 else 0
+        # an echo reply's type, code, (checksum skipped), identifier: then our data's head
         self._reply = ECHO_REPLY_V4 if version == 4 else ECHO_REPLY_V6
-        self._head = self.data[:DATA_HEADER.size]
+        self._head = data[:DATA_HEADER.size]
 
     def request(self, seq: int) -> bytes:
         """`encode_echo_request(version, ident, seq, data)`, byte for byte."""
         seq &= 0xFFFF
-        if self.version == 4:
-            total = self._sum + seq
-            while total >> 16:
-                total = (total & 0xFFFF) + (total >> 16)
-            return HEADER.pack(self._kind, 0, ~total & 0xFFFF, self.ident, seq) + self.data
-        return HEADER.pack(self._kind, 0, 0, self.ident, seq) + self.data
+        csum = _fold(self._sum + seq) if self.version == 4 else 0
+        return HEADER.pack(self._kind, 0, csum, self.ident, seq) + self.data
 
     def reply_seq(self, packet: bytes) -> int | None:
         """The 16-bit sequence number when ``packet`` (as the raw socket gives it: IPv4 with
