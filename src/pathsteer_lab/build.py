@@ -295,6 +295,27 @@ def up(name: str, paths: int = 3) -> Topology:
         raise
 
 
+def far_end_threads(t: Topology) -> None:
+    """Give the lab's far end its own CPU accounting, as a real network's: each path
+    namespace's router-facing veth (``p-r``) receives in its own kernel thread (threaded NAPI;
+    veth uses NAPI only with an XDP program attached, so the pass-only one of
+    ``bpf/baseline.bpf.c``). Without it, a packet the router sends is forwarded by the path,
+    answered by the server and brought back inside the sender's sendto(), all of it billed to
+    the sender: what a benchmark of a sender's CPU must not count. With it, that work runs in
+    the path's thread; the router's own stack (its send, its receive) stays the sender's.
+    For the CPU benchmarks; the tests use the lab as `up` builds it."""
+    from pathsteer.bpf.object import object_path
+
+    obj = str(object_path("baseline"))
+
+    def one(p) -> None:
+        netns.run(p.namespace, ["ip", "link", "set", "dev", PATH_ROUTER_SIDE_IF, "xdpdrv", "obj", obj,
+                                "sec", "xdp"])
+        netns.run(p.namespace, ["sh", "-c", f"echo 1 > /sys/class/net/{PATH_ROUTER_SIDE_IF}/threaded"])
+
+    _parallel(lambda p, _x: one(p), [(p, None) for p in t.paths])
+
+
 # -- removing -----------------------------------------------------------------------------------
 
 def _delay_line_pids(name: str) -> list[int]:

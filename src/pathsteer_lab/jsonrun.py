@@ -73,7 +73,7 @@ async def run(spec: dict) -> None:
     async def snapshots() -> None:
         while True:
             await asyncio.sleep(every)
-            emit({"event": "snapshot", "snapshot": asdict(engine.snapshot())})
+            emit({"event": "snapshot", "snapshot": asdict(engine.snapshot().plain())})
 
     task = asyncio.ensure_future(snapshots()) if every else None
     rss0 = _rss_kb()
@@ -88,7 +88,7 @@ async def run(spec: dict) -> None:
     t1 = os.times()
     if task:
         task.cancel()
-    emit({"event": "done", "snapshot": asdict(snap), "cpu_s": cpu, "user_s": t1.user - t0.user, "sys_s": t1.system - t0.system, "wall_s": wall,
+    emit({"event": "done", "snapshot": asdict(snap.plain()), "cpu_s": cpu, "user_s": t1.user - t0.user, "sys_s": t1.system - t0.system, "wall_s": wall,
           "rss_kb": [rss0, _rss_kb()], "rss_mark_kb": rss_mark[0] if rss_mark else None, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
 
 

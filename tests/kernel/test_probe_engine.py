@@ -41,7 +41,7 @@ async def main():
     async def report():
         while not stop.is_set():
             await asyncio.sleep(0.1)
-            emit({"event": "snapshot", "snapshot": asdict(engine.snapshot())})
+            emit({"event": "snapshot", "snapshot": asdict(engine.snapshot().plain())})
     task = asyncio.ensure_future(report())
     await engine.run(stop=stop)
     task.cancel()

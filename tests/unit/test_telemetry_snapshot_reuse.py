@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,3 +64,21 @@ def test_sorted_window_gives_what_a_sort_gives(rtts, count):
         assert w.sorted_rtts() == sorted(w.rtts())
     ewma = random.random()
     assert rtt_stats(w.rtts(), ewma) == rtt_stats(list(reversed(w.rtts())), ewma)
+
+
+def test_targets_read_later_show_the_figures_of_their_snapshot():
+    """A path's targets are made into snapshots when first read, from what was captured when
+    the path's snapshot was taken: probes after it do not leak in."""
+    p = tracker()
+    for seq in range(1, 6):
+        probe(p, seq, float(seq), 0.010)
+    a = p.snapshot(6.0)
+    for seq in range(6, 9):
+        probe(p, seq, float(seq), 0.050)
+    b = p.snapshot(9.0)
+    assert [t.counters.answered for t in a.targets] == [5, 5] and [t.rtt.max_s for t in a.targets] == pytest.approx([0.010] * 2)
+    assert [t.counters.answered for t in b.targets] == [8, 8] and b.targets[0].rtt.max_s == pytest.approx(0.050)
+    assert len(a.targets) == 2 and a.targets == tuple(a.targets) and a.targets != b.targets
+    assert a.target("192.0.2.2") is a.targets[1]
+    plain = snapshot_of([p], 9.5).plain()
+    assert isinstance(plain.paths[0].targets, tuple) and plain.paths[0].targets == b.targets

@@ -28,6 +28,7 @@ from pathsteer.config import Config
 from pathsteer.config.operator import ApiConfig
 from pathsteer.control.server import Command
 from pathsteer.errors import PathsteerError, UsageError
+from pathsteer.waker import Waker
 
 log = logging.getLogger("pathsteer.api")
 MAX_TOKEN = 4096
@@ -45,7 +46,7 @@ class ApiPlan:
 
 
 class _Server(uvicorn.Server):
-    _wake: asyncio.Event | None = None
+    _wake: Waker | None = None
 
     @contextlib.contextmanager
     def capture_signals(self):  # the daemon's loop owns SIGTERM/SIGHUP/SIGINT
@@ -55,10 +56,9 @@ class _Server(uvicorn.Server):
         """uvicorn's loop ticks every 100 ms (a look at should_exit; the Date header every
         tenth tick): an idle daemon woke ten times a second per listener for nothing. Here it
         ticks once a second (each tick makes the Date header) and at once on `exit_soon`."""
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         while not await self.on_tick(0):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SERVER_TICK_S)
+            await self._wake.wait(SERVER_TICK_S)
 
     def exit_soon(self) -> None:
         self.should_exit = True

@@ -59,6 +59,7 @@ from pathsteer.steering.drains import Drain
 from pathsteer.telemetry import PathState, TelemetrySnapshot
 from pathsteer.telemetry.histogram import DURATION_BUCKETS_S, RttHistogram
 from pathsteer.units import parse_ttl
+from pathsteer.waker import Waker
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
@@ -156,7 +157,7 @@ class SteeringService:
                       "decide_ms_last": 0.0, "apply_ms_last": 0.0}
         self.decide_hist = RttHistogram(DURATION_BUCKETS_S)  # every decision's duration (metrics)
         self.apply_hist = RttHistogram(DURATION_BUCKETS_S)  # every successful apply's
-        self._wake = asyncio.Event()
+        self._wake = Waker()  # the decide loop's: a path changing state, a drain, an SLA breach
         self._step_lock = asyncio.Lock()  # one decision at a time; a reload holds it throughout
         self._plane_lock = asyncio.Lock()  # one data-plane call at a time (apply, reconcile, heartbeat)
         self._plane_call: asyncio.Future | None = None  # the data-plane call running in a worker thread
@@ -563,10 +564,7 @@ class SteeringService:
             # each); a path changing state still wakes the loop at once.
             interval = self.config.decision.interval if self.config.decision else 0.1
             interval = max(interval, DECIDE_BUDGET_FACTOR * self.stats["decide_ms_last"] / 1e3)
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            await self._wake.wait(interval)
             self._wake.clear()
             try:
                 await self._step()

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Sequence
 
 from pathsteer.telemetry.config import PathProbeConfig
-from pathsteer.telemetry.snapshot import PathSnapshot, PathState, TelemetrySnapshot
+from pathsteer.telemetry.snapshot import PathSnapshot, PathState, TargetSnapshots, TelemetrySnapshot
 from pathsteer.telemetry.state import MIN_PROBES_JUDGED, PathFigures, next_path_state
 from pathsteer.telemetry.target import TargetTracker
 from pathsteer.telemetry.window import MinFilter, median, rtt_stats_sorted
@@ -128,10 +128,10 @@ class PathTracker:
             self._rtt_key, self._rtt = key, rtt
         if rtt.min_s is not None:
             self.base_rtt.add(now, rtt.min_s)
-        targets = tuple(t.snapshot(now) for t in self.targets.values())
+        captures = [t.capture(now) for t in self._all]
         key = (self.state, self.since, rtt, self.base_rtt.value(), f.jitter_s, f.loss_pct, f.failing, f.quorum)
         last = self._snap
-        if last is not None and key == self._snap_key and all(a is b for a, b in zip(targets, last.targets)):
+        if last is not None and key == self._snap_key and all(a is b for a, b in zip(captures, last.targets.captures)):
             return last  # nothing changed: the same object (`decide` reuses what it judged of it)
         self._snap_key = key
         self._snap = PathSnapshot(
@@ -144,7 +144,7 @@ class PathTracker:
             loss_pct=f.loss_pct,
             failing=f.failing,
             quorum=f.quorum,
-            targets=targets,
+            targets=TargetSnapshots(captures),
         )
         return self._snap
 

@@ -7,8 +7,8 @@ engine's monotonic clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
@@ -96,6 +96,44 @@ class PassiveSnapshot:
     age_s: float = 0.0  # how old these figures are (0: the last window had traffic)
 
 
+class TargetSnapshots(Sequence[TargetSnapshot]):
+    """A path's targets' snapshots, made the first time they are read: a path's snapshot is
+    taken for every decision (ten times a second), its targets' are read by views and
+    metrics only. Holds captures (anything with a ``snapshot`` attribute, made when first
+    read: `pathsteer.telemetry.target.TargetCapture`); compares and hashes as the tuple."""
+
+    __slots__ = ("captures", "_items")
+
+    def __init__(self, captures: Sequence) -> None:
+        self.captures = tuple(captures)
+        self._items: tuple[TargetSnapshot, ...] | None = None
+
+    def _all(self) -> tuple[TargetSnapshot, ...]:
+        if self._items is None:
+            self._items = tuple(c.snapshot for c in self.captures)
+        return self._items
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self.captures)
+
+    def __iter__(self) -> Iterator[TargetSnapshot]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TargetSnapshots):
+            return self.captures == other.captures or self._all() == other._all()
+        return isinstance(other, tuple) and self._all() == other
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
 @dataclass(frozen=True)
 class PathSnapshot:
     """One path. ``rtt`` and ``loss_pct`` pool the targets that are not failing (all of
@@ -112,7 +150,7 @@ class PathSnapshot:
     loss_pct: float | None
     failing: int  # targets failing now
     quorum: int  # k: the path is down when failing >= k
-    targets: tuple[TargetSnapshot, ...]
+    targets: Sequence[TargetSnapshot]  # a tuple, or `TargetSnapshots` (made when read)
     passive: PassiveSnapshot | None = None
     # The lowest RTT of the live targets over the last minutes (`path.BASE_RTT_HORIZON_S`):
     # the path's own latency without the queue that traffic builds on it (LEDBAT's base delay).
@@ -129,6 +167,10 @@ class PathSnapshot:
 class TelemetrySnapshot:
     taken_at: float
     paths: tuple[PathSnapshot, ...]
+
+    def plain(self) -> TelemetrySnapshot:
+        """This snapshot with every path's targets made into a tuple (for `dataclasses.asdict`)."""
+        return replace(self, paths=tuple(replace(p, targets=tuple(p.targets)) for p in self.paths))
 
     def path(self, name: str) -> PathSnapshot:
         for p in self.paths:

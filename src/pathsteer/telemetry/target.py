@@ -11,7 +11,7 @@ from enum import Enum
 
 from pathsteer.telemetry.config import AdaptiveTimeout, Thresholds, WindowConfig
 from pathsteer.telemetry.histogram import RttHistogram
-from pathsteer.telemetry.snapshot import Counters, TargetSnapshot, TargetState
+from pathsteer.telemetry.snapshot import Counters, RttStats, TargetSnapshot, TargetState
 from pathsteer.telemetry.window import ProbeWindow, median, rtt_stats_sorted
 
 SEQ_MEMORY = 1024  # resolved sequence numbers remembered to spot duplicates and late replies
@@ -100,6 +100,57 @@ def jitter_step(jitter_s: float, previous_rtt_s: float, rtt_s: float) -> float:
     return jitter_s + (abs(rtt_s - previous_rtt_s) - jitter_s) / 16.0
 
 
+class _RttCell:
+    """A window's RTT statistics at one version, made the first time they are read: what a
+    target's snapshot holds until someone looks (a copy of the sorted RTTs and the recent
+    ones). Captures of an unchanged window share one cell, so their `RttStats` is one object."""
+
+    __slots__ = ("key", "_sorted", "_ewma", "_recent", "_stats")
+
+    def __init__(self, key: tuple, window: ProbeWindow, ewma_s: float | None) -> None:
+        self.key = key
+        self._sorted = list(window.sorted_rtts())
+        self._recent = window.recent()  # a new list at each version: never changed in place
+        self._ewma = ewma_s
+        self._stats: RttStats | None = None
+
+    @property
+    def stats(self) -> RttStats:
+        if self._stats is None:
+            recent = self._recent
+            self._stats = rtt_stats_sorted(self._sorted, self._ewma, median(recent), recent[0] if recent else None)
+            self._sorted = self._recent = ()  # type: ignore[assignment]
+        return self._stats
+
+
+class TargetCapture:
+    """A target's figures at one moment, as values (cheap to take ten times a second for every
+    target); its `TargetSnapshot` is made the first time `snapshot` is read. Decisions read
+    the path's figures only, so most captures are never made into snapshots."""
+
+    __slots__ = ("key", "_values", "_rtt", "_snap")
+
+    def __init__(self, key: tuple, values: tuple, rtt: _RttCell) -> None:
+        self.key = key  # what it was made of (the tracker's figures and its window's version)
+        self._values = values
+        self._rtt = rtt
+        self._snap: TargetSnapshot | None = None
+
+    @property
+    def snapshot(self) -> TargetSnapshot:
+        if self._snap is None:
+            (address, state, since, ewma, jitter, consecutive_lost, last_answer_at, sent, answered, lost,
+             pending, late, duplicate, foreign, errors, loss_pct, window_probes) = self._values
+            self._snap = TargetSnapshot(
+                address=address, state=state, since=since, rtt=self._rtt.stats, jitter_s=jitter,
+                loss_pct=loss_pct, window_probes=window_probes, consecutive_lost=consecutive_lost,
+                last_answer_at=last_answer_at,
+                counters=Counters(sent=sent, answered=answered, lost=lost, pending=pending, late=late,
+                                  duplicate=duplicate, foreign=foreign, errors=errors))
+            self._values = ()
+        return self._snap
+
+
 class TargetTracker:
     """One target of one path."""
 
@@ -133,10 +184,8 @@ class TargetTracker:
         self.last_answer_at: float | None = None
         self.sent_count = self.answered = self.lost = 0
         self.late = self.duplicate = self.foreign = self.errors = 0
-        self._stats_key: tuple | None = None  # (window, its version, ewma) of `_stats`
-        self._stats = None
-        self._snap_key: tuple | None = None  # what `_snap` was made of
-        self._snap: TargetSnapshot | None = None
+        self._rtt_cell: _RttCell | None = None  # the RTT statistics of the last capture
+        self._capture: TargetCapture | None = None  # the last capture (its values are its key)
 
     # -- events -------------------------------------------------------------------------
 
@@ -311,47 +360,26 @@ class TargetTracker:
             return sent_at + self.timer.value
         return None
 
-    def _rtt_stats(self):
-        key = (id(self.window), self.window.version, self.ewma_s)
-        if self._stats_key == key:
-            return self._stats  # nothing answered, lost or aged out since the last snapshot
-        recent = self.window.recent()
-        self._stats = rtt_stats_sorted(self.window.sorted_rtts(), self.ewma_s, median(recent),
-                                       recent[0] if recent else None)
-        self._stats_key = key
-        return self._stats
+    def capture(self, now: float) -> TargetCapture:
+        """The target's figures at ``now``, as values: the same object as the last call's while
+        nothing changed (no probe sent, answered, lost or aged out), so a consumer can tell by
+        identity. Its `TargetCapture.snapshot` is made when first read."""
+        self.window.trim(now)
+        w = self.window
+        values = (self.address, self.state, self.since, self.ewma_s, self.jitter_s, self.consecutive_lost,
+                  self.last_answer_at, self.sent_count, self.answered, self.lost, len(self._pending), self.late,
+                  self.duplicate, self.foreign, self.errors, w.version, id(w))
+        last = self._capture
+        if last is not None and last.key == values:
+            return last
+        cell = self._rtt_cell
+        rtt_key = (id(w), w.version, self.ewma_s)
+        if cell is None or cell.key != rtt_key:
+            cell = self._rtt_cell = _RttCell(rtt_key, w, self.ewma_s)
+        capture = self._capture = TargetCapture(values, values[:15] + (w.loss_pct(), len(w)), cell)
+        return capture
 
     def snapshot(self, now: float) -> TargetSnapshot:
-        """The target's figures at ``now``: the same object as the last call's while nothing
-        changed (no probe sent, answered, lost or aged out), so a consumer can tell by identity."""
-        self.window.trim(now)
-        key = (id(self.window), self.window.version, self.state, self.since, self.ewma_s, self.jitter_s,
-               self.consecutive_lost, self.last_answer_at, self.sent_count, self.answered, self.lost,
-               len(self._pending), self.late, self.duplicate, self.foreign, self.errors)
-        if key == self._snap_key:
-            return self._snap
-        self._snap_key, self._snap = key, self._snapshot()
-        return self._snap
-
-    def _snapshot(self) -> TargetSnapshot:
-        return TargetSnapshot(
-            address=self.address,
-            state=self.state,
-            since=self.since,
-            rtt=self._rtt_stats(),
-            jitter_s=self.jitter_s,
-            loss_pct=self.window.loss_pct(),
-            window_probes=len(self.window),
-            consecutive_lost=self.consecutive_lost,
-            last_answer_at=self.last_answer_at,
-            counters=Counters(
-                sent=self.sent_count,
-                answered=self.answered,
-                lost=self.lost,
-                pending=len(self._pending),
-                late=self.late,
-                duplicate=self.duplicate,
-                foreign=self.foreign,
-                errors=self.errors,
-            ),
-        )
+        """The target's figures at ``now`` (`capture`'s snapshot): the same object as the last
+        call's while nothing changed."""
+        return self.capture(now).snapshot
