@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import statistics
 import subprocess
 import time
@@ -178,6 +179,8 @@ while True:
             except BlockingIOError:
                 break
             n, sent = struct.unpack('!Id', data[:12])
+            if not out:
+                print('up', flush=True)
             out.append((sent, (time.time() - sent) * 1e3))
 print(json.dumps({"sent": seq, "replies": out}))
 """
@@ -201,15 +204,28 @@ class UdpEcho:
 
 
 def udp_stream(t: Topology, destination: str, *, seconds: float, interval: float = 0.001,
-               port: int = 7007, role: str = "client") -> subprocess.Popen:
-    """Start a UDP stream to a `UdpEcho`; `udp_stream_result` collects (send time, RTT ms) pairs."""
-    return t.popen(role, ["python3", "-c", _STREAM, destination, str(port), str(seconds), str(interval)],
+               port: int = 7007, role: str = "client", wait_up: float | None = 10.0) -> subprocess.Popen:
+    """Start a UDP stream to a `UdpEcho`; `udp_stream_result` collects (send time, RTT ms) pairs.
+
+    Returns once the first reply is back (within ``wait_up`` seconds, else `LabError`; None: at
+    once), so "sleep, then break something" measures a stream that is running: starting a Python
+    in a namespace can take longer than a test's sleep on a loaded box."""
+    proc = t.popen(role, ["python3", "-c", _STREAM, destination, str(port), str(seconds), str(interval)],
                    stdout=subprocess.PIPE, text=True)
+    if wait_up is not None:
+        ready, _, _ = select.select([proc.stdout], [], [], wait_up)
+        line = proc.stdout.readline().strip() if ready else ""
+        if line != "up":
+            proc.kill()
+            proc.communicate()
+            raise LabError(f"UDP stream to {destination}:{port}: no reply within {wait_up:g} s")
+    return proc
 
 
 def udp_stream_result(proc: subprocess.Popen) -> tuple[int, list[tuple[float, float]]]:
     out, _ = proc.communicate(timeout=60)
-    data = json.loads(out)
+    lines = [x for x in out.splitlines() if x.strip() and x.strip() != "up"]
+    data = json.loads(lines[-1])
     return data["sent"], [tuple(x) for x in data["replies"]]
 
 

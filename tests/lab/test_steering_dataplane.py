@@ -242,7 +242,7 @@ def test_fib_kill9_leaves_the_routes_and_a_restart_adopts_them_without_loss(daem
     d = start(mode="fib", table=200)
     d.wait_via(PREFIX, "p2")
     time.sleep(0.3)
-    with measure.UdpEcho(t, SERVER):
+    with measure.UdpEcho(t, SERVER), measure.PathPackets(t) as crossed:
         s = stream(t, 4.0)
         time.sleep(0.5)
         d.kill()
@@ -256,9 +256,12 @@ def test_fib_kill9_leaves_the_routes_and_a_restart_adopts_them_without_loss(daem
             sent, replies = measure.udp_stream_result(s)
         finally:
             d2.kill()
-    slow = [r for _, r in replies if r > 20]
-    print(f"fib restart: {sent - len(replies)} of {sent} lost, {len(slow)} over p1")
-    assert sent - len(replies) <= 2 and not slow
+        counts = crossed.counts()
+    # Which path a packet took is counted on the paths themselves: a stalled box delays p2's
+    # replies past p3's 20 ms RTT, so an RTT does not tell.
+    print(f"fib restart: {sent - len(replies)} of {sent} lost; packets per path {counts}")
+    assert sent - len(replies) <= max(2, 0.002 * sent)
+    assert counts["p2"] >= sent - 2 and counts["p1"] == 0 and counts["p3"] == 0, counts
 
 
 def test_guard_and_steering_in_one_daemon(lab3, tmp_path):
