@@ -25,7 +25,9 @@ inside each path's namespace (setns, then back), then a single epoll loop waits 
 a timerfd armed at the earliest release (absolute CLOCK_MONOTONIC, µs precision; epoll's own
 timeout has ms granularity) and the control socket. Control: a unix stream socket taking one
 JSON request per line: {"op": "set", "path": "p2", "delay": 0.01, "jitter": 0.0, "loss": 0.05}
-(seconds, seconds, fraction), {"op": "stats"}, {"op": "ping"}; the answer is one JSON line.
+(seconds, seconds, fraction), {"op": "stats"} (per path and direction: counters, settings and
+``held_p50``, the median time the last packets were really held), {"op": "ping"}; the answer is
+one JSON line.
 
 Run as ``python -m pathsteer_lab.delayline STATE_DIR`` (started detached by `pathsteer_lab.up`).
 """
@@ -44,6 +46,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from pathsteer_lab import netns
@@ -66,6 +69,7 @@ READ_BURST = 64        # packets read from one TUN per wake-up before looking at
 # that are due within that much corrects the bias; the cost is that a single packet may leave
 # up to EARLY_NS early when the wake-up happens to be fast.
 EARLY_NS = 150_000
+HOLDS_KEPT = 4096      # per direction, for the median hold in "stats"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -130,6 +134,16 @@ class Direction:
     sent: int = 0
     lost: int = 0
     errors: int = 0
+    # How long the last packets were really held (found to written back, ns), since the last
+    # "set": what the line applied, which a loaded box makes longer than what it was asked for.
+    holds: deque = field(default_factory=lambda: deque(maxlen=HOLDS_KEPT))
+
+    def held_p50(self) -> float | None:
+        """The median hold of the last packets, in seconds (None: none since the last "set")."""
+        if not self.holds:
+            return None
+        s = sorted(self.holds)
+        return s[len(s) // 2] / 1e9
 
     def schedule(self, now_ns: int, rng: random.Random) -> int | None:
         """Release time of a packet arriving now, or None when it is lost."""
@@ -187,12 +201,14 @@ class DelayLine:
                     d.loss, d.loss_credit = loss, 0.0
                     d.loss_threshold = self.rng.uniform(0.5, 1.5)
                 d.last_release_ns = 0   # a new delay applies at once (see module docstring)
+                d.holds.clear()
             return {"ok": True}
         if op == "stats":
             return {"ok": True, "queued": len(self.heap), "paths": {
                 name: {d.name: {"received": d.received, "sent": d.sent, "lost": d.lost,
                                 "errors": d.errors, "delay": d.delay_ns / 1e9,
-                                "jitter": d.jitter_ns / 1e9, "loss": d.loss} for d in dirs}
+                                "jitter": d.jitter_ns / 1e9, "loss": d.loss, "held_p50": d.held_p50()}
+                         for d in dirs}
                 for name, dirs in self.by_path.items()}}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -217,7 +233,11 @@ class DelayLine:
 
     # -- packets ------------------------------------------------------------------------------
 
-    def read_from(self, d: Direction) -> None:
+    def read_from(self, d: Direction, woke_ns: int) -> None:
+        """Read ``d``'s waiting packets. Each one's delay counts from ``woke_ns``, when the
+        wake-up that found it began, not from when its turn to be read came: probes of several
+        paths sent at once arrive together, and reading them one by one would otherwise add
+        the reads before it to the last one's delay."""
         for _ in range(READ_BURST):
             try:
                 pkt = os.read(d.fd, 65536)
@@ -226,19 +246,20 @@ class DelayLine:
             except OSError:
                 d.errors += 1
                 return
-            release = d.schedule(time.monotonic_ns(), self.rng)
+            release = d.schedule(woke_ns, self.rng)
             if release is not None:
                 self.seq += 1
-                heapq.heappush(self.heap, (release, self.seq, d, pkt))
+                heapq.heappush(self.heap, (release, self.seq, d, pkt, woke_ns))
 
     def release_due(self) -> None:
         heap = self.heap
         limit = time.monotonic_ns() + EARLY_NS
         while heap and heap[0][0] <= limit:
-            _, _, d, pkt = heapq.heappop(heap)
+            _, _, d, pkt, read_ns = heapq.heappop(heap)
             try:
                 os.write(d.fd, pkt)
                 d.sent += 1
+                d.holds.append(time.monotonic_ns() - read_ns)
             except OSError:
                 d.errors += 1
 
@@ -262,6 +283,7 @@ class DelayLine:
                 events = ep.poll(-1 if not self.heap else 1.0)
             except InterruptedError:
                 continue
+            woke_ns = time.monotonic_ns()
             for fd, _ in events:
                 if fd == timer.fd:
                     timer.clear()
@@ -272,7 +294,7 @@ class DelayLine:
                         continue
                     self.serve_client(conn)
                 else:
-                    self.read_from(self.directions[fd])
+                    self.read_from(self.directions[fd], woke_ns)
             self.release_due()
             if self.heap:
                 timer.arm(self.heap[0][0] - EARLY_NS)

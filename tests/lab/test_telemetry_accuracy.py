@@ -4,7 +4,8 @@ Three paths, one-way delay 5 / 20 / 60 ms and loss 0 / 1 / 5 % each way (so a ro
 is lost with probability 1-(1-p)²). The router's own route for the target (the server's
 198.51.100.10 / 2001:db8:100::10) goes over p1; every path is probed through its own gateway, ICMP and UDP
 (TWAMP-light to a `pathsteer reflector` on the server) at once, 1000 probes each.
-Bounds (the issue's): p50 RTT within ±1 ms or ±5 % of 2·D, and loss within ±2 points of
+Bounds (the issue's): p50 RTT within ±1 ms or ±5 % of 2·D — of the round trip the delay line
+really applied (its median hold each way: 2·D on a quiet box, more on a loaded one), and loss within ±2 points of
 1-(1-p)² over each method's 1000 probes, per path and method. Also every probe the delay line
 dropped (either way) is counted lost, exactly. (The lab spreads its loss evenly — see
 `pathsteer_lab.delayline` — so the ±2 points test the prober, not the dice.)
@@ -75,19 +76,21 @@ def test_rtt_and_loss_per_path_and_method(reflector, family):
     for path in done["snapshot"]["paths"]:
         name = path["name"].split("-")[0]
         delay_ms, loss_each_way = PLAN[name]
-        truth_rtt = 2 * delay_ms
+        # The delay the line really applied (its median hold each way): on a loaded box it holds
+        # packets longer than asked (once 2 ms a round trip in CI), which is the lab, not the probe.
+        truth_rtt = sum(after[name][d]["held_p50"] for d in ("out", "in")) * 1e3
         truth_loss = 100 * (1 - (1 - loss_each_way / 100) ** 2)
         tgt = path["targets"][0]
         p50 = tgt["rtt"]["p50_s"] * 1e3
         loss = tgt["loss_pct"]
         c = tgt["counters"]
-        report.append(f"{path['name']}: p50 {p50:.2f} ms (truth {truth_rtt}), loss {loss:.2f}% "
+        report.append(f"{path['name']}: p50 {p50:.2f} ms (truth {truth_rtt:.2f}, asked {2 * delay_ms}), loss {loss:.2f}% "
                       f"(truth {truth_loss:.2f}), sent {c['sent']} late {c['late']} dup {c['duplicate']} "
                       f"foreign {c['foreign']}")
         assert c["sent"] == COUNT and c["answered"] + c["lost"] == COUNT
         assert c["late"] == c["duplicate"] == c["foreign"] == 0
         lost_by_path[name] += c["lost"]
-        if abs(p50 - truth_rtt) > rtt_tolerance_ms(truth_rtt):
+        if abs(p50 - truth_rtt) > rtt_tolerance_ms(2 * delay_ms):
             failures.append(f"{path['name']} rtt")
         if abs(100 * c["lost"] / COUNT - truth_loss) > 2.0:
             failures.append(f"{path['name']} loss {100 * c['lost'] / COUNT:.2f}%")

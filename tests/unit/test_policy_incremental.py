@@ -9,6 +9,7 @@ import ipaddress
 import time
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,78 @@ def test_a_hold_down_ends_while_nothing_is_probed():
         assert d.events == () and d.routes[0].pending.endswith(f"for {now - 0.1:.1f} s of hold_down 1 s")
     d = decide(1.2, snap(1.2, *faster), None, p, d.state)
     assert [e.after for e in d.events] == [(NextHop("p2"),)]
+
+
+near = st.tuples(
+    st.sampled_from([PathState.UP, PathState.UP, PathState.UP, PathState.DEGRADED]),
+    st.floats(18.0, 24.0),  # rtt ms: around one another, across the 10 % and 0.5 ms margins
+    st.sampled_from([100, 100, 6, 5, 4, 1]),  # answered probes (min_samples 5)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.1, 0.1, 0.6, 1.2]), st.tuples(near, near, near),
+                          st.sampled_from([(), (), (), ("p2",), ("p1", "p2", "p3")]),
+                          st.sampled_from([False, True])), min_size=1, max_size=60),
+       st.sampled_from([0.0, 1.0]), adopted)
+def test_steady_groups_read_late_agree_with_full_decisions(steps, hold, adopt):
+    """Paths close to one another (RTTs within the hysteresis' margins, probes around
+    min_samples, DEGRADED now and then, drains): the groups that keep their state without being
+    stepped (their status made only when read) read, after every later call, what a full
+    decision said at their own call — the setups share paths but judge them alike or not (two
+    SLAs), lowest-latency and failover both."""
+    kinds = [(PolicyKind.LOWEST_LATENCY, PATHS, Sla()), (PolicyKind.FAILOVER, ("p2", "p1"), Sla()),
+             (PolicyKind.LOWEST_LATENCY, ("p3", "p1", "p2"), Sla(max_rtt_s=0.0225)),
+             (PolicyKind.FAILOVER, ("p3", "p2"), Sla(max_rtt_s=0.0225))]
+    dests = tuple(DestinationParams(x, kinds[i % 4][0], kinds[i % 4][1], Hysteresis(hold_down_s=hold), kinds[i % 4][2])
+                  for i, x in enumerate(PREFIXES))
+    p = PolicyParams(tuple(PathParams(n, CAPS[n]) for n in PATHS), dests, startup_grace_s=0.5)
+    installed = Desired({x: RouteIntent(x, (NextHop(a),)) for x, a in zip(PREFIXES, adopt)
+                         if a is not None and a in p.destination(x).paths})
+    state, now, t = PolicyState.adopt(installed, p, 0.0), 0.0, None
+    made = []
+    for dt, figures, drained, repeat in steps:
+        now += dt
+        if not repeat or t is None:
+            t = snap(now, *[path(n, rtt, state=s, samples=k) for n, (s, rtt, k) in zip(PATHS, figures)])
+        drains = {d: None for d in drained}
+        got = decide(now, t, None, p, state, drains)
+        full = decide(now, t, None, p, replace(state, memo=None), drains)
+        assert got.desired == full.desired and got.events == full.events
+        assert dict(got.state.prefixes) == dict(full.state.prefixes)
+        made.append((got, full))
+        state = got.state
+    for got, full in made:  # read once every call has been made
+        assert list(got.routes) == list(full.routes)
+
+
+def test_fresh_figures_that_change_nothing_step_no_group(monkeypatch):
+    """Every call brings new snapshot objects (probes every 100 ms), but no figure crosses a
+    margin that matters: no group is stepped (each path is judged once for all the setups that
+    judge it alike); what a group would say is made when read — the faster p4, on too few
+    probes, is named as not chosen."""
+    import importlib
+
+    module = importlib.import_module("pathsteer.policy.decide")
+
+    names = [f"p{i}" for i in range(8)]
+    dests = tuple(DestinationParams(ipaddress.ip_network((0x0A000000 + (i << 8), 24)),
+                                    PolicyKind.LOWEST_LATENCY if i % 2 else PolicyKind.FAILOVER,
+                                    tuple(names[(i + k) % 8] for k in range(3))) for i in range(10_000))
+    p = PolicyParams(tuple(PathParams(n) for n in names), dests)
+
+    def figures(now: float, wobble: float):
+        return snap(now, *[path(n, (12.0 if n == "p4" else 20.0 + j * 0.01) + wobble, samples=3 if n == "p4" else 100)
+                           for j, n in enumerate(names)])
+
+    d = decide(0.0, figures(0.0, 0.0), None, p, PolicyState())
+    d = decide(6.0, figures(6.0, 0.0), None, p, d.state)  # past the startup grace: measured
+    steps = []
+    real = module._decide_prefix
+    monkeypatch.setattr(module, "_decide_prefix", lambda *a: steps.append(a) or real(*a))
+    calls = [decide(6.0 + k / 10, figures(6.0 + k / 10, k * 0.003), None, p, d.state) for k in range(1, 6)]
+    assert steps == [] and all(c.events == () and c.state.prefixes is d.state.prefixes for c in calls)
+    lowest = next(i for i, x in enumerate(dests) if x.policy is PolicyKind.LOWEST_LATENCY and "p4" in x.paths[1:])
+    route = calls[0].routes[lowest]
+    assert route.pending is not None and "p4" in route.pending and "3 of min 5 answered probes" in route.pending
+    assert [c.rtt_s for c in route.candidates if c.path == "p4"] == [pytest.approx(0.012003)]

@@ -283,28 +283,42 @@ def evaluate(dest: DestinationParams, params: PolicyParams, telemetry: Telemetry
     upstream = upstream or {}
     out = []
     for order, name in enumerate(dest.paths):
-        pp = params.path(name)
-        util = _utilization(load.get(name), pp.capacity_bps)
-        snap = snapshots.get(name)
         up = upstream.get(name)
         if up is not None and now is not None and not up.in_force(now, dest.sla.upstream_hold_s):
             up = None
-        if snap is None:
-            c = Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
-                          Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples,
-                          upstream=up, upstream_breach=upstream_breach(dest, up))
-        else:
-            rtt, samples, source = measured_rtt(snap, dest)
-            breaches = _sla_breaches(dest, rtt, snap, up, now)
-            eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util,
-                                          _peak_utilization(load.get(name), pp.capacity_bps))
-            c = Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
-                          eligibility, why_not, len(breaches), samples, params.min_samples, source,
-                          base_rtt_s=snap.base_rtt_s,
-                          recent_utilization=_peak_utilization(load.get(name), pp.capacity_bps, "recent_peak_bps"),
-                          upstream=up, upstream_breach=upstream_breach(dest, up))
-        out.append(_drained(c, drains[name]) if name in drains else c)
+        out.append(judge(dest, params, name, order, snapshots, load, drains, up, now))
     return tuple(out)
+
+
+def judging_key(dest: DestinationParams) -> tuple:
+    """What of ``dest`` `judge` depends on besides the path (its upstream figure aside):
+    destinations with the same key get the same judgment of a path."""
+    return (dest.sla, dest.weighted.utilization_ceiling, dest.rtt_statistic, dest.rtt_source, dest.prefix.version)
+
+
+def judge(dest: DestinationParams, params: PolicyParams, name: str, order: int, snapshots: Mapping[str, PathSnapshot],
+          load: Mapping[str, LoadFigures], drains: Mapping[str, str | None],
+          up: UpstreamFigure | None = None, now: float | None = None) -> Candidate:
+    """Path ``name`` (index ``order`` in ``dest.paths``) judged for ``dest`` (`evaluate`);
+    ``up``: its upstream figure in force, if any."""
+    pp = params.path(name)
+    util = _utilization(load.get(name), pp.capacity_bps)
+    snap = snapshots.get(name)
+    if snap is None:
+        c = Candidate(name, order, PathState.UNKNOWN, None, None, None, util, pp.capacity_bps,
+                      Eligibility.NO_DATA, "no telemetry for this path", 0, 0, params.min_samples,
+                      upstream=up, upstream_breach=upstream_breach(dest, up))
+    else:
+        rtt, samples, source = measured_rtt(snap, dest)
+        breaches = _sla_breaches(dest, rtt, snap, up, now)
+        eligibility, why_not = _judge(dest, pp, snap, rtt, breaches, source, util,
+                                      _peak_utilization(load.get(name), pp.capacity_bps))
+        c = Candidate(name, order, snap.state, rtt, snap.loss_pct, snap.jitter_s, util, pp.capacity_bps,
+                      eligibility, why_not, len(breaches), samples, params.min_samples, source,
+                      base_rtt_s=snap.base_rtt_s,
+                      recent_utilization=_peak_utilization(load.get(name), pp.capacity_bps, "recent_peak_bps"),
+                      upstream=up, upstream_breach=upstream_breach(dest, up))
+    return _drained(c, drains[name]) if name in drains else c
 
 
 def rtt_key(c: Candidate) -> tuple[float, int]:

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 
 from pathsteer.routes import Desired, NextHop, Prefix, RouteIntent
 from pathsteer.policy import failover, lowest_latency, weighted
-from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, best_tier, evaluate, least_bad
+from pathsteer.policy.candidates import Candidate, Eligibility, LoadFigures, best_tier, evaluate, judge, least_bad
+from pathsteer.policy.lowest_latency import improvement
 from pathsteer.policy.params import DestinationParams, PolicyKind, PolicyParams
 from pathsteer.policy.state import ChangeKind, Decision, Event, PolicyState, PrefixState, RouteTable
 from pathsteer.policy.step import Step
@@ -74,7 +75,11 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     Cost: what changed. A state made by `decide` with the same ``params`` carries how its
     destinations were grouped (`PolicyState.memo`): destinations alike in the same situation
     get one answer, so each group is judged and stepped once, and only the members of a group
-    whose answer changes something are visited (`_incremental`). Without it (the first call,
+    whose answer changes something are visited (`_incremental`). Fresh figures that cross no
+    margin that matters (probes every 100 ms: new snapshot objects at every call) step no group:
+    each path is judged once for all the setups that judge it alike and a group whose current
+    path stays best by those judgments keeps its state, its status text made only when read
+    (`_stays`). Without it (the first call,
     a reload, an adopted state) every destination is visited (`_full`); both give the same
     `Decision` (tests/unit/test_policy_incremental.py).
     """
@@ -140,11 +145,99 @@ class _Memo:
     ids: dict[tuple, int]  # per (setup, situation): its group
     keys: dict[int, tuple]  # per group: its (setup, situation)
     next_id: int
-    # What the call judged per setup: (its inputs, `_inputs`; the candidates), and per group
-    # that its step left as it was: (representative, its state, in_grace, candidates, step,
-    # drained). The next call takes them over while their inputs are the same objects.
+    # What the call judged per setup: (its inputs, `_inputs`; its `_Judged`), and per group
+    # that its step left as it was: (representative, its state, in_grace, the `_Judged`, its
+    # result for `RouteTable`). The next call takes them over while their inputs are the same
+    # objects.
     judged: dict[int, tuple[tuple, tuple[Candidate, ...]]] = dataclasses.field(default_factory=dict)
     kept: dict[int, tuple] = dataclasses.field(default_factory=dict)
+
+
+class _Judged:
+    """A setup's candidates for one call's inputs, made when first read (`evaluate`)."""
+
+    __slots__ = ("_args", "_candidates")
+
+    def __init__(self, dest: DestinationParams, params: PolicyParams, snapshots: Mapping, load: Mapping,
+                 drains: Mapping) -> None:
+        self._args: tuple | None = (dest, params, snapshots, load, drains)
+        self._candidates: tuple[Candidate, ...] | None = None
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        if self._candidates is None:
+            self._candidates = evaluate(*self._args)
+            self._args = None
+        return self._candidates
+
+
+class _Lazy:
+    """A group's (pending, candidates) for `RouteTable`, when `_stays` showed that its step keeps
+    the state as it is: the step is run (pure: the same answer as at the call) when read."""
+
+    __slots__ = ("_args", "_value")
+
+    def __init__(self, now: float, dest: DestinationParams, cell: _Judged, carried: PrefixState,
+                 in_grace: bool) -> None:
+        self._args: tuple | None = (now, dest, cell, carried, in_grace)
+        self._value: tuple[str | None, tuple[Candidate, ...]] | None = None
+
+    @property
+    def value(self) -> tuple[str | None, tuple[Candidate, ...]]:
+        if self._value is None:
+            now, dest, cell, carried, in_grace = self._args
+            candidates = cell.candidates
+            step, _ = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates, carried)
+            self._value = (step.pending, candidates)
+            self._args = None
+        return self._value
+
+
+_QUICK = (PolicyKind.LOWEST_LATENCY, PolicyKind.FAILOVER)
+
+
+def _stays(dest: DestinationParams, judging: int, carried: PrefixState, params: PolicyParams, snapshots: Mapping,
+           load: Mapping, drains: Mapping, marks: dict[tuple, Candidate]) -> bool:
+    """Whether the step of ``dest`` (no upstream figures) would keep ``carried`` as it is
+    (`_keeps`), told from its paths' judgments alone, each made once per call for every setup
+    that judges it alike (``marks``, per path and ``judging``: `PolicyParams.judgings`). True
+    only where that is certain: a measured choice (no startup rule), no clock running, not a
+    least-bad choice (relabelled once eligible again), the current path in the best tier, the
+    same drains, and — lowest-latency — no path with enough samples better by the hysteresis'
+    margins, or — failover — no eligible path of the best tier earlier in the order. Anything
+    else is left to the policy's step."""
+    if (dest.policy not in _QUICK or not carried.measured or _timers(carried) or len(carried.nexthops) != 1
+            or carried.kind is ChangeKind.LEAST_BAD):
+        return False
+    current_path = carried.nexthops[0].path
+    judged = []
+    current = None
+    current_at = -1
+    best = 2
+    for order, name in enumerate(dest.paths):
+        c = marks.get((name, judging))
+        if c is None:
+            c = marks[(name, judging)] = judge(dest, params, name, order, snapshots, load, drains)
+        judged.append(c)
+        if c.eligibility.eligible and c.tier < best:
+            best = c.tier
+        if name == current_path:
+            current, current_at = c, order
+    if current is None or not current.eligibility.eligible or current.tier != best:
+        return False
+    if frozenset(c.path for c in judged if c.drained) != carried.drained:
+        return False
+    if dest.policy is PolicyKind.FAILOVER:
+        return not any(c.eligibility.eligible and c.tier == best for c in judged[:current_at])
+    h = dest.hysteresis
+    for c in judged:
+        if c is current or not c.eligibility.eligible or c.tier != best or not c.enough_samples:
+            continue
+        gain = improvement(current, c)
+        if (gain is not None and gain >= h.min_improvement
+                and (current.rtt_s is None or current.rtt_s - c.rtt_s >= h.min_improvement_abs_s)):
+            return False
+    return True
 
 
 _NOT_DRAINED = object()
@@ -259,10 +352,12 @@ def _incremental(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, Lo
             i = positions.get(prefix)
             if figures and i is not None:
                 alone_in[i] = figures
-    judged: dict[int, tuple[tuple, tuple[Candidate, ...]]] = {}
+    judged: dict[int, tuple[tuple, _Judged]] = {}
     kept: dict[int, tuple] = {}
-    results: dict[int, tuple[str | None, tuple[Candidate, ...]]] = {}
+    results: dict[int, tuple[str | None, tuple[Candidate, ...]] | _Lazy] = {}
     changed: list[tuple[int, Step, frozenset[str]]] = []
+    marks: dict[tuple, Candidate] = {}  # this call's judgments of a path, per (path, judging)
+    judgings = params.judgings
     for gid, members in memo.members.items():
         rep = members[0]
         if alone_in and rep in alone_in:
@@ -279,20 +374,28 @@ def _incremental(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, Lo
             if last is not None and _same_inputs(last[0], inputs):
                 got = judged[setup] = last  # nothing it is judged from changed
             else:
-                got = judged[setup] = (inputs, evaluate(dest, params, snapshots, load, drains))
-        candidates = got[1]
+                got = judged[setup] = (inputs, _Judged(dest, params, snapshots, load, drains))
+        cell = got[1]
         last = memo.kept.get(gid)
         if (last is not None and last[0] == rep and last[1] is carried and last[2] == in_grace
-                and last[3] is candidates and not _timers(carried)):
-            step, drained = last[4], last[5]  # the same inputs, no clock running: the same step
-        else:
-            step, drained = _drain_labels(_decide_prefix(now, dest, candidates, carried, in_grace), candidates,
-                                          carried)
-        results[gid] = (step.pending, candidates)
+                and last[3] is cell and not _timers(carried)):
+            results[gid] = last[4]  # the same inputs, no clock running: the same step
+            kept[gid] = last
+            continue
+        if _stays(dest, judgings[rep], carried, params, snapshots, load, drains, marks):
+            # The paths' judgments show the step keeps the state as it is: what it would say
+            # (its pending text, the candidates) is made only if someone reads it.
+            result = _Lazy(now, dest, cell, carried, in_grace)
+            results[gid] = result
+            kept[gid] = (rep, carried, in_grace, cell, result)
+            continue
+        step, drained = _drain_labels(_decide_prefix(now, dest, cell.candidates, carried, in_grace),
+                                      cell.candidates, carried)
+        results[gid] = (step.pending, cell.candidates)
         if not _keeps(carried, step, drained):
             changed.append((gid, step, drained))
         else:
-            kept[gid] = (rep, carried, in_grace, candidates, step, drained)
+            kept[gid] = (rep, carried, in_grace, cell, results[gid])
     if not changed and not alone_in:
         memo = dataclasses.replace(memo, judged=judged, kept=kept)
         state = PolicyState(states, started_at, memo)

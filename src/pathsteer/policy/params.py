@@ -234,6 +234,14 @@ class PolicyParams:
                                      d.rtt_source, d.prefix.version), len(ids)) for d in self.destinations)
 
     @cached_property
+    def judgings(self) -> tuple[int, ...]:
+        """Per destination, a number shared by the destinations that judge a path alike
+        (`pathsteer.policy.candidates.judging_key`)."""
+        from pathsteer.policy.candidates import judging_key
+        ids: dict[tuple, int] = {}
+        return tuple(ids.setdefault(judging_key(d), len(ids)) for d in self.destinations)
+
+    @cached_property
     def positions(self) -> dict[Prefix, int]:
         """Each destination's index in ``destinations`` (config order)."""
         return {d.prefix: i for i, d in enumerate(self.destinations)}

@@ -140,9 +140,10 @@ class RouteStatus:
 class RouteTable(Sequence[RouteStatus]):
     """A decision's `RouteStatus` per destination, in config order, made when asked for: a
     decision over 1M prefixes where nothing moved costs what its groups cost, not a million
-    objects nobody reads. ``results``: per group of the decision, its (pending, candidates);
-    ``of``: each destination's group; ``alone``: the destinations decided on their own (upstream
-    figures), with their own. Treat as immutable, like the rest of a `Decision`."""
+    objects nobody reads. ``results``: per group of the decision, its (pending, candidates), or
+    an object whose ``value`` is that pair, made when first read; ``of``: each destination's
+    group; ``alone``: the destinations decided on their own (upstream figures), with their own.
+    Treat as immutable, like the rest of a `Decision`."""
 
     __slots__ = ("_dests", "_params", "_states", "_of", "_results", "_alone")
 
@@ -160,7 +161,11 @@ class RouteTable(Sequence[RouteStatus]):
         d = self._dests[i]
         st = self._states[d.prefix]
         got = self._alone.get(i) if self._alone else None
-        pending, candidates = got if got is not None else self._results[self._of[i]]
+        if got is None:
+            got = self._results[self._of[i]]
+            if not isinstance(got, tuple):
+                got = got.value  # made when first read (`decide`)
+        pending, candidates = got
         return RouteStatus(d.prefix, d.policy, st.nexthops, st.since, st.kind, st.reason, pending, candidates)
 
     def __getitem__(self, index):  # int or slice, as a tuple's
