@@ -11,6 +11,7 @@ import pytest
 
 from pathsteer.bpf import TcDirection, XdpMode, tc_program_id, xdp_program_id
 from pathsteer.bpf.counters import Counters, Hook, tc_place
+from pathsteer.errors import UsageError
 
 PING_FRAME = 98  # 14 Ethernet + 20 IPv4 + 8 ICMP + 56 payload
 
@@ -39,6 +40,13 @@ def test_ping_is_counted_at_every_hook(attached, netns):
         assert got[hook].packets >= 5, hook
         assert got[hook].bytes >= 5 * PING_FRAME, hook
     assert counters.read().keys() >= {(atts[0].ifindex, hook) for hook in Hook}
+    # a path's load sample, read for every path in one batch: the same counts as one by one
+    sample = counters.samples({"p": netns.name, "idle": "lo"}, now=5.0)
+    assert (sample["p"].at_s, sample["p"].rx, sample["p"].tx) == (
+        5.0, counters.totals(netns.name, Hook.TC_INGRESS), counters.totals(netns.name, Hook.TC_EGRESS))
+    assert (sample["idle"].rx.packets, sample["idle"].tx.bytes) == (0, 0)  # no program there: zero
+    with pytest.raises(UsageError, match="no interface 'nope0'"):
+        counters.samples({"gone": "nope0"})
 
 
 def run_in_other_invocation(netns, code: str) -> subprocess.CompletedProcess:

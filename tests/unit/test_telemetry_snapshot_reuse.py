@@ -82,3 +82,34 @@ def test_targets_read_later_show_the_figures_of_their_snapshot():
     assert a.target("192.0.2.2") is a.targets[1]
     plain = snapshot_of([p], 9.5).plain()
     assert isinstance(plain.paths[0].targets, tuple) and plain.paths[0].targets == b.targets
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.floats(0.001, 0.2)), st.floats(0.0, 3.0),
+                          st.booleans()), min_size=1, max_size=150))
+def test_path_rtts_are_the_live_targets_windows_merged(events):
+    """A path's order statistics come from one list its targets' windows keep merged (not a
+    merge at every snapshot): at any point they equal a sort of the live targets' RTTs, while
+    targets fail (losses), come back and age out of a short window."""
+    cfg = PathProbeConfig("p1", "eth0", ("192.0.2.1", "192.0.2.2", "192.0.2.3"), interval_s=1.0,
+                          window=WindowConfig(count=20, seconds=5.0))
+    p = PathTracker(cfg, 0.0)
+    targets = list(p.targets.values())
+    now, seq = 0.0, 0
+    for which, rtt, dt, look in events:
+        now += dt
+        seq += 1
+        t = targets[which]
+        t.on_sent(seq, now)
+        if rtt is None:
+            t.expire(now + 10.0)  # lost (a few in a row: the target fails)
+        else:
+            t.on_reply(seq, now + rtt)
+        if look:
+            got = p.snapshot(now + 0.5).rtt
+            live = [x for x in targets if not x.failing] or targets
+            want = rtt_stats(sorted(r for x in live for r in x.window.sorted_rtts()), got.ewma_s, got.recent_s,
+                             got.last_s)
+            assert (got.min_s, got.p50_s, got.p95_s, got.p99_s, got.max_s, got.samples) == (
+                want.min_s, want.p50_s, want.p95_s, want.p99_s, want.max_s, want.samples)
+            assert got.avg_s == pytest.approx(want.avg_s)

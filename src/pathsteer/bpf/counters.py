@@ -223,8 +223,12 @@ class Counters:
         TC ingress as received, TC egress as sent — what `telemetry.load.LoadMeter.update`
         takes."""
         at = time.monotonic() if now is None else now
-        return {name: CounterSample(at, self.totals(ifname, Hook.TC_INGRESS), self.totals(ifname, Hook.TC_EGRESS))
-                for name, ifname in interfaces.items()}
+        indexes = {name: ifindex_of(ifname) for name, ifname in interfaces.items()}
+        counts = self.read()  # one batch for every path, not two lookups a path
+        zero = Totals()
+        return {name: CounterSample(at, counts.get((ifindex, Hook.TC_INGRESS), zero),
+                                    counts.get((ifindex, Hook.TC_EGRESS), zero))
+                for name, ifindex in indexes.items()}
 
     def reset(self, interface: str | int, hooks: Iterable[Hook] = tuple(Hook)) -> None:
         """Forget the counts of ``interface`` (the programs start again from zero)."""

@@ -49,6 +49,8 @@ class PathTracker:
         self._rtt = None
         self._snap_key: tuple | None = None  # what `_snap` was made of
         self._snap: PathSnapshot | None = None
+        self._merged_of: tuple = ()  # the live targets `_merged_rtts` is of (ids)
+        self._merged_rtts: list[float] = []
 
     def handed_over(self) -> PathTracker:
         """This tracker, for a new engine (a reload): the measurements and the state stay, the
@@ -106,6 +108,20 @@ class PathTracker:
         self.state, self.since = next_path_state(self.state, self.since, self._figures, self.config.thresholds, now)
         return self.state
 
+    def _merged(self, live: list[TargetTracker]) -> list[float]:
+        """The answered RTTs of the ``live`` targets' windows, ascending: one list the windows
+        keep up to date as they take and drop RTTs (`ProbeWindow.mirror`), made again only
+        when the live targets change — not a merge of every window at every snapshot."""
+        ids = tuple(id(t) for t in live)
+        if ids != self._merged_of:
+            merged = sorted(itertools.chain.from_iterable(t.window.sorted_rtts() for t in live))  # runs: linear
+            for t in self._all:
+                t.window.mirror = None
+            for t in live:
+                t.window.mirror = merged
+            self._merged_of, self._merged_rtts = ids, merged
+        return self._merged_rtts
+
     def snapshot(self, now: float, updated: bool = False) -> PathSnapshot:
         """The path's figures at ``now``; ``updated``: `update` ran at ``now`` and nothing
         happened since (its figures are used as they are)."""
@@ -117,10 +133,7 @@ class PathTracker:
         if key == self._rtt_key:
             rtt = self._rtt  # no answer, loss or ageing out since the last snapshot
         else:
-            if len(live) == 1:
-                ordered = live[0].window.sorted_rtts()
-            else:
-                ordered = sorted(itertools.chain.from_iterable(t.window.sorted_rtts() for t in live))  # runs: linear
+            ordered = live[0].window.sorted_rtts() if len(live) == 1 else self._merged(live)
             recents = [t.window.recent() for t in live]
             rtt = rtt_stats_sorted(ordered, f.rtt_ewma_s,
                                    median([m for m in (median(r) for r in recents) if m is not None]),
