@@ -79,9 +79,8 @@ def decide(now: float, telemetry: TelemetrySnapshot, load: Mapping[str, LoadFigu
     margin that matters (probes every 100 ms: new snapshot objects at every call) step no group:
     each path is judged once for all the setups that judge it alike and a group whose current
     path stays best by those judgments keeps its state, its status text made only when read
-    (`_stays`). Without it (the first call,
-    a reload, an adopted state) every destination is visited (`_full`); both give the same
-    `Decision` (tests/unit/test_policy_incremental.py).
+    (`_stays`). Without it (the first call, a reload, an adopted state) every destination is
+    visited (`_full`); both give the same `Decision` (tests/unit/test_policy_incremental.py).
     """
     load = load or {}
     drains = drains or {}
@@ -149,7 +148,7 @@ class _Memo:
     # that its step left as it was: (representative, its state, in_grace, the `_Judged`, its
     # result for `RouteTable`). The next call takes them over while their inputs are the same
     # objects.
-    judged: dict[int, tuple[tuple, tuple[Candidate, ...]]] = dataclasses.field(default_factory=dict)
+    judged: dict[int, tuple[tuple, _Judged]] = dataclasses.field(default_factory=dict)
     kept: dict[int, tuple] = dataclasses.field(default_factory=dict)
 
 
@@ -215,6 +214,8 @@ def _stays(dest: DestinationParams, judging: int, carried: PrefixState, params: 
     current_at = -1
     best = 2
     for order, name in enumerate(dest.paths):
+        # shared by the setups that judge the path alike: its ``order`` is the first one's, so
+        # the order here is ``order`` (enumerate), never ``c.order``
         c = marks.get((name, judging))
         if c is None:
             c = marks[(name, judging)] = judge(dest, params, name, order, snapshots, load, drains)
