@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 
 import pytest
@@ -307,3 +308,51 @@ def test_a_reconcile_queued_during_an_apply_checks_the_new_table():
         assert plane.checked and set(plane.checked) == {"p2"}, plane.checked
         await s.stop()
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("phase", [0.002, 0.05, 0.098])
+def test_periodic_decisions_share_the_probes_wake_ups(phase):
+    """The engine calls ``on_tick`` at the end of each of its wake-ups; a periodic decision
+    due within DECIDE_EARLY_S then runs in that wake-up instead of on a timer of its own, so
+    a quiet daemon wakes once per probe round, not once more per decision: whatever the
+    probes' phase against the decisions' (``phase`` after the service's first decision)."""
+    import time
+
+    async def run(ticks: bool) -> tuple[int, int]:
+        s = service(FakePlane(), config(decision={"interval": "100ms", "load_counters": False,
+                                                  "startup_grace": "0s"}))
+        await s.start()
+        s.engine.set(path("p1", 10), path("p2", 30))
+        assert s.engine.on_tick is not None  # the service hooks itself to the engine it makes
+        loop = asyncio.get_running_loop()
+        select, waits = loop._selector.select, [0]
+
+        def counted(timeout=None):
+            if timeout is None or timeout > 0:
+                waits[0] += 1
+            return select(timeout)
+
+        async def probes():  # the engine's send ticks, 100 ms apart, on a phase of their own
+            t0 = loop.time() + phase
+            for k in itertools.count():
+                await asyncio.sleep(max(0.0, t0 + k * 0.1 - loop.time()))
+                if ticks:
+                    s.engine.on_tick(time.monotonic())
+
+        ticker = asyncio.ensure_future(probes())
+        await asyncio.sleep(0.3)
+        loop._selector.select = counted
+        before = s.stats["decisions"]
+        await asyncio.sleep(2.0)
+        loop._selector.select = select
+        decisions = s.stats["decisions"] - before
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        await s.stop()
+        return waits[0], decisions
+
+    alone, alone_decisions = asyncio.run(run(ticks=False))
+    shared, shared_decisions = asyncio.run(run(ticks=True))
+    assert 15 <= alone_decisions <= 21 and 15 <= shared_decisions <= 21  # every ~100 ms either way
+    assert alone >= 36, alone  # 20 probe wake-ups + 20 of the decisions' own (+ the 1 s loops)
+    assert shared <= 28, shared  # the decisions ride on the probes' 20

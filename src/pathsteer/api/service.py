@@ -28,7 +28,7 @@ from pathsteer.config import Config
 from pathsteer.config.operator import ApiConfig
 from pathsteer.control.server import Command
 from pathsteer.errors import PathsteerError, UsageError
-from pathsteer.waker import Waker
+from pathsteer.waker import Waker, beat
 
 log = logging.getLogger("pathsteer.api")
 MAX_TOKEN = 4096
@@ -58,7 +58,7 @@ class _Server(uvicorn.Server):
         ticks once a second (each tick makes the Date header) and at once on `exit_soon`."""
         self._wake = Waker()
         while not await self.on_tick(0):
-            await self._wake.wait(SERVER_TICK_S)
+            await self._wake.wait(SERVER_TICK_S, beat=True)
 
     def exit_soon(self) -> None:
         self.should_exit = True
@@ -249,7 +249,7 @@ class ApiService:
             # 20 times a second only while someone watches the table (a request for it sets
             # watched_until): an idle daemon is not woken 20 times a second for nothing
             watched = time.monotonic() < self.routes.watched_until
-            await asyncio.sleep(PREBUILD_POLL_S if watched else PREBUILD_IDLE_S)
+            await beat(PREBUILD_POLL_S if watched else PREBUILD_IDLE_S)
             steer = self.ctx.component("steer")
             if steer is None or not self.routes.wanted(steer.decision):
                 continue

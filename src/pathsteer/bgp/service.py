@@ -48,6 +48,7 @@ from pathsteer.bgp.learn import Learner
 from pathsteer.config.bgp import BgpConfig, announced_destinations, require_exabgp
 from pathsteer.control.server import Args, Command, NoArgs
 from pathsteer.errors import NotFoundError, PathsteerError, UsageError
+from pathsteer.waker import beat
 
 log = logging.getLogger("pathsteer.bgp")
 
@@ -581,7 +582,7 @@ class BgpService:
 
     async def _announce_loop(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await beat(TICK_S)
             steer = self.ctx.component("steer")
             if steer is None or self._writer is None or not self.cfg.announce.enabled:
                 continue

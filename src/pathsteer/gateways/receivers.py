@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathsteer.waker import beat
+
 log = logging.getLogger("pathsteer.gateways")
 
 MAX_DATAGRAM = 65535  # a UDP datagram's most; syslog's own limit is lower (RFC 5426 §3.2: 480-2048+)
@@ -274,7 +276,7 @@ class FileTail:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_s)
+            await beat(self.poll_s)
             try:
                 self.poll()
             except Exception as exc:  # noqa: BLE001 - a tail never stops the daemon

@@ -33,6 +33,7 @@ from pathsteer.guard.blocks import Block, BlockStore, Origin
 from pathsteer.guard.program import Event, GuardProgram
 from pathsteer.guard import synproxy
 from pathsteer.guard.rules import Action, Limits, Network, PortRule, RuleSet, SynCookies, lookup, parse_cidr
+from pathsteer.waker import beat
 
 log = logging.getLogger("pathsteer.guard")
 TICK_S = 0.2
@@ -352,7 +353,7 @@ class GuardService:
 
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await beat(TICK_S)
             try:
                 self.expire()
             except PathsteerError as exc:

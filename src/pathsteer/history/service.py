@@ -41,6 +41,7 @@ from pathsteer.errors import NotFoundError, PathsteerError, UsageError
 from pathsteer.events import BUS, Bus, Event
 from pathsteer.history import store
 from pathsteer.history.rollup import Accumulator, Rollup
+from pathsteer.waker import beat, next_beat
 
 log = logging.getLogger("pathsteer.history")
 
@@ -226,7 +227,9 @@ class Writer:
             with self._cond:
                 if (not self._stopping and len(self._queue) < self.batch and self._reopen is None
                         and self._damaged is None and self._flush_wanted <= self._done):
-                    self._cond.wait(self.flush_s)
+                    # on the loop's beat: one wake-up of the machine a second, not two
+                    now = time.monotonic()
+                    self._cond.wait(next_beat(now, self.flush_s) - now)
                 items = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
                 stopping = self._stopping and not self._queue
                 reopen, self._reopen = self._reopen, None
@@ -459,7 +462,7 @@ class HistoryService:
         while not self.sample():
             await asyncio.sleep(FIRST_SAMPLE_POLL_S)
         while True:
-            await asyncio.sleep(self.sample_s)
+            await beat(self.sample_s)
             self.sample()
 
     def sample(self) -> bool:

@@ -41,6 +41,7 @@ from pathsteer.telemetry import (
     snapshot_of,
 )
 from pathsteer.telemetry.target import ReplyKind, TargetTracker
+from pathsteer.waker import beat, next_beat
 
 log = logging.getLogger("pathsteer.probe")
 
@@ -66,6 +67,13 @@ def send_offset(index: int, paths: int, interval_s: float) -> float:
     path), spread evenly over it."""
     groups = max(1, min(paths, int(interval_s / SEND_SPACING_S + 1e-9)))
     return interval_s * (index * groups // paths) / groups
+
+
+def first_send(start: float, offset: float, interval_s: float) -> float:
+    """A daemon engine's first send of a path whose group is ``offset`` into the interval: the
+    first time after ``start`` that is ``offset`` past a multiple of ``interval_s`` on the loop's
+    clock (within an interval of ``start``, as ``start + offset`` is)."""
+    return next_beat(start - offset, interval_s) + offset
 
 
 class _Prober:
@@ -234,6 +242,10 @@ class ProbeEngine:
             raise ValueError("path names must be unique")
         self.configs = tuple(configs)
         self.on_state_change = on_state_change
+        # Called at the end of each wake-up of the engine (replies read, sends made) with its
+        # time: a periodic consumer of the figures (the decide loop) runs in that wake-up
+        # instead of waking the process on its own timer.
+        self.on_tick: Callable[[float], None] | None = None
         self.own_slots = own_slots
         now = time.monotonic()
         kept = {p.config: p for p in previous}
@@ -347,6 +359,8 @@ class ProbeEngine:
         if expiries and expiries[0][0] < wake:
             wake = expiries[0][0]
         self._tick_handle = self.loop.call_at(wake, self._guarded_tick)
+        if self.on_tick is not None:
+            self.on_tick(now)
 
     def schedule_expiry(self, p: _Prober) -> None:
         """Make sure the engine wakes for ``p``'s earliest deadline: a later wake-up already
@@ -368,7 +382,7 @@ class ProbeEngine:
         (the kernel drops the table route when the link goes down). Healthy paths cost nothing."""
         errors_seen: dict[int, int] = {}
         while True:
-            await asyncio.sleep(REPIN_INTERVAL_S)
+            await beat(REPIN_INTERVAL_S)
             for i, (path, pin) in enumerate(zip(self.paths, self.pins)):
                 if pin.table is None:
                     continue
@@ -405,11 +419,16 @@ class ProbeEngine:
             # of µs, a send a few: 64 paths every 100 ms send in 4 groups, not 64 wake-ups);
             # a path's targets probe together, so a path whose quorum is several targets is
             # seen down when its first target is, not up to an interval later.
+            # The daemon's engine sends on a grid of each path's interval on the loop's clock
+            # (its group's offset after a multiple of the interval, `waker.next_beat`; the
+            # first send still within an interval of ``start``): the once-a-second loops, on
+            # beats of the same clock, then wake with a round of probes, not on their own.
             slot = {id(path): i for i, path in enumerate(self.paths)}
             n = len(self.paths)
             for p in self.probers:
                 p.limit = count
-                p.next_at = start + send_offset(slot[id(p.path)], n, p.cfg.interval_s)
+                offset = send_offset(slot[id(p.path)], n, p.cfg.interval_s)
+                p.next_at = start + offset if count is not None else first_send(start, offset, p.cfg.interval_s)
                 heapq.heappush(self._sends, (p.next_at, next(self._order), p))
                 self._poller.register(p.sock.fileno(), select.EPOLLIN)
                 self._by_fd[p.sock.fileno()] = p

@@ -59,7 +59,7 @@ from pathsteer.steering.drains import Drain
 from pathsteer.telemetry import PathState, TelemetrySnapshot
 from pathsteer.telemetry.histogram import DURATION_BUCKETS_S, RttHistogram
 from pathsteer.units import parse_ttl
-from pathsteer.waker import Waker
+from pathsteer.waker import Waker, beat
 
 log = logging.getLogger("pathsteer.steering")
 LOAD_INTERVAL_S = 1.0
@@ -69,6 +69,7 @@ INLINE_ROUTES = 32  # up to this many prefixes, decide runs on the loop (pure, w
 PASSIVE_INTERVAL_S = 0.2  # passive RTT reads; its figures cover the last PASSIVE_WINDOW_S
 PASSIVE_WINDOW_S = 1.0
 DECIDE_BUDGET_FACTOR = 5  # periodic decisions wait at least 5x the last one's duration
+DECIDE_EARLY_S = 0.01  # a periodic decision may run this much early to share the probes' wake-up
 # Multipath hashing of forwarded packets: the kernel's default (0) hashes on addresses only,
 # so every flow between two hosts takes one next hop; 1 hashes on the 5-tuple (L4).
 HASH_POLICY_SYSCTLS = ("/proc/sys/net/ipv4/fib_multipath_hash_policy", "/proc/sys/net/ipv6/fib_multipath_hash_policy")
@@ -158,6 +159,9 @@ class SteeringService:
         self.decide_hist = RttHistogram(DURATION_BUCKETS_S)  # every decision's duration (metrics)
         self.apply_hist = RttHistogram(DURATION_BUCKETS_S)  # every successful apply's
         self._wake = Waker()  # the decide loop's: a path changing state, a drain, an SLA breach
+        self._decide_due = math.inf  # when the next periodic decision is due (time.monotonic())
+        self._decide_early = 0.0  # how early a probe wake-up may run it (see _decide_loop)
+        self._on_tick = False  # the last decision ran in a probe wake-up
         self._step_lock = asyncio.Lock()  # one decision at a time; a reload holds it throughout
         self._plane_lock = asyncio.Lock()  # one data-plane call at a time (apply, reconcile, heartbeat)
         self._plane_call: asyncio.Future | None = None  # the data-plane call running in a worker thread
@@ -308,6 +312,7 @@ class SteeringService:
         previous = self.engine.paths if self.engine is not None else ()
         self.engine = self._engine_factory(build.probe_configs(self.config), on_state_change=self._on_path_state,
                                            previous=previous)
+        self.engine.on_tick = self._engine_ticked
         self._engine_stop = asyncio.Event()
         self._engine_task = asyncio.create_task(self.engine.run(stop=self._engine_stop), name="steer-probe")
         await asyncio.sleep(0.05)  # pins go in first: a failure there is a start failure
@@ -457,7 +462,7 @@ class SteeringService:
     async def _passive_loop(self) -> None:
         while True:
             # without passive paths there is nothing to read: a look a second for a reload
-            await asyncio.sleep(PASSIVE_INTERVAL_S if self._passive is not None else 1.0)
+            await beat(PASSIVE_INTERVAL_S if self._passive is not None else 1.0)
             try:
                 self._read_passive()
             except Exception as exc:  # noqa: BLE001 - the probes' figures still count
@@ -558,14 +563,30 @@ class SteeringService:
         self._wake.set()  # decide now: a path that went down is left in this tick
         # (the engine logs and publishes the path.state event itself)
 
+    def _engine_ticked(self, now: float) -> None:
+        # The periodic decision runs in the probes' wake-up when one comes within
+        # `_decide_early` of its time (the replies were just read): an idle daemon otherwise
+        # woke ten times a second more, for the decisions alone. Its own timer still runs.
+        if now >= self._decide_due - self._decide_early and not self._wake.is_set():
+            self._on_tick = True
+            self._wake.set()
+
     async def _decide_loop(self) -> None:
         while True:
             # At most a fifth of a core on periodic decisions (10k prefixes take tens of ms
             # each); a path changing state still wakes the loop at once.
             interval = self.config.decision.interval if self.config.decision else 0.1
             interval = max(interval, DECIDE_BUDGET_FACTOR * self.stats["decide_ms_last"] / 1e3)
+            # In step with the probes, a decision may come DECIDE_EARLY_S early to share their
+            # wake-up. Out of step (it ran on its own timer or for a path's state), the next
+            # probe wake-up runs it, however early, to fall in step again: a fixed margin would
+            # never catch probes whose phase is just after the decisions' own.
+            self._decide_early = min(DECIDE_EARLY_S, interval / 4) if self._on_tick else interval
+            self._on_tick = False
+            self._decide_due = time.monotonic() + interval
             await self._wake.wait(interval)
             self._wake.clear()
+            self._decide_due = math.inf  # no wake-up from the probes while a decision runs
             try:
                 await self._step()
             except Exception:  # noqa: BLE001 - the loop must go on
@@ -675,7 +696,7 @@ class SteeringService:
 
     async def _reconcile_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.dp_config.reconcile_interval)
+            await beat(self.dp_config.reconcile_interval)
             if self.applied is None or self.dataplane is None:
                 continue
             try:
@@ -697,7 +718,7 @@ class SteeringService:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.dp_config.heartbeat_interval)
+            await beat(self.dp_config.heartbeat_interval)
             try:
                 if self.dataplane is not None:
                     async with self._plane_lock:  # quick (a map write): on the loop, between calls
@@ -707,7 +728,7 @@ class SteeringService:
 
     async def _load_loop(self) -> None:
         while True:
-            await asyncio.sleep(LOAD_INTERVAL_S)
+            await beat(LOAD_INTERVAL_S)
             try:
                 if self.load_meter is not None and self._counters is not None:
                     self.load = self.load_meter.update(self._counters.samples(self._load_interfaces()))
