@@ -356,3 +356,45 @@ def test_periodic_decisions_share_the_probes_wake_ups(phase):
     assert 15 <= alone_decisions <= 21 and 15 <= shared_decisions <= 21  # every ~100 ms either way
     assert alone >= 36, alone  # 20 probe wake-ups + 20 of the decisions' own (+ the 1 s loops)
     assert shared <= 28, shared  # the decisions ride on the probes' 20
+
+
+def test_many_prefixes_periodic_decisions_on_the_loop_changes_in_the_worker(monkeypatch):
+    """Over INLINE_ROUTES prefixes, a periodic decision whose last `decide` was quick runs on
+    the loop (no thread hand-off); the first ones, and any woken by a change that may move many
+    prefixes (a path's state), run in the worker thread."""
+    import threading
+
+    from pathsteer.steering import service as svc
+
+    where: list[tuple[str, bool]] = []
+    real = svc.decide
+
+    def spy(*args):
+        where.append((threading.current_thread().name, any(p.state is PathState.DOWN for p in args[1].paths)))
+        return real(*args)
+
+    monkeypatch.setattr(svc, "decide", spy)
+    dests = [{"prefix": f"10.{i // 256}.{i % 256}.0/24", "paths": ["p1", "p2"]} for i in range(svc.INLINE_ROUTES + 8)]
+
+    async def main():
+        s = service(FakePlane(), config(decision={"interval": "20ms", "load_counters": False, "startup_grace": "0s"},
+                                        destinations=dests))
+        await s.start()
+        s.engine.set(path("p1", 10), path("p2", 30))
+        await settle(0.3)
+        where.clear()
+        await settle(0.2)
+        periodic = list(where)
+        where.clear()
+        s.engine.set(path("p1", None, state=PathState.DOWN, failing=3), path("p2", 30))
+        await settle(0.2)
+        moved = s.applied.routes[ipaddress.ip_network("10.0.0.0/24")].nexthops[0].path
+        await s.stop()
+        return periodic, list(where), moved
+
+    periodic, after, moved = asyncio.run(main())
+    loop_thread = threading.main_thread().name
+    assert periodic and all(name == loop_thread for name, _ in periodic), periodic
+    assert moved == "p2"
+    first_down = next(name for name, down in after if down)
+    assert first_down != loop_thread  # the change's decision went to the worker

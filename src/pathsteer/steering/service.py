@@ -69,6 +69,7 @@ INLINE_ROUTES = 32  # up to this many prefixes, decide runs on the loop (pure, w
 PASSIVE_INTERVAL_S = 0.2  # passive RTT reads; its figures cover the last PASSIVE_WINDOW_S
 PASSIVE_WINDOW_S = 1.0
 DECIDE_BUDGET_FACTOR = 5  # periodic decisions wait at least 5x the last one's duration
+DECIDE_INLINE_MS = 5.0  # a periodic decision whose last call took less runs on the loop
 DECIDE_EARLY_S = 0.01  # a periodic decision may run this much early to share the probes' wake-up
 # Multipath hashing of forwarded packets: the kernel's default (0) hashes on addresses only,
 # so every flow between two hosts takes one next hop; 1 hashes on the 5-tuple (L4).
@@ -122,6 +123,13 @@ class SteeringPlan:
     file_config: Config | None = None  # the section as the file gives it (config: with the auto destinations)
 
 
+def _timed_decide(*args) -> tuple[Decision, float]:
+    """`decide` in the worker thread, and how long it took (ms)."""
+    t0 = time.perf_counter()
+    decision = decide(*args)
+    return decision, (time.perf_counter() - t0) * 1e3
+
+
 class SteeringService:
     name = "steer"  # its commands are steer.*
 
@@ -162,6 +170,8 @@ class SteeringService:
         self._decide_due = math.inf  # when the next periodic decision is due (time.monotonic())
         self._decide_early = 0.0  # how early a probe wake-up may run it (see _decide_loop)
         self._on_tick = False  # the last decision ran in a probe wake-up
+        self._changed = False  # the decide loop was woken by a change, not by time (see _wake_for_change)
+        self._pure_ms = math.inf  # how long the last `decide` call took (ms): see _step_locked
         self._step_lock = asyncio.Lock()  # one decision at a time; a reload holds it throughout
         self._plane_lock = asyncio.Lock()  # one data-plane call at a time (apply, reconcile, heartbeat)
         self._plane_call: asyncio.Future | None = None  # the data-plane call running in a worker thread
@@ -560,8 +570,14 @@ class SteeringService:
     # --- the loops ----------------------------------------------------------------------------
 
     def _on_path_state(self, name: str, before: PathState, after: PathState, now: float) -> None:
-        self._wake.set()  # decide now: a path that went down is left in this tick
+        self._wake_for_change()  # decide now: a path that went down is left in this tick
         # (the engine logs and publishes the path.state event itself)
+
+    def _wake_for_change(self) -> None:
+        """Decide now: something changed that may move many prefixes (a path's state, a drain,
+        an upstream's figures); that decision runs off the loop (see `_step_locked`)."""
+        self._changed = True
+        self._wake.set()
 
     def _engine_ticked(self, now: float) -> None:
         # The periodic decision runs in the probes' wake-up when one comes within
@@ -587,8 +603,9 @@ class SteeringService:
             await self._wake.wait(interval)
             self._wake.clear()
             self._decide_due = math.inf  # no wake-up from the probes while a decision runs
+            periodic, self._changed = not self._changed, False
             try:
-                await self._step()
+                await self._step(periodic=periodic)
             except Exception:  # noqa: BLE001 - the loop must go on
                 log.exception("steer.decide-failed")
             if self._engine_task is not None and self._engine_task.done():
@@ -603,12 +620,13 @@ class SteeringService:
             log.error("steer.probe-restart-failed error=%r", str(exc))
             await asyncio.sleep(1.0)
 
-    async def _step(self) -> Decision:
-        """One decision, applied; returns it."""
+    async def _step(self, periodic: bool = False) -> Decision:
+        """One decision, applied; returns it. ``periodic``: nothing but time and the probes'
+        figures changed since the last one."""
         async with self._step_lock:
-            return await self._step_locked()
+            return await self._step_locked(periodic)
 
-    async def _step_locked(self) -> Decision:
+    async def _step_locked(self, periodic: bool = False) -> Decision:
         t0 = time.perf_counter()
         await self._expire_drains()
         now = self.clock()
@@ -618,13 +636,19 @@ class SteeringService:
         if self.upstream:
             self._prune_upstream(now)
         upstream = self.upstream
-        if len(self.params.destinations) <= INLINE_ROUTES:
-            # A few prefixes decide in well under a millisecond: on the loop, without the two
-            # thread wake-ups that cost a reroute several ms on a busy machine.
+        if len(self.params.destinations) <= INLINE_ROUTES or (periodic and self._pure_ms < DECIDE_INLINE_MS):
+            # A few prefixes decide in well under a millisecond, and a periodic decision over
+            # many in a few when little moves (`decide` steps only the groups whose inputs
+            # crossed a margin): on the loop, without the two thread wake-ups (and the GIL
+            # passed back and forth) that cost more than the decision here. Anything that may
+            # move many prefixes (a path's state, a drain, a reload, the first decisions) and
+            # a periodic one after a slow one run in the worker thread.
+            d0 = time.perf_counter()
             decision = decide(now, snap, self.load, self.params, self.state, drained, upstream)
+            self._pure_ms = (time.perf_counter() - d0) * 1e3
         else:
-            decision = await asyncio.get_running_loop().run_in_executor(
-                self._decide_pool, decide, now, snap, self.load, self.params, self.state, drained, upstream)
+            decision, self._pure_ms = await asyncio.get_running_loop().run_in_executor(
+                self._decide_pool, _timed_decide, now, snap, self.load, self.params, self.state, drained, upstream)
         t1 = time.perf_counter()
         self.telemetry, self.decision, self.state = snap, decision, decision.state
         for e in decision.events:
@@ -798,7 +822,7 @@ class SteeringService:
         self.upstream = upstream
         self._prune_upstream(now)
         if wake:
-            self._wake.set()
+            self._wake_for_change()
 
     def _destinations(self) -> tuple[PrefixIndex[DestinationParams], dict[Prefix, DestinationParams]]:
         """The configured destinations: a longest-match index and by prefix (built once per params)."""
@@ -915,7 +939,7 @@ class SteeringService:
         d = Drain(args.path, old.since if old is not None else wall, None if ttl is None else wall + ttl, reason)
         self.drains[args.path] = d
         event("steer.drain", path=d.path, ttl=ttl, reason=reason, until=d.until)
-        self._wake.set()  # decide now: the traffic leaves the path in this tick
+        self._wake_for_change()  # decide now: the traffic leaves the path in this tick
         error = await self._save_drains()
         warnings = []
         alone = self._only_healthy(args.path)
@@ -935,7 +959,7 @@ class SteeringService:
             return {"path": args.path, "undrained": False, "was": None, "persisted": True,
                     "note": f"{args.path} was not drained"}
         event("steer.undrain", path=args.path, why="manual")
-        self._wake.set()
+        self._wake_for_change()
         error = await self._save_drains()
         return {"path": args.path, "undrained": True, "was": old.view(), "persisted": error is None,
                 "note": None if error is None else f"undrained, but the file still has it: {error}"}
