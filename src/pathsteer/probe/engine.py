@@ -41,7 +41,7 @@ from pathsteer.telemetry import (
     snapshot_of,
 )
 from pathsteer.telemetry.target import ReplyKind, TargetTracker
-from pathsteer.waker import beat, next_beat
+from pathsteer.waker import beat
 
 log = logging.getLogger("pathsteer.probe")
 
@@ -69,13 +69,6 @@ def send_offset(index: int, paths: int, interval_s: float) -> float:
     return interval_s * (index * groups // paths) / groups
 
 
-def on_grid(after: float, offset: float, interval_s: float) -> float:
-    """The first time after ``after`` that is ``offset`` past a multiple of ``interval_s`` on
-    the loop's clock: where a daemon engine's path whose group is ``offset`` into the interval
-    sends from its second probe on."""
-    return next_beat(after - offset, interval_s) + offset
-
-
 class _Prober:
     """Probes one target of one path through one pinned socket. Scheduling is the engine's."""
 
@@ -100,7 +93,6 @@ class _Prober:
         # A link-local IPv6 target needs its scope (RFC 4007 §6): the pinned interface.
         self.addr = (self.target, port, 0, pin.ifindex) if ip.version == 6 and ip.is_link_local else (self.target, port)
         self.next_at = 0.0  # when the next probe is due
-        self.grid: float | None = None  # the daemon's: after the first probe, go on the grid at this offset
         self.expiry_at: float | None = None  # when the engine will next expire this prober's probes
         self.closed = False
 
@@ -142,13 +134,7 @@ class _Prober:
             self.tracker.on_error()
             log.debug("probe.send_error path=%s target=%s errno=%s", self.cfg.name, self.target, exc.errno)
         interval = self.cfg.interval_s
-        if self.grid is not None:
-            # The first probe went at once (a first measurement as soon as before); the next
-            # ones on the grid (`on_grid`), at least half an interval after it.
-            self.next_at = on_grid(now + interval / 2, self.grid, interval)
-            self.grid = None
-        else:
-            self.next_at += interval
+        self.next_at += interval
         if self.next_at < now:  # fell behind (a stalled loop): skip, do not burst
             self.next_at = now + interval
         return now
@@ -426,17 +412,11 @@ class ProbeEngine:
             # of µs, a send a few: 64 paths every 100 ms send in 4 groups, not 64 wake-ups);
             # a path's targets probe together, so a path whose quorum is several targets is
             # seen down when its first target is, not up to an interval later.
-            # From its second probe on, a daemon's path sends on a grid of its interval on the
-            # loop's clock (its group's offset after a multiple of the interval, `on_grid`):
-            # the once-a-second loops, on beats of the same clock, then wake with a round of
-            # probes, not on their own. The first probes go as they always did (at once).
             slot = {id(path): i for i, path in enumerate(self.paths)}
             n = len(self.paths)
             for p in self.probers:
                 p.limit = count
-                offset = send_offset(slot[id(p.path)], n, p.cfg.interval_s)
-                p.next_at = start + offset
-                p.grid = offset if count is None else None
+                p.next_at = start + send_offset(slot[id(p.path)], n, p.cfg.interval_s)
                 heapq.heappush(self._sends, (p.next_at, next(self._order), p))
                 self._poller.register(p.sock.fileno(), select.EPOLLIN)
                 self._by_fd[p.sock.fileno()] = p
