@@ -461,9 +461,13 @@ class HistoryService:
         # than one sample interval still leaves its rollup at stop.
         while not self.sample():
             await asyncio.sleep(FIRST_SAMPLE_POLL_S)
+        last = time.monotonic()
         while True:
-            await beat(self.sample_s)
+            await beat(self.sample_s)  # with the daemon's other loops (one wake-up)
+            if time.monotonic() - last < self.sample_s / 2:
+                continue  # the first beat right after the first sample: one sample per interval
             self.sample()
+            last = time.monotonic()
 
     def sample(self) -> bool:
         """One sample of steering's paths (none when steering does not run); never raises.
