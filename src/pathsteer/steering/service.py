@@ -124,7 +124,7 @@ class SteeringPlan:
 
 
 def _timed_decide(*args) -> tuple[Decision, float]:
-    """`decide` in the worker thread, and how long it took (ms)."""
+    """`decide`, and how long it took (ms): on the loop or in the worker thread."""
     t0 = time.perf_counter()
     decision = decide(*args)
     return decision, (time.perf_counter() - t0) * 1e3
@@ -643,9 +643,7 @@ class SteeringService:
             # passed back and forth) that cost more than the decision here. Anything that may
             # move many prefixes (a path's state, a drain, a reload, the first decisions) and
             # a periodic one after a slow one run in the worker thread.
-            d0 = time.perf_counter()
-            decision = decide(now, snap, self.load, self.params, self.state, drained, upstream)
-            self._pure_ms = (time.perf_counter() - d0) * 1e3
+            decision, self._pure_ms = _timed_decide(now, snap, self.load, self.params, self.state, drained, upstream)
         else:
             decision, self._pure_ms = await asyncio.get_running_loop().run_in_executor(
                 self._decide_pool, _timed_decide, now, snap, self.load, self.params, self.state, drained, upstream)
